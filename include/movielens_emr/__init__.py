@@ -1,0 +1,1 @@
+"""MovieLens similarity pipeline on AWS EMR: staging, cluster specs, steps, results and metrics."""

@@ -1,0 +1,383 @@
+"""Deterministic generator of MovieLens-1M-shaped synthetic ratings.dat and movies.dat files."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+ML1M_MOVIE_ID_SPACE = 3952  # ml-1m movie ids run 1..3952, of which 3706 are rated
+FIRST_TIMESTAMP = 956_703_932  # 2000-04-25 23:05:32 UTC, the earliest ml-1m rating
+LAST_TIMESTAMP = 1_046_454_590  # 2003-02-28 17:49:50 UTC, the latest ml-1m rating
+END_OF_2000 = 978_307_199  # ml-1m users all joined in 2000, so first sessions start before this
+
+RATING_SHARES = (0.056, 0.108, 0.261, 0.349, 0.226)  # ml-1m share of ratings 1..5
+
+# Number of ml-1m movies carrying each genre; used as weights when tagging synthetic movies.
+GENRE_FREQUENCIES = {
+    "Action": 503, "Adventure": 283, "Animation": 105, "Children's": 251, "Comedy": 1200,
+    "Crime": 211, "Documentary": 127, "Drama": 1603, "Fantasy": 68, "Film-Noir": 44,
+    "Horror": 343, "Musical": 114, "Mystery": 106, "Romance": 471, "Sci-Fi": 276,
+    "Thriller": 492, "War": 143, "Western": 68,
+}
+GENRES = tuple(GENRE_FREQUENCIES)
+GENRE_COUNT_SHARES = (0.5, 0.35, 0.15)  # share of movies tagged with 1, 2 and 3 genres
+
+# Tuned so the full shape lands near ml-1m: per-user median ~95 (ml-1m 96) and max ~1800-2500
+# (2314); per-movie max ~3400-3600 (3428) and median ~107 (123); hundreds of movies under 10.
+ACTIVITY_GAMMA_SHAPE = 0.55
+POPULARITY_GAMMA_SHAPE = 0.6
+POPULARITY_EXPONENT = 1.4
+# A small weight floor trims single-rating movies to ~70-90 (ml-1m has about a hundred)
+# from ~250 without it.
+POPULARITY_FLOOR_SHARE = 0.003
+LATENT_DIMS = 8
+USER_BIAS_SD = 0.45
+QUALITY_SD = 0.45
+QUALITY_POPULARITY_SLOPE = 0.25  # popular ml-1m movies are rated a little higher
+TASTE_SD = 0.3
+MOVIE_FACTOR_NOISE_SD = 0.5
+RATING_NOISE_SD = 0.8
+
+RATINGS_DTYPE = np.dtype(
+    [("user_id", np.int32), ("movie_id", np.int32), ("rating", np.int8), ("timestamp", np.int64)]
+)
+MOVIES_DTYPE = np.dtype([("movie_id", np.int32), ("title", "U64"), ("genres", "U64")])
+
+
+@dataclass(frozen=True)
+class SyntheticShape:
+    """Size and seed of a synthetic dataset; the defaults are the real ml-1m figures.
+
+    Construction raises ValueError when no dataset can have this shape (for example more
+    ratings than distinct (user, movie) pairs, or fewer ratings than movies).
+    """
+
+    users: int = 6040
+    movies: int = 3706
+    ratings: int = 1_000_209
+    min_ratings_per_user: int = 20
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        problems = _shape_problems(self)
+        if problems:
+            raise ValueError(f"infeasible {self}: " + "; ".join(problems))
+
+
+def _shape_problems(shape: SyntheticShape) -> list[str]:
+    """Every reason the shape cannot be generated; empty when it can."""
+    checks = [
+        (shape.users >= 1 and shape.movies >= 1, "users and movies must be at least 1"),
+        (shape.min_ratings_per_user >= 1, "min_ratings_per_user must be at least 1"),
+        (shape.min_ratings_per_user <= shape.movies, "min_ratings_per_user exceeds movies"),
+        (shape.users * shape.min_ratings_per_user <= shape.ratings,
+         "ratings below users * min_ratings_per_user"),
+        (shape.ratings <= shape.users * shape.movies, "ratings exceed users * movies pairs"),
+        (shape.ratings >= shape.movies, "ratings below movies, so some movie would be unrated"),
+    ]
+    return [message for ok, message in checks if not ok]
+
+
+@dataclass(frozen=True)
+class _Catalogue:
+    movie_ids: np.ndarray  # ascending ids drawn from the ml-1m id space
+    years: np.ndarray
+    genres: np.ndarray  # bool (movies, len(GENRES))
+    popularity: np.ndarray  # positive sampling weights
+    quality: np.ndarray  # additive rating shift per movie
+    factors: np.ndarray  # (movies, LATENT_DIMS), close for movies sharing genres
+
+
+@dataclass(frozen=True)
+class _Users:
+    counts: np.ndarray  # ratings per user, summing to shape.ratings
+    bias: np.ndarray
+    taste: np.ndarray  # (users, LATENT_DIMS)
+    first_session: np.ndarray  # seconds
+    session_seconds: np.ndarray
+    return_share: np.ndarray  # share of a user's ratings made after the first session
+
+
+def _streams(seed: int) -> dict[str, np.random.Generator]:
+    """Independent named generators, so e.g. the catalogue does not depend on the user count."""
+    names = ("catalogue", "users", "picks", "scores", "times", "order")
+    return dict(zip(names, np.random.default_rng(seed).spawn(len(names))))
+
+
+def _draw_movie_ids(movies: int, rng: np.random.Generator) -> np.ndarray:
+    """Ascending distinct ids from 1..3952 (or 1..movies when that is larger)."""
+    id_space = max(ML1M_MOVIE_ID_SPACE, movies)
+    return np.sort(rng.choice(id_space, size=movies, replace=False) + 1).astype(np.int32)
+
+
+def _draw_years(movies: int, rng: np.random.Generator) -> np.ndarray:
+    """Release years 1919..2000 skewed towards the late 1990s like ml-1m."""
+    age = np.floor(rng.exponential(scale=9.0, size=movies))
+    return np.clip(2000 - age, 1919, 2000).astype(np.int32)
+
+
+def _draw_genres(movies: int, rng: np.random.Generator) -> np.ndarray:
+    """Bool matrix tagging each movie with 1..3 distinct genres, weighted by ml-1m frequency."""
+    weights = np.array(list(GENRE_FREQUENCIES.values()), dtype=float)
+    # Efraimidis-Spirakis keys: the top-n keys are a weighted sample without replacement.
+    keys = np.log(rng.random((movies, len(GENRES)))) / weights
+    rank = np.argsort(np.argsort(-keys, axis=1), axis=1)
+    genre_counts = rng.choice(len(GENRE_COUNT_SHARES), size=movies, p=GENRE_COUNT_SHARES) + 1
+    return rank < genre_counts[:, None]
+
+
+def _genre_factors(genres: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Latent vectors: the mean of the movie's genre vectors plus individual noise."""
+    genre_vectors = rng.normal(size=(len(GENRES), LATENT_DIMS))
+    shared = genres @ genre_vectors / genres.sum(axis=1, keepdims=True)
+    return shared + rng.normal(scale=MOVIE_FACTOR_NOISE_SD, size=shared.shape)
+
+
+def _build_catalogue(movies: int, rng: np.random.Generator) -> _Catalogue:
+    """All per-movie properties, drawn in a fixed order from the catalogue stream."""
+    movie_ids = _draw_movie_ids(movies, rng)
+    years = _draw_years(movies, rng)
+    genres = _draw_genres(movies, rng)
+    factors = _genre_factors(genres, rng)
+    popularity = rng.gamma(POPULARITY_GAMMA_SHAPE, size=movies) ** POPULARITY_EXPONENT
+    popularity += POPULARITY_FLOOR_SHARE * popularity.mean()
+    log_popularity = np.log(popularity)
+    popularity_z = (log_popularity - log_popularity.mean()) / log_popularity.std()
+    quality = QUALITY_POPULARITY_SLOPE * popularity_z + rng.normal(scale=QUALITY_SD, size=movies)
+    return _Catalogue(movie_ids, years, genres, popularity, quality, factors)
+
+
+def _fit_counts(weights: np.ndarray, floor: int, cap: int, total: int) -> np.ndarray:
+    """Integers in [floor, cap] summing exactly to total, growing with weights (water-filling)."""
+    def filled(scale: float) -> np.ndarray:
+        return np.minimum(floor + scale * weights, cap)
+
+    low, high = 0.0, 1.0
+    while filled(high).sum() < total:
+        high *= 2.0
+    for _ in range(100):
+        middle = (low + high) / 2.0
+        low, high = (middle, high) if filled(middle).sum() < total else (low, middle)
+    return _round_to_total(filled(low), cap, total)
+
+
+def _round_to_total(real_counts: np.ndarray, cap: int, total: int) -> np.ndarray:
+    """Floor the counts, then hand the shortfall to the largest fractional parts below cap."""
+    counts = np.floor(real_counts).astype(np.int64)
+    fractions = real_counts - counts
+    while (shortfall := total - int(counts.sum())) > 0:
+        eligible = np.flatnonzero(counts < cap)
+        chosen = eligible[np.argsort(-fractions[eligible], kind="stable")[:shortfall]]
+        counts[chosen] += 1
+        fractions[chosen] = 0.0
+    return counts
+
+
+def _build_users(shape: SyntheticShape, rng: np.random.Generator) -> _Users:
+    """Per-user activity, rating bias, taste and timing habits."""
+    activity = rng.gamma(ACTIVITY_GAMMA_SHAPE, size=shape.users)
+    counts = _fit_counts(activity, shape.min_ratings_per_user, shape.movies, shape.ratings)
+    bias = rng.normal(scale=USER_BIAS_SD, size=shape.users)
+    taste = rng.normal(scale=TASTE_SD, size=(shape.users, LATENT_DIMS))
+    first_session = rng.uniform(FIRST_TIMESTAMP, END_OF_2000, size=shape.users)
+    # Most ml-1m users rate in one sitting of minutes to hours; a few keep coming back.
+    session_seconds = np.exp(rng.normal(np.log(3600.0), 1.5, size=shape.users))
+    return_share = rng.beta(0.3, 3.0, size=shape.users)
+    return _Users(counts, bias, taste, first_session, session_seconds, return_share)
+
+
+def _forced_movies(counts: np.ndarray, movies: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Per user, the movie indexes it must rate; each movie is forced on exactly one user.
+
+    No user is forced more movies than its count: each movie takes a distinct rating slot
+    out of counts.sum(), and the slot's owner must rate it.
+    """
+    slots = rng.choice(int(counts.sum()), size=movies, replace=False)
+    raters = np.searchsorted(np.cumsum(counts), slots, side="right")
+    by_rater = np.argsort(raters, kind="stable")
+    bounds = np.searchsorted(raters[by_rater], np.arange(counts.size + 1))
+    return [by_rater[bounds[user]:bounds[user + 1]] for user in range(counts.size)]
+
+
+def _pick_movies(counts: np.ndarray, popularity: np.ndarray,
+                 rng: np.random.Generator) -> np.ndarray:
+    """Movie indexes of all ratings, grouped by user, ascending within a user, no repeats.
+
+    Each user draws counts[u] movies weighted by popularity without replacement, always
+    including its forced movies, so every movie is rated at least once.
+    """
+    movies = popularity.size
+    forced = _forced_movies(counts, movies, rng)
+    inverse_weight = 1.0 / popularity
+    offsets = np.concatenate(([0], np.cumsum(counts)))
+    picks = np.empty(offsets[-1], dtype=np.int32)
+    for user, count in enumerate(counts.tolist()):
+        keys = np.log(rng.random(movies)) * inverse_weight  # Efraimidis-Spirakis keys
+        keys[forced[user]] = np.inf
+        top = np.argpartition(keys, movies - count)[movies - count:]
+        picks[offsets[user]:offsets[user + 1]] = np.sort(top)
+    return picks
+
+
+def _score_to_rating(scores: np.ndarray) -> np.ndarray:
+    """Integer ratings 1..5 cutting the scores at the quantiles giving ml-1m's rating shares."""
+    cut_points = np.quantile(scores, np.cumsum(RATING_SHARES)[:-1])
+    return (np.searchsorted(cut_points, scores, side="right") + 1).astype(np.int8)
+
+
+def _rate(users: _Users, catalogue: _Catalogue, user_index: np.ndarray,
+          movie_index: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Ratings from user bias + movie quality + taste-factor affinity + noise."""
+    affinity = np.einsum("ij,ij->i", users.taste[user_index], catalogue.factors[movie_index])
+    scores = users.bias[user_index] + catalogue.quality[movie_index] + affinity
+    scores += rng.normal(scale=RATING_NOISE_SD, size=scores.size)
+    return _score_to_rating(scores)
+
+
+def _timestamps(users: _Users, user_index: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Seconds within ml-1m's span: mostly a user's first session, sometimes a later return."""
+    size = user_index.size
+    start = users.first_session[user_index]
+    in_session = start + rng.exponential(users.session_seconds[user_index])
+    returned = start + rng.random(size) * (LAST_TIMESTAMP - start)
+    is_return = rng.random(size) < users.return_share[user_index]
+    seconds = np.where(is_return, returned, in_session)
+    return np.clip(seconds, FIRST_TIMESTAMP, LAST_TIMESTAMP).astype(np.int64)
+
+
+def generate_movies(shape: SyntheticShape) -> np.ndarray:
+    """The shape.movies rated movies as a MOVIES_DTYPE array, ascending by movie_id.
+
+    Titles look like "Synthetic Movie 123 (1997)" and genres like "Comedy|Drama" (ml-1m
+    genre names); both are ASCII and depend only on shape.movies and shape.seed.
+    """
+    catalogue = _build_catalogue(shape.movies, _streams(shape.seed)["catalogue"])
+    movies = np.empty(shape.movies, dtype=MOVIES_DTYPE)
+    movies["movie_id"] = catalogue.movie_ids
+    movies["title"] = [
+        f"Synthetic Movie {movie_id} ({year})"
+        for movie_id, year in zip(catalogue.movie_ids.tolist(), catalogue.years.tolist())
+    ]
+    genre_names = np.array(GENRES)
+    movies["genres"] = ["|".join(genre_names[row]) for row in catalogue.genres]
+    return movies
+
+
+def generate_ratings(shape: SyntheticShape) -> np.ndarray:
+    """Exactly shape.ratings distinct (user, movie) ratings as a RATINGS_DTYPE array.
+
+    Every user id 1..shape.users has at least shape.min_ratings_per_user ratings, each of the
+    shape.movies ids of generate_movies(shape) is rated at least once, ratings are 1..5 and
+    timestamps lie within ml-1m's span. Rows are ordered by user_id, in a seeded shuffled
+    order within a user. The same shape always gives the same bytes.
+    """
+    streams = _streams(shape.seed)
+    catalogue = _build_catalogue(shape.movies, streams["catalogue"])
+    users = _build_users(shape, streams["users"])
+    movie_index = _pick_movies(users.counts, catalogue.popularity, streams["picks"])
+    user_index = np.repeat(np.arange(shape.users, dtype=np.int32), users.counts)
+    ratings = np.empty(shape.ratings, dtype=RATINGS_DTYPE)
+    ratings["user_id"] = user_index + 1
+    ratings["movie_id"] = catalogue.movie_ids[movie_index]
+    ratings["rating"] = _rate(users, catalogue, user_index, movie_index, streams["scores"])
+    ratings["timestamp"] = _timestamps(users, user_index, streams["times"])
+    within_user_order = streams["order"].random(shape.ratings)
+    return ratings[np.lexsort((within_user_order, user_index))]
+
+
+def format_ratings(ratings: np.ndarray) -> str:
+    """ml-1m ratings.dat text: one "UserID::MovieID::Rating::Timestamp" line per row, LF-ended."""
+    columns = (ratings[name].tolist() for name in RATINGS_DTYPE.names)
+    return "".join(f"{u}::{m}::{r}::{t}\n" for u, m, r, t in zip(*columns))
+
+
+def format_movies(movies: np.ndarray) -> str:
+    """ml-1m movies.dat text: one "MovieID::Title::Genres" line per row, LF-ended."""
+    columns = (movies[name].tolist() for name in MOVIES_DTYPE.names)
+    return "".join(f"{movie}::{title}::{genres}\n" for movie, title, genres in zip(*columns))
+
+
+def _write_text(path: str | Path, text: str, encoding: str) -> int:
+    """Write text with LF line endings in the given encoding; return the bytes written."""
+    data = text.encode(encoding)
+    Path(path).write_bytes(data)
+    return len(data)
+
+
+def write_ml1m_ratings(path: str | Path, shape: SyntheticShape,
+                       ratings: np.ndarray | None = None) -> int:
+    """Write generate_ratings(shape) (or the given ratings) as ASCII ratings.dat; return bytes."""
+    rows = generate_ratings(shape) if ratings is None else ratings
+    return _write_text(path, format_ratings(rows), "ascii")
+
+
+def write_movies_dat(path: str | Path, shape: SyntheticShape) -> int:
+    """Write generate_movies(shape) as latin-1 movies.dat; return the bytes written."""
+    return _write_text(path, format_movies(generate_movies(shape)), "latin-1")
+
+
+_OPTION_HELP = {
+    "users": "number of users, ids 1..N",
+    "movies": "number of distinct rated movies, ids drawn from 1..max(3952, N)",
+    "ratings": "exact number of ratings",
+    "min_ratings_per_user": "fewest ratings any user has",
+    "seed": "random seed; the same seed writes the same bytes",
+}
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Command-line options; the defaults reproduce ml-1m's size."""
+    parser = argparse.ArgumentParser(
+        prog="python -m movielens_emr.synthetic",
+        description="Write a deterministic synthetic MovieLens-1M-shaped dataset: "
+        "OUTDIR/ratings.dat (UserID::MovieID::Rating::Timestamp) and "
+        "OUTDIR/movies.dat (MovieID::Title::Genres).",
+    )
+    parser.add_argument("outdir", metavar="OUTDIR", type=Path,
+                        help="directory to write into (created if missing)")
+    defaults = SyntheticShape()
+    for field, help_text in _OPTION_HELP.items():
+        parser.add_argument(f"--{field.replace('_', '-')}", dest=field, type=int,
+                            metavar="N", default=getattr(defaults, field),
+                            help=f"{help_text} (default: %(default)s)")
+    return parser.parse_args(argv)
+
+
+def _summary(ratings: np.ndarray, shape: SyntheticShape, outdir: Path,
+             sizes: tuple[int, int], seconds: float) -> str:
+    """One line with the counts actually generated and the sizes of both files."""
+    users, movies = (np.unique(ratings[name]).size for name in ("user_id", "movie_id"))
+    return (
+        f"wrote {ratings.size} ratings by {users} users of {movies} movies (seed {shape.seed}) "
+        f"to {outdir / 'ratings.dat'} ({sizes[0]} bytes) and {outdir / 'movies.dat'} "
+        f"({sizes[1]} bytes) in {seconds:.1f} s"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Generate and write both files and print a one-line summary; return the exit status."""
+    args = _parse_args(argv)
+    try:
+        shape = SyntheticShape(**{field: getattr(args, field) for field in _OPTION_HELP})
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    args.outdir.mkdir(parents=True, exist_ok=True)
+    ratings = generate_ratings(shape)
+    sizes = (
+        write_ml1m_ratings(args.outdir / "ratings.dat", shape, ratings),
+        write_movies_dat(args.outdir / "movies.dat", shape),
+    )
+    print(_summary(ratings, shape, args.outdir, sizes, time.perf_counter() - started))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,587 @@
+"""Similar movies from MovieLens ratings in three MapReduce stages, exact, on Hadoop streaming.
+
+Usage: python jobs/movie_similarities.py [-r inline|local|hadoop|emr] --items MOVIES RATINGS...
+
+1. group ratings by user;
+2. split each user's ratings into movie blocks and compute, per pair of blocks, the pair
+   statistics of every movie pair co-rated by enough users and its similarity (dense
+   matrix products over chunks of users, so each unordered pair is computed exactly once
+   and nothing per pair is shuffled);
+3. emit both directions of every kept pair, attach titles, rank each movie's neighbours.
+
+The input format is detected from each line (ml-100k tab, ml-1m/ml-10m '::', ml-latest /
+ml-20m / ml-25m CSV with header); several ratings files may be given. Output: one line
+per kept ordered pair, JSON protocol, key [movie_id, movie_title], value
+[similar_movie_id, similar_movie_title, score, co_raters]; a missing title is null.
+
+Peak memory of one task, with m = the most movies one user rated, M = distinct movies,
+G = --movie-blocks, C = --user-chunk and S = statistics per pair (cosine 4, pearson 6,
+jaccard 1):
+  stage 1 mapper:  O(1)                        at most 100,000 buffered ratings
+  stage 1 reducer: O(m)                        one user's ratings
+  stage 2 mapper:  O(m)                        one user's ratings and their block split
+  stage 2 reducer: 8*S*(2M/G)^2 + 16*C*(2M/G) + O(C*m) bytes
+                                                accumulators of one block pair, the dense
+                                                chunk matrices, one chunk of users
+  stage 3 reducer: O(M)                        titles, one movie's neighbours
+e.g. M=3,706, G=4, C=1024, cosine: at most 8*4*1853^2 + 16*1024*1853 = 140 MB (the
+accumulators only reach that size if every movie of a block was co-rated).
+"""
+import csv
+import json
+import logging
+import os
+import zlib
+from collections import Counter
+
+# One BLAS thread per task: parallelism comes from tasks running side by side, as the
+# scheduler places them; threads inside each task would only compete for the same cores.
+for _blas_threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_blas_threads, "1")
+# mrjob imports distutils; setuptools' replacement of it costs every task process 0.25 s
+# of start-up, the stdlib's (still in Python <= 3.11, which mrjob needs) almost nothing.
+os.environ.setdefault("SETUPTOOLS_USE_DISTUTILS", "stdlib")
+
+from mrjob.compat import jobconf_from_env  # noqa: E402
+from mrjob.job import MRJob  # noqa: E402
+from mrjob.protocol import BytesValueProtocol, JSONProtocol, RawProtocol  # noqa: E402
+from mrjob.step import MRStep  # noqa: E402
+
+log = logging.getLogger(__name__)
+# numpy is imported inside the functions that use it: only stage 2's reducer needs it, and
+# each of the other tasks (a new process each) starts 0.1 s sooner without it.
+
+METRICS = ("cosine", "pearson", "jaccard")
+# Per-pair sums each metric needs; x, y are the two movies' ratings over their co-raters.
+METRIC_STATS = {
+    "cosine": ("n", "sxy", "sxx", "syy"),
+    "pearson": ("n", "sx", "sy", "sxy", "sxx", "syy"),
+    "jaccard": ("n",),
+}
+# Ratings travel doubled (half stars become integers 1..10) as one letter each: 'a' is 1.
+RATING_LETTER_BASE = ord("a") - 1
+HEADER_FIRST_FIELDS = (b"userid", b"user_id", b"user")
+# Stage 1 key of the map tasks' bad-line reports; user ids are digits, so it never collides.
+INPUT_QUALITY_KEY = "#input-quality"
+# Ratings a stage 1 mapper holds before writing them out grouped by user (about 3 MB).
+USER_BUFFER = 100_000
+
+
+class BadRatingLine(ValueError):
+    """A ratings line that cannot be used; the message is the reason, used as a counter name."""
+
+
+class TooManyBadLines(RuntimeError):
+    """A map task saw more bad lines than --max-bad-fraction allows."""
+
+
+def parse_rating_line(line):
+    """Parse one ratings line (bytes) into (user_id, movie_id, doubled_rating, timestamp).
+
+    Returns None for a header or blank line; raises BadRatingLine with the reason otherwise.
+    Valid ratings are 0.5 to 5 in half stars, as in every MovieLens release.
+    """
+    line = line.rstrip(b"\r\n")
+    if not line.strip():
+        return None
+    if not line.isascii():
+        raise BadRatingLine("undecodable bytes")
+    for separator in (b"::", b"\t", b","):
+        if separator in line:
+            fields = line.split(separator)
+            break
+    else:
+        raise BadRatingLine("no known delimiter")
+    if len(fields) != 4:
+        raise BadRatingLine("wrong field count")
+    user, movie, rating, timestamp = (field.strip() for field in fields)
+    if not (user.isdigit() and movie.isdigit()):
+        if user.lower() in HEADER_FIRST_FIELDS:
+            return None
+        raise BadRatingLine("non-numeric id")
+    return user.decode(), movie.decode(), _doubled_rating(rating), _timestamp(timestamp)
+
+
+def _doubled_rating(rating):
+    try:
+        doubled = float(rating) * 2
+    except ValueError:
+        raise BadRatingLine("non-numeric rating") from None
+    if not (1 <= doubled <= 10 and doubled == int(doubled)):
+        raise BadRatingLine("rating out of range")
+    return int(doubled)
+
+
+def _timestamp(timestamp):
+    if not timestamp.isdigit():
+        raise BadRatingLine("non-numeric timestamp")
+    return int(timestamp)
+
+
+def check_bad_lines(task_reports, max_bad_fraction):
+    """Fail when any input file's bad lines exceed max_bad_fraction of its lines.
+
+    task_reports: JSON [file, lines, bad lines, example bad line, its reason], one per map task.
+    """
+    files = {}
+    for report in task_reports:
+        input_file, lines, bad, example, reason = json.loads(report)
+        totals = files.setdefault(input_file, [0, 0, example, reason])
+        totals[0] += lines
+        totals[1] += bad
+        if bad and not totals[2]:
+            totals[2:] = [example, reason]
+    for input_file, (lines, bad, example, reason) in sorted(files.items()):
+        if bad > max_bad_fraction * lines:
+            raise TooManyBadLines(
+                f"{bad:,} of {lines:,} ratings lines in {input_file} are bad, above "
+                f"--max-bad-fraction {max_bad_fraction}; e.g. {example!r} ({reason})")
+
+
+def in_sample(user_id, sample_fraction):
+    """Whether a user belongs to the deterministic sample: the same users for the same fraction."""
+    return sample_fraction >= 1 or zlib.crc32(user_id.encode()) < sample_fraction * 2**32
+
+
+def latest_ratings(tokens):
+    """Keep one rating per movie from 'movie:letter:timestamp' tokens: the latest, the highest on ties.
+
+    Returns ({movie: letter}, number of duplicates dropped).
+    """
+    best = {}
+    duplicates = 0
+    for token in tokens:
+        movie, letter, timestamp = token.split(":")
+        candidate = (int(timestamp), letter)
+        if movie in best:
+            duplicates += 1
+            if candidate <= best[movie]:
+                continue
+        best[movie] = candidate
+    return {movie: letter for movie, (_, letter) in best.items()}, duplicates
+
+
+def block_pairs_for_user(blocks_present, movie_blocks, needs_marginals):
+    """The block pairs (a, b), a <= b, a user's ratings must reach.
+
+    Co-rating statistics only need pairs of blocks the user rated in (and a diagonal
+    block only if it holds two of the user's movies); Jaccard also needs every rater of
+    a movie in every block pair that movie takes part in.
+    """
+    if needs_marginals:
+        return sorted({(min(a, b), max(a, b)) for a in blocks_present for b in range(movie_blocks)})
+    present = sorted(blocks_present)
+    return [
+        (a, b)
+        for i, a in enumerate(present)
+        for b in present[i:]
+        if a != b or len(blocks_present[a][0]) > 1
+    ]
+
+
+class BlockAccumulator:
+    """Exact co-rating sums for every movie pair of one block pair (a, b), fed chunks of users.
+
+    Each user row is 'movies_a|letters_a|movies_b|letters_b' ('movies|letters' on the
+    diagonal). Sums are over doubled ratings, so they are integers: float32 products of a
+    chunk are exact while a chunk's sums stay below 2**24, and float64 accumulators are
+    exact up to 2**53.
+    """
+
+    def __init__(self, stats, diagonal):
+        import numpy as np
+        self.stats = stats
+        self.diagonal = diagonal
+        self.index_a, self.index_b = {}, ({} if not diagonal else None)
+        self.sums = {name: np.zeros((0, 0)) for name in stats}
+        self.raters_a = np.zeros(0)
+        self.raters_b = np.zeros(0)
+
+    @property
+    def movies_a(self):
+        return list(self.index_a)
+
+    @property
+    def movies_b(self):
+        return list(self.index_a if self.diagonal else self.index_b)
+
+    def add_users(self, rows):
+        """Add one chunk of user rows (at most 65,536 users, to keep float32 sums exact)."""
+        import numpy as np
+        left, right = self._chunk_matrices(rows)
+        self._grow(len(self.index_a), len(self.index_a if self.diagonal else self.index_b))
+        (cols_a, ratings_a, rated_a), (cols_b, ratings_b, rated_b) = left, right
+        products = {
+            "n": lambda: rated_a.T @ rated_b,
+            "sxy": lambda: ratings_a.T @ ratings_b,
+            "sxx": lambda: np.square(ratings_a).T @ rated_b,
+            "syy": lambda: rated_a.T @ np.square(ratings_b),
+            "sx": lambda: ratings_a.T @ rated_b,
+            "sy": lambda: rated_a.T @ ratings_b,
+        }
+        cells = np.ix_(cols_a, cols_b)
+        for name in self.stats:
+            self.sums[name][cells] += products[name]()
+        self.raters_a[cols_a] += rated_a.sum(axis=0)
+        self.raters_b[cols_b] += rated_b.sum(axis=0)
+
+    def _chunk_matrices(self, rows):
+        split_rows = [row.split("|") for row in rows]
+        left = self._dense_side([(r[0], r[1]) for r in split_rows], self.index_a)
+        if self.diagonal:
+            return left, left
+        return left, self._dense_side([(r[2], r[3]) for r in split_rows], self.index_b)
+
+    @staticmethod
+    def _dense_side(user_ratings, index):
+        """Dense (users x movies seen in this chunk) matrices of doubled ratings and of 0/1 rated."""
+        import numpy as np
+        user_rows, cols, letters = [], [], []
+        for user, (movies, user_letters) in enumerate(user_ratings):
+            if not movies:
+                continue
+            movie_cols = [index.setdefault(movie, len(index)) for movie in movies.split(" ")]
+            cols.extend(movie_cols)
+            user_rows.extend([user] * len(movie_cols))
+            letters.append(user_letters)
+        ratings = np.frombuffer("".join(letters).encode("ascii"), dtype=np.uint8)
+        chunk_cols, dense_cols = np.unique(np.array(cols, dtype=np.int64), return_inverse=True)
+        rated = np.zeros((len(user_ratings), len(chunk_cols)), dtype=np.float32)
+        doubled = np.zeros_like(rated)
+        rated[user_rows, dense_cols] = 1
+        doubled[user_rows, dense_cols] = ratings - RATING_LETTER_BASE
+        return chunk_cols, doubled, rated
+
+    def _grow(self, rows, cols):
+        import numpy as np
+        old_rows, old_cols = self.sums[self.stats[0]].shape
+        if rows <= old_rows and cols <= old_cols:
+            return
+        rows, cols = max(rows, 2 * old_rows), max(cols, 2 * old_cols)
+        for name, sums in self.sums.items():
+            self.sums[name] = np.pad(sums, ((0, rows - old_rows), (0, cols - old_cols)))
+        self.raters_a = np.pad(self.raters_a, (0, rows - old_rows))
+        self.raters_b = np.pad(self.raters_b, (0, cols - old_cols))
+
+    def candidate_pairs(self, min_co_ratings):
+        """Index arrays (i, j) of the pairs with more than min_co_ratings co-raters, each unordered pair once."""
+        import numpy as np
+        n = self.sums["n"][: len(self.movies_a), : len(self.movies_b)]
+        keep = n > min_co_ratings
+        if self.diagonal:
+            keep = np.triu(keep, k=1)
+        return np.nonzero(keep)
+
+    def pair_sums(self, i, j):
+        """The named sums at the pairs (i, j); on the diagonal, raters of j come from side a."""
+        sums = {name: self.sums[name][i, j] for name in self.stats}
+        sums["raters_x"] = self.raters_a[i]
+        sums["raters_y"] = (self.raters_a if self.diagonal else self.raters_b)[j]
+        return sums
+
+
+def similarity_scores(metric, sums):
+    """Vectorised similarity of pairs from their co-rating sums; NaN where it is undefined.
+
+    cosine:  sxy / (sqrt(sxx) * sqrt(syy)), raw ratings over the co-raters;
+    pearson: covariance over the co-raters, each movie centred on its mean over them;
+    jaccard: co-raters / raters of either movie.
+    """
+    import numpy as np
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if metric == "cosine":
+            # sqrt of the exact integer product: a score that is exactly a threshold stays exact.
+            return sums["sxy"] / np.sqrt(sums["sxx"] * sums["syy"])
+        if metric == "pearson":
+            n = sums["n"]
+            covariance = n * sums["sxy"] - sums["sx"] * sums["sy"]
+            spread = (n * sums["sxx"] - sums["sx"] ** 2) * (n * sums["syy"] - sums["sy"] ** 2)
+            return np.where(spread > 0, covariance / np.sqrt(spread), np.nan)
+        if metric == "jaccard":
+            return sums["n"] / (sums["raters_x"] + sums["raters_y"] - sums["n"])
+    raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+
+
+def read_titles(path, counters):
+    """Map movie id -> title from u.item ('|', latin-1), movies.dat ('::') or movies.csv (UTF-8)."""
+    titles = {}
+    with open(path, "rb") as movies_file:
+        for raw_line in movies_file:
+            parsed = _parse_title_line(raw_line.rstrip(b"\r\n"), counters)
+            if parsed:
+                titles[parsed[0]] = parsed[1]
+    return titles
+
+
+def _parse_title_line(raw_line, counters):
+    if not raw_line.strip():
+        return None
+    if b"::" in raw_line or (b"|" in raw_line and b"," not in raw_line.split(b"|")[0]):
+        text = _decode_title_line(raw_line, fallback="latin-1", counters=counters)
+        fields = text.split("::") if "::" in text else text.split("|")
+    else:
+        fields = next(csv.reader([_decode_title_line(raw_line, "replace", counters)]))
+    if len(fields) < 2 or not fields[0].strip().isdigit():
+        if fields[0].strip().lower() not in ("movieid", "movie_id", "item_id"):
+            counters["bad title lines skipped"] += 1
+        return None
+    return fields[0].strip(), fields[1]
+
+
+def _decode_title_line(raw_line, fallback, counters):
+    """UTF-8 first; the older releases are latin-1, and a CSV line that is neither is counted."""
+    try:
+        return raw_line.decode("utf-8")
+    except UnicodeDecodeError:
+        if fallback == "latin-1":
+            return raw_line.decode("latin-1")
+        counters["titles with undecodable bytes"] += 1
+        return raw_line.decode("utf-8", errors="replace")
+
+
+def rank_neighbours(values):
+    """Sort 'movie score co_raters' values by score descending, then by movie id."""
+    neighbours = []
+    for value in values:
+        movie, score, co_raters = value.split(" ")
+        neighbours.append((-float(score), _id_order(movie), movie, int(co_raters)))
+    neighbours.sort()
+    return [(movie, -negative_score, co_raters) for negative_score, _, movie, co_raters in neighbours]
+
+
+def _id_order(movie_id):
+    return (0, int(movie_id), "") if movie_id.isdigit() else (1, 0, movie_id)
+
+
+class MRMovieSimilarities(MRJob):
+    """Movie pairs whose ratings agree, with their similarity and number of co-raters."""
+
+    INPUT_PROTOCOL = BytesValueProtocol
+    INTERNAL_PROTOCOL = RawProtocol
+    OUTPUT_PROTOCOL = JSONProtocol
+
+    def configure_args(self):
+        super().configure_args()
+        self.add_file_arg(
+            "--items", help="movies file with titles: u.item, movies.dat or movies.csv (optional; without it titles are null)")
+        self.add_passthru_arg(
+            "--metric", choices=METRICS, default="cosine",
+            help="cosine: sum(x*y) / (sqrt(sum x^2) * sqrt(sum y^2)) over co-raters, raw ratings "
+                 "(default); pearson: correlation over co-raters, each movie centred on its mean "
+                 "over them (pairs with constant ratings have none and are dropped); jaccard: "
+                 "co-raters / users who rated either movie")
+        self.add_passthru_arg(
+            "--min-score", type=float, default=0.95, help="keep pairs scoring strictly above this (default 0.95)")
+        self.add_passthru_arg(
+            "--min-co-ratings", type=int, default=10,
+            help="keep pairs with strictly more co-raters than this (default 10)")
+        self.add_passthru_arg(
+            "--max-bad-fraction", type=float, default=0.01,
+            help="fail when more than this fraction of an input file's lines are bad (default 0.01)")
+        self.add_passthru_arg(
+            "--sample-fraction", type=float, default=1.0,
+            help="use only this fraction of users, chosen deterministically by user id (default 1)")
+        self.add_passthru_arg(
+            "--movie-blocks", type=int, default=4,
+            help="movies are hashed into this many blocks; stage 2 has one reduce key per block "
+                 "pair (blocks*(blocks+1)/2 keys), each rating is shuffled this many times, and "
+                 "a stage 2 task's memory falls with its square (default 4)")
+        self.add_passthru_arg(
+            "--user-chunk", type=int, default=1024,
+            help="users per dense matrix product in stage 2, at most 65536 (default 1024)")
+
+    def load_args(self, args):
+        super().load_args(args)
+        options = self.options
+        if not 0 < options.sample_fraction <= 1:
+            self.arg_parser.error("--sample-fraction must be in (0, 1]")
+        if not 0 <= options.max_bad_fraction <= 1:
+            self.arg_parser.error("--max-bad-fraction must be in [0, 1]")
+        if options.movie_blocks < 1:
+            self.arg_parser.error("--movie-blocks must be at least 1")
+        if not 1 <= options.user_chunk <= 65536:
+            self.arg_parser.error("--user-chunk must be in 1..65536")
+        if options.min_co_ratings < 0:
+            self.arg_parser.error("--min-co-ratings must be at least 0")
+
+    def steps(self):
+        return [
+            MRStep(mapper_init=self.mapper_init_counters,
+                   mapper=self.mapper_parse_rating,
+                   mapper_final=self.mapper_final_flush_users,
+                   reducer=self.reducer_group_by_user),
+            MRStep(mapper_init=self.mapper_init_blocks,
+                   mapper=self.mapper_split_user_into_blocks,
+                   reducer_init=self.reducer_init_counters,
+                   reducer=self.reducer_compute_block_similarities,
+                   reducer_final=self.flush_counters),
+            MRStep(mapper=self.mapper_emit_both_directions,
+                   reducer_init=self.reducer_init_load_titles,
+                   reducer=self.reducer_rank_neighbours,
+                   reducer_final=self.flush_counters),
+        ]
+
+    # Counters are summed in memory and written once per task: each Hadoop counter
+    # update is a line on stderr, too slow to write per record.
+    def flush_counters(self):
+        for name, amount in self._counters.items():
+            if amount:
+                group, _, counter = name.partition(": ")
+                self.increment_counter(group, counter, amount)
+
+    # Stage 1: parse ratings and group them by user. Ratings are combined per user inside
+    # the mapper (files are often sorted by user), which spares a combiner process per task.
+    def mapper_init_counters(self):
+        self._counters = Counter()
+        self._bad_example = None
+        self._user_tokens = {}
+        self._buffered = 0
+
+    def mapper_parse_rating(self, _, line):
+        """line -> (user_id, 'movie_id:rating_letter:timestamp ...'), flushed every USER_BUFFER ratings"""
+        try:
+            rating = parse_rating_line(line)
+        except BadRatingLine as bad:
+            self._counters["bad lines: " + str(bad)] += 1
+            self._counters["input: bad lines skipped"] += 1
+            self._bad_example = self._bad_example or (line[:200], str(bad))
+            return
+        if rating is None:
+            self._counters["input: header or blank lines skipped"] += 1
+            return
+        user, movie, doubled, timestamp = rating
+        self._counters["input: ratings read"] += 1
+        if not in_sample(user, self.options.sample_fraction):
+            self._counters["input: ratings outside the sample"] += 1
+            return
+        self._user_tokens.setdefault(user, []).append(f"{movie}:{chr(RATING_LETTER_BASE + doubled)}:{timestamp}")
+        self._buffered += 1
+        if self._buffered >= USER_BUFFER:
+            yield from self._flush_users()
+
+    def _flush_users(self):
+        for user, tokens in self._user_tokens.items():
+            yield user, " ".join(tokens)
+        self._user_tokens, self._buffered = {}, 0
+
+    def mapper_final_flush_users(self):
+        self.flush_counters()
+        yield from self._flush_users()
+        bad = self._counters["input: bad lines skipped"]
+        lines = bad + self._counters["input: ratings read"]
+        if not lines:
+            log.warning("no ratings in this map task's input")
+        example = self._bad_example[0].decode("latin-1") if bad else ""
+        reason = self._bad_example[1] if bad else ""
+        input_file = jobconf_from_env("mapreduce.map.input.file", "(input)")
+        yield INPUT_QUALITY_KEY, json.dumps([input_file, lines, bad, example, reason])
+
+    def reducer_group_by_user(self, user, token_lists):
+        """(user_id, token lists) -> (user_id, 'movie movie ...|letters'), one rating per movie"""
+        if user == INPUT_QUALITY_KEY:
+            check_bad_lines(token_lists, self.options.max_bad_fraction)
+            return
+        tokens = " ".join(token_lists).split(" ")
+        ratings, duplicates = latest_ratings(tokens)
+        if duplicates:
+            self.increment_counter("input", "duplicate ratings dropped (latest kept)", duplicates)
+        yield user, " ".join(ratings) + "|" + "".join(ratings.values())
+
+    # Stage 2: pair statistics and similarity, one reduce key per block pair.
+    def mapper_init_blocks(self):
+        self._block_of = {}
+
+    def mapper_split_user_into_blocks(self, _, ratings):
+        """(user_id, 'movies|letters') -> ('a,b', 'movies_a|letters_a|movies_b|letters_b')"""
+        movies, letters = ratings.split("|")
+        blocks = {}
+        for movie, letter in zip(movies.split(" "), letters):
+            block = self._block_of.get(movie)
+            if block is None:
+                block = self._block_of[movie] = zlib.crc32(movie.encode()) % self.options.movie_blocks
+            block_movies, block_letters = blocks.setdefault(block, ([], []))
+            block_movies.append(movie)
+            block_letters.append(letter)
+        side = {block: " ".join(ms) + "|" + "".join(ls) for block, (ms, ls) in blocks.items()}
+        pairs = block_pairs_for_user(blocks, self.options.movie_blocks, self.options.metric == "jaccard")
+        for a, b in pairs:
+            yield f"{a},{b}", side[a] if a == b else side.get(a, "|") + "|" + side.get(b, "|")
+
+    def reducer_init_counters(self):
+        self._counters = Counter()
+
+    def reducer_compute_block_similarities(self, block_pair, user_rows):
+        """('a,b', user rows) -> (movie_id, 'similar_movie_id score co_raters'), each kept pair once"""
+        a, b = block_pair.split(",")
+        accumulator = BlockAccumulator(METRIC_STATS[self.options.metric], diagonal=a == b)
+        chunk = []
+        for row in user_rows:
+            chunk.append(row)
+            if len(chunk) == self.options.user_chunk:
+                accumulator.add_users(chunk)
+                chunk = []
+        if chunk:
+            accumulator.add_users(chunk)
+        yield from self._kept_pairs(accumulator)
+
+    def _kept_pairs(self, accumulator):
+        import numpy as np
+        i, j = accumulator.candidate_pairs(self.options.min_co_ratings)
+        sums = accumulator.pair_sums(i, j)
+        scores = similarity_scores(self.options.metric, sums)
+        kept = np.nonzero(scores > self.options.min_score)[0]
+        self._counters["pairs: over min co-ratings"] += len(i)
+        self._counters["pairs: kept"] += len(kept)
+        movies_a, movies_b = accumulator.movies_a, accumulator.movies_b
+        for a, b, score, co_raters in zip(
+                i[kept].tolist(), j[kept].tolist(), scores[kept].tolist(), sums["n"][kept].tolist()):
+            yield movies_a[a], f"{movies_b[b]} {score!r} {int(co_raters)}"
+
+    # Stage 3: both directions, titles, neighbours ranked by score.
+    def mapper_emit_both_directions(self, movie, value):
+        """(movie, 'other score n') -> the same and (other, 'movie score n')"""
+        other, rest = value.split(" ", 1)
+        yield movie, value
+        yield other, f"{movie} {rest}"
+
+    def reducer_init_load_titles(self):
+        self._counters = Counter()
+        self._titles = read_titles(self.options.items, self._counters) if self.options.items else {}
+
+    def reducer_rank_neighbours(self, movie, values):
+        """(movie, neighbours) -> ([movie_id, title], [similar_id, similar_title, score, co_raters])"""
+        title = self._titles.get(movie)
+        if title is None:
+            self._counters["output: movies without a title"] += 1
+        key = [movie, title]
+        for other, score, co_raters in rank_neighbours(values):
+            self._counters["output: ordered pairs"] += 1
+            yield key, [other, self._titles.get(other), score, co_raters]
+
+    # Command line: a summary after the run, so an empty or mostly-skipped input is obvious.
+    def make_runner(self):
+        self._runner = super().make_runner()
+        return self._runner
+
+    def run_job(self):
+        super().run_job()
+        log.info(run_summary(self._runner.counters()))
+
+
+def run_summary(step_counters):
+    """One paragraph on what a run read, skipped and kept, from mrjob's per-step counters."""
+    totals = Counter()
+    for step in step_counters:
+        for group, counters in step.items():
+            for name, amount in counters.items():
+                totals[f"{group}: {name}"] += amount
+    lines = [f"{name}: {amount:,}" for name, amount in sorted(totals.items())]
+    if not totals["input: ratings read"]:
+        lines.append("The input held no ratings: the output is empty.")
+    elif not totals["output: ordered pairs"]:
+        lines.append("No movie pair passed --min-co-ratings and --min-score: the output is empty.")
+    return "Run summary:\n  " + "\n  ".join(lines)
+
+
+if __name__ == "__main__":
+    MRMovieSimilarities.run()
