@@ -1,0 +1,80 @@
+"""
+### MovieLens movie similarity on EMR (or on this machine)
+
+Pick a dataset and a node count in the trigger form. The run stages the MovieLens files to the
+storage root (once per content checksum), then either
+
+* **emr**: creates an EMR cluster of `node_count` nodes (1 master + `node_count - 1` core),
+  submits the job's three MapReduce stages as three Hadoop streaming steps, waits for the last,
+  and always terminates the cluster (`terminate_cluster` is the teardown of `create_cluster`), or
+* **local**: runs the same job file with mrjob's local runner, `node_count` tasks at a time;
+
+then writes `results/similarities.csv` and `results/top_neighbours.json` and records
+`metrics.json` (wall, cluster, provisioning and per-stage seconds, overhead, node-minutes,
+estimated cost, ratings read, bad lines, pairs) under `runs/<run_id>/` of the storage root.
+See the README for the settings (MOVIELENS_* environment variables) and the AWS set-up.
+"""
+import datetime
+
+import pendulum
+from airflow.providers.amazon.aws.operators.emr import EmrCreateJobFlowOperator, EmrTerminateJobFlowOperator
+from airflow.providers.amazon.aws.sensors.emr import EmrJobFlowSensor, EmrStepSensor
+from airflow.sdk import Param, TriggerRule, dag, task
+
+from movielens_emr import tasks
+from movielens_emr.operators import EmrAddStepsOnceOperator
+from movielens_emr.params import param_schemas
+from movielens_emr.settings import settings_from_env
+
+SETTINGS = settings_from_env()
+AWS = {"aws_conn_id": SETTINGS.aws_conn_id}
+# Throttled AWS calls are retried inside the call, with backoff, rather than by re-running a task.
+BOTOCORE_RETRIES = {"retries": {"mode": "adaptive", "max_attempts": 10}}
+
+
+@dag(
+    dag_id="movielens_similarity",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    tags=["movielens", "emr", "mapreduce"],
+    doc_md=__doc__,
+    default_args={"owner": "data-engineering", "retries": SETTINGS.task_retries,
+                  "retry_delay": datetime.timedelta(minutes=1)},
+    params={name: Param(**spec) for name, spec in
+            param_schemas(tasks.max_node_count(), SETTINGS.default_target).items()},
+)
+def movielens_similarity():
+    config = task(task_id="validate_config", retries=0)(tasks.validate_config)()
+    staged = task(task_id="stage_dataset")(tasks.stage_dataset)(config)
+    branch = task.branch(task_id="choose_target")(tasks.choose_target)(config)
+
+    plan = task(task_id="plan_emr_run", multiple_outputs=True)(tasks.plan_emr_run)(config, staged, dag_id="{{ dag.dag_id }}")
+    create_cluster = EmrCreateJobFlowOperator(
+        task_id="create_cluster", job_flow_overrides=plan["job_flow"], emr_conn_id=None,
+        botocore_config=BOTOCORE_RETRIES, retries=0, **AWS)
+    submit_stages = EmrAddStepsOnceOperator(
+        task_id="submit_stages", job_flow_id=create_cluster.output, steps=plan["steps"],
+        botocore_config=BOTOCORE_RETRIES, **AWS)
+    wait = task(task_id="prepare_stage_wait")(tasks.prepare_stage_wait)(submit_stages.output, plan["wait_timeout"])
+    wait_for_stages = EmrStepSensor.partial(
+        task_id="wait_for_stages", job_flow_id=create_cluster.output, retries=0, **AWS).expand_kwargs(wait)
+    terminate_cluster = EmrTerminateJobFlowOperator(
+        task_id="terminate_cluster", job_flow_id=create_cluster.output, botocore_config=BOTOCORE_RETRIES, **AWS)
+    wait_for_termination = EmrJobFlowSensor(
+        task_id="wait_for_termination", job_flow_id=create_cluster.output, poke_interval=SETTINGS.poll_seconds,
+        target_states=["TERMINATED", "TERMINATED_WITH_ERRORS"], failed_states=[], timeout=3600, **AWS)
+
+    local_run = task(task_id="run_local_job")(tasks.run_local_job)(config, staged)
+    collected = task(task_id="collect_results", outlets=[tasks.RESULTS_ASSET],
+                     trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)(tasks.collect_results)()
+    metrics = task(task_id="record_metrics", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)(
+        tasks.record_metrics)(config, collected)
+
+    branch >> [plan, local_run]
+    wait_for_stages >> terminate_cluster.as_teardown(setups=create_cluster) >> wait_for_termination
+    [wait_for_stages, local_run] >> collected
+    wait_for_termination >> metrics
+
+
+movielens_similarity()

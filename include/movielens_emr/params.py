@@ -1,0 +1,94 @@
+"""Trigger-form parameters of movielens_similarity and their validation into one RunConfig."""
+from dataclasses import dataclass
+
+import jsonschema
+
+from movielens_emr.datasets import CATALOGUE
+
+TARGETS = ("emr", "local")
+METRICS = ("cosine", "pearson", "jaccard")
+DEFAULT_MAX_NODE_COUNT = 20
+DEFAULT_INSTANCE_TYPE = "m5.xlarge"
+# EMR 7 runs Amazon Linux 2023 with Python 3.9, which the bootstrap's pinned packages support.
+DEFAULT_RELEASE_LABEL = "emr-7.9.0"
+RELEASE_LABEL_PATTERN = r"^emr-7\.[0-9]+\.[0-9]+$"
+INSTANCE_TYPE_PATTERN = r"^[a-z][a-z0-9-]*\.[0-9]*(nano|micro|small|medium|large|xlarge|metal)$"
+
+
+class InvalidParam(ValueError):
+    """A run parameter out of its schema; the message starts with the field's name."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The validated parameters of one run."""
+
+    node_count: int
+    target: str
+    dataset: str
+    metric: str
+    min_score: float
+    min_co_ratings: int
+    instance_type: str
+    release_label: str
+    sample_fraction: float
+
+    @property
+    def core_node_count(self):
+        return self.node_count - 1
+
+
+def param_schemas(max_node_count, default_target):
+    """JSON schema, title and description of every trigger-form field, keyed by name."""
+    return {
+        "node_count": dict(
+            default=4, type="integer", minimum=1, maximum=max_node_count, title="Node count",
+            description=f"Total EMR nodes including the master (4 = 1 master + 3 core), 1 to "
+                        f"{max_node_count} (Variable movielens_max_node_count). On the local target: "
+                        "parallel tasks."),
+        "target": dict(
+            default=default_target, type="string", enum=list(TARGETS), title="Target",
+            description="emr: a new EMR cluster (needs the AWS connection and an s3:// storage root); "
+                        "local: this machine, no AWS account."),
+        "dataset": dict(
+            default="ml-latest-small", type="string", enum=list(CATALOGUE), title="Dataset",
+            description="MovieLens release: " + "; ".join(
+                f"{name} ({dataset.ratings:,} ratings)" for name, dataset in CATALOGUE.items())),
+        "metric": dict(
+            default="cosine", type="string", enum=list(METRICS), title="Similarity metric",
+            description="cosine over co-raters' raw ratings; pearson centred on each movie's mean over "
+                        "the co-raters; jaccard on the sets of raters."),
+        "min_score": dict(
+            default=0.95, type="number", minimum=-1, maximum=1, title="Minimum score",
+            description="Keep pairs scoring strictly above this."),
+        "min_co_ratings": dict(
+            default=10, type="integer", minimum=0, maximum=100_000, title="Minimum co-ratings",
+            description="Keep pairs rated by strictly more users than this."),
+        "instance_type": dict(
+            default=DEFAULT_INSTANCE_TYPE, type="string", pattern=INSTANCE_TYPE_PATTERN,
+            title="Instance type", description="EC2 instance type of every node, e.g. m5.xlarge."),
+        "release_label": dict(
+            default=DEFAULT_RELEASE_LABEL, type="string", pattern=RELEASE_LABEL_PATTERN,
+            title="EMR release", description="An EMR 7 release label, e.g. emr-7.9.0."),
+        "sample_fraction": dict(
+            default=1.0, type="number", exclusiveMinimum=0, maximum=1, title="Sample fraction",
+            description="Use this fraction of users, chosen by a hash of the user id (0 < f <= 1)."),
+    }
+
+
+def validate_run_config(params, max_node_count, default_target="local"):
+    """Check every field against its schema and return the RunConfig; raise InvalidParam naming the field."""
+    schemas = param_schemas(max_node_count, default_target)
+    unknown = sorted(set(params) - set(schemas))
+    if unknown:
+        raise InvalidParam(f"{unknown[0]}: not a parameter of this DAG (known: {', '.join(schemas)})")
+    values = {}
+    for name, spec in schemas.items():
+        value = params.get(name, spec["default"])
+        schema = {key: spec[key] for key in spec if key not in ("default", "title", "description")}
+        try:
+            jsonschema.validate(value, schema)
+        except jsonschema.ValidationError as error:
+            raise InvalidParam(f"{name}: {error.message}") from None
+        values[name] = float(value) if spec["type"] == "number" else value
+    return RunConfig(**values)

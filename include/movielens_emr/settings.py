@@ -1,0 +1,44 @@
+"""Deployment settings read from the environment: where data lives, which AWS connection and roles to use."""
+import os
+from dataclasses import dataclass, field
+
+from movielens_emr.cluster import ClusterSettings
+from movielens_emr.storage import DEFAULT_LOCAL_ROOT
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs that is not a per-run choice; see the README's configuration reference."""
+
+    storage_root: str = DEFAULT_LOCAL_ROOT
+    source_dir: str = ""
+    cache_dir: str = "~/.cache/movielens-emr"
+    aws_conn_id: str = "aws_default"
+    poll_seconds: int = 30
+    task_retries: int = 2
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
+
+    @property
+    def default_target(self):
+        """emr when the storage root is on S3 (an AWS deployment), else local: a fresh install works offline."""
+        return "emr" if self.storage_root.startswith("s3://") else "local"
+
+
+def settings_from_env(environ=None):
+    """Settings from MOVIELENS_* environment variables, each falling back to its documented default."""
+    env = os.environ if environ is None else environ
+    defaults, cluster_defaults = Settings(), ClusterSettings()
+    return Settings(
+        storage_root=env.get("MOVIELENS_STORAGE_ROOT") or defaults.storage_root,
+        source_dir=env.get("MOVIELENS_SOURCE_DIR", ""),
+        cache_dir=env.get("MOVIELENS_CACHE_DIR") or defaults.cache_dir,
+        aws_conn_id=env.get("MOVIELENS_AWS_CONN_ID") or defaults.aws_conn_id,
+        poll_seconds=int(env.get("MOVIELENS_POLL_SECONDS") or defaults.poll_seconds),
+        task_retries=int(env.get("MOVIELENS_TASK_RETRIES") or defaults.task_retries),
+        cluster=ClusterSettings(
+            job_flow_role=env.get("MOVIELENS_EMR_JOB_FLOW_ROLE") or cluster_defaults.job_flow_role,
+            service_role=env.get("MOVIELENS_EMR_SERVICE_ROLE") or cluster_defaults.service_role,
+            subnet_id=env.get("MOVIELENS_EMR_SUBNET_ID", ""),
+            security_configuration=env.get("MOVIELENS_EMR_SECURITY_CONFIGURATION", ""),
+        ),
+    )

@@ -1,0 +1,186 @@
+"""The callables behind movielens_similarity's tasks: each reads its inputs, calls the package, returns plain data."""
+import dataclasses
+import datetime
+import gzip
+import json
+import logging
+
+from airflow.sdk import Asset, Variable, get_current_context
+
+from movielens_emr import results as results_module
+from movielens_emr.cluster import build_job_flow, task_slots
+from movielens_emr.datasets import get_dataset
+from movielens_emr.job import job_args, job_class, movie_blocks_for
+from movielens_emr.local_run import run_local_job as run_job_locally
+from movielens_emr.metrics import (
+    emr_timings,
+    hourly_price,
+    metrics_table,
+    parse_hadoop_counters,
+    run_metrics,
+    seconds_between,
+)
+from movielens_emr.params import DEFAULT_MAX_NODE_COUNT, InvalidParam, RunConfig, validate_run_config
+from movielens_emr.settings import settings_from_env
+from movielens_emr.staging import dataset_source_files, stage_dataset as stage_dataset_files, stage_job_files
+from movielens_emr.steps import build_stage_steps
+from movielens_emr.storage import open_storage, run_folder
+
+log = logging.getLogger(__name__)
+RESULTS_ASSET = Asset("movielens_similarities")
+MAX_NODE_COUNT_VARIABLE = "movielens_max_node_count"
+PRICES_VARIABLE = "movielens_hourly_prices"
+FINAL_STAGE = 3
+LOCAL_MOVIE_BLOCKS = 4
+
+
+def _storage(settings):
+    return open_storage(settings.storage_root, settings.aws_conn_id)
+
+
+def max_node_count():
+    """The node limit of the trigger form: the Variable movielens_max_node_count, else 20."""
+    return int(Variable.get(MAX_NODE_COUNT_VARIABLE, default=DEFAULT_MAX_NODE_COUNT))
+
+
+def validate_config(params):
+    """The run's parameters checked against the form's schema and the node limit in force now."""
+    settings = settings_from_env()
+    config = validate_run_config(dict(params), max_node_count(), settings.default_target)
+    get_dataset(config.dataset)
+    if config.target == "emr" and not settings.storage_root.startswith("s3://"):
+        raise InvalidParam(f"target: emr needs an s3:// storage root (MOVIELENS_STORAGE_ROOT is "
+                           f"{settings.storage_root!r})")
+    log.info("run configuration: %s", config)
+    return dataclasses.asdict(config)
+
+
+def stage_dataset(config, run_id):
+    """The dataset's files staged once under datasets/<name>/<checksum>/; the job files under the run."""
+    config, settings = RunConfig(**config), settings_from_env()
+    storage = _storage(settings)
+    if config.target == "emr" and storage.ensure_bucket():
+        log.info("created bucket %s with public access blocked", storage.bucket)
+    dataset = get_dataset(config.dataset)
+    files = dataset_source_files(dataset, settings.source_dir, settings.cache_dir)
+    staged = stage_dataset_files(storage, dataset, files)
+    if config.target == "emr":
+        staged["job_files"] = stage_job_files(storage, run_folder(run_id))
+    return staged
+
+
+def choose_target(config):
+    return "plan_emr_run" if config["target"] == "emr" else "run_local_job"
+
+
+def wait_timeout_seconds(config, dataset):
+    """A generous ceiling on the stages' time: 30 minutes plus an hour per million ratings per 4 task slots."""
+    work_hours = dataset.ratings * config.sample_fraction / 1e6 * 4 / task_slots(config)
+    return int(1800 + 3600 * work_hours)
+
+
+def plan_emr_run(config, staged, dag_id, run_id):
+    """The job flow request, the three stage steps and the wait for them, as plain data."""
+    config, settings = RunConfig(**config), settings_from_env()
+    storage, run_prefix = _storage(settings), run_folder(run_id)
+    storage.delete_prefix(f"{run_prefix}/output")  # Hadoop refuses to write into an existing output folder
+    slots = task_slots(config)
+    items_name = staged["movies_uri"].rsplit("/", 1)[-1]
+    task_args = job_args(config, movie_blocks_for(slots), items_name)
+    steps = build_stage_steps(
+        job_class()(task_args), task_args, staged["job_files"]["job"], staged["movies_uri"],
+        staged["ratings_uris"], storage.uri(f"{run_prefix}/output"), slots, run_id)
+    job_flow = build_job_flow(config, dag_id, run_id, storage.uri(f"{run_prefix}/logs/"),
+                              staged["job_files"]["bootstrap"], settings.cluster)
+    timeout = wait_timeout_seconds(config, get_dataset(config.dataset))
+    log.info("cluster: %s nodes of %s; %d task slots; stage wait up to %d s",
+             config.node_count, config.instance_type, slots, timeout)
+    return {"job_flow": job_flow, "steps": steps, "wait_timeout": timeout}
+
+
+def prepare_stage_wait(step_ids, wait_timeout):
+    """Sensor arguments for the last stage's step: it ends last, and a failed stage cancels it."""
+    poll = settings_from_env().poll_seconds
+    return [{"step_id": step_ids[-1], "timeout": wait_timeout, "poke_interval": poll,
+             "max_attempts": max(1, wait_timeout // poll)}]
+
+
+def run_local_job(config, staged, run_id):
+    """The job run on this machine by mrjob's local runner, node_count tasks at a time, output in the run folder."""
+    config, settings = RunConfig(**config), settings_from_env()
+    storage, run_prefix = _storage(settings), run_folder(run_id)
+    storage.delete_prefix(f"{run_prefix}/output")
+    output_dir = storage.uri(f"{run_prefix}/output/stage-{FINAL_STAGE}")
+    run = run_job_locally(job_args(config, LOCAL_MOVIE_BLOCKS, staged["movies_uri"]),
+                          staged["ratings_uris"], output_dir, config.node_count)
+    log.info("local run finished in %.1f s; stages %s", run["seconds"], run["stage_seconds"])
+    return run
+
+
+def collect_results(run_id):
+    """results/similarities.csv and results/top_neighbours.json from the final stage's part files."""
+    storage, run_prefix = _storage(settings_from_env()), run_folder(run_id)
+    output = f"{run_prefix}/output/stage-{FINAL_STAGE}"
+    parts = [key for key in storage.list_keys(output) if key.rsplit("/", 1)[-1].startswith("part-")]
+    if not parts:
+        raise FileNotFoundError(f"no part files in {storage.uri(output)}: the final stage wrote nothing")
+    rows = [results_module.parse_output_line(line)
+            for key in parts for line in storage.get_bytes(key).decode("utf-8").splitlines() if line]
+    rows = results_module.sorted_rows(rows)
+    storage.put_bytes(results_module.similarities_csv(rows).encode(), f"{run_prefix}/results/similarities.csv")
+    neighbours = results_module.top_neighbours(rows)
+    storage.put_bytes(json.dumps(neighbours, ensure_ascii=False, indent=1).encode(),
+                      f"{run_prefix}/results/top_neighbours.json")
+    summary = {"output_pairs": len(rows), "movies": len(neighbours),
+               "similarities_csv": storage.uri(f"{run_prefix}/results/similarities.csv")}
+    get_current_context()["outlet_events"][RESULTS_ASSET].extra = {"run_id": run_id, **summary}
+    log.info("collected %d ordered pairs of %d movies into %s", len(rows), len(neighbours),
+             storage.uri(f"{run_prefix}/results/"))
+    return summary
+
+
+def record_metrics(config, collected, run_id, dag_run, ti):
+    """metrics.json in the run folder, from EMR's timestamps or the local run's own clock; logged as a table."""
+    config, settings = RunConfig(**config), settings_from_env()
+    storage, run_prefix = _storage(settings), run_folder(run_id)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    # Pulled by target rather than passed in: only one branch ran, and a task fed by the setup
+    # create_cluster would have to share its all-success trigger rule.
+    cluster_id = None
+    if config.target == "emr":
+        cluster_id, step_ids = ti.xcom_pull(task_ids="create_cluster"), ti.xcom_pull(task_ids="submit_stages")
+        timings, counters = _emr_timings_and_counters(settings, storage, run_prefix, cluster_id, step_ids)
+        price = hourly_price(config.instance_type, Variable.get(PRICES_VARIABLE, default={}, deserialize_json=True))
+    else:
+        local_run = ti.xcom_pull(task_ids="run_local_job")
+        timings = {"cluster_seconds": local_run["seconds"], "provisioning_seconds": 0.0,
+                   "stage_seconds": local_run["stage_seconds"]}
+        counters, price = local_run["counters"], 0.0
+    metrics = {"run_id": run_id, **dataclasses.asdict(config), "cluster_id": cluster_id,
+               **run_metrics(config, timings, seconds_between(dag_run.start_date, now), counters,
+                             collected["output_pairs"], price)}
+    storage.put_bytes(json.dumps(metrics, indent=1).encode(), f"{run_prefix}/metrics.json")
+    log.info("metrics of %s (%s):\n%s", run_id, storage.uri(f"{run_prefix}/metrics.json"), metrics_table(metrics))
+    return metrics
+
+
+def _emr_timings_and_counters(settings, storage, run_prefix, cluster_id, step_ids):
+    from airflow.providers.amazon.aws.hooks.emr import EmrHook
+
+    emr = EmrHook(aws_conn_id=settings.aws_conn_id).conn
+    cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
+    steps = [emr.describe_step(ClusterId=cluster_id, StepId=step_id)["Step"] for step_id in step_ids]
+    timings = emr_timings(cluster["Status"]["Timeline"], [step["Status"]["Timeline"] for step in steps])
+    counters = {}
+    for step_id in step_ids:
+        counters.update(_step_counters(storage, run_prefix, cluster_id, step_id))
+    return timings, counters
+
+
+def _step_counters(storage, run_prefix, cluster_id, step_id):
+    """A step's Hadoop counters from the syslog EMR delivers to the log URI; empty if not delivered yet."""
+    key = f"{run_prefix}/logs/{cluster_id}/steps/{step_id}/syslog.gz"
+    if not storage.exists(key):
+        log.warning("no step log at %s yet: the job's counts are left out of the metrics", storage.uri(key))
+        return {}
+    return parse_hadoop_counters(gzip.decompress(storage.get_bytes(key)).decode("utf-8", errors="replace"))
