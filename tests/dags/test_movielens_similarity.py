@@ -1,0 +1,127 @@
+"""movielens_similarity: DAG integrity, the trigger form's rules, and the local target end to end."""
+import csv
+import io
+import json
+
+import pytest
+
+from movielens_emr import results
+from movielens_emr.job import job_class
+from movielens_emr.storage import run_folder
+
+from tests.conftest import MOVIELENS
+
+DAG_ID = "movielens_similarity"
+EXPECTED_TASKS = {
+    "validate_config", "stage_dataset", "choose_target", "plan_emr_run", "create_cluster", "submit_stages",
+    "prepare_stage_wait", "wait_for_stages", "terminate_cluster", "wait_for_termination", "run_local_job",
+    "collect_results", "record_metrics",
+}
+
+
+@pytest.fixture(scope="module")
+def dag(dagbag):
+    return dagbag.get_dag(DAG_ID)
+
+
+def test_every_dag_imports_and_is_documented(dagbag):
+    assert dagbag.import_errors == {}
+    assert dagbag.dags
+    for dag_id, dag in dagbag.dags.items():
+        assert dag.tags, dag_id
+        assert dag.doc_md and len(dag.doc_md) > 100, dag_id
+        for task in dag.tasks:
+            assert task.owner not in ("", "airflow"), (dag_id, task.task_id)
+            assert task.retries is not None, (dag_id, task.task_id)
+
+
+def test_task_graph(dag):
+    assert set(dag.task_ids) == EXPECTED_TASKS
+    downstream = {task.task_id: set(task.downstream_task_ids) for task in dag.tasks}
+    assert downstream["validate_config"] >= {"stage_dataset"}
+    assert downstream["choose_target"] == {"plan_emr_run", "run_local_job"}
+    assert downstream["create_cluster"] >= {"submit_stages", "terminate_cluster"}
+    assert downstream["wait_for_stages"] >= {"terminate_cluster", "collect_results"}
+    assert downstream["terminate_cluster"] == {"wait_for_termination"}
+    assert downstream["run_local_job"] == {"collect_results"}
+    assert downstream["collect_results"] == {"record_metrics"}
+    assert downstream["wait_for_termination"] == {"record_metrics"}
+
+
+def test_terminate_cluster_is_the_teardown_of_create_cluster(dag):
+    terminate, create = dag.get_task("terminate_cluster"), dag.get_task("create_cluster")
+    assert terminate.is_teardown and create.is_setup
+    assert create.task_id in terminate.upstream_task_ids
+
+
+def test_validation_does_not_retry(dag):
+    assert dag.get_task("validate_config").retries == 0
+    assert dag.get_task("create_cluster").retries == 0
+
+
+def test_every_param_has_a_title_and_description(dag):
+    for name, param in dag.params.items():
+        assert param.schema.get("title") and param.description, name
+
+
+@pytest.mark.parametrize("conf, message", [
+    ({"node_count": 0}, "node_count"), ({"node_count": 21}, "node_count"), ({"node_count": 2.5}, "node_count"),
+    ({"dataset": "ml-5m"}, "dataset"), ({"target": "gcp"}, "target"), ({"sample_fraction": 0}, "sample_fraction"),
+])
+def test_the_form_schema_refuses_bad_values(dag, conf, message):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError, match=message):
+        dag.test(run_conf=conf)
+
+
+def task_states(run):
+    return {ti.task_id: ti.state for ti in run.get_task_instances()}
+
+
+def test_a_bad_field_that_reaches_a_run_fails_its_first_task(dag, storage_root):
+    run = dag.test(run_conf={"target": "local", "nodes": 3})
+    states = task_states(run)
+    assert run.state == "failed"
+    assert states["validate_config"] == "failed"
+    assert states["stage_dataset"] == "upstream_failed"
+    assert not storage_root.exists()
+
+
+def direct_job_csv(dataset, ratings_files, movies_file):
+    """similarities.csv made from the job run directly (inline runner), not through the DAG."""
+    paths = [str(MOVIELENS / dataset / name) for name in ratings_files]
+    job = job_class()(["-r", "inline", "--no-conf", "--items", str(MOVIELENS / dataset / movies_file), *paths])
+    with job.make_runner() as runner:
+        runner.run()
+        lines = [line.decode("utf-8") for line in runner.cat_output()]
+    rows = results.sorted_rows(results.parse_output_line(line) for line in lines if line.strip())
+    return results.similarities_csv(rows)
+
+
+@pytest.mark.parametrize("dataset, ratings_files, movies_file, ratings", [
+    ("ml-latest-small", ["ratings.csv"], "movies.csv", 100_836),
+    ("ml-100k", ["u.data"], "u.item", 100_000),
+])
+def test_local_target_end_to_end(dag, storage_root, dataset, ratings_files, movies_file, ratings):
+    run = dag.test(run_conf={"target": "local", "dataset": dataset, "node_count": 2})
+    states = task_states(run)
+    assert run.state == "success", states
+    assert states["run_local_job"] == "success" and states["create_cluster"] == "skipped"
+    assert states["terminate_cluster"] == "skipped"
+    folder = storage_root / run_folder(run.run_id)
+    similarities = (folder / "results" / "similarities.csv").read_text()
+    assert similarities == direct_job_csv(dataset, ratings_files, movies_file)
+    rows = list(csv.DictReader(io.StringIO(similarities)))
+    neighbours = json.loads((folder / "results" / "top_neighbours.json").read_text())
+    assert len(neighbours) == len({row["movie_id"] for row in rows})
+    assert all(len(movie["neighbours"]) <= 10 for movie in neighbours.values())
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert (metrics["target"], metrics["dataset"], metrics["node_count"]) == ("local", dataset, 2)
+    assert metrics["input_ratings"] == ratings and metrics["bad_lines"] == 0
+    assert metrics["output_pairs"] == len(rows) > 1000
+    assert len(metrics["stage_seconds"]) == 3 and all(s > 0 for s in metrics["stage_seconds"])
+    assert metrics["provisioning_seconds"] == 0.0
+    assert sum(metrics["stage_seconds"]) <= metrics["cluster_seconds"] <= metrics["wall_seconds"]
+    assert metrics["overhead_seconds"] == pytest.approx(metrics["wall_seconds"] - metrics["cluster_seconds"], abs=1e-3)
+    assert metrics["node_minutes"] == pytest.approx(2 * metrics["cluster_seconds"] / 60, abs=1e-3)

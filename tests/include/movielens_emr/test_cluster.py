@@ -1,0 +1,57 @@
+"""The EMR job flow request built from a run's parameters."""
+import pytest
+
+from movielens_emr.cluster import ClusterSettings, build_job_flow, task_slots
+from movielens_emr.params import validate_run_config
+
+
+def job_flow(settings=ClusterSettings(), **params):
+    config = validate_run_config({"target": "emr", **params}, max_node_count=20)
+    return build_job_flow(config, "movielens_similarity", "manual__1", "s3://b/runs/r/logs/",
+                          "s3://b/runs/r/job/install.sh", settings)
+
+
+def test_one_master_and_node_count_minus_one_core_nodes_as_integers():
+    groups = job_flow(node_count=4, instance_type="m5.2xlarge")["Instances"]["InstanceGroups"]
+    assert [(g["InstanceRole"], g["InstanceType"], g["InstanceCount"]) for g in groups] == [
+        ("MASTER", "m5.2xlarge", 1), ("CORE", "m5.2xlarge", 3)]
+    assert all(type(g["InstanceCount"]) is int for g in groups)
+
+
+def test_a_single_node_cluster_has_only_a_master():
+    groups = job_flow(node_count=1)["Instances"]["InstanceGroups"]
+    assert [g["InstanceRole"] for g in groups] == ["MASTER"]
+
+
+def test_release_hadoop_logs_bootstrap_and_backstops():
+    request = job_flow(release_label="emr-7.2.0")
+    assert request["ReleaseLabel"] == "emr-7.2.0"
+    assert request["Applications"] == [{"Name": "Hadoop"}]
+    assert request["LogUri"] == "s3://b/runs/r/logs/"
+    assert request["BootstrapActions"][0]["ScriptBootstrapAction"]["Path"] == "s3://b/runs/r/job/install.sh"
+    assert request["Instances"]["KeepJobFlowAliveWhenNoSteps"] is True
+    assert request["Instances"]["TerminationProtected"] is False
+    assert request["AutoTerminationPolicy"]["IdleTimeout"] == 3600
+
+
+def test_tags_name_the_dag_and_the_run():
+    tags = {tag["Key"]: tag["Value"] for tag in job_flow()["Tags"]}
+    assert tags == {"movielens:pipeline": "movielens-similarity", "movielens:dag_id": "movielens_similarity",
+                    "movielens:run_id": "manual__1"}
+
+
+def test_deployment_settings_reach_the_request():
+    settings = ClusterSettings(job_flow_role="JobRole", service_role="ServiceRole", subnet_id="subnet-1",
+                               security_configuration="secure")
+    request = job_flow(settings)
+    assert (request["JobFlowRole"], request["ServiceRole"]) == ("JobRole", "ServiceRole")
+    assert request["Instances"]["Ec2SubnetId"] == "subnet-1"
+    assert request["SecurityConfiguration"] == "secure"
+    assert "Ec2SubnetId" not in job_flow()["Instances"] and "SecurityConfiguration" not in job_flow()
+
+
+@pytest.mark.parametrize("node_count, instance_type, slots", [
+    (1, "m5.xlarge", 4), (4, "m5.xlarge", 12), (8, "m5.2xlarge", 56), (3, "x9.unknown", 8)])
+def test_task_slots_count_core_vcpus(node_count, instance_type, slots):
+    config = validate_run_config({"node_count": node_count}, max_node_count=20)
+    assert task_slots(config.__class__(**{**config.__dict__, "instance_type": instance_type})) == slots

@@ -1,0 +1,75 @@
+"""Timing, cost and count figures of a run."""
+import datetime
+
+import pytest
+
+from movielens_emr.metrics import (
+    emr_timings,
+    flatten_counters,
+    hourly_price,
+    metrics_table,
+    parse_hadoop_counters,
+    run_metrics,
+)
+from movielens_emr.params import validate_run_config
+
+T0 = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.timezone.utc)
+
+
+def at(minutes, seconds=0):
+    return T0 + datetime.timedelta(minutes=minutes, seconds=seconds)
+
+
+def test_emr_timings_from_cluster_and_step_timelines():
+    cluster = {"CreationDateTime": at(0), "ReadyDateTime": at(7, 30), "EndDateTime": at(29, 33)}
+    steps = [{"StartDateTime": at(8), "EndDateTime": at(10)}, {"StartDateTime": at(10), "EndDateTime": at(25, 30)},
+             {"StartDateTime": at(25, 30)}]
+    assert emr_timings(cluster, steps) == {
+        "cluster_seconds": 1773.0, "provisioning_seconds": 450.0, "stage_seconds": [120.0, 930.0, None]}
+
+
+def test_run_metrics_on_the_reference_study_figures():
+    # 4 nodes, 31 m 8 s wall, 29 m 33 s of cluster time: 118.2 node-minutes of cluster time.
+    config = validate_run_config({"node_count": 4, "target": "emr"}, max_node_count=20)
+    timings = {"cluster_seconds": 1773.0, "provisioning_seconds": 450.0, "stage_seconds": [120.0, 930.0, 600.0]}
+    counters = {"input: ratings read": 1_000_209, "input: bad lines skipped": 3}
+    metrics = run_metrics(config, timings, 1868.0, counters, 52, hourly_price("m5.xlarge"))
+    assert metrics["overhead_seconds"] == 95.0
+    assert metrics["node_minutes"] == 118.2
+    assert metrics["estimated_cost_usd"] == pytest.approx(118.2 / 60 * 0.24)
+    assert (metrics["input_ratings"], metrics["bad_lines"], metrics["output_pairs"]) == (1_000_209, 3, 52)
+
+
+def test_unknown_cluster_time_leaves_derived_figures_empty():
+    config = validate_run_config({}, max_node_count=20)
+    metrics = run_metrics(config, {"cluster_seconds": None, "provisioning_seconds": None, "stage_seconds": []},
+                          10.0, {}, 0, None)
+    assert metrics["node_minutes"] is None and metrics["estimated_cost_usd"] is None
+    assert metrics["bad_lines"] is None and metrics["input_ratings"] is None
+
+
+def test_prices_can_be_overridden_per_instance_type():
+    assert hourly_price("m5.xlarge") == pytest.approx(0.24)
+    assert hourly_price("m5.xlarge", {"m5.xlarge": 0.3}) == 0.3
+    assert hourly_price("x9.unknown") is None
+
+
+def test_parse_hadoop_counters_reads_the_indented_counter_block():
+    syslog = ("2026-01-01 INFO org.apache.hadoop.mapreduce.Job (main): Counters: 3\n"
+              "\tFile System Counters\n\t\tFILE: Number of bytes read=120\n"
+              "\tinput\n\t\tratings read=100836\n\t\theader or blank lines skipped=1\n"
+              "2026-01-01 INFO streaming.StreamJob (main): Output directory: s3://b/o\n")
+    assert parse_hadoop_counters(syslog) == {
+        "File System Counters: FILE: Number of bytes read": 120,
+        "input: ratings read": 100836, "input: header or blank lines skipped": 1}
+
+
+def test_flatten_counters_sums_over_steps():
+    assert flatten_counters([{"input": {"ratings read": 5}}, {"pairs": {"kept": 2}}, {"input": {"ratings read": 1}}]) == {
+        "input: ratings read": 6, "pairs: kept": 2}
+
+
+def test_metrics_table_lists_every_figure():
+    table = metrics_table({"wall_seconds": 1868.0, "stage_seconds": [1.5, 2.0], "cluster_id": None, "output_pairs": 1234})
+    assert table.splitlines() == ["wall_seconds      1,868.000", "stage_seconds[1]  1.500", "stage_seconds[2]  2.000",
+                                  "cluster_id        -", "output_pairs      1,234"]

@@ -1,0 +1,48 @@
+"""Trigger-form parameters: schemas for the form and the same rules at run time."""
+import pytest
+
+from movielens_emr.params import InvalidParam, RunConfig, param_schemas, validate_run_config
+
+
+def test_defaults_make_a_valid_local_run():
+    config = validate_run_config({}, max_node_count=20)
+    assert config == RunConfig(node_count=4, target="local", dataset="ml-latest-small", metric="cosine",
+                               min_score=0.95, min_co_ratings=10, instance_type="m5.xlarge",
+                               release_label="emr-7.9.0", sample_fraction=1.0)
+    assert config.core_node_count == 3
+
+
+def test_every_field_has_a_title_and_description():
+    for name, spec in param_schemas(20, "local").items():
+        assert spec["title"] and len(spec["description"]) > 20, name
+
+
+def test_node_count_maximum_follows_the_limit():
+    assert param_schemas(7, "local")["node_count"]["maximum"] == 7
+    with pytest.raises(InvalidParam, match=r"^node_count: 8 is greater than the maximum of 7"):
+        validate_run_config({"node_count": 8}, max_node_count=7)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("node_count", 0), ("node_count", 3.5), ("node_count", "4"), ("node_count", True),
+    ("target", "aws"), ("dataset", "ml-5m"), ("metric", "euclid"),
+    ("min_score", 1.5), ("min_co_ratings", -1), ("instance_type", "huge"),
+    ("release_label", "emr-6.15.0"), ("sample_fraction", 0), ("sample_fraction", 1.01),
+])
+def test_bad_values_are_refused_naming_the_field(field, value):
+    with pytest.raises(InvalidParam, match=f"^{field}: "):
+        validate_run_config({field: value}, max_node_count=20)
+
+
+def test_unknown_field_is_refused_by_name():
+    with pytest.raises(InvalidParam, match=r"^nodes: not a parameter"):
+        validate_run_config({"nodes": 8}, max_node_count=20)
+
+
+def test_numbers_become_floats():
+    config = validate_run_config({"min_score": 1, "sample_fraction": 1}, max_node_count=20)
+    assert isinstance(config.min_score, float) and isinstance(config.sample_fraction, float)
+
+
+def test_default_target_is_configurable():
+    assert param_schemas(20, "emr")["target"]["default"] == "emr"

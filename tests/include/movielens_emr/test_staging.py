@@ -1,0 +1,96 @@
+"""Getting a dataset (source folder or verified download) and staging it once by content checksum."""
+import dataclasses
+import functools
+import http.server
+import threading
+import zipfile
+
+import pytest
+
+from movielens_emr.datasets import UnknownDataset, get_dataset
+from movielens_emr.staging import (
+    STAGED_MARKER,
+    ChecksumMismatch,
+    content_checksum,
+    dataset_source_files,
+    file_md5,
+    stage_dataset,
+    stage_job_files,
+)
+from movielens_emr.storage import LocalStorage
+
+from tests.conftest import MOVIELENS, REPO
+
+SAMPLE = REPO / "include" / "sample_data" / "ml-latest-small-sample"
+
+
+@pytest.fixture
+def served_zip(tmp_path):
+    """An ml-latest-small zip built from the bundled sample, served over HTTP on loopback."""
+    site = tmp_path / "site"
+    site.mkdir()
+    with zipfile.ZipFile(site / "ml-latest-small.zip", "w") as archive:
+        for name in ("ratings.csv", "movies.csv"):
+            archive.write(SAMPLE / name, f"ml-latest-small/{name}")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", file_md5(site / "ml-latest-small.zip")
+    server.shutdown()
+
+
+def test_source_dir_files_are_used_as_they_are(tmp_path):
+    files = dataset_source_files(get_dataset("ml-100k"), MOVIELENS, tmp_path)
+    assert files == {"u.data": MOVIELENS / "ml-100k" / "u.data", "u.item": MOVIELENS / "ml-100k" / "u.item"}
+
+
+def test_missing_source_files_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"ml-1m: ratings\.dat not found in .*ml-1m"):
+        dataset_source_files(get_dataset("ml-1m"), MOVIELENS, tmp_path)
+
+
+def test_unknown_dataset_lists_the_known_ones():
+    with pytest.raises(UnknownDataset, match=r"unknown dataset 'ml-5m'; known: ml-100k, ml-1m"):
+        get_dataset("ml-5m")
+
+
+def test_download_is_verified_and_extracted(served_zip, tmp_path):
+    url, md5 = served_zip
+    dataset = dataclasses.replace(get_dataset("ml-latest-small"), zip_md5=md5)
+    files = dataset_source_files(dataset, "", tmp_path / "cache", base_url=url)
+    assert files["ratings.csv"].read_bytes() == (SAMPLE / "ratings.csv").read_bytes()
+    assert files["movies.csv"].read_bytes() == (SAMPLE / "movies.csv").read_bytes()
+
+
+def test_download_with_the_wrong_checksum_is_refused_and_removed(served_zip, tmp_path):
+    url, _ = served_zip
+    with pytest.raises(ChecksumMismatch, match="but GroupLens publishes 31a303aabbc519bd33d025e44d6c2570"):
+        dataset_source_files(get_dataset("ml-latest-small"), "", tmp_path / "cache", base_url=url)
+    assert not (tmp_path / "cache" / "ml-latest-small.zip").exists()
+
+
+def test_a_dataset_is_uploaded_once_per_content(tmp_path):
+    storage = LocalStorage(tmp_path / "root")
+    dataset = get_dataset("ml-latest-small")
+    files = {"ratings.csv": SAMPLE / "ratings.csv", "movies.csv": SAMPLE / "movies.csv"}
+    first = stage_dataset(storage, dataset, files)
+    second = stage_dataset(storage, dataset, files)
+    assert first["uploaded"] == ["movies.csv", "ratings.csv"] and second["uploaded"] == []
+    assert first["folder"] == f"datasets/ml-latest-small/{content_checksum(files)}"
+    assert storage.exists(f"{first['folder']}/{STAGED_MARKER}")
+    assert first["ratings_uris"] == [storage.uri(f"{first['folder']}/ratings.csv")]
+
+
+def test_changed_content_gets_a_new_checksum(tmp_path):
+    changed = tmp_path / "ratings.csv"
+    changed.write_bytes((SAMPLE / "ratings.csv").read_bytes() + b"999,1,4.0,1\r\n")
+    original = {"ratings.csv": SAMPLE / "ratings.csv", "movies.csv": SAMPLE / "movies.csv"}
+    assert content_checksum(original) != content_checksum({**original, "ratings.csv": changed})
+
+
+def test_job_files_are_staged_into_the_run_folder(tmp_path):
+    storage = LocalStorage(tmp_path)
+    uris = stage_job_files(storage, "runs/r1")
+    assert uris == {"job": str(tmp_path / "runs/r1/job/movie_similarities.py"),
+                    "bootstrap": str(tmp_path / "runs/r1/job/install_job_requirements.sh")}
+    assert b"mrjob==0.7.4" in storage.get_bytes("runs/r1/job/install_job_requirements.sh")

@@ -1,0 +1,69 @@
+"""The job's stages as EMR Hadoop streaming steps, and the job's arguments for a run."""
+import shlex
+
+import pytest
+
+from movielens_emr.job import job_args, job_class, movie_blocks_for
+from movielens_emr.params import validate_run_config
+from movielens_emr.steps import ACTION_ON_FAILURE, STAGE_NAMES, build_stage_steps
+
+
+@pytest.fixture
+def steps():
+    config = validate_run_config({"metric": "pearson", "min_score": 0.5, "sample_fraction": 0.25},
+                                 max_node_count=20)
+    args = job_args(config, 5, "movies.csv")
+    return build_stage_steps(job_class()(args), args, "s3://b/runs/r/job/movie_similarities.py",
+                             "s3://b/datasets/ml/c/movies.csv", ["s3://b/datasets/ml/c/ratings.csv"],
+                             "s3://b/runs/r/output", 12, "manual__1")
+
+
+def arg_after(args, flag):
+    return [args[i + 1] for i, arg in enumerate(args) if arg == flag]
+
+
+def test_one_step_per_stage_through_command_runner(steps):
+    assert len(steps) == 3 == len(STAGE_NAMES)
+    for number, step in enumerate(steps, start=1):
+        assert step["Name"].startswith(f"stage {number} of 3: {STAGE_NAMES[number - 1]}")
+        assert "manual__1" in step["Name"]
+        assert step["ActionOnFailure"] == ACTION_ON_FAILURE
+        assert step["HadoopJarStep"]["Jar"] == "command-runner.jar"
+        assert step["HadoopJarStep"]["Args"][0] == "hadoop-streaming"
+
+
+def test_stages_chain_their_inputs_and_outputs(steps):
+    args = [step["HadoopJarStep"]["Args"] for step in steps]
+    assert arg_after(args[0], "-input") == ["s3://b/datasets/ml/c/ratings.csv"]
+    assert arg_after(args[0], "-output") == ["s3://b/runs/r/output/stage-1"]
+    assert arg_after(args[1], "-input") == ["s3://b/runs/r/output/stage-1"]
+    assert arg_after(args[2], "-input") == ["s3://b/runs/r/output/stage-2"]
+    assert arg_after(args[2], "-output") == ["s3://b/runs/r/output/stage-3"]
+
+
+def test_generic_options_come_before_streaming_options(steps):
+    for step in steps:
+        args = step["HadoopJarStep"]["Args"]
+        assert args.index("-files") < args.index("-input") and args.index("-D") < args.index("-input")
+        assert arg_after(args, "-files") == [
+            "s3://b/runs/r/job/movie_similarities.py#movie_similarities.py,"
+            "s3://b/datasets/ml/c/movies.csv#movies.csv"]
+        assert "mapreduce.job.reduces=12" in arg_after(args, "-D")
+
+
+def test_task_commands_run_the_job_file_with_the_run_options(steps):
+    for step_num, step in enumerate(steps):
+        args = step["HadoopJarStep"]["Args"]
+        for task_type in ("mapper", "reducer"):
+            command = shlex.split(arg_after(args, f"-{task_type}")[0])
+            assert command[:4] == ["python3", "movie_similarities.py", f"--step-num={step_num}", f"--{task_type}"]
+            options = dict(zip(command[4::2], command[5::2]))
+            assert options == {"--metric": "pearson", "--min-score": "0.5", "--min-co-ratings": "10",
+                               "--sample-fraction": "0.25", "--movie-blocks": "5", "--items": "movies.csv"}
+        assert "-combiner" not in args
+
+
+@pytest.mark.parametrize("slots, blocks", [(1, 4), (10, 4), (12, 5), (28, 7), (76, 12)])
+def test_movie_blocks_give_every_task_slot_a_reduce_key(slots, blocks):
+    assert movie_blocks_for(slots) == blocks
+    assert blocks * (blocks + 1) // 2 >= slots
