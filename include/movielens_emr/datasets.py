@@ -1,7 +1,9 @@
 """The MovieLens releases the pipeline knows: files, sizes, download addresses and published checksums."""
 from dataclasses import dataclass
+from pathlib import Path
 
 GROUPLENS = "https://files.grouplens.org/datasets/movielens"
+SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
 
 
 @dataclass(frozen=True)
@@ -14,6 +16,7 @@ class Dataset:
     ratings: int  # ratings in the release, for time estimates
     movies: int
     zip_md5: str  # the checksum GroupLens publishes beside the zip (<name>.zip.md5)
+    bundled: bool = False  # shipped in include/sample_data/<name>/, so it works offline
 
     @property
     def url(self):
@@ -32,6 +35,7 @@ CATALOGUE = {
         Dataset("ml-latest-small", ("ratings.csv",), "movies.csv", 100_836, 9_742,
                 "31a303aabbc519bd33d025e44d6c2570"),
         Dataset("ml-25m", ("ratings.csv",), "movies.csv", 25_000_095, 62_423, "6b51fb2759a8657d3bfcbfc42b592ada"),
+        Dataset("ml-latest-small-sample", ("ratings.csv",), "movies.csv", 22_303, 5_017, "", bundled=True),
     )
 }
 

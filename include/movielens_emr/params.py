@@ -51,8 +51,8 @@ def param_schemas(max_node_count, default_target):
             description="emr: a new EMR cluster (needs the AWS connection and an s3:// storage root); "
                         "local: this machine, no AWS account."),
         "dataset": dict(
-            default="ml-latest-small", type="string", enum=list(CATALOGUE), title="Dataset",
-            description="MovieLens release: " + "; ".join(
+            default="ml-latest-small-sample", type="string", enum=list(CATALOGUE), title="Dataset",
+            description="MovieLens release (ml-latest-small-sample is bundled, for a first run offline): " + "; ".join(
                 f"{name} ({dataset.ratings:,} ratings)" for name, dataset in CATALOGUE.items())),
         "metric": dict(
             default="cosine", type="string", enum=list(METRICS), title="Similarity metric",

@@ -7,7 +7,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from movielens_emr.datasets import GROUPLENS
+from movielens_emr.datasets import GROUPLENS, SAMPLE_DATA
 from movielens_emr.job import JOB_FILE
 from movielens_emr.storage import dataset_folder
 
@@ -21,9 +21,9 @@ class ChecksumMismatch(RuntimeError):
 
 
 def dataset_source_files(dataset, source_dir, cache_dir, base_url=GROUPLENS):
-    """{file name: local path} of a release: from source_dir/<name>/ when given, else a verified download."""
-    if source_dir:
-        folder = Path(source_dir) / dataset.name
+    """{file name: local path} of a release: bundled, from source_dir/<name>/ when given, else a verified download."""
+    if dataset.bundled or source_dir:
+        folder = (SAMPLE_DATA if dataset.bundled else Path(source_dir)) / dataset.name
         missing = [name for name in dataset.files if not (folder / name).is_file()]
         if missing:
             raise FileNotFoundError(

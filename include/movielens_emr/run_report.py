@@ -1,0 +1,55 @@
+"""What a command-line run produced: the newest run's metrics and results, or the errors of a failed run."""
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from movielens_emr.metrics import metrics_table
+
+EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Mismatch|InvalidParam|NotFound)\w*: .+")
+
+
+def newest_run(storage_root):
+    """The run folder whose metrics.json is newest, or None."""
+    runs = sorted(Path(storage_root).expanduser().glob("runs/*/metrics.json"), key=lambda path: path.stat().st_mtime)
+    return runs[-1].parent if runs else None
+
+
+def failure_lines(log_text):
+    """The exception lines of a failed run's log, each once, in order."""
+    seen = []
+    for line in log_text.splitlines():
+        if EXCEPTION_LINE.match(line.strip()) and line.strip() not in seen:
+            seen.append(line.strip())
+    return seen
+
+
+def report(storage_root, log_path, status):
+    """The text to show after a run; `status` is the exit status of `airflow dags test`."""
+    if status != 0:
+        errors = failure_lines(Path(log_path).read_text(errors="replace"))
+        return "\n".join(["movielens_similarity FAILED:", *("  " + line for line in errors or ["(no exception in the log)"]),
+                          f"full log: {log_path}"])
+    folder = newest_run(storage_root)
+    if folder is None:
+        return f"movielens_similarity succeeded, but no metrics.json is under {storage_root}/runs"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    results = folder / "results" / "similarities.csv"
+    head = results.read_text().splitlines()[:6] if results.exists() else []
+    return "\n".join([f"movielens_similarity succeeded: {folder}", "", metrics_table(metrics), "",
+                      f"{results} (first rows):", *head, f"log: {log_path}"])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("storage_root")
+    parser.add_argument("log")
+    parser.add_argument("status", type=int)
+    args = parser.parse_args(argv)
+    print(report(args.storage_root, args.log, args.status))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

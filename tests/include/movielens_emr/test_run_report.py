@@ -1,0 +1,28 @@
+"""The summary printed after a command-line run."""
+import json
+
+from movielens_emr.run_report import failure_lines, newest_run, report
+
+
+def test_failure_lines_pick_each_exception_once():
+    log = ("2026 [error] Task failed with exception\nTraceback (most recent call last):\n  File x\n"
+           "movielens_emr.params.InvalidParam: nodes: not a parameter of this DAG\n"
+           "movielens_emr.params.InvalidParam: nodes: not a parameter of this DAG\n"
+           "airflow.sdk.exceptions.AirflowException: Dag run failed\n")
+    assert failure_lines(log) == ["movielens_emr.params.InvalidParam: nodes: not a parameter of this DAG",
+                                  "airflow.sdk.exceptions.AirflowException: Dag run failed"]
+
+
+def test_report_of_a_success_shows_metrics_and_first_results(tmp_path):
+    run = tmp_path / "runs" / "manual_1"
+    (run / "results").mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"wall_seconds": 12.5, "output_pairs": 3}))
+    (run / "results" / "similarities.csv").write_text("movie_id,movie_title\n1,Toy Story (1995)\n")
+    assert newest_run(tmp_path) == run
+    text = report(tmp_path, tmp_path / "log", 0)
+    assert "succeeded" in text and "output_pairs  3" in text and "1,Toy Story (1995)" in text
+
+
+def test_report_of_a_failure_shows_the_errors(tmp_path):
+    (tmp_path / "log").write_text("ValueError: boom\n")
+    assert report(tmp_path, tmp_path / "log", 1).splitlines()[:2] == ["movielens_similarity FAILED:", "  ValueError: boom"]
