@@ -15,17 +15,18 @@ per kept ordered pair, JSON protocol, key [movie_id, movie_title], value
 [similar_movie_id, similar_movie_title, score, co_raters]; a missing title is null.
 
 Peak memory of one task, with m = the most movies one user rated, M = distinct movies,
-G = --movie-blocks, C = --user-chunk and S = statistics per pair (cosine 4, pearson 6,
-jaccard 1):
-  stage 1 mapper:  O(1)                        at most 100,000 buffered ratings
-  stage 1 reducer: O(m)                        one user's ratings
-  stage 2 mapper:  O(m)                        one user's ratings and their block split
-  stage 2 reducer: 8*S*(2M/G)^2 + 16*C*(2M/G) + O(C*m) bytes
-                                                accumulators of one block pair, the dense
-                                                chunk matrices, one chunk of users
-  stage 3 reducer: O(M)                        titles, one movie's neighbours
-e.g. M=3,706, G=4, C=1024, cosine: at most 8*4*1853^2 + 16*1024*1853 = 140 MB (the
-accumulators only reach that size if every movie of a block was co-rated).
+G = --movie-blocks, C = --user-chunk, S = sums per pair (cosine 4, pearson 6, jaccard 1)
+and B = the movies of the larger block of a block pair (movies are hashed into blocks,
+so B is M/G within a few per cent once M is in the thousands), beyond the interpreter:
+  stage 1 mapper:  O(1)    at most 100,000 buffered ratings
+  stage 1 reducer: O(m)    one user's ratings
+  stage 2 mapper:  O(m)    one user's ratings and their block split
+  stage 2 reducer: 12.5*(S+2)*B^2 + 20*C*B + 8*(S+5)*256*B + 64*C*m bytes: the block
+                   pair's sums (25% growth headroom, one more while growing, one gathered
+                   for an update), a chunk's dense matrices, one 256-row slice of pairs
+                   being scored, and one chunk of users' ratings
+  stage 3 reducer: O(M)    titles, one movie's neighbours
+e.g. ml-1m (M=3,706, m=2,314), G=4 (B about 960), C=1024, cosine: at most 258 MB.
 """
 import csv
 import json
@@ -63,6 +64,8 @@ RATING_LETTER_BASE = ord("a") - 1
 HEADER_FIRST_FIELDS = (b"userid", b"user_id", b"user")
 # Stage 1 key of the map tasks' bad-line reports; user ids are digits, so it never collides.
 INPUT_QUALITY_KEY = "#input-quality"
+# Rows of a block pair's sums scored at once in stage 2.
+SCORING_ROWS = 256
 # Ratings a stage 1 mapper holds before writing them out grouped by user (about 3 MB).
 USER_BUFFER = 100_000
 
@@ -257,20 +260,23 @@ class BlockAccumulator:
         old_rows, old_cols = self.sums[self.stats[0]].shape
         if rows <= old_rows and cols <= old_cols:
             return
-        rows, cols = max(rows, 2 * old_rows), max(cols, 2 * old_cols)
+        # 25% headroom: few regrowths as a block's movies arrive, and little memory unused.
+        rows, cols = max(rows, old_rows * 5 // 4), max(cols, old_cols * 5 // 4)
         for name, sums in self.sums.items():
             self.sums[name] = np.pad(sums, ((0, rows - old_rows), (0, cols - old_cols)))
         self.raters_a = np.pad(self.raters_a, (0, rows - old_rows))
         self.raters_b = np.pad(self.raters_b, (0, cols - old_cols))
 
-    def candidate_pairs(self, min_co_ratings):
-        """Index arrays (i, j) of the pairs with more than min_co_ratings co-raters, each unordered pair once."""
+    def candidate_pairs(self, min_co_ratings, first_row, end_row):
+        """Index arrays (i, j) of the pairs of rows first_row..end_row-1 with more than
+        min_co_ratings co-raters, each unordered pair once."""
         import numpy as np
-        n = self.sums["n"][: len(self.movies_a), : len(self.movies_b)]
+        n = self.sums["n"][first_row:end_row, : len(self.index_a if self.diagonal else self.index_b)]
         keep = n > min_co_ratings
         if self.diagonal:
-            keep = np.triu(keep, k=1)
-        return np.nonzero(keep)
+            keep = np.triu(keep, k=first_row + 1)
+        i, j = np.nonzero(keep)
+        return i + first_row, j
 
     def pair_sums(self, i, j):
         """The named sums at the pairs (i, j); on the diagonal, raters of j come from side a."""
@@ -525,17 +531,18 @@ class MRMovieSimilarities(MRJob):
         yield from self._kept_pairs(accumulator)
 
     def _kept_pairs(self, accumulator):
-        import numpy as np
-        i, j = accumulator.candidate_pairs(self.options.min_co_ratings)
-        sums = accumulator.pair_sums(i, j)
-        scores = similarity_scores(self.options.metric, sums)
-        kept = np.nonzero(scores > self.options.min_score)[0]
-        self._counters["pairs: over min co-ratings"] += len(i)
-        self._counters["pairs: kept"] += len(kept)
         movies_a, movies_b = accumulator.movies_a, accumulator.movies_b
-        for a, b, score, co_raters in zip(
-                i[kept].tolist(), j[kept].tolist(), scores[kept].tolist(), sums["n"][kept].tolist()):
-            yield movies_a[a], f"{movies_b[b]} {score!r} {int(co_raters)}"
+        # Scored a slice of rows at a time, so the temporaries stay small next to the sums.
+        for first_row in range(0, len(movies_a), SCORING_ROWS):
+            i, j = accumulator.candidate_pairs(self.options.min_co_ratings, first_row, first_row + SCORING_ROWS)
+            sums = accumulator.pair_sums(i, j)
+            scores = similarity_scores(self.options.metric, sums)
+            kept = scores > self.options.min_score
+            self._counters["pairs: over min co-ratings"] += len(i)
+            self._counters["pairs: kept"] += int(kept.sum())
+            for a, b, score, co_raters in zip(
+                    i[kept].tolist(), j[kept].tolist(), scores[kept].tolist(), sums["n"][kept].tolist()):
+                yield movies_a[a], f"{movies_b[b]} {score!r} {int(co_raters)}"
 
     # Stage 3: both directions, titles, neighbours ranked by score.
     def mapper_emit_both_directions(self, movie, value):
