@@ -16,6 +16,7 @@ class Settings:
     aws_conn_id: str = "aws_default"
     poll_seconds: int = 30
     task_retries: int = 2
+    cluster_max_age_hours: float = 12.0
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
 
     @property
@@ -35,6 +36,7 @@ def settings_from_env(environ=None):
         aws_conn_id=env.get("MOVIELENS_AWS_CONN_ID") or defaults.aws_conn_id,
         poll_seconds=int(env.get("MOVIELENS_POLL_SECONDS") or defaults.poll_seconds),
         task_retries=int(env.get("MOVIELENS_TASK_RETRIES") or defaults.task_retries),
+        cluster_max_age_hours=float(env.get("MOVIELENS_CLUSTER_MAX_AGE_HOURS") or defaults.cluster_max_age_hours),
         cluster=ClusterSettings(
             job_flow_role=env.get("MOVIELENS_EMR_JOB_FLOW_ROLE") or cluster_defaults.job_flow_role,
             service_role=env.get("MOVIELENS_EMR_SERVICE_ROLE") or cluster_defaults.service_role,

@@ -1,0 +1,34 @@
+"""
+### Reaper of leaked MovieLens EMR clusters
+
+Hourly, terminates the EMR clusters tagged `movielens:pipeline=movielens-similarity` whose
+`movielens_similarity` run is no longer queued or running (a worker died, a run was marked failed
+by hand), and any such cluster older than `MOVIELENS_CLUSTER_MAX_AGE_HOURS` (default 12) whatever
+its run. Clusters without the tag are never touched. Every cluster also carries a one-hour idle
+auto-termination policy as the last backstop.
+"""
+import datetime
+
+import pendulum
+from airflow.sdk import dag, task
+
+from movielens_emr import tasks
+from movielens_emr.settings import settings_from_env
+
+
+@dag(
+    dag_id="movielens_cluster_reaper",
+    schedule="@hourly",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["movielens", "emr", "safety"],
+    doc_md=__doc__,
+    default_args={"owner": "data-engineering", "retries": settings_from_env().task_retries,
+                  "retry_delay": datetime.timedelta(minutes=5)},
+)
+def movielens_cluster_reaper():
+    task(task_id="reap_clusters")(tasks.reap_clusters)()
+
+
+movielens_cluster_reaper()
