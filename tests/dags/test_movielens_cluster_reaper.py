@@ -33,4 +33,4 @@ def test_reaper_terminates_leaked_pipeline_clusters_only(dag):
 
 def test_reaper_is_hourly_and_documented(dag):
     assert dag.timetable.expression == "0 * * * *"
-    assert "idle auto-termination" in dag.doc_md
+    assert "idle\nauto-termination" in dag.doc_md
