@@ -184,3 +184,28 @@ def _step_counters(storage, run_prefix, cluster_id, step_id):
         log.warning("no step log at %s yet: the job's counts are left out of the metrics", storage.uri(key))
         return {}
     return parse_hadoop_counters(gzip.decompress(storage.get_bytes(key)).decode("utf-8", errors="replace"))
+
+
+def reap_clusters():
+    """Terminate this pipeline's live clusters whose run has ended or that are older than the maximum age."""
+    from airflow.providers.amazon.aws.hooks.emr import EmrHook
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    from movielens_emr.reaper import ACTIVE_CLUSTER_STATES, clusters_to_reap, pipeline_clusters
+
+    settings = settings_from_env()
+    emr = EmrHook(aws_conn_id=settings.aws_conn_id).conn
+    summaries = [c for page in emr.get_paginator("list_clusters").paginate(ClusterStates=list(ACTIVE_CLUSTER_STATES))
+                 for c in page["Clusters"]]
+    described = [emr.describe_cluster(ClusterId=summary["Id"])["Cluster"] for summary in summaries]
+
+    def run_is_active(dag_id, run_id):
+        return RuntimeTaskInstance.get_dr_count(dag_id=dag_id, run_ids=[run_id], states=["queued", "running"]) > 0
+
+    doomed = clusters_to_reap(pipeline_clusters(described), run_is_active,
+                              datetime.datetime.now(datetime.timezone.utc), datetime.timedelta(hours=settings.cluster_max_age_hours))
+    for cluster, reason in doomed:
+        log.warning("terminating %s: %s", cluster.cluster_id, reason)
+        emr.terminate_job_flows(JobFlowIds=[cluster.cluster_id])
+    log.info("%d live clusters, %d of this pipeline's terminated", len(described), len(doomed))
+    return [cluster.cluster_id for cluster, _ in doomed]
