@@ -1,0 +1,49 @@
+"""Explaining a failed stage from EMR's step descriptions and logs."""
+import gzip
+
+from movielens_emr.diagnosis import failure_reason, first_failed_stage, stage_failure_report, stderr_tail
+
+
+def step(name, state, reason=None, details=None):
+    status = {"State": state}
+    if reason:
+        status["StateChangeReason"] = {"Message": reason}
+    if details:
+        status["FailureDetails"] = details
+    return {"Name": name, "Status": status}
+
+
+STEPS = [step("stage 1", "COMPLETED"), step("stage 2", "FAILED", details={"Reason": "Unknown error",
+                                                                        "Message": "Task failed: exit 1"}),
+         step("stage 3", "CANCELLED", reason="Cancelled after stage 2 failed")]
+
+
+def test_the_failed_stage_wins_over_the_cancelled_ones_after_it():
+    number, failed = first_failed_stage(STEPS)
+    assert number == 2 and failed["Name"] == "stage 2"
+
+
+def test_a_cancelled_stage_is_reported_when_none_failed():
+    number, _ = first_failed_stage([step("a", "COMPLETED"), step("b", "CANCELLED", reason="cluster terminated")])
+    assert number == 2
+
+
+def test_failure_reason_uses_emrs_own_words():
+    assert failure_reason(STEPS[1]) == "Unknown error; Task failed: exit 1"
+    assert failure_reason(STEPS[2]) == "Cancelled after stage 2 failed"
+    assert failure_reason(step("x", "FAILED")) == "the step ended FAILED without a reason"
+
+
+def test_stderr_tail_keeps_the_last_lines():
+    log = gzip.compress("\n".join(f"line {i}" for i in range(100)).encode())
+    assert stderr_tail(log, lines=3) == "line 97\nline 98\nline 99"
+
+
+def test_report_names_stage_reason_and_stderr():
+    report = stage_failure_report(STEPS, "Traceback ...\nTooManyBadLines: 9 of 10 lines", "s3://b/logs/j-1/steps/s-2/")
+    assert report.splitlines()[0] == "stage 2 of 3 (stage 2) ended FAILED: Unknown error; Task failed: exit 1"
+    assert "TooManyBadLines: 9 of 10 lines" in report and "s3://b/logs/j-1/steps/s-2/" in report
+
+
+def test_report_says_when_the_logs_have_not_arrived():
+    assert "had not reached s3://b/logs in time" in stage_failure_report(STEPS, None, "s3://b/logs")
