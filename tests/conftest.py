@@ -12,8 +12,10 @@ SHARED = REPO.parent / "shared"
 MOVIELENS = SHARED / "data" / "movielens"
 
 # Airflow reads its settings when first imported, so they are set before any test module imports it.
-_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="movielens-airflow-home-"))
+# Kept in the environment so that a second import of this module (or a subprocess) shares the home.
+_AIRFLOW_HOME = Path(os.environ.get("MOVIELENS_TEST_AIRFLOW_HOME") or tempfile.mkdtemp(prefix="movielens-airflow-home-"))
 TEST_ENV = {
+    "MOVIELENS_TEST_AIRFLOW_HOME": str(_AIRFLOW_HOME),
     "AIRFLOW_HOME": str(_AIRFLOW_HOME),
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),

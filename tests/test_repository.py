@@ -2,7 +2,7 @@
 import re
 import subprocess
 
-from tests.conftest import REPO
+from conftest import REPO
 
 README = (REPO / "README.md").read_text()
 

@@ -1,4 +1,5 @@
 """movielens_similarity: DAG integrity, the trigger form's rules, and the local target end to end."""
+import copy
 import csv
 import io
 import json
@@ -9,7 +10,7 @@ from movielens_emr import results
 from movielens_emr.job import job_class
 from movielens_emr.storage import run_folder
 
-from tests.conftest import MOVIELENS
+from conftest import MOVIELENS
 
 DAG_ID = "movielens_similarity"
 EXPECTED_TASKS = {
@@ -19,9 +20,10 @@ EXPECTED_TASKS = {
 }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def dag(dagbag):
-    return dagbag.get_dag(DAG_ID)
+    """A copy per test: dag.test writes each run's conf into the DAG's params, which would leak."""
+    return copy.deepcopy(dagbag.get_dag(DAG_ID))
 
 
 def test_every_dag_imports_and_is_documented(dagbag):

@@ -19,7 +19,7 @@ from movielens_emr.staging import (
 )
 from movielens_emr.storage import LocalStorage
 
-from tests.conftest import MOVIELENS, REPO
+from conftest import MOVIELENS, REPO
 
 SAMPLE = REPO / "include" / "sample_data" / "ml-latest-small-sample"
 

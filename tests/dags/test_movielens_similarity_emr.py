@@ -1,0 +1,380 @@
+"""movielens_similarity's EMR target end to end, without AWS: moto plus a double that really runs the steps.
+
+The EMR steps are run by tests/support/emr_double.py from their own HadoopJarStep.Args (the job
+file and movies file fetched from moto's S3, the mapper/reducer commands run as processes), so a
+wrong step definition, a wrong S3 layout or a wrong log location fails here.
+"""
+import copy
+import csv
+import gzip
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from unittest import mock
+
+import boto3
+import pytest
+import requests
+from moto import mock_aws
+from moto.server import ThreadedMotoServer
+
+from movielens_emr import tasks
+from movielens_emr.cluster import PIPELINE_TAG
+from movielens_emr.metrics import parse_hadoop_counters
+from movielens_emr.operators import DuplicateStepsError, EmrAddStepsOnceOperator
+from movielens_emr.params import DEFAULT_MAX_NODE_COUNT, param_schemas
+from movielens_emr.steps import STAGE_NAMES, step_name
+from movielens_emr.storage import run_folder
+from tests.support.emr_double import emr_streaming_double
+
+DAG_ID = "movielens_similarity"
+REGION = "us-east-1"
+BUCKET = "movielens-test"
+PREFIX = "pipeline"
+S3_ROOT = f"s3://{BUCKET}/{PREFIX}"
+DATASET = "ml-latest-small"
+RATINGS = 100_836
+EMR_CONF = {"target": "emr", "dataset": DATASET, "node_count": 3}
+# The same dataset again, on a fifth of the users: a cheaper second full run.
+SECOND_CONF = {**EMR_CONF, "sample_fraction": 0.2}
+SINGLE_NODE = {"MasterInstanceType": "m5.xlarge", "InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True}
+EMR_TASK_STATES = {
+    "validate_config": "success", "stage_dataset": "success", "choose_target": "success",
+    "plan_emr_run": "success", "create_cluster": "success", "submit_stages": "success",
+    "prepare_stage_wait": "success", "wait_for_stages[0]": "success", "terminate_cluster": "success",
+    "wait_for_termination": "success", "run_local_job": "skipped", "collect_results": "success",
+    "record_metrics": "success",
+}
+
+
+def full_conf(conf):
+    """Every parameter of the form, its default unless conf sets it."""
+    schemas = param_schemas(DEFAULT_MAX_NODE_COUNT, "local")
+    return {**{name: spec["default"] for name, spec in schemas.items()}, **conf}
+
+
+def run_dag(dagbag, conf):
+    """dag.test of a copy of the DAG, with every parameter given.
+
+    dag.test runs the tasks in this process, where resolving a run's params writes the run's conf
+    into the Param objects of the DAG's tasks: on the shared DAG object one run's conf would become
+    the next run's defaults (here and in other test modules). A copy per run keeps runs apart.
+    """
+    return copy.deepcopy(dagbag.get_dag(DAG_ID)).test(run_conf=full_conf(conf))
+
+
+def task_states(dag_run):
+    return {ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]": str(ti.state)
+            for ti in dag_run.get_task_instances()}
+
+
+def xcom(dag_run, task_id):
+    return dag_run.get_task_instance(task_id).xcom_pull(task_ids=task_id)
+
+
+def s3_key(dag_run, name):
+    return f"{PREFIX}/{run_folder(dag_run.run_id)}/{name}"
+
+
+def s3_bytes(s3, key):
+    return s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+
+
+def s3_keys(s3, prefix):
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+
+def step_log(s3, dag_run, cluster_id, step_id, name):
+    """A step log EMR delivers under the cluster's LogUri (the run's logs/ folder), unzipped."""
+    key = s3_key(dag_run, f"logs/{cluster_id}/steps/{step_id}/{name}")
+    return gzip.decompress(s3_bytes(s3, key)).decode()
+
+
+def dataset_objects(s3, staged):
+    """{key: (LastModified, ETag)} of a staged dataset's folder."""
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}/{staged['folder']}/")["Contents"]
+    return {item["Key"]: (item["LastModified"], item["ETag"]) for item in listed}
+
+
+def csv_rows(data):
+    return list(csv.reader(io.StringIO(data.decode("utf-8"))))
+
+
+def seconds(start, end):
+    return round((end - start).total_seconds(), 3)
+
+
+def run_state(dag_run):
+    return str(dag_run.state)
+
+
+@pytest.fixture(scope="module")
+def local_similarities_csv(dagbag, tmp_path_factory):
+    """results/similarities.csv of the LOCAL target (mrjob's local runner) on the same data and parameters."""
+    root = tmp_path_factory.mktemp("local-storage")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MOVIELENS_STORAGE_ROOT", str(root))
+        dag_run = run_dag(dagbag, {**EMR_CONF, "target": "local"})
+    assert run_state(dag_run) == "success", task_states(dag_run)
+    return (root / run_folder(dag_run.run_id) / "results" / "similarities.csv").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def emr_runs(dagbag):
+    """Two EMR runs of the DAG on moto + the double; what the tests check, read before moto resets."""
+    with pytest.MonkeyPatch.context() as env, mock_aws(), emr_streaming_double() as double:
+        env.setenv("MOVIELENS_STORAGE_ROOT", S3_ROOT)
+        s3, emr = boto3.client("s3", region_name=REGION), boto3.client("emr", region_name=REGION)
+        first = run_dag(dagbag, EMR_CONF)
+        assert run_state(first) == "success", task_states(first)
+        staged = xcom(first, "stage_dataset")
+        first_s3_keys, first_dataset_objects = s3_keys(s3, ""), dataset_objects(s3, staged)
+        second = run_dag(dagbag, SECOND_CONF)
+        assert run_state(second) == "success", task_states(second)
+        cluster_id, step_ids = xcom(first, "create_cluster"), xcom(first, "submit_stages")
+        return SimpleNamespace(
+            first=first, second=second, double=double, cluster_id=cluster_id, step_ids=step_ids,
+            first_states=task_states(first), second_states=task_states(second),
+            staged=staged, staged_again=xcom(second, "stage_dataset"),
+            cluster=emr.describe_cluster(ClusterId=cluster_id)["Cluster"],
+            job_flow=emr.describe_job_flows(JobFlowIds=[cluster_id])["JobFlows"][0],
+            instance_groups=emr.list_instance_groups(ClusterId=cluster_id)["InstanceGroups"],
+            listed_steps=emr.list_steps(ClusterId=cluster_id)["Steps"],
+            steps=[emr.describe_step(ClusterId=cluster_id, StepId=step_id)["Step"] for step_id in step_ids],
+            csv=s3_bytes(s3, s3_key(first, "results/similarities.csv")),
+            neighbours=json.loads(s3_bytes(s3, s3_key(first, "results/top_neighbours.json"))),
+            metrics=json.loads(s3_bytes(s3, s3_key(first, "metrics.json"))),
+            second_metrics=json.loads(s3_bytes(s3, s3_key(second, "metrics.json"))),
+            syslogs=[step_log(s3, first, cluster_id, step_id, "syslog.gz") for step_id in step_ids],
+            first_s3_keys=first_s3_keys, s3_keys=s3_keys(s3, ""),
+            first_dataset_objects=first_dataset_objects, dataset_objects=dataset_objects(s3, staged),
+        )
+
+
+# a. the EMR target under mock_aws + the double ------------------------------------------------------
+
+def test_emr_run_succeeds_with_every_task_in_its_expected_state(emr_runs):
+    assert run_state(emr_runs.first) == "success", emr_runs.first_states
+    assert emr_runs.first_states == EMR_TASK_STATES
+    assert run_state(emr_runs.second) == "success", emr_runs.second_states
+    assert emr_runs.second_states == EMR_TASK_STATES
+
+
+def test_emr_cluster_is_terminated_tagged_and_sized_as_requested(emr_runs):
+    cluster, first = emr_runs.cluster, emr_runs.first
+    assert cluster["Status"]["State"] == "TERMINATED"
+    assert {"CreationDateTime", "ReadyDateTime", "EndDateTime"} <= set(cluster["Status"]["Timeline"])
+    tags = {tag["Key"]: tag["Value"] for tag in cluster["Tags"]}
+    assert tags == {PIPELINE_TAG[0]: PIPELINE_TAG[1], "movielens:dag_id": DAG_ID,
+                    "movielens:run_id": first.run_id}
+    assert cluster["LogUri"] == f"{S3_ROOT}/{run_folder(first.run_id)}/logs/"
+    assert cluster["ReleaseLabel"] == "emr-7.9.0"
+    assert cluster["AutoTerminate"] is False
+    assert emr_runs.job_flow["Instances"]["KeepJobFlowAliveWhenNoSteps"] is True
+    groups = {group["InstanceGroupType"]: group for group in emr_runs.instance_groups}
+    assert set(groups) == {"MASTER", "CORE"}
+    assert groups["MASTER"]["RequestedInstanceCount"] == 1
+    assert groups["CORE"]["RequestedInstanceCount"] == 2
+    assert {group["InstanceType"] for group in groups.values()} == {"m5.xlarge"}
+
+
+def test_emr_run_submits_exactly_three_streaming_stages_that_really_ran(emr_runs):
+    assert len(emr_runs.listed_steps) == 3
+    assert [step["Id"] for step in emr_runs.steps] == emr_runs.step_ids
+    assert [step["Name"] for step in emr_runs.steps] == [
+        step_name(number, emr_runs.first.run_id) for number in range(1, len(STAGE_NAMES) + 1)]
+    assert all(step["Status"]["State"] == "COMPLETED" for step in emr_runs.steps)
+    assert all(step["ActionOnFailure"] == "CANCEL_AND_WAIT" for step in emr_runs.steps)
+    assert all(step["Config"]["Args"][0] == "hadoop-streaming" for step in emr_runs.steps)
+    executions = [emr_runs.double.execution(step_id) for step_id in emr_runs.step_ids]
+    assert [execution.state for execution in executions] == ["COMPLETED"] * 3
+    # one map task per input object: the ratings file, then the 8 part files of the stage before
+    assert [sum(task.kind == "map" for task in execution.tasks) for execution in executions] == [1, 8, 8]
+    assert [sum(task.kind == "reduce" for task in execution.tasks) for execution in executions] == [8, 8, 8]
+    stage_outputs = [key for key in emr_runs.first_s3_keys if "/output/stage-" in key]
+    assert sorted({key.rsplit("/", 1)[-1] for key in stage_outputs}) == (
+        ["_SUCCESS"] + [f"part-{number:05d}" for number in range(8)])
+
+
+def test_emr_results_are_byte_identical_to_the_local_targets(emr_runs, local_similarities_csv):
+    assert emr_runs.csv == local_similarities_csv
+    rows = csv_rows(emr_runs.csv)
+    assert rows[0] == ["movie_id", "movie_title", "similar_movie_id", "similar_movie_title", "score",
+                       "co_raters"]
+    assert len(rows) > 1000
+    assert set(emr_runs.neighbours) == {row[0] for row in rows[1:]}
+
+
+def test_emr_metrics_come_from_the_emr_timeline_and_the_step_counters(emr_runs):
+    metrics, cluster_timeline = emr_runs.metrics, emr_runs.cluster["Status"]["Timeline"]
+    assert metrics["target"] == "emr" and metrics["cluster_id"] == emr_runs.cluster_id
+    assert metrics["node_count"] == 3 and metrics["run_id"] == emr_runs.first.run_id
+    assert metrics["stage_seconds"] == [
+        seconds(step["Status"]["Timeline"]["StartDateTime"], step["Status"]["Timeline"]["EndDateTime"])
+        for step in emr_runs.steps]
+    assert all(stage > 0 for stage in metrics["stage_seconds"])
+    assert metrics["cluster_seconds"] == seconds(
+        cluster_timeline["CreationDateTime"], cluster_timeline["EndDateTime"])
+    assert metrics["provisioning_seconds"] == seconds(
+        cluster_timeline["CreationDateTime"], cluster_timeline["ReadyDateTime"])
+    assert metrics["cluster_seconds"] >= sum(metrics["stage_seconds"])
+    assert metrics["input_ratings"] == RATINGS
+    assert metrics["bad_lines"] == 0
+    assert metrics["output_pairs"] == len(csv_rows(emr_runs.csv)) - 1
+    # the counters are the ones the double logged where EMR delivers step logs
+    counters = parse_hadoop_counters(emr_runs.syslogs[0])
+    assert counters["input: ratings read"] == RATINGS
+    assert counters["Map-Reduce Framework: Map input records"] == RATINGS + 1  # and the CSV header
+    assert parse_hadoop_counters(emr_runs.syslogs[2])["output: ordered pairs"] == metrics["output_pairs"]
+    # the second run sampled a fifth of the users: every rating read, fewer pairs
+    assert emr_runs.second_metrics["input_ratings"] == RATINGS
+    assert 0 < emr_runs.second_metrics["output_pairs"] < metrics["output_pairs"]
+
+
+def test_emr_dataset_is_uploaded_once(emr_runs):
+    assert emr_runs.staged["uploaded"] == ["movies.csv", "ratings.csv"]
+    assert emr_runs.staged_again["uploaded"] == []
+    assert emr_runs.staged_again["folder"] == emr_runs.staged["folder"]
+    folder = f"{PREFIX}/{emr_runs.staged['folder']}/"
+    staged_keys = [folder + name for name in ("_STAGED.json", "movies.csv", "ratings.csv")]
+    assert sorted(emr_runs.first_dataset_objects) == staged_keys
+    # the second run (more than a second later) rewrote none of them
+    assert emr_runs.dataset_objects == emr_runs.first_dataset_objects
+    assert sum(key.startswith(f"{PREFIX}/datasets/") for key in emr_runs.s3_keys) == 3
+
+
+# b. the CLI against a moto server in this process -------------------------------------------------
+
+@pytest.fixture
+def moto_server():
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    requests.post(f"{url}/moto-api/reset", timeout=10)
+    try:
+        yield url
+    finally:
+        requests.post(f"{url}/moto-api/reset", timeout=10)
+        server.stop()
+
+
+def test_cli_dags_test_runs_the_emr_target_against_a_moto_server(moto_server, airflow_db, tmp_path,
+                                                                 local_similarities_csv):
+    from conftest import TEST_ENV
+
+    # os.environ wins over TEST_ENV: tests may have changed a setting for this process.
+    env = {**TEST_ENV, **os.environ,
+           "MOVIELENS_STORAGE_ROOT": S3_ROOT,
+           "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
+               {"conn_type": "aws", "extra": {"endpoint_url": moto_server, "region_name": REGION}}),
+           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}
+    env.pop("AWS_ENDPOINT_URL", None)
+    airflow = Path(sys.executable).parent / "airflow"
+    log_file = tmp_path / "dags-test.log"
+    with emr_streaming_double() as double, open(log_file, "wb") as log:
+        done = subprocess.run([str(airflow), "dags", "test", DAG_ID, "-c", json.dumps(EMR_CONF)],
+                              env=env, stdout=log, stderr=subprocess.STDOUT, timeout=600, check=False)
+    output = log_file.read_text(errors="replace")
+    assert done.returncode == 0, output[-5000:]
+
+    s3 = boto3.client("s3", region_name=REGION, endpoint_url=moto_server,
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    emr = boto3.client("emr", region_name=REGION, endpoint_url=moto_server,
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    keys = s3_keys(s3, f"{PREFIX}/runs/")
+    runs = {key.split("/")[2] for key in keys}
+    assert len(runs) == 1, runs
+    (run,) = runs
+    results = s3_bytes(s3, f"{PREFIX}/runs/{run}/results/similarities.csv")
+    metrics = json.loads(s3_bytes(s3, f"{PREFIX}/runs/{run}/metrics.json"))
+    assert results == local_similarities_csv
+    assert f"{PREFIX}/runs/{run}/results/top_neighbours.json" in keys
+    assert metrics["target"] == "emr" and metrics["input_ratings"] == RATINGS
+    assert metrics["output_pairs"] == len(csv_rows(results)) - 1
+    assert len(metrics["stage_seconds"]) == 3 and all(stage > 0 for stage in metrics["stage_seconds"])
+    # the steps ran in the server's thread, in this process
+    assert [execution.state for execution in double.executions] == ["COMPLETED"] * 3
+    cluster = emr.describe_cluster(ClusterId=metrics["cluster_id"])["Cluster"]
+    assert cluster["Status"]["State"] == "TERMINATED"
+
+
+# c. a failing stage ------------------------------------------------------------------------------
+
+def test_failing_stage_fails_the_run_and_still_terminates_the_cluster(dagbag, monkeypatch):
+    """Stage 2's mapper gets an invalid option: its task exits non-zero, as a broken stage would."""
+    build_stage_steps = tasks.build_stage_steps
+
+    def steps_with_a_broken_stage_2(*args, **kwargs):
+        steps = build_stage_steps(*args, **kwargs)
+        step_args = steps[1]["HadoopJarStep"]["Args"]
+        mapper = step_args.index("-mapper") + 1
+        step_args[mapper] += " --movie-blocks 0"
+        return steps
+
+    monkeypatch.setattr(tasks, "build_stage_steps", steps_with_a_broken_stage_2)
+    monkeypatch.setenv("MOVIELENS_STORAGE_ROOT", S3_ROOT)
+    with mock_aws(), emr_streaming_double() as double:
+        dag_run = run_dag(dagbag, EMR_CONF)
+        emr, s3 = boto3.client("emr", region_name=REGION), boto3.client("s3", region_name=REGION)
+        cluster_id, step_ids = xcom(dag_run, "create_cluster"), xcom(dag_run, "submit_stages")
+        cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
+        steps = [emr.describe_step(ClusterId=cluster_id, StepId=step_id)["Step"] for step_id in step_ids]
+        keys = s3_keys(s3, f"{PREFIX}/{run_folder(dag_run.run_id)}/")
+        stderr = step_log(s3, dag_run, cluster_id, step_ids[1], "stderr.gz")
+
+    assert run_state(dag_run) == "failed"
+    states = task_states(dag_run)
+    assert states == {**EMR_TASK_STATES, "wait_for_stages[0]": "failed",
+                      "collect_results": "upstream_failed", "record_metrics": "upstream_failed"}
+    assert cluster["Status"]["State"] == "TERMINATED"
+    assert [step["Status"]["State"] for step in steps] == ["COMPLETED", "FAILED", "CANCELLED"]
+    reason = steps[1]["Status"]["StateChangeReason"]["Message"]
+    assert "subprocess failed with code" in reason and "--movie-blocks must be at least 1" in reason
+    assert "--movie-blocks must be at least 1" in stderr
+    assert [execution.state for execution in double.executions] == ["COMPLETED", "FAILED"]
+    assert not [key for key in keys if "/results/" in key or key.endswith("metrics.json")]
+    assert not [key for key in keys if "/output/stage-2/" in key or "/output/stage-3/" in key]
+
+
+# d. submit_stages retried does not submit twice ----------------------------------------------------
+
+def test_submit_stages_retried_returns_the_steps_of_the_first_try(dagbag):
+    assert isinstance(dagbag.get_dag(DAG_ID).get_task("submit_stages"), EmrAddStepsOnceOperator)
+    steps = [{"Name": step_name(number, "manual__retry"), "ActionOnFailure": "CANCEL_AND_WAIT",
+              "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["hadoop-streaming"]}}
+             for number in (1, 2, 3)]
+    with mock_aws():
+        emr = boto3.client("emr", region_name=REGION)
+        cluster_id = emr.run_job_flow(
+            Name="retry", ReleaseLabel="emr-7.9.0",
+            Instances=SINGLE_NODE,
+            JobFlowRole="EMR_EC2_DefaultRole", ServiceRole="EMR_DefaultRole")["JobFlowId"]
+
+        def try_once():
+            operator = EmrAddStepsOnceOperator(task_id="submit_stages", job_flow_id=cluster_id, steps=steps)
+            ti = mock.MagicMock()
+            return operator.execute({"ti": ti}), ti
+
+        first_ids, _ = try_once()
+        retried_ids, retry_ti = try_once()
+        assert retried_ids == first_ids and len(first_ids) == 3
+        listed = emr.list_steps(ClusterId=cluster_id)["Steps"]
+        assert sorted(step["Id"] for step in listed) == sorted(first_ids)
+        retry_ti.xcom_push.assert_any_call(key="job_flow_id", value=cluster_id)
+
+        # Only part of a submission on the cluster: refuse to guess rather than add duplicates.
+        other_id = emr.run_job_flow(
+            Name="partial", ReleaseLabel="emr-7.9.0",
+            Instances=SINGLE_NODE,
+            JobFlowRole="EMR_EC2_DefaultRole", ServiceRole="EMR_DefaultRole")["JobFlowId"]
+        emr.add_job_flow_steps(JobFlowId=other_id, Steps=steps[:1])
+        operator = EmrAddStepsOnceOperator(task_id="submit_stages", job_flow_id=other_id, steps=steps)
+        with pytest.raises(DuplicateStepsError):
+            operator.execute({"ti": mock.MagicMock()})
+        assert len(emr.list_steps(ClusterId=other_id)["Steps"]) == 1

@@ -1,0 +1,619 @@
+"""A test double of EMR's compute for moto: the steps of a moto cluster really run, as Hadoop streaming.
+
+moto accepts EMR clusters and steps but never runs a step: its first step stays RUNNING and the
+others PENDING for ever. While `emr_streaming_double()` is installed, every `describe_step` call
+(the EmrStepSensor's poke, a boto waiter's poll) first moves the polled cluster's steps on by one
+state transition, in order, as EMR's step scheduler would:
+
+    PENDING -> RUNNING (StartDateTime set)
+    RUNNING -> the step really runs here -> COMPLETED or FAILED (EndDateTime set)
+
+A FAILED step's reason is in StateChangeReason.Message and FailureDetails. Its ActionOnFailure
+applies: CANCEL_AND_WAIT cancels the later pending steps, TERMINATE_CLUSTER also ends the cluster
+(TERMINATED_WITH_ERRORS), CONTINUE goes on with the next step. With no step left the cluster
+WAITs (KeepJobFlowAliveWhenNoSteps) or terminates; steps still pending on a terminated cluster are
+CANCELLED.
+
+Running a step means doing what `hadoop-streaming` does with the step's own HadoopJarStep.Args
+(`-files`, `-D`, `-cmdenv`, `-input`, `-output`, `-mapper`, `-combiner`, `-reducer`): fetch the
+-files objects from moto's S3 under their '#' names, one map task per input object (a key, or the
+visible objects of a prefix) with stdin = the object and `mapreduce_map_input_file` = its URI, the
+combiner on each sorted map output, a stable sort by key (the bytes before the first tab, in byte
+order) of each partition (Hadoop's HashPartitioner over `mapreduce.job.reduces` reducers), one
+reduce task per partition, and part-NNNNN plus _SUCCESS under -output. The task commands are run as
+separate processes, split into words like Hadoop does; `python3` is this interpreter through a PATH
+shim. Counters come from the tasks' `reporter:counter:<group>,<counter>,<amount>` stderr lines; the
+step's logs go where EMR delivers them, `<LogUri>/<cluster id>/steps/<step id>/`: `syslog.gz` (with
+Hadoop's counter block) and `stderr.gz` (the tasks' stderr).
+
+S3 and EMR are reached through moto's backend objects, which `mock_aws()` and a `ThreadedMotoServer`
+in the same process share: the double works in both (with the server, steps run in its thread).
+A step runs inside the describe_step call that ends it, so that call lasts as long as the step: keep
+test jobs well under botocore's 60 s read timeout. Not modelled: task retries, input splits of large
+files, speculative execution, step concurrency above 1, Spark or other non-streaming steps (FAILED).
+"""
+import contextlib
+import dataclasses
+import gzip
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from unittest import mock
+
+from moto.core.utils import utcnow
+from moto.emr.models import ElasticMapReduceBackend, Step
+from moto.s3.models import s3_backends
+from moto.utilities.utils import get_partition
+
+TERMINAL_STEP_STATES = ("COMPLETED", "CANCELLED", "FAILED", "INTERRUPTED")
+ENDED_CLUSTER_STATES = ("TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS")
+STREAMING_COMMAND = "hadoop-streaming"
+GENERIC_OPTIONS = ("-files", "-D", "-cmdenv")
+SINGLE_OPTIONS = ("-output", "-mapper", "-combiner", "-reducer")
+COUNTER_LINE = "reporter:counter:"
+FAILURE_TAIL_LINES = 15
+TASK_TIMEOUT_SECONDS = 900
+
+
+class StepArgsError(ValueError):
+    """Step arguments hadoop-streaming would refuse."""
+
+
+class StepFailure(RuntimeError):
+    """A step that ran and failed; the message is the step's failure reason."""
+
+
+@dataclasses.dataclass
+class StreamingJob:
+    """A hadoop-streaming command line, parsed."""
+
+    files: list  # [(uri, local name)]
+    jobconf: dict
+    cmdenv: dict
+    inputs: list
+    output: str
+    mapper: str
+    combiner: str | None
+    reducer: str | None
+
+    @property
+    def reduces(self):
+        try:
+            return int(self.jobconf.get("mapreduce.job.reduces", "1"))
+        except ValueError:
+            raise StepArgsError(f"mapreduce.job.reduces is not a number: "
+                                f"{self.jobconf['mapreduce.job.reduces']!r}") from None
+
+
+def parse_streaming_args(args):
+    """The StreamingJob of a command-runner.jar step's Args, or StepArgsError."""
+    if not args or args[0] != STREAMING_COMMAND:
+        raise StepArgsError(f"the EMR double runs only {STREAMING_COMMAND} steps, not {args[:1]}")
+    options = {"-files": [], "-D": [], "-cmdenv": [], "-input": []}
+    words = list(args[1:])
+    while words:
+        option = words.pop(0)
+        if option not in (*GENERIC_OPTIONS, "-input", *SINGLE_OPTIONS):
+            raise StepArgsError(f"hadoop-streaming: unrecognized option {option!r}")
+        if not words:
+            raise StepArgsError(f"hadoop-streaming: option {option} needs a value")
+        value = words.pop(0)
+        if option in SINGLE_OPTIONS:
+            if option in options:
+                raise StepArgsError(f"hadoop-streaming: {option} given twice")
+            options[option] = value
+        else:
+            options[option].append(value)
+    return _streaming_job(options)
+
+
+def _streaming_job(options):
+    for required in ("-input", "-output", "-mapper"):
+        if not options.get(required):
+            raise StepArgsError(f"hadoop-streaming: required option {required} is missing")
+    return StreamingJob(
+        files=[_file_spec(spec) for value in options["-files"] for spec in value.split(",") if spec],
+        jobconf=dict(_key_value(pair, "-D") for pair in options["-D"]),
+        cmdenv=dict(_key_value(pair, "-cmdenv") for pair in options["-cmdenv"]),
+        inputs=options["-input"], output=options["-output"], mapper=options["-mapper"],
+        combiner=options.get("-combiner"), reducer=options.get("-reducer"))
+
+
+def _file_spec(spec):
+    uri, _, name = spec.partition("#")
+    return uri, name or uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _key_value(pair, option):
+    key, equals, value = pair.partition("=")
+    if not equals or not key:
+        raise StepArgsError(f"hadoop-streaming: {option} expects key=value, got {pair!r}")
+    return key, value
+
+
+def split_s3_uri(uri):
+    match = re.fullmatch(r"s3[an]?://([^/]+)/?(.*)", uri)
+    if not match:
+        raise StepArgsError(f"not an s3:// URI: {uri!r}")
+    return match.group(1), match.group(2)
+
+
+class MotoS3:
+    """Objects of moto's S3 backend of one account, by s3:// URI (no HTTP: works with or without a server)."""
+
+    def __init__(self, account_id, region_name):
+        self.backend = s3_backends[account_id][get_partition(region_name)]
+
+    def _bucket(self, bucket_name):
+        try:
+            return self.backend.get_bucket(bucket_name)
+        except Exception as error:  # moto's MissingBucket
+            raise StepFailure(f"no such bucket {bucket_name!r} ({type(error).__name__})") from None
+
+    def get(self, uri):
+        bucket, key = split_s3_uri(uri)
+        found = self._bucket(bucket).keys.get(key) if key else None
+        if found is None:
+            raise StepFailure(f"File does not exist: {uri}")
+        return found.value
+
+    def exists(self, uri):
+        bucket, key = split_s3_uri(uri)
+        return bool(key) and self._bucket(bucket).keys.get(key) is not None
+
+    def list(self, uri):
+        """(URI, name) of the objects directly under the folder uri, in key order."""
+        bucket, key = split_s3_uri(uri)
+        prefix = key.rstrip("/") + "/" if key else ""
+        names = sorted(name for name in self._bucket(bucket).keys.keys() if name.startswith(prefix))
+        return [(f"s3://{bucket}/{name}", name[len(prefix):]) for name in names]
+
+    def put(self, uri, data):
+        bucket, key = split_s3_uri(uri)
+        self._bucket(bucket)
+        self.backend.put_object(bucket, key, data)
+
+
+def java_text_hash(key):
+    """org.apache.hadoop.io.Text#hashCode: WritableComparator.hashBytes over the key's bytes (signed)."""
+    value = 1
+    for byte in key:
+        value = (31 * value + (byte - 256 if byte > 127 else byte)) & 0xFFFFFFFF
+    return value
+
+
+def hash_partition(key, reduces):
+    """The reducer of a key under Hadoop's default HashPartitioner."""
+    return (java_text_hash(key) & 0x7FFFFFFF) % reduces
+
+
+def line_key(line):
+    """The streaming key of a line: the bytes before the first tab (all of it without one)."""
+    return line.split(b"\t", 1)[0]
+
+
+def split_lines(data):
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return [line[:-1] if line.endswith(b"\r") else line for line in lines]
+
+
+def sort_by_key(lines):
+    """Stable sort by key bytes, in unsigned byte order (Hadoop's Text comparator)."""
+    return sorted(lines, key=line_key)
+
+
+def join_lines(lines):
+    return b"".join(line + b"\n" for line in lines)
+
+
+def parse_counter_lines(stderr):
+    """Counters from `reporter:counter:<group>,<counter>,<amount>` lines, as {(group, counter): amount}."""
+    counters = {}
+    for line in stderr.decode("utf-8", errors="replace").splitlines():
+        if not line.startswith(COUNTER_LINE):
+            continue
+        items = line[len(COUNTER_LINE):].split(",")
+        if len(items) == 3 and re.fullmatch(r"-?\d+", items[2].strip()):
+            key = (items[0], items[1])
+            counters[key] = counters.get(key, 0) + int(items[2])
+    return counters
+
+
+def add_counters(total, more):
+    for key, amount in more.items():
+        total[key] = total.get(key, 0) + amount
+
+
+@dataclasses.dataclass
+class TaskRun:
+    """One task attempt that ran: its id, command, exit code and stderr."""
+
+    attempt: str
+    kind: str  # map, combine or reduce
+    command: str
+    input_uri: str | None
+    returncode: int
+    stderr: bytes
+    input_records: int
+    output_records: int
+    seconds: float = 0.0
+
+    def failure_reason(self):
+        lines = [line for line in self.stderr.decode("utf-8", errors="replace").splitlines()
+                 if line.strip() and not line.startswith("reporter:")]
+        tail = "\n".join(lines[-FAILURE_TAIL_LINES:])
+        return (f"Task {self.attempt} failed: PipeMapRed.waitOutputThreads(): subprocess failed with code "
+                f"{self.returncode} ({self.kind} command: {self.command})\n{tail}")
+
+
+@dataclasses.dataclass
+class StepExecution:
+    """What the double did for one step: for tests to look at."""
+
+    cluster_id: str
+    step_id: str
+    name: str
+    state: str = "RUNNING"
+    reason: str | None = None
+    job: StreamingJob | None = None
+    tasks: list = dataclasses.field(default_factory=list)
+    counters: dict = dataclasses.field(default_factory=dict)
+    outputs: list = dataclasses.field(default_factory=list)
+    log_uri: str | None = None
+    syslog: str = ""
+
+
+class StreamingRunner:
+    """Runs one StreamingJob in a local working directory against moto's S3."""
+
+    def __init__(self, job, s3, workdir, python, workers, execution):
+        self.job, self.s3, self.workdir, self.execution = job, s3, Path(workdir), execution
+        self.workers = workers
+        self.cache = self.workdir / "filecache"
+        self.shim = self.workdir / "bin"
+        self._make_shim(python)
+        self.job_id = "job_" + utcnow().strftime("%Y%m%d%H%M%S") + "_0001"
+
+    def _make_shim(self, python):
+        self.shim.mkdir(parents=True)
+        shim = self.shim / "python3"
+        shim.write_text(f"#!/bin/sh\nexec {shlex.quote(str(python))} \"$@\"\n")
+        shim.chmod(0o755)
+
+    def run(self):
+        reduces = self.job.reduces
+        if reduces < 0:
+            raise StepArgsError(f"mapreduce.job.reduces must be >= 0, not {reduces}")
+        if self.s3.list(self.job.output) or self.s3.exists(self.job.output):
+            raise StepFailure(f"org.apache.hadoop.mapred.FileAlreadyExistsException: "
+                              f"Output directory {self.job.output} already exists")
+        self._fetch_files()
+        inputs = self._input_files()
+        map_outputs = self._run_phase(list(enumerate(inputs)), self._map_task)
+        if reduces == 0:
+            parts = map_outputs
+        else:
+            partitions = self._partition(map_outputs, reduces)
+            parts = self._run_phase(list(enumerate(partitions)), self._reduce_task)
+        self._write_output(parts)
+
+    def _fetch_files(self):
+        self.cache.mkdir()
+        for uri, name in self.job.files:
+            if "/" in name or name in ("", ".", ".."):
+                raise StepArgsError(f"-files: bad link name {name!r} in {uri}#{name}")
+            (self.cache / name).write_bytes(self.s3.get(uri))
+
+    def _input_files(self):
+        """Every input object: the key itself, else the visible objects of the folder (as FileInputFormat)."""
+        files = []
+        for uri in self.job.inputs:
+            if self.s3.exists(uri):
+                files.append(uri)
+                continue
+            listed = [(child, name) for child, name in self.s3.list(uri) if "/" not in name]
+            if not listed:
+                raise StepFailure(f"org.apache.hadoop.mapreduce.lib.input.InvalidInputException: "
+                                  f"Input path does not exist: {uri}")
+            files += [child for child, name in listed if not name.startswith(("_", "."))]
+        return files
+
+    def _run_phase(self, tasks, function):
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            results = list(pool.map(lambda task: function(*task), tasks))
+        runs = [run for result in results for run in result[1]]
+        self.execution.tasks += runs
+        failed = next((run for run in runs if run.returncode != 0), None)
+        if failed:
+            raise StepFailure(failed.failure_reason())
+        return [result[0] for result in results]
+
+    def _map_task(self, number, uri):
+        attempt = f"attempt_{self.job_id[4:]}_m_{number:06d}_0"
+        data = self.s3.get(uri)
+        env = {"mapreduce_map_input_file": uri, "map_input_file": uri, "mapreduce_task_ismap": "true",
+               "mapreduce_task_partition": str(number)}
+        run, output = self._run_task(attempt, "map", self.job.mapper, data, env, uri)
+        runs = [run]
+        if run.returncode == 0 and self.job.combiner and self.job.reduces:
+            combine_attempt = attempt + "_combine"
+            combined, output = self._run_task(combine_attempt, "combine", self.job.combiner,
+                                              join_lines(sort_by_key(split_lines(output))), env, uri)
+            runs.append(combined)
+        return split_lines(output), runs
+
+    def _partition(self, map_outputs, reduces):
+        partitions, partition_of = [[] for _ in range(reduces)], {}
+        for lines in map_outputs:
+            for line in lines:
+                key = line_key(line)
+                number = partition_of.get(key)
+                if number is None:
+                    number = partition_of[key] = hash_partition(key, reduces)
+                partitions[number].append(line)
+        return [sort_by_key(lines) for lines in partitions]
+
+    def _reduce_task(self, number, lines):
+        attempt = f"attempt_{self.job_id[4:]}_r_{number:06d}_0"
+        env = {"mapreduce_task_ismap": "false", "mapreduce_task_partition": str(number)}
+        reducer = self.job.reducer or "cat"
+        run, output = self._run_task(attempt, "reduce", reducer, join_lines(lines), env, None)
+        return split_lines(output), [run]
+
+    def _run_task(self, attempt, kind, command, stdin_data, extra_env, input_uri):
+        task_dir = self.workdir / attempt
+        task_dir.mkdir()
+        for _, name in self.job.files:
+            (task_dir / name).symlink_to(self.cache / name)
+        env = self._task_env(attempt, extra_env)
+        started = time.monotonic()
+        try:
+            words = shlex.split(command)
+            done = subprocess.run(words, input=stdin_data, capture_output=True, cwd=task_dir, env=env,
+                                  timeout=TASK_TIMEOUT_SECONDS, check=False)
+            returncode, stdout, stderr = done.returncode, done.stdout, done.stderr
+        except (OSError, ValueError, subprocess.TimeoutExpired) as error:
+            returncode, stdout, stderr = 127, b"", f"cannot run {command!r}: {error}\n".encode()
+        run = TaskRun(attempt, kind, command, input_uri, returncode, stderr,
+                      input_records=len(split_lines(stdin_data)), output_records=len(split_lines(stdout)),
+                      seconds=round(time.monotonic() - started, 3))
+        return run, stdout
+
+    def _task_env(self, attempt, extra_env):
+        env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+        env.update({key.replace(".", "_"): value for key, value in self.job.jobconf.items()})
+        env.update(self.job.cmdenv)
+        env.update(extra_env)
+        env.update({"mapreduce_task_attempt_id": attempt, "mapreduce_job_id": self.job_id,
+                    "PATH": f"{self.shim}{os.pathsep}{os.environ.get('PATH', '')}"})
+        return env
+
+    def _write_output(self, parts):
+        output = self.job.output.rstrip("/")
+        for number, lines in enumerate(parts):
+            uri = f"{output}/part-{number:05d}"
+            self.s3.put(uri, join_lines(lines))
+            self.execution.outputs.append(uri)
+        self.s3.put(f"{output}/_SUCCESS", b"")
+
+    def counter_groups(self):
+        """Hadoop's own counters plus the tasks' reporter counters, as {group: {counter: amount}}."""
+        runs = self.execution.tasks
+        by_kind = {kind: [run for run in runs if run.kind == kind] for kind in ("map", "combine", "reduce")}
+        groups = {
+            "Job Counters": {"Launched map tasks": len(by_kind["map"]),
+                             "Launched reduce tasks": len(by_kind["reduce"])},
+            "Map-Reduce Framework": {
+                "Map input records": sum(run.input_records for run in by_kind["map"]),
+                "Map output records": sum(run.output_records for run in by_kind["map"]),
+                "Combine input records": sum(run.input_records for run in by_kind["combine"]),
+                "Combine output records": sum(run.output_records for run in by_kind["combine"]),
+                "Reduce input records": sum(run.input_records for run in by_kind["reduce"]),
+                "Reduce output records": sum(run.output_records for run in by_kind["reduce"]),
+            },
+        }
+        reported = {}
+        for run in runs:
+            add_counters(reported, parse_counter_lines(run.stderr))
+        for (group, counter), amount in sorted(reported.items()):
+            groups.setdefault(group, {})[counter] = amount
+        return groups
+
+
+def hadoop_syslog(job_id, execution, counter_groups, started):
+    """The step's syslog as Hadoop's job client writes it, with the indented counter block."""
+    def stamp(moment):
+        return moment.strftime("%Y-%m-%d %H:%M:%S,") + f"{moment.microsecond // 1000:03d}"
+
+    client = "INFO org.apache.hadoop.mapreduce.Job (main)"
+    ended = utcnow()
+    lines = [f"{stamp(started)} INFO org.apache.hadoop.streaming.StreamJob (main): "
+             f"hadoop-streaming step {execution.step_id} ({execution.name}) run by the EMR test double",
+             f"{stamp(started)} {client}: Running job: {job_id}"]
+    if execution.state == "COMPLETED":
+        lines += [f"{stamp(ended)} {client}:  map 100% reduce 100%",
+                  f"{stamp(ended)} {client}: Job {job_id} completed successfully"]
+    else:
+        first = (execution.reason or "").splitlines()[:1]
+        lines += [f"{stamp(ended)} {client}: Job {job_id} failed with state FAILED due to: {''.join(first)}"]
+    total = sum(len(counters) for counters in counter_groups.values())
+    lines.append(f"{stamp(ended)} {client}: Counters: {total}")
+    for group, counters in counter_groups.items():
+        lines.append(f"\t{group}")
+        lines += [f"\t\t{name}={amount}" for name, amount in counters.items()]
+    if execution.state == "COMPLETED":
+        lines.append(f"{stamp(ended)} INFO org.apache.hadoop.streaming.StreamJob (main): "
+                     f"Output directory: {execution.job.output}")
+    else:
+        lines.append(f"{stamp(ended)} ERROR org.apache.hadoop.streaming.StreamJob (main): "
+                     "Job not successful!")
+    return "\n".join(lines) + "\n"
+
+
+def tasks_stderr(runs):
+    chunks = []
+    for run in runs:
+        chunks.append(f"==> {run.attempt} ({run.kind}, exit code {run.returncode}) <==\n".encode())
+        chunks.append(run.stderr if run.stderr.endswith(b"\n") or not run.stderr else run.stderr + b"\n")
+    return b"".join(chunks)
+
+
+class EmrStreamingDouble:
+    """Install with `with EmrStreamingDouble().installed():` (or the emr_streaming_double() helper)."""
+
+    def __init__(self, python=None, workers=None, work_root=None, keep_workdirs=False):
+        self.python = python or sys.executable
+        self.workers = workers or max(2, os.cpu_count() or 2)
+        self.work_root = work_root
+        self.keep_workdirs = keep_workdirs
+        self.executions = []
+        self.polls = 0
+        self._lock = threading.RLock()
+
+    @contextlib.contextmanager
+    def installed(self):
+        double = self
+        original_describe_step = ElasticMapReduceBackend.describe_step
+        original_add_steps = ElasticMapReduceBackend.add_job_flow_steps
+        original_status = Step.status
+
+        def describe_step(backend, cluster_id, step_id):
+            double.advance(backend, cluster_id)
+            return original_describe_step(backend, cluster_id, step_id)
+
+        def add_job_flow_steps(backend, job_flow_id, steps):
+            added = original_add_steps(backend, job_flow_id, steps)
+            for step in added:  # EMR queues new steps; the scheduler starts them (moto starts the first)
+                if step.start_date_time is None:
+                    step.state = "PENDING"
+            return added
+
+        def status(step):
+            status_dict = original_status.fget(step)
+            if getattr(step, "failure_details", None):
+                status_dict["FailureDetails"] = step.failure_details
+            return status_dict
+
+        with contextlib.ExitStack() as stack:
+            for owner, name, replacement in (
+                    (ElasticMapReduceBackend, "describe_step", describe_step),
+                    (ElasticMapReduceBackend, "add_job_flow_steps", add_job_flow_steps),
+                    (Step, "status", property(status))):
+                stack.enter_context(mock.patch.object(owner, name, replacement))
+            yield self
+
+    def advance(self, backend, cluster_id):
+        """One state transition of the cluster's steps, in order; runs a step on its RUNNING -> end move."""
+        with self._lock:
+            self.polls += 1
+            cluster = backend.clusters.get(cluster_id)
+            if cluster is None:
+                return
+            if cluster.state in ENDED_CLUSTER_STATES:
+                self._cancel_pending(cluster.steps, "the cluster was terminated")
+                return
+            step = next((step for step in cluster.steps if step.state not in TERMINAL_STEP_STATES), None)
+            if step is None:
+                return
+            if step.state == "PENDING" or step.start_date_time is None:
+                step.state, step.start_date_time = "RUNNING", utcnow()
+                cluster.state = "RUNNING"
+                return
+            self._finish(backend, cluster, step)
+
+    def _finish(self, backend, cluster, step):
+        execution = self.run_step(backend, cluster, step)
+        step.state, step.end_date_time = execution.state, utcnow()
+        if execution.state == "FAILED":
+            step.last_state_change_reason = execution.reason
+            step.failure_details = {"Reason": execution.reason.splitlines()[0][:256],
+                                    "Message": execution.reason[-10240:],
+                                    "LogFile": execution.log_uri or ""}
+            later = cluster.steps[cluster.steps.index(step) + 1:]
+            if step.action_on_failure in ("CANCEL_AND_WAIT", "TERMINATE_CLUSTER", "TERMINATE_JOB_FLOW"):
+                self._cancel_pending(later, f"cancelled after step {step.id} failed")
+            if step.action_on_failure in ("TERMINATE_CLUSTER", "TERMINATE_JOB_FLOW"):
+                cluster.terminate()
+                cluster.state = "TERMINATED_WITH_ERRORS"
+                cluster.last_state_change_reason = f"Shut down as step failed: {step.name}"
+                return
+        if all(other.state in TERMINAL_STEP_STATES for other in cluster.steps):
+            if cluster.keep_job_flow_alive_when_no_steps:
+                cluster.state = "WAITING"
+            else:
+                cluster.terminate()
+                cluster.last_state_change_reason = "Steps completed"
+
+    @staticmethod
+    def _cancel_pending(steps, reason):
+        for step in steps:
+            if step.state == "PENDING":
+                step.state = "CANCELLED"
+                step.last_state_change_reason = reason
+            elif step.state == "RUNNING":
+                step.state, step.end_date_time = "INTERRUPTED", utcnow()
+                step.last_state_change_reason = reason
+
+    def run_step(self, backend, cluster, step):
+        """Run one step's hadoop-streaming job; its StepExecution (state COMPLETED or FAILED)."""
+        execution = StepExecution(cluster.id, step.id, step.name)
+        self.executions.append(execution)
+        s3 = MotoS3(backend.account_id, backend.region_name)
+        started = utcnow()
+        workdir = Path(tempfile.mkdtemp(prefix=f"emr-double-{step.id}-", dir=self.work_root))
+        runner = None
+        try:
+            execution.job = parse_streaming_args(list(step.args))
+            runner = StreamingRunner(execution.job, s3, workdir, self.python, self.workers, execution)
+            runner.run()
+            execution.state = "COMPLETED"
+        except (StepArgsError, StepFailure) as error:
+            execution.state, execution.reason = "FAILED", str(error)
+        except Exception:  # a bug of the double itself: fail the step loudly rather than break moto
+            execution.state = "FAILED"
+            execution.reason = "internal error of the EMR test double\n" + traceback.format_exc()
+        finally:
+            if not self.keep_workdirs:
+                shutil.rmtree(workdir, ignore_errors=True)
+        self._write_logs(s3, cluster, execution, runner, started)
+        return execution
+
+    @staticmethod
+    def _write_logs(s3, cluster, execution, runner, started):
+        groups = runner.counter_groups() if runner else {}
+        execution.counters = {f"{group}: {name}": amount
+                              for group, counters in groups.items() for name, amount in counters.items()}
+        job_id = runner.job_id if runner else "job_none"
+        execution.syslog = hadoop_syslog(job_id, execution, groups, started)
+        if not cluster.log_uri:
+            return
+        folder = f"{cluster.log_uri.rstrip('/')}/{cluster.id}/steps/{execution.step_id}"
+        execution.log_uri = f"{folder}/"
+        try:
+            s3.put(f"{folder}/syslog.gz", gzip.compress(execution.syslog.encode()))
+            s3.put(f"{folder}/stderr.gz", gzip.compress(tasks_stderr(execution.tasks)))
+        except (StepFailure, StepArgsError) as error:  # a log bucket that is missing: EMR logs nothing either
+            execution.log_uri = None
+            execution.syslog += f"(logs not delivered: {error})\n"
+
+    def execution(self, step_id):
+        return next(execution for execution in self.executions if execution.step_id == step_id)
+
+
+@contextlib.contextmanager
+def emr_streaming_double(**kwargs):
+    """Install the double for the duration of the block; yields it (its .executions record what ran)."""
+    double = EmrStreamingDouble(**kwargs)
+    with double.installed():
+        yield double

@@ -1,0 +1,313 @@
+"""The EMR test double itself: streaming steps really run, in order, one state transition per poll."""
+import gzip
+import sys
+from collections import Counter
+
+import boto3
+import pytest
+import requests
+from moto import mock_aws
+from moto.server import ThreadedMotoServer
+
+from movielens_emr.metrics import parse_hadoop_counters
+from tests.support.emr_double import (
+    StepArgsError,
+    emr_streaming_double,
+    hash_partition,
+    java_text_hash,
+    line_key,
+    parse_streaming_args,
+)
+
+REGION = "us-east-1"
+BUCKET = "emr-double-test"
+LOG_URI = f"s3://{BUCKET}/logs/"
+WORD_COUNT = r'''
+import os, sys
+from itertools import groupby
+
+def mapper():
+    name = os.environ["mapreduce_map_input_file"].rsplit("/", 1)[-1]
+    words = 0
+    for line in sys.stdin.buffer:
+        for word in line.split():
+            sys.stdout.buffer.write(word + b"\t1\n")
+            words += 1
+    print(f"reporter:counter:input files,{name},1", file=sys.stderr)
+    print(f"reporter:counter:words,mapped,{words}", file=sys.stderr)
+
+def reducer():
+    pairs = (line.rstrip(b"\n").split(b"\t") for line in sys.stdin.buffer)
+    groups = 0
+    for word, group in groupby(pairs, key=lambda pair: pair[0]):
+        sys.stdout.buffer.write(word + b"\t" + str(sum(int(count) for _, count in group)).encode() + b"\n")
+        groups += 1
+    print(f"reporter:counter:words,distinct in {sys.argv[1]},{groups}", file=sys.stderr)
+
+if sys.argv[1] == "map":
+    mapper()
+else:
+    reducer()
+'''
+TEXTS = {
+    "a.txt": "the quick brown fox jumps over the lazy dog\nThe Dog sleeps\n",
+    "b.txt": "über den faulen Hund\nthe end the END\n" + "zebra apple mango\n" * 3,
+}
+
+
+def word_count_step(name, output, reducers=3, inputs=(f"s3://{BUCKET}/input",), mapper=None,
+                    action_on_failure="CANCEL_AND_WAIT"):
+    args = ["hadoop-streaming", "-files", f"s3://{BUCKET}/code/wc.py#wc.py",
+            "-D", f"mapreduce.job.reduces={reducers}", "-D", f"mapreduce.job.name={name}"]
+    for uri in inputs:
+        args += ["-input", uri]
+    args += ["-output", output, "-mapper", mapper or "python3 wc.py map",
+             "-combiner", "python3 wc.py combine", "-reducer", "python3 wc.py reduce"]
+    return {"Name": name, "ActionOnFailure": action_on_failure,
+            "HadoopJarStep": {"Jar": "command-runner.jar", "Args": args}}
+
+
+def expected_counts():
+    return Counter(word for text in TEXTS.values() for word in text.encode().split())
+
+
+def setup_world(s3, emr):
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_object(Bucket=BUCKET, Key="code/wc.py", Body=WORD_COUNT.encode())
+    for name, text in TEXTS.items():
+        s3.put_object(Bucket=BUCKET, Key=f"input/{name}", Body=text.encode())
+    # Hadoop skips hidden inputs: these would add words if they were read.
+    s3.put_object(Bucket=BUCKET, Key="input/_SUCCESS", Body=b"hidden underscore\n")
+    s3.put_object(Bucket=BUCKET, Key="input/.crc", Body=b"hidden dot\n")
+    return emr.run_job_flow(
+        Name="double", ReleaseLabel="emr-7.9.0", LogUri=LOG_URI,
+        Instances={"InstanceGroups": [
+            {"Name": "master", "InstanceRole": "MASTER", "InstanceType": "m5.xlarge", "InstanceCount": 1}],
+            "KeepJobFlowAliveWhenNoSteps": True},
+        JobFlowRole="EMR_EC2_DefaultRole", ServiceRole="EMR_DefaultRole")["JobFlowId"]
+
+
+def read_parts(s3, prefix):
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix + "/")["Contents"]
+    names = sorted(item["Key"].rsplit("/", 1)[-1] for item in listed)
+    parts = {name: s3.get_object(Bucket=BUCKET, Key=f"{prefix}/{name}")["Body"].read()
+             for name in names if name.startswith("part-")}
+    return names, parts
+
+
+def step_status(emr, cluster_id, step_id):
+    return emr.describe_step(ClusterId=cluster_id, StepId=step_id)["Step"]["Status"]
+
+
+def poll_until_terminal(emr, cluster_id, step_id, limit=20):
+    states = []
+    for _ in range(limit):
+        status = step_status(emr, cluster_id, step_id)
+        states.append(status["State"])
+        if status["State"] in ("COMPLETED", "FAILED", "CANCELLED", "INTERRUPTED"):
+            return states, status
+    raise AssertionError(f"step {step_id} never ended: {states}")
+
+
+def gunzipped(s3, key):
+    return gzip.decompress(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()).decode()
+
+
+@pytest.fixture
+def aws():
+    with mock_aws():
+        yield boto3.client("s3", region_name=REGION), boto3.client("emr", region_name=REGION)
+
+
+def test_java_text_hash_and_partitioner_match_hadoop():
+    # WritableComparator.hashBytes: h = 1; h = 31*h + (signed byte)
+    assert java_text_hash(b"") == 1
+    assert java_text_hash(b"a") == 31 + 97
+    assert java_text_hash(b"\xff") == 31 - 1
+    assert java_text_hash(b"ab") == (31 * (31 + 97) + 98)
+    # overflow wraps like a Java int; the partitioner masks the sign bit
+    long_key = b"x" * 50
+    assert 0 <= java_text_hash(long_key) < 2**32
+    assert all(0 <= hash_partition(bytes([byte]) * 9, 7) < 7 for byte in range(256))
+    assert line_key(b"k\tv\tw") == b"k" and line_key(b"no tab") == b"no tab"
+
+
+def test_parse_streaming_args_of_the_pipeline_steps():
+    from movielens_emr.job import job_args, job_class
+    from movielens_emr.params import validate_run_config
+    from movielens_emr.steps import build_stage_steps
+
+    config = validate_run_config({"node_count": 3}, 20)
+    task_args = job_args(config, 4, "movies.csv")
+    steps = build_stage_steps(job_class()(task_args), task_args, "s3://b/run/job/movie_similarities.py",
+                              "s3://b/ds/movies.csv", ["s3://b/ds/ratings.csv"], "s3://b/run/output", 8, "r1")
+    jobs = [parse_streaming_args(step["HadoopJarStep"]["Args"]) for step in steps]
+    assert [job.inputs for job in jobs] == [
+        ["s3://b/ds/ratings.csv"], ["s3://b/run/output/stage-1"], ["s3://b/run/output/stage-2"]]
+    assert [job.output for job in jobs] == [f"s3://b/run/output/stage-{number}" for number in (1, 2, 3)]
+    assert all(job.reduces == 8 for job in jobs)
+    assert jobs[0].files == [("s3://b/run/job/movie_similarities.py", "movie_similarities.py"),
+                             ("s3://b/ds/movies.csv", "movies.csv")]
+    assert jobs[1].mapper.startswith("python3 movie_similarities.py --step-num=1 --mapper")
+    assert jobs[2].reducer.startswith("python3 movie_similarities.py --step-num=2 --reducer")
+    with pytest.raises(StepArgsError, match="only hadoop-streaming"):
+        parse_streaming_args(["spark-submit", "job.py"])
+    with pytest.raises(StepArgsError, match="unrecognized option"):
+        parse_streaming_args(["hadoop-streaming", "-inptu", "s3://b/x"])
+    with pytest.raises(StepArgsError, match="-output is missing"):
+        parse_streaming_args(["hadoop-streaming", "-input", "s3://b/x", "-mapper", "cat"])
+
+
+def test_word_count_step_runs_one_transition_per_poll(aws):
+    s3, emr = aws
+    with emr_streaming_double() as double:
+        cluster_id = setup_world(s3, emr)
+        (step_id,) = emr.add_job_flow_steps(
+            JobFlowId=cluster_id, Steps=[word_count_step("wc", f"s3://{BUCKET}/out")])["StepIds"]
+        # Listing does not advance: EMR queues a new step as PENDING.
+        assert emr.list_steps(ClusterId=cluster_id)["Steps"][0]["Status"]["State"] == "PENDING"
+
+        first = step_status(emr, cluster_id, step_id)
+        assert first["State"] == "RUNNING"
+        assert "StartDateTime" in first["Timeline"] and "EndDateTime" not in first["Timeline"]
+        assert emr.describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]["State"] == "RUNNING"
+        second = step_status(emr, cluster_id, step_id)
+        assert second["State"] == "COMPLETED", second
+        assert second["Timeline"]["EndDateTime"] >= second["Timeline"]["StartDateTime"]
+        assert step_status(emr, cluster_id, step_id) == second  # nothing left to move
+        assert emr.describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]["State"] == "WAITING"
+
+    names, parts = read_parts(s3, "out")
+    assert names == ["_SUCCESS", "part-00000", "part-00001", "part-00002"]
+    counts = Counter()
+    for number, (name, data) in enumerate(sorted(parts.items())):
+        keys = [line.split(b"\t")[0] for line in data.splitlines()]
+        assert keys == sorted(keys), f"{name} is not sorted by key bytes"
+        assert len(keys) == len(set(keys)), f"{name}: a key reached its reducer in two groups"
+        assert all(hash_partition(key, 3) == number for key in keys)
+        counts.update({key: int(value) for key, value in (line.split(b"\t") for line in data.splitlines())})
+    assert counts == expected_counts()  # hidden inputs _SUCCESS and .crc were not read
+
+    execution = double.execution(step_id)
+    maps = [task for task in execution.tasks if task.kind == "map"]
+    assert sorted(task.input_uri for task in maps) == [f"s3://{BUCKET}/input/{name}" for name in TEXTS]
+    assert sum(task.kind == "reduce" for task in execution.tasks) == 3
+    assert sum(task.kind == "combine" for task in execution.tasks) == 2
+
+    syslog = gunzipped(s3, f"logs/{cluster_id}/steps/{step_id}/syslog.gz")
+    assert "INFO org.apache.hadoop.mapreduce.Job (main): Counters: " in syslog
+    counters = parse_hadoop_counters(syslog)
+    total_words = sum(expected_counts().values())
+    assert counters["input files: a.txt"] == 1 and counters["input files: b.txt"] == 1
+    assert counters["words: mapped"] == total_words
+    assert counters["Map-Reduce Framework: Map output records"] == total_words
+    assert counters["Map-Reduce Framework: Reduce output records"] == len(expected_counts())
+    assert counters["Map-Reduce Framework: Combine input records"] == total_words
+    assert counters["Job Counters: Launched map tasks"] == 2
+    assert counters["words: distinct in reduce"] == len(expected_counts())
+    declared = int(syslog.split("Counters: ")[1].split("\n")[0])
+    assert declared == len(counters)
+    stderr = gunzipped(s3, f"logs/{cluster_id}/steps/{step_id}/stderr.gz")
+    assert "reporter:counter:words,mapped," in stderr
+
+
+def test_failed_step_cancels_the_later_steps(aws):
+    s3, emr = aws
+    failing_mapper = "python3 -c \"import sys; sys.exit('boom in the mapper')\""
+    with emr_streaming_double():
+        cluster_id = setup_world(s3, emr)
+        step_ids = emr.add_job_flow_steps(JobFlowId=cluster_id, Steps=[
+            word_count_step("one", f"s3://{BUCKET}/out-1"),
+            word_count_step("two", f"s3://{BUCKET}/out-2", inputs=[f"s3://{BUCKET}/out-1"],
+                            mapper=failing_mapper),
+            word_count_step("three", f"s3://{BUCKET}/out-3", inputs=[f"s3://{BUCKET}/out-2"]),
+        ])["StepIds"]
+        # Polling the last step moves the first ones on: 2 polls per step until one fails.
+        states, last = poll_until_terminal(emr, cluster_id, step_ids[-1])
+        assert states == ["PENDING", "PENDING", "PENDING", "CANCELLED"]
+        assert last["StateChangeReason"]["Message"].startswith("cancelled after step")
+        assert "StartDateTime" not in last["Timeline"]
+
+        one, two = (step_status(emr, cluster_id, step_id) for step_id in step_ids[:2])
+        assert one["State"] == "COMPLETED"
+        assert two["State"] == "FAILED"
+        assert "EndDateTime" in two["Timeline"]
+        assert "subprocess failed with code 1" in two["StateChangeReason"]["Message"]
+        assert "boom in the mapper" in two["StateChangeReason"]["Message"]
+        assert "boom in the mapper" in two["FailureDetails"]["Message"]
+        assert two["FailureDetails"]["LogFile"] == f"{LOG_URI}{cluster_id}/steps/{step_ids[1]}/"
+    stderr = gunzipped(s3, f"logs/{cluster_id}/steps/{step_ids[1]}/stderr.gz")
+    assert "boom in the mapper" in stderr
+    assert "failed with state FAILED" in gunzipped(s3, f"logs/{cluster_id}/steps/{step_ids[1]}/syslog.gz")
+    keys = [item["Key"] for item in s3.list_objects_v2(Bucket=BUCKET, Prefix="out-")["Contents"]]
+    assert all(key.startswith("out-1/") for key in keys)  # the failed step wrote nothing
+
+
+def test_existing_output_or_missing_input_fails_like_hadoop(aws):
+    s3, emr = aws
+    with emr_streaming_double():
+        cluster_id = setup_world(s3, emr)
+        s3.put_object(Bucket=BUCKET, Key="taken/part-00000", Body=b"old\n")
+        step_ids = emr.add_job_flow_steps(JobFlowId=cluster_id, Steps=[
+            word_count_step("exists", f"s3://{BUCKET}/taken", action_on_failure="CONTINUE"),
+            word_count_step("missing", f"s3://{BUCKET}/new", inputs=[f"s3://{BUCKET}/nothing-here"],
+                            action_on_failure="CONTINUE"),
+        ])["StepIds"]
+        _, first = poll_until_terminal(emr, cluster_id, step_ids[0])
+        _, second = poll_until_terminal(emr, cluster_id, step_ids[1])
+    assert first["State"] == "FAILED" and "already exists" in first["StateChangeReason"]["Message"]
+    assert second["State"] == "FAILED"
+    assert "Input path does not exist" in second["StateChangeReason"]["Message"]
+
+
+def test_terminated_cluster_cancels_its_pending_steps(aws):
+    s3, emr = aws
+    with emr_streaming_double() as double:
+        cluster_id = setup_world(s3, emr)
+        (step_id,) = emr.add_job_flow_steps(
+            JobFlowId=cluster_id, Steps=[word_count_step("wc", f"s3://{BUCKET}/out")])["StepIds"]
+        emr.terminate_job_flows(JobFlowIds=[cluster_id])
+        assert step_status(emr, cluster_id, step_id)["State"] == "CANCELLED"
+        assert double.executions == []
+
+
+def test_map_only_step_and_the_python3_shim(aws):
+    s3, emr = aws
+    which_python = "python3 -c \"import sys; print(sys.executable); [print(l, end='') for l in sys.stdin]\""
+    step = word_count_step("map only", f"s3://{BUCKET}/maponly", reducers=0,
+                           inputs=[f"s3://{BUCKET}/input/a.txt"], mapper=which_python)
+    with emr_streaming_double():
+        cluster_id = setup_world(s3, emr)
+        (step_id,) = emr.add_job_flow_steps(JobFlowId=cluster_id, Steps=[step])["StepIds"]
+        _, status = poll_until_terminal(emr, cluster_id, step_id)
+    assert status["State"] == "COMPLETED", status
+    names, parts = read_parts(s3, "maponly")
+    assert names == ["_SUCCESS", "part-00000"]
+    assert parts["part-00000"] == (sys.executable + "\n" + TEXTS["a.txt"]).encode()
+
+
+def test_the_double_works_behind_a_threaded_moto_server():
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        clients = {service: boto3.client(service, region_name=REGION, endpoint_url=f"http://{host}:{port}",
+                                         aws_access_key_id="testing", aws_secret_access_key="testing")
+                   for service in ("s3", "emr")}
+        s3, emr = clients["s3"], clients["emr"]
+        with emr_streaming_double() as double:
+            cluster_id = setup_world(s3, emr)
+            (step_id,) = emr.add_job_flow_steps(
+                JobFlowId=cluster_id, Steps=[word_count_step("wc", f"s3://{BUCKET}/out")])["StepIds"]
+            states, status = poll_until_terminal(emr, cluster_id, step_id)
+        assert states == ["RUNNING", "COMPLETED"], status
+        _, parts = read_parts(s3, "out")
+        counts = Counter({key: int(value) for data in parts.values()
+                          for key, value in (line.split(b"\t") for line in data.splitlines())})
+        assert counts == expected_counts()
+        assert double.execution(step_id).state == "COMPLETED"
+        assert parse_hadoop_counters(gunzipped(s3, f"logs/{cluster_id}/steps/{step_id}/syslog.gz"))[
+            "words: mapped"] == sum(expected_counts().values())
+    finally:
+        requests.post(f"http://{host}:{port}/moto-api/reset", timeout=10)  # the backends outlive the server
+        server.stop()
