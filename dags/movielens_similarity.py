@@ -58,7 +58,8 @@ def movielens_similarity():
         botocore_config=BOTOCORE_RETRIES, **AWS)
     wait = task(task_id="prepare_stage_wait")(tasks.prepare_stage_wait)(submit_stages.output, plan["wait_timeout"])
     wait_for_stages = EmrStepSensor.partial(
-        task_id="wait_for_stages", job_flow_id=create_cluster.output, retries=0, **AWS).expand_kwargs(wait)
+        task_id="wait_for_stages", job_flow_id=create_cluster.output, retries=0,
+        on_failure_callback=tasks.explain_stage_failure, **AWS).expand_kwargs(wait)
     terminate_cluster = EmrTerminateJobFlowOperator(
         task_id="terminate_cluster", job_flow_id=create_cluster.output, botocore_config=BOTOCORE_RETRIES, **AWS)
     wait_for_termination = EmrJobFlowSensor(

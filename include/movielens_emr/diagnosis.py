@@ -18,7 +18,7 @@ def failure_reason(step):
     status = step["Status"]
     details = status.get("FailureDetails") or {}
     parts = [details.get("Reason"), details.get("Message"), (status.get("StateChangeReason") or {}).get("Message")]
-    text = "; ".join(part for part in parts if part)
+    text = "; ".join(dict.fromkeys(part for part in parts if part))
     return text or f"the step ended {status['State']} without a reason"
 
 

@@ -17,6 +17,7 @@ class Settings:
     poll_seconds: int = 30
     task_retries: int = 2
     cluster_max_age_hours: float = 12.0
+    log_wait_seconds: int = 300
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
 
     @property
@@ -37,6 +38,7 @@ def settings_from_env(environ=None):
         poll_seconds=int(env.get("MOVIELENS_POLL_SECONDS") or defaults.poll_seconds),
         task_retries=int(env.get("MOVIELENS_TASK_RETRIES") or defaults.task_retries),
         cluster_max_age_hours=float(env.get("MOVIELENS_CLUSTER_MAX_AGE_HOURS") or defaults.cluster_max_age_hours),
+        log_wait_seconds=int(env.get("MOVIELENS_LOG_WAIT_SECONDS") or defaults.log_wait_seconds),
         cluster=ClusterSettings(
             job_flow_role=env.get("MOVIELENS_EMR_JOB_FLOW_ROLE") or cluster_defaults.job_flow_role,
             service_role=env.get("MOVIELENS_EMR_SERVICE_ROLE") or cluster_defaults.service_role,

@@ -4,6 +4,7 @@ import datetime
 import gzip
 import json
 import logging
+import time
 
 from airflow.sdk import Asset, Variable, get_current_context
 
@@ -209,3 +210,30 @@ def reap_clusters():
         emr.terminate_job_flows(JobFlowIds=[cluster.cluster_id])
     log.info("%d live clusters, %d of this pipeline's terminated", len(described), len(doomed))
     return [cluster.cluster_id for cluster, _ in doomed]
+
+
+def explain_stage_failure(context):
+    """on_failure_callback of wait_for_stages: log which stage failed, EMR's reason and its stderr's tail."""
+    from airflow.providers.amazon.aws.hooks.emr import EmrHook
+
+    from movielens_emr.diagnosis import first_failed_stage, stage_failure_report, stderr_tail
+
+    ti, settings = context["ti"], settings_from_env()
+    cluster_id, step_ids = ti.xcom_pull(task_ids="create_cluster"), ti.xcom_pull(task_ids="submit_stages")
+    emr = EmrHook(aws_conn_id=settings.aws_conn_id).conn
+    steps = [emr.describe_step(ClusterId=cluster_id, StepId=step_id)["Step"] for step_id in step_ids]
+    number, _ = first_failed_stage(steps)
+    storage = _storage(settings)
+    log_folder = f"{run_folder(context['run_id'])}/logs/{cluster_id}/steps/{step_ids[(number or 1) - 1]}"
+    stderr = _wait_for_object(storage, f"{log_folder}/stderr.gz", settings.log_wait_seconds, settings.poll_seconds)
+    log.error("%s", stage_failure_report(steps, stderr_tail(stderr) if stderr else None, storage.uri(log_folder)))
+
+
+def _wait_for_object(storage, key, wait_seconds, poll_seconds):
+    """The object's bytes once it exists, waiting at most wait_seconds (EMR delivers logs minutes late)."""
+    deadline = time.monotonic() + wait_seconds
+    while not storage.exists(key):
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(poll_seconds)
+    return storage.get_bytes(key)

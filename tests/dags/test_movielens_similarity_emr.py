@@ -306,7 +306,7 @@ def test_cli_dags_test_runs_the_emr_target_against_a_moto_server(moto_server, ai
 
 # c. a failing stage ------------------------------------------------------------------------------
 
-def test_failing_stage_fails_the_run_and_still_terminates_the_cluster(dagbag, monkeypatch):
+def test_failing_stage_fails_the_run_and_still_terminates_the_cluster(dagbag, monkeypatch, caplog):
     """Stage 2's mapper gets an invalid option: its task exits non-zero, as a broken stage would."""
     build_stage_steps = tasks.build_stage_steps
 
@@ -319,6 +319,7 @@ def test_failing_stage_fails_the_run_and_still_terminates_the_cluster(dagbag, mo
 
     monkeypatch.setattr(tasks, "build_stage_steps", steps_with_a_broken_stage_2)
     monkeypatch.setenv("MOVIELENS_STORAGE_ROOT", S3_ROOT)
+    monkeypatch.setenv("MOVIELENS_LOG_WAIT_SECONDS", "5")
     with mock_aws(), emr_streaming_double() as double:
         dag_run = run_dag(dagbag, EMR_CONF)
         emr, s3 = boto3.client("emr", region_name=REGION), boto3.client("s3", region_name=REGION)
@@ -340,6 +341,11 @@ def test_failing_stage_fails_the_run_and_still_terminates_the_cluster(dagbag, mo
     assert [execution.state for execution in double.executions] == ["COMPLETED", "FAILED"]
     assert not [key for key in keys if "/results/" in key or key.endswith("metrics.json")]
     assert not [key for key in keys if "/output/stage-2/" in key or "/output/stage-3/" in key]
+    # wait_for_stages' failure callback explains it in the task log: stage, EMR's reason, stderr's tail.
+    task_log = caplog.text
+    assert "stage 2 of 3 (stage 2 of 3: pair statistics and similarity" in task_log
+    assert "last lines of its stderr (s3://movielens-test/pipeline/runs/" in task_log
+    assert task_log.count("--movie-blocks must be at least 1") >= 2
 
 
 # d. submit_stages retried does not submit twice ----------------------------------------------------
