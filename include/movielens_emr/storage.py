@@ -52,6 +52,9 @@ class LocalStorage:
     def delete_prefix(self, prefix):
         shutil.rmtree(self.root / prefix, ignore_errors=True)
 
+    def delete_key(self, key):
+        (self.root / key).unlink(missing_ok=True)
+
 
 class S3Storage:
     """s3://bucket/prefix through the Amazon provider's S3Hook; objects are written encrypted (SSE-S3)."""
@@ -92,6 +95,9 @@ class S3Storage:
         keys = self.hook.list_keys(bucket_name=self.bucket, prefix=self.key(prefix).rstrip("/") + "/")
         if keys:
             self.hook.delete_objects(bucket=self.bucket, keys=keys)
+
+    def delete_key(self, key):
+        self.hook.delete_objects(bucket=self.bucket, keys=[self.key(key)])
 
     def ensure_bucket(self):
         """Create the bucket if it is missing, with every form of public access blocked."""

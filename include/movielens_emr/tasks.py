@@ -52,8 +52,24 @@ def validate_config(params):
     if config.target == "emr" and not settings.storage_root.startswith("s3://"):
         raise InvalidParam(f"target: emr needs an s3:// storage root (MOVIELENS_STORAGE_ROOT is "
                            f"{settings.storage_root!r})")
+    if not settings.storage_root.startswith("s3://"):  # an S3 bucket may be created by stage_dataset
+        check_writable(_storage(settings))
     log.info("run configuration: %s", config)
     return dataclasses.asdict(config)
+
+
+class StorageRootUnusable(RuntimeError):
+    """The storage root cannot be written: found before any data is staged or any cluster started."""
+
+
+def check_writable(storage):
+    """Write and remove a probe object under the storage root, or raise StorageRootUnusable saying why."""
+    probe = "runs/.write-probe"
+    try:
+        storage.put_bytes(b"", probe)
+        storage.delete_key(probe)
+    except Exception as error:  # any failure to write means no run can succeed; say which and why
+        raise StorageRootUnusable(f"storage root {storage.uri('')} is not writable: {error}") from error
 
 
 def stage_dataset(config, run_id):

@@ -35,6 +35,8 @@ def exercise(storage, local_file):
     assert storage.get_bytes("runs/r/a.txt") == b"uno"
     storage.delete_prefix("runs/r/sub")
     assert storage.list_keys("runs/r") == ["runs/r/a.txt"]
+    storage.delete_key("runs/r/a.txt")
+    assert storage.list_keys("runs/r") == []
 
 
 def test_local_storage(tmp_path):
@@ -50,8 +52,9 @@ def test_s3_storage_encrypts_and_blocks_public_access(tmp_path):
     storage = open_storage("s3://movielens-test/pipeline")
     assert storage.ensure_bucket() is True and storage.ensure_bucket() is False
     exercise(storage, tmp_path / "b.txt")
+    storage.put_bytes(b"secret-free", "runs/r/c.txt")
     s3 = boto3.client("s3")
-    head = s3.head_object(Bucket="movielens-test", Key="pipeline/runs/r/a.txt")
+    head = s3.head_object(Bucket="movielens-test", Key="pipeline/runs/r/c.txt")
     assert head["ServerSideEncryption"] == "AES256"
     block = s3.get_public_access_block(Bucket="movielens-test")["PublicAccessBlockConfiguration"]
     assert all(block.values()) and len(block) == 4
