@@ -21,7 +21,7 @@ from airflow.providers.amazon.aws.operators.emr import EmrCreateJobFlowOperator,
 from airflow.providers.amazon.aws.sensors.emr import EmrJobFlowSensor, EmrStepSensor
 from airflow.sdk import Param, TriggerRule, dag, task
 
-from movielens_emr import tasks
+from movielens_emr import history, tasks
 from movielens_emr.operators import EmrAddStepsOnceOperator
 from movielens_emr.params import param_schemas
 from movielens_emr.settings import settings_from_env
@@ -72,10 +72,14 @@ def movielens_similarity():
     metrics = task(task_id="record_metrics", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)(
         tasks.record_metrics)(config, collected)
 
+    # A teardown: it runs whatever failed, and it does not decide the run's state.
+    run_history = task(task_id="record_run_history")(history.record_run_history)().as_teardown()
+
     branch >> [plan, local_run]
     wait_for_stages >> terminate_cluster.as_teardown(setups=create_cluster) >> wait_for_termination
     [wait_for_stages, local_run] >> collected
     wait_for_termination >> metrics
+    [metrics, wait_for_termination] >> run_history
 
 
 movielens_similarity()

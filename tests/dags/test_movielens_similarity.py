@@ -16,7 +16,7 @@ DAG_ID = "movielens_similarity"
 EXPECTED_TASKS = {
     "validate_config", "stage_dataset", "choose_target", "plan_emr_run", "create_cluster", "submit_stages",
     "prepare_stage_wait", "wait_for_stages", "terminate_cluster", "wait_for_termination", "run_local_job",
-    "collect_results", "record_metrics",
+    "collect_results", "record_metrics", "record_run_history",
 }
 
 
@@ -47,7 +47,9 @@ def test_task_graph(dag):
     assert downstream["terminate_cluster"] == {"wait_for_termination"}
     assert downstream["run_local_job"] == {"collect_results"}
     assert downstream["collect_results"] == {"record_metrics"}
-    assert downstream["wait_for_termination"] == {"record_metrics"}
+    assert dag.get_task("record_run_history").is_teardown
+    assert downstream["wait_for_termination"] == {"record_metrics", "record_run_history"}
+    assert downstream["record_metrics"] == {"record_run_history"}
 
 
 def test_terminate_cluster_is_the_teardown_of_create_cluster(dag):
@@ -87,7 +89,15 @@ def test_a_bad_field_that_reaches_a_run_fails_its_first_task(dag, storage_root):
     assert run.state == "failed"
     assert states["validate_config"] == "failed"
     assert states["stage_dataset"] == "upstream_failed"
-    assert not storage_root.exists()
+    assert states["record_run_history"] == "success"
+    assert [(row["outcome"], row["failed_tasks"]) for row in history_rows(storage_root)] == [("failed", "validate_config")]
+    assert not (storage_root / "runs").exists()
+
+
+def history_rows(storage_root):
+    from movielens_emr.history import engine_for_url, fetch_runs
+
+    return fetch_runs(engine_for_url(f"sqlite:///{storage_root}/history.sqlite"))
 
 
 def direct_job_csv(dataset, ratings_files, movies_file):
@@ -127,3 +137,5 @@ def test_local_target_end_to_end(dag, storage_root, dataset, ratings_files, movi
     assert sum(metrics["stage_seconds"]) <= metrics["cluster_seconds"] <= metrics["wall_seconds"]
     assert metrics["overhead_seconds"] == pytest.approx(metrics["wall_seconds"] - metrics["cluster_seconds"], abs=1e-3)
     assert metrics["node_minutes"] == pytest.approx(2 * metrics["cluster_seconds"] / 60, abs=1e-3)
+    [row] = history_rows(storage_root)
+    assert (row["run_id"], row["outcome"], row["output_pairs"]) == (run.run_id, "success", len(rows))
