@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs everything, then runs the whole test suite; arguments go to pytest.
+# Installs everything (with Debian's Chromium for the browser test), then runs the whole test suite;
+# arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/bootstrap.sh
+scripts/install_browser.sh  # runs scripts/bootstrap.sh too
 exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,223 @@
+"""movielens_similarity's trigger form in a real browser (Playwright driving Debian's Chromium) against the
+services of scripts/airflow_services.sh: a run from the form's own fields, and out-of-range node counts."""
+import json
+import time
+from pathlib import Path
+
+import pytest
+from movielens_emr.storage import run_folder
+
+from tests.conftest import REPO
+from tests.deploy.test_airflow_services import api, running_services, wait_for_dag
+
+DAG_ID = "movielens_similarity"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACTS = REPO / "test-artifacts"
+CHOSEN = {"node_count": 3, "target": "local", "dataset": "ml-latest-small"}  # node_count's default is 4
+MAX_NODE_COUNT = 20  # the Variable movielens_max_node_count is not set
+FORM_VIEWPORT = {"width": 1400, "height": 1900}  # the whole trigger form in one screenshot
+RUN_PAGE_VIEWPORT = {"width": 1400, "height": 1000}
+UI_TIMEOUT_MS = 60_000
+RUN_TIMEOUT_S = 600
+TERMINAL_STATES = {"success", "failed"}
+
+
+def sync_playwright():
+    """Playwright's entry point; the test fails, never skips, when the browser set-up is missing."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} (Debian's chromium) is missing: run scripts/install_browser.sh")
+    try:
+        from playwright.sync_api import sync_playwright as entry_point
+    except ImportError:
+        pytest.fail("the playwright package is missing: run scripts/install_browser.sh")
+    return entry_point()
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory):
+    home = tmp_path_factory.mktemp("airflow-browser")
+    with running_services(home, MOVIELENS_STORAGE_ROOT=str(home / "storage")) as services:
+        wait_for_dag(services, DAG_ID)
+        status, dag = api(services, "PATCH", f"/dags/{DAG_ID}", {"is_paused": False})
+        assert (status, dag["is_paused"]) == (200, False), dag
+        yield services
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser):
+    context = browser.new_context(viewport=FORM_VIEWPORT)
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    yield context.new_page()
+    context.close()
+
+
+def screenshot(page, name):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
+def open_trigger_form(page, services):
+    page.goto(f"{services.url}/dags/{DAG_ID}")
+    # The DAG list behind has Trigger buttons with the same test id: wait for the DAG's own page.
+    page.get_by_role("heading", name="Latest Dag Version").wait_for()
+    page.get_by_test_id("trigger-dag-button").click()
+    dialog = page.get_by_role("dialog")
+    node_count(dialog).wait_for()
+    return dialog
+
+
+def node_count(dialog):
+    return dialog.get_by_role("spinbutton", name="Node count")
+
+
+def type_node_count(dialog, typed):
+    """Types into the field and leaves it: the form commits (and clamps) a number on blur."""
+    node_count(dialog).fill(typed)
+    node_count(dialog).press("Tab")
+
+
+def choose(page, dialog, title, option):
+    dialog.get_by_role("combobox", name=title).click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def submit(page, dialog):
+    """Clicks Trigger; the API's response to the form's POST of the new run."""
+    def is_trigger(response):
+        return response.request.method == "POST" and response.url.endswith(f"/{DAG_ID}/dagRuns")
+
+    with page.expect_response(is_trigger) as sent:
+        dialog.get_by_test_id("trigger-dag-submit").click()
+    return sent.value
+
+
+def run_count(services):
+    status, body = api(services, "GET", f"/dags/{DAG_ID}/dagRuns")
+    assert status == 200, body
+    return body["total_entries"]
+
+
+@pytest.fixture(scope="module")
+def form_run(page, services):
+    """The run triggered from the form's own fields: the POST's response status and the new run's id."""
+    dialog = open_trigger_form(page, services)
+    type_node_count(dialog, str(CHOSEN["node_count"]))
+    choose(page, dialog, "Target", CHOSEN["target"])
+    choose(page, dialog, "Dataset", CHOSEN["dataset"])
+    screenshot(page, "trigger-form.png")
+    response = submit(page, dialog)
+    return {"status": response.status, "request": response.request.post_data_json,
+            "run_id": response.json()["dag_run_id"]}
+
+
+@pytest.fixture(scope="module")
+def finished_run(form_run, services):
+    """The form's run, by the API, once it has ended."""
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while time.monotonic() < deadline:
+        status, run = api(services, "GET", f"/dags/{DAG_ID}/dagRuns/{form_run['run_id']}")
+        if run.get("state") in TERMINAL_STATES:
+            return run
+        time.sleep(3)
+    raise AssertionError(f"{form_run['run_id']} did not end within {RUN_TIMEOUT_S} s")
+
+
+def task_states(services, run_id):
+    _, body = api(services, "GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances")
+    return {task["task_id"]: task["state"] for task in body["task_instances"]}
+
+
+def test_form_sends_the_chosen_values(form_run):
+    assert form_run["status"] == 200
+    assert {name: form_run["request"]["conf"][name] for name in CHOSEN} == CHOSEN
+
+
+def test_run_from_the_form_succeeds_in_the_ui(form_run, page, services):
+    run_id = form_run["run_id"]
+    page.set_viewport_size(RUN_PAGE_VIEWPORT)
+    try:
+        page.goto(f"{services.url}/dags/{DAG_ID}/runs/{run_id}")
+        heading = page.get_by_role("heading", name=run_id, exact=True)
+        badge = heading.locator("xpath=..").get_by_test_id("state-badge")
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        # The run page refreshes itself while the run is active.
+        while badge.inner_text().strip() not in ("Success", "Failed") and time.monotonic() < deadline:
+            page.wait_for_timeout(2_000)
+        page.wait_for_timeout(1_000)  # let the task list catch up with the badge before the screenshot
+        screenshot(page, "trigger-form-run.png")
+        assert badge.inner_text().strip() == "Success", task_states(services, run_id)
+    finally:
+        page.set_viewport_size(FORM_VIEWPORT)
+
+
+def test_run_conf_holds_the_chosen_node_count(finished_run):
+    assert finished_run["state"] == "success"
+    assert {name: finished_run["conf"][name] for name in CHOSEN} == CHOSEN
+
+
+def test_run_metrics_record_the_chosen_node_count(finished_run, services):
+    storage_root = Path(services.env["MOVIELENS_STORAGE_ROOT"])
+    metrics = json.loads((storage_root / run_folder(finished_run["dag_run_id"]) / "metrics.json").read_text())
+    assert {name: metrics[name] for name in CHOSEN} == CHOSEN
+
+
+@pytest.mark.parametrize("typed, clamped", [("0", "1"), ("-3", "1"), ("25", str(MAX_NODE_COUNT))])
+def test_form_clamps_an_out_of_range_node_count_before_sending_it(page, services, typed, clamped):
+    dialog = open_trigger_form(page, services)
+    assert (node_count(dialog).get_attribute("aria-valuemin"),
+            node_count(dialog).get_attribute("aria-valuemax")) == ("1", str(MAX_NODE_COUNT))
+    type_node_count(dialog, typed)
+    assert node_count(dialog).input_value() == clamped
+    # What the form would send, caught before it reaches the API: no run is made.
+    sent = []
+
+    def catch_trigger(route):
+        if route.request.method != "POST":
+            return route.continue_()
+        sent.append(route.request.post_data_json)
+        return route.fulfill(status=400, json={"detail": "caught by the test"})
+
+    page.route(f"**/dags/{DAG_ID}/dagRuns", catch_trigger)
+    try:
+        dialog.get_by_test_id("trigger-dag-submit").click()
+        page.wait_for_timeout(1_000)
+    finally:
+        page.unroute(f"**/dags/{DAG_ID}/dagRuns")
+    assert [body["conf"]["node_count"] for body in sent] == [int(clamped)]
+
+
+def test_form_shows_the_apis_refusal_of_a_non_integer_node_count(page, services):
+    before = run_count(services)
+    dialog = open_trigger_form(page, services)
+    type_node_count(dialog, "3.5")
+    assert node_count(dialog).input_value() == "3.5"
+    response = submit(page, dialog)
+    assert response.status == 400
+    assert "node_count: 3.5 is not of type 'integer'" in response.json()["detail"]
+    dialog.get_by_text("Invalid input for param node_count: 3.5 is not of type 'integer'").wait_for()
+    screenshot(page, "trigger-form-non-integer.png")
+    assert run_count(services) == before
+
+
+@pytest.mark.parametrize("value, message", [
+    (0, "0 is less than the minimum of 1"),
+    (MAX_NODE_COUNT + 1, f"{MAX_NODE_COUNT + 1} is greater than the maximum of {MAX_NODE_COUNT}"),
+    (3.5, "3.5 is not of type 'integer'"),
+    ("4", "'4' is not of type 'integer'"),
+])
+def test_api_refuses_a_node_count_outside_the_schema(services, value, message):
+    before = run_count(services)
+    status, body = api(services, "POST", f"/dags/{DAG_ID}/dagRuns",
+                       {"logical_date": None, "conf": {**CHOSEN, "node_count": value}})
+    assert (status, body["detail"].splitlines()[0]) == (400, f"Invalid input for param node_count: {message}")
+    assert run_count(services) == before
