@@ -14,6 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from markdown_it import MarkdownIt
 from sqlalchemy.exc import SQLAlchemyError
 
+from movielens_emr import report as benchmark_report
 from movielens_emr.datasets import CATALOGUE
 from movielens_emr.history import ensure_schema, fetch_runs, history_engine
 from movielens_emr.params import TARGETS
@@ -29,6 +30,8 @@ MATCH_LIMIT = 20
 # Folder and file names as the benchmark DAG writes them; no leading dot, so no way out of benchmarks/.
 SAFE_NAME = r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$"
 PLOT_NAME = r"^[A-Za-z0-9_-][A-Za-z0-9._-]*\.png$"
+# A number as report.py prints it ("1,868.0", "100 %", "1/1", "-"): right-aligned like numbers.
+NUMERIC_TEXT = r"[-+]?[\d,]*\.?\d+( %)?|\d+/\d+|-"
 YEAR_SUFFIX = re.compile(r"\s*\(\d{4}\)\s*$")
 
 
@@ -63,20 +66,29 @@ def load_report(storage, folder):
 
 
 def summary_blocks(summary):
-    """summary.json as tables: its top-level figures in one, each record list or flat mapping in its own."""
+    """summary.json as tables: its figures, the configurations as report.md has them, other flat records."""
     summary = summary if isinstance(summary, dict) else {"summary": summary}
-    figures = [(name, value) for name, value in summary.items() if _is_scalar(value)]
-    blocks = [{"title": "Figures", "columns": ["figure", "value"], "rows": figures}] if figures else []
+    blocks = [{"title": "Figures", "columns": ["figure", "value"], "rows": _figures(summary)}]
     for name, value in summary.items():
-        if isinstance(value, dict) and value:
-            blocks.append({"title": name, "columns": ["figure", "value"], "rows": list(value.items())})
-        elif isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+        if name == "configurations" and isinstance(value, list):
+            blocks.append({"title": "Configurations (medians)", "columns": list(benchmark_report.COLUMNS),
+                           "rows": benchmark_report.summary_rows(value)})
+        elif isinstance(value, list) and value and all(_is_record(item) for item in value):
             columns = list(dict.fromkeys(column for item in value for column in item))
             blocks.append({"title": name, "columns": columns,
                            "rows": [[item.get(column) for column in columns] for item in value]})
-        elif not _is_scalar(value):
-            blocks.append({"title": name, "columns": ["value"], "rows": [[value]]})
-    return blocks
+    return [block for block in blocks if block["rows"]]
+
+
+def _figures(summary):
+    """(name, value) of every scalar or list of scalars, one level of mapping flattened as parent.name."""
+    rows = []
+    for name, value in summary.items():
+        if isinstance(value, dict):
+            rows += [(f"{name}.{key}", item) for key, item in value.items() if _is_figure(item)]
+        elif _is_figure(value) and name != "plots":  # the plots are shown as images
+            rows.append((name, value))
+    return rows
 
 
 def report_html(markdown, plot_url):
@@ -126,13 +138,26 @@ def _format(value, float_format):
         return "–"
     if isinstance(value, float):
         return format(value, float_format)
-    if isinstance(value, int) and not isinstance(value, bool):
+    if _is_number(value):
         return f"{value:,}"
     return value if isinstance(value, str) else json.dumps(value)
 
 
+def _is_number(value):
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _is_scalar(value):
     return value is None or isinstance(value, str | int | float | bool)
+
+
+def _is_figure(value):
+    """A scalar, or a non-empty list of them."""
+    return _is_scalar(value) or (isinstance(value, list) and value != [] and all(map(_is_scalar, value)))
+
+
+def _is_record(value):
+    return isinstance(value, dict) and all(_is_scalar(item) for item in value.values())
 
 
 # --- storage and database access, per request --------------------------------------------------------------
@@ -198,6 +223,8 @@ templates = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoes
 templates.filters.update(number=lambda value, digits=1: _format(value, f",.{digits}f"),
                          figure=lambda value: _format(value, ",.6g"),
                          when=lambda value: value.strftime("%Y-%m-%d %H:%M UTC") if value else "–")
+templates.tests["numeric"] = lambda value: _is_number(value) or (
+    isinstance(value, str) and re.fullmatch(NUMERIC_TEXT, value) is not None)
 FilterParam = Annotated[str | None, Query(max_length=64)]
 
 

@@ -13,6 +13,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from movielens_emr import report as benchmark_report
+from movielens_emr.benchmark import summarize
 from movielens_emr.history import engine_for_url, ensure_schema, run_record, upsert_run
 from movielens_emr.storage import run_folder
 
@@ -23,8 +25,6 @@ T0 = datetime.datetime(2026, 3, 1, 12, 0, tzinfo=datetime.timezone.utc)
 PARAMS = {"node_count": 4, "target": "emr", "dataset": "ml-1m", "metric": "cosine", "min_score": 0.95,
           "min_co_ratings": 10, "instance_type": "m5.xlarge", "release_label": "emr-7.9.0",
           "sample_fraction": 1.0}
-PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-                    "1f15c4890000000d49444154789c63f8cfc0f01f0005000201e221bc330000000049454e44ae426082")
 ADMIN_PASSWORD = "test-only-password"
 WEIRD = 'Tom & Jerry: "The <Movie>" (1992)'
 
@@ -77,17 +77,29 @@ def runs(storage_root):
             results=neighbours_json("Stale (2000)"))
 
 
+def member(index, node_count, wall, stages, state="success", error=None):
+    """A member run record of the benchmark DAG, as benchmark_tasks.report_benchmark receives it."""
+    cluster = wall - 90
+    metrics = {"wall_seconds": wall, "cluster_seconds": cluster, "provisioning_seconds": 430.0,
+               "stage_seconds": stages, "overhead_seconds": 90.0, "node_minutes": node_count * cluster / 60,
+               "estimated_cost_usd": round(node_count * cluster / 3600 * 0.24, 4)}
+    return {"index": index, "run_id": f"benchmark__n{node_count}", "state": state,
+            "conf": {"node_count": node_count, "sample_fraction": 1.0},
+            "metrics": metrics if state == "success" else None, "error": error}
+
+
 @pytest.fixture
 def reports(storage_root):
+    """An older report, and the newest written by the benchmark DAG's own report code."""
     write(storage_root / "benchmarks/old/summary.json", json.dumps({"note": "old"}), mtime=1_000_000)
-    folder = storage_root / "benchmarks/manual__bench"
-    write(folder / "summary.json", json.dumps({
-        "dataset": "ml-1m", "speedup": 3.25,
-        "runs": [{"node_count": 2, "wall_seconds": 900.5}, {"node_count": 4, "wall_seconds": 610.0}]}))
-    write(folder / "report.md", "# Scaling\n\n| nodes | s |\n|---|---|\n| 2 | 900 |\n\n"
-                                "![wall](wall_seconds.png)\n<script>alert(1)</script>\n")
-    write(folder / "wall_seconds.png", PNG)
-    write(folder / "cost.png", PNG)
+    members = [member(0, 4, 1868.0, [120.0, 930.0, 240.0]), member(1, 8, 1082.0, [90.0, 480.0, 140.0]),
+               member(2, 16, 0, [], state="failed", error="ValueError: <script>alert(1)</script> & more")]
+    document = {"benchmark_run_id": "manual__bench", "host_cpus": 2, **summarize(members),
+                "params": {"node_counts": [4, 8, 16], "dataset": "ml-1m", "target": "emr", "repetitions": 1,
+                           "sample_fractions": [1.0], "parallel": False, "member_runs": "trigger"},
+                "member_runs": members}
+    for name, data in benchmark_report.report_files(document).items():
+        write(storage_root / "benchmarks/manual__bench" / name, data)
 
 
 def history_run_ids(html):
@@ -185,10 +197,10 @@ def test_page_reports_an_unreachable_history_database(client, monkeypatch):
 def test_latest_report_json(client, reports):
     body = client.get("/api/report/latest").json()
     assert body["folder"] == "manual__bench"
-    assert body["summary"]["speedup"] == 3.25 and body["report_markdown"].startswith("# Scaling")
-    assert body["plots"] == [
-        {"name": "cost.png", "url": "reports/manual__bench/plots/cost.png"},
-        {"name": "wall_seconds.png", "url": "reports/manual__bench/plots/wall_seconds.png"}]
+    assert (body["summary"]["measured_members"], body["summary"]["failed_members"]) == (2, 1)
+    assert body["report_markdown"].startswith("# movielens_similarity benchmark `manual__bench`")
+    names = ["cost_vs_time.png", "time_breakdown.png", "time_vs_nodes.png"]
+    assert body["plots"] == [{"name": name, "url": f"reports/manual__bench/plots/{name}"} for name in names]
 
 
 def test_latest_report_json_without_a_report_is_404(client):
@@ -199,23 +211,28 @@ def test_latest_report_json_without_a_report_is_404(client):
 def test_page_shows_the_report_figures_plots_and_text(client, reports):
     html = client.get("/").text
     assert "benchmarks/manual__bench" in html
-    assert '<td class="num">3.25</td>' in html and '<td class="num">900.5</td>' in html
-    assert '<img src="reports/manual__bench/plots/cost.png"' in html
-    assert '<img src="reports/manual__bench/plots/wall_seconds.png" alt="wall"' in html  # report.md's image
-    assert "<h1>Scaling</h1>" in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<td>params.node_counts</td><td>[4, 8, 16]</td>" in html.replace("\n", "")
+    assert "<td>measured_members</td><td>2</td>" in html
+    assert "Configurations (medians)" in html and "<td>success</td>" in html
+    assert '<td class="num">1,868.0</td>' in html and '<td class="num">1.73</td>' in html
+    assert '<figure><img src="reports/manual__bench/plots/time_vs_nodes.png"' in html
+    # report.md's own image of the plot, and its member table with the failed run's error, escaped
+    assert '<img src="reports/manual__bench/plots/cost_vs_time.png" alt="cost_vs_time.png"' in html
+    assert "<h2>Member runs</h2>" in html
+    assert "ValueError: &lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in html
     assert "<script>" not in html
 
 
-def test_plot_png(client, reports):
-    response = client.get("/reports/manual__bench/plots/cost.png")
+def test_plot_png(client, reports, storage_root):
+    response = client.get("/reports/manual__bench/plots/cost_vs_time.png")
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"
-    assert response.content == PNG
+    assert response.content == (storage_root / "benchmarks/manual__bench/cost_vs_time.png").read_bytes()
 
 
 @pytest.mark.parametrize("path, status", [
     ("/reports/manual__bench/plots/missing.png", 404),
     ("/reports/manual__bench/plots/summary.json", 422),
-    ("/reports/.hidden/plots/cost.png", 422),
+    ("/reports/.hidden/plots/cost_vs_time.png", 422),
     ("/reports/manual__bench/plots/..png", 422),
     ("/reports/manual__bench/plots/..%2F..%2Fhistory.sqlite", 404),
 ])
@@ -235,14 +252,14 @@ def test_find_similar_ranks_whole_titles_then_prefixes():
     assert find_similar(movies, "heat", limit=1)[0] == 4
 
 
-def test_summary_blocks():
-    blocks = summary_blocks({"dataset": "ml-1m", "per_node": {"2": 900.0}, "runs": [{"a": 1}, {"b": 2}],
-                             "seconds": [1, 2]})
+def test_summary_blocks_of_any_document():
+    blocks = summary_blocks({"dataset": "ml-1m", "params": {"nodes": [2, 4], "deep": {"x": 1}},
+                             "plots": ["a.png"], "runs": [{"a": 1}, {"b": 2}], "nested": [{"a": {"b": 1}}],
+                             "none_yet": []})
     assert blocks == [
-        {"title": "Figures", "columns": ["figure", "value"], "rows": [("dataset", "ml-1m")]},
-        {"title": "per_node", "columns": ["figure", "value"], "rows": [("2", 900.0)]},
+        {"title": "Figures", "columns": ["figure", "value"],
+         "rows": [("dataset", "ml-1m"), ("params.nodes", [2, 4])]},
         {"title": "runs", "columns": ["a", "b"], "rows": [[1, None], [None, 2]]},
-        {"title": "seconds", "columns": ["value"], "rows": [[[1, 2]]]},
     ]
 
 

@@ -301,3 +301,12 @@ def test_record_run_history_as_the_teardown_of_a_real_run(wiring_dags, storage_r
     assert (row["target"], row["dataset"], row["node_count"]) == ("local", "ml-1m", 4)
     assert row["started_at"] == run.start_date and row["finished_at"] >= row["started_at"]
     assert row["wall_seconds"] == wall_seconds
+
+
+def test_record_run_history_writes_through_the_airflow_connection(wiring_dags, storage_root, tmp_path,
+                                                                   monkeypatch):
+    database = tmp_path / "elsewhere" / "history.sqlite"
+    monkeypatch.setenv("AIRFLOW_CONN_MOVIELENS_HISTORY", f"sqlite:///{database}")
+    run = wiring_dags.get_dag("history_wiring_fails").test()
+    assert [row["run_id"] for row in fetch_runs(engine_for_url(f"sqlite:///{database}"))] == [run.run_id]
+    assert not (storage_root / "history.sqlite").exists()
