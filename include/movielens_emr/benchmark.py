@@ -6,10 +6,8 @@ import os
 import statistics
 from dataclasses import dataclass
 
-import jsonschema
-
 from movielens_emr.datasets import CATALOGUE
-from movielens_emr.params import TARGETS, InvalidParam
+from movielens_emr.params import TARGETS, validated_values
 
 SIMILARITY_DAG_ID = "movielens_similarity"
 MEMBER_RUNS = ("trigger", "cli")
@@ -82,19 +80,7 @@ def benchmark_param_schemas(max_node_count, default_target):
 
 def validate_benchmark_config(params, max_node_count, default_target="local"):
     """The BenchmarkConfig of checked params; InvalidParam naming the first field out of its schema."""
-    schemas = benchmark_param_schemas(max_node_count, default_target)
-    unknown = sorted(set(params) - set(schemas))
-    if unknown:
-        raise InvalidParam(f"{unknown[0]}: not a parameter of this DAG (known: {', '.join(schemas)})")
-    values = {}
-    for name, spec in schemas.items():
-        value = params.get(name, spec["default"])
-        schema = {key: spec[key] for key in spec if key not in ("default", "title", "description")}
-        try:
-            jsonschema.validate(value, schema)
-        except jsonschema.ValidationError as error:
-            raise InvalidParam(f"{name}: {error.message}") from None
-        values[name] = value
+    values = validated_values(params, benchmark_param_schemas(max_node_count, default_target))
     values["node_counts"] = tuple(sorted(values["node_counts"]))
     values["sample_fractions"] = tuple(sorted(float(fraction) for fraction in values["sample_fractions"]))
     return BenchmarkConfig(**values)

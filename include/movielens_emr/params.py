@@ -76,9 +76,8 @@ def param_schemas(max_node_count, default_target):
     }
 
 
-def validate_run_config(params, max_node_count, default_target="local"):
-    """Check every field against its schema and return the RunConfig; raise InvalidParam naming the field."""
-    schemas = param_schemas(max_node_count, default_target)
+def validated_values(params, schemas):
+    """{field: value or default}, each checked against its schema; InvalidParam names the first unknown or bad field."""
     unknown = sorted(set(params) - set(schemas))
     if unknown:
         raise InvalidParam(f"{unknown[0]}: not a parameter of this DAG (known: {', '.join(schemas)})")
@@ -90,5 +89,13 @@ def validate_run_config(params, max_node_count, default_target="local"):
             jsonschema.validate(value, schema)
         except jsonschema.ValidationError as error:
             raise InvalidParam(f"{name}: {error.message}") from None
-        values[name] = float(value) if spec["type"] == "number" else value
-    return RunConfig(**values)
+        values[name] = value
+    return values
+
+
+def validate_run_config(params, max_node_count, default_target="local"):
+    """Check every field against its schema and return the RunConfig; raise InvalidParam naming the field."""
+    schemas = param_schemas(max_node_count, default_target)
+    values = validated_values(params, schemas)
+    return RunConfig(**{name: float(value) if schemas[name]["type"] == "number" else value
+                        for name, value in values.items()})
