@@ -1,15 +1,20 @@
-"""Time, shuffle and memory of the similarity job against the pairs baseline and the scipy reference, on this machine."""
+"""Time, shuffle and task memory of the similarity job against the pairs baseline and scipy, here."""
 import argparse
+import hashlib
+import ast
 import json
 import os
 import platform
 import re
+import resource
 import shlex
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,6 +35,11 @@ DEFAULT_SHARED = REPO_ROOT.parent / "shared"
 RUNNER_ARGS = ["-r", "local", "--no-bootstrap-mrjob", "--cleanup", "NONE"]
 # The job's defaults that its memory bound is stated in: --movie-blocks, --user-chunk, cosine sums.
 MOVIE_BLOCKS, USER_CHUNK, COSINE_STATS = 4, 1024, 4
+# The stage 2 reducer bound is read from the job's docstring (parsed, not imported), so the
+# figure printed beside the measured peak is always the formula the job currently states.
+BOUND_LINE = re.compile(r"stage 2 reducer:\s*(.+?)\s+bytes", re.S)
+BOUND_NODES = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Constant, ast.Name, ast.Load,
+               ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.USub)
 MB = 1e6
 TASK_RECORD = re.compile(r"^(\d+) ([\d.]+) (.*)$")
 STAGE_PHASES = ("mapper", "combiner", "reducer")
@@ -47,6 +57,22 @@ class JobRun:
     launched: float
     step_starts: list = field(default_factory=list)
     ended: float = 0.0
+    other_cpu_s: float = 0.0
+
+
+# Interference: on a shared 2-core machine another process's CPU time lands in our wall times,
+# so every timed run also reports the CPU seconds used by everything but this benchmark.
+def cpu_snapshot():
+    """(busy CPU seconds of the whole machine since boot, CPU seconds of this process and its children)."""
+    ticks = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+    usages = (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+    return busy, sum(usage.ru_utime + usage.ru_stime for usage in usages)
+
+
+def other_cpu_since(snapshot):
+    busy, own = cpu_snapshot()
+    return max(0.0, (busy - snapshot[0]) - (own - snapshot[1]))
 
 
 def log(message):
@@ -60,7 +86,7 @@ def run_job(script, job_args, inputs, work_dir, runner_args=()):
     command = [sys.executable, str(script), *RUNNER_ARGS, "--local-tmp-dir", str(work_dir / "tmp"),
                *runner_args, *job_args, *map(str, inputs)]
     step_starts, stderr_lines = [], []
-    launched, started = time.time(), time.perf_counter()
+    launched, started, cpu = time.time(), time.perf_counter(), cpu_snapshot()
     with open(output, "wb") as stdout:
         process = subprocess.Popen(command, stdout=stdout, stderr=subprocess.PIPE, text=True)
         for line in process.stderr:
@@ -72,15 +98,14 @@ def run_job(script, job_args, inputs, work_dir, runner_args=()):
     if process.returncode:
         raise RuntimeError(f"{shlex.join(command)} failed:\n{''.join(stderr_lines[-30:])}")
     job_dir = next((work_dir / "tmp").iterdir())
-    return JobRun(seconds, output, job_dir, launched, step_starts, time.time())
+    return JobRun(seconds, output, job_dir, launched, step_starts, time.time(), other_cpu_since(cpu))
 
 
 def timed_runs(script, job_args, inputs, work_dir, repeat):
-    """The job run `repeat` times; returns the run with the median wall time and all the times."""
+    """The job run `repeat` times; returns the run with the median wall time, and all the runs."""
     runs = [run_job(script, job_args, inputs, work_dir / f"run-{index}") for index in range(repeat)]
-    seconds = [run.seconds for run in runs]
     median_run = sorted(runs, key=lambda run: run.seconds)[(repeat - 1) // 2]
-    return median_run, seconds
+    return median_run, runs
 
 
 # Shuffle: the local runner sorts each step's map-side outputs (the combiner's if the step has
@@ -109,7 +134,7 @@ def count_lines(path):
 
 # Phases of each step, from the times the local runner's files were last written.
 def phase_seconds(run):
-    """Start-up, then per stage: seconds splitting input, mapping, sorting, splitting reducer input, reducing, after."""
+    """Seconds of start-up, then per stage of each STEP_PHASES span and the whole stage."""
     stages = [{"stage": "start-up", "total": run.step_starts[0] - run.launched}]
     ends = run.step_starts[1:] + [run.ended]
     for step_num, (start, end) in enumerate(zip(run.step_starts, ends)):
@@ -121,8 +146,8 @@ def phase_seconds(run):
                  latest_mtime(step_dir.glob("reducer/[0-9]*/input")),
                  latest_mtime(reducer_outputs(run.job_dir, step_num, len(run.step_starts))),
                  end]
-        stages.append({"stage": step_num + 1, "total": end - start,
-                       **{name: later - earlier for name, earlier, later in zip(STEP_PHASES, marks, marks[1:])}})
+        spans = {name: later - earlier for name, earlier, later in zip(STEP_PHASES, marks, marks[1:])}
+        stages.append({"stage": step_num + 1, "total": end - start, **spans})
     return stages
 
 
@@ -193,6 +218,7 @@ def measure_task_memory(job_args, inputs, work_dir):
     job_tasks = [task for task in tasks if JOB_SCRIPT.name in task[4]]
     return {"wrapped_tasks": len(job_tasks), "tasks_started": count_task_dirs(run.job_dir),
             "peak_rss_bytes": max(task[2] for task in job_tasks), "seconds": run.seconds,
+            "other_cpu_s": run.other_cpu_s,
             "by_stage": memory_by_stage(job_tasks)}
 
 
@@ -206,17 +232,40 @@ def idle_interpreter_rss():
         return int(record.read().split()[-1]) * 1024
 
 
-def stage2_reducer_bound(distinct_movies):
-    """The job docstring's stage 2 reducer bound, 8*S*(2M/G)^2 + 16*C*(2M/G) bytes, at its defaults."""
-    block_side = 2 * distinct_movies / MOVIE_BLOCKS
-    return 8 * COSINE_STATS * block_side**2 + 16 * USER_CHUNK * block_side
+def stage2_bound_formula(job_script=JOB_SCRIPT):
+    """The job docstring's stage 2 reducer bound, e.g. '12.5*(S+2)*B^2 + 20*C*B', or None."""
+    match = BOUND_LINE.search(ast.get_docstring(ast.parse(job_script.read_text())) or "")
+    return " ".join(match.group(1).split()) if match else None
+
+
+def evaluate_bound(formula, sizes):
+    """Bytes an arithmetic formula ('^' is a power) gives for the named sizes; anything else is refused."""
+    tree = ast.parse(formula.replace("^", "**"), mode="eval")
+    for node in ast.walk(tree):
+        if (not isinstance(node, BOUND_NODES) or (isinstance(node, ast.Name) and node.id not in sizes)
+                or (isinstance(node, ast.Constant) and not isinstance(node.value, (int, float)))):
+            raise ValueError(f"not arithmetic over {', '.join(sizes)}: {formula!r}")
+    return eval(compile(tree, "<bound>", "eval"), {"__builtins__": {}}, dict(sizes))
+
+
+def stage2_bound(shape, formula):
+    """The formula at the job's defaults for this input, or None when it is not plain arithmetic."""
+    sizes = {"M": shape["distinct_movies"], "m": shape["max_movies_per_user"], "G": MOVIE_BLOCKS,
+             "C": USER_CHUNK, "S": COSINE_STATS, "B": shape["largest_block"]}
+    try:
+        return evaluate_bound(formula, sizes) if formula else None
+    except (SyntaxError, ValueError):
+        return None
 
 
 def input_shape(ratings):
-    """M (distinct movies), m (most movies one user rated), users and ratings of an input."""
+    """M (distinct movies), m (most movies one user rated), B (largest movie block), users, ratings."""
     _, per_user = np.unique(ratings.users, return_counts=True)
-    return {"ratings": len(ratings.users), "users": len(per_user),
-            "distinct_movies": len(np.unique(ratings.movies)), "max_movies_per_user": int(per_user.max())}
+    movies = np.unique(ratings.movies).tolist()
+    # The job puts a movie in block crc32(id) % --movie-blocks.
+    blocks = Counter(zlib.crc32(movie.encode()) % MOVIE_BLOCKS for movie in movies)
+    return {"ratings": len(ratings.users), "users": len(per_user), "distinct_movies": len(movies),
+            "max_movies_per_user": int(per_user.max()), "largest_block": max(blocks.values())}
 
 
 # Answers: both jobs' output lines, and the reference's dict, as {(movie, similar): (score, n)}.
@@ -254,17 +303,18 @@ def compare_pairs(yardstick, job):
 
 def time_reference(ratings_path, repeat):
     """Median parse and compute seconds of reference.read_ratings + similar_pairs, and the answer."""
-    parse, compute = [], []
+    parse, compute, other_cpu = [], [], []
     for _ in range(repeat):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), cpu_snapshot()
         ratings = reference.read_ratings([ratings_path])
         parsed = time.perf_counter()
         pairs = reference.similar_pairs(ratings, "cosine", 0.95, 10)
         compute.append(time.perf_counter() - parsed)
         parse.append(parsed - started)
+        other_cpu.append(other_cpu_since(cpu))
     totals = [a + b for a, b in zip(parse, compute)]
     return {"parse_s": statistics.median(parse), "compute_s": statistics.median(compute),
-            "total_s": statistics.median(totals), "runs_s": totals}, ratings, pairs
+            "total_s": statistics.median(totals), "runs_s": totals, "other_cpu_s": other_cpu}, ratings, pairs
 
 
 def machine_facts():
@@ -275,10 +325,19 @@ def machine_facts():
             "platform": platform.platform(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
+def job_version():
+    """Which job was measured: other work may change it between runs of this benchmark."""
+    text = JOB_SCRIPT.read_bytes()
+    modified = datetime.fromtimestamp(JOB_SCRIPT.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+    return {"sha256": hashlib.sha256(text).hexdigest()[:12], "modified": modified}
+
+
 def job_figures(job_args, ratings_path, work_dir, repeat):
     """Our job's median run (for its output) and its figures: wall times, shuffle, phases."""
     job_run, runs = timed_runs(JOB_SCRIPT, job_args, [ratings_path], work_dir, repeat)
-    return job_run, {"job_runs_s": runs, "job_s": statistics.median(runs),
+    seconds = [run.seconds for run in runs]
+    return job_run, {"job_runs_s": seconds, "job_s": statistics.median(seconds),
+                     "job_other_cpu_s": [run.other_cpu_s for run in runs],
                      "job_shuffle": shuffle_by_stage(job_run.job_dir), "job_phases": phase_seconds(job_run)}
 
 
@@ -301,7 +360,8 @@ def run_baseline(shared, ratings_path, work_dir, job_output):
     """Wall time, shuffle and answer agreement of the pairs baseline, against our job's output."""
     baseline = run_job(shared / "bench" / "pairs_baseline.py", [], [ratings_path], work_dir)
     agreement = compare_pairs(read_baseline_pairs(baseline.output), read_job_pairs(job_output))
-    return {"baseline_s": baseline.seconds, "baseline_shuffle": shuffle_by_stage(baseline.job_dir),
+    return {"baseline_s": baseline.seconds, "baseline_other_cpu_s": baseline.other_cpu_s,
+            "baseline_shuffle": shuffle_by_stage(baseline.job_dir),
             "baseline_phases": phase_seconds(baseline), "baseline_agreement": agreement}
 
 
@@ -356,8 +416,9 @@ def headline_rows(results):
     if "baseline_s" in small:
         rows += baseline_rows(small, "ml-100k", (">= 20x faster", ">= 10x fewer"))
     scipy_times, agreement = large["scipy"], large["scipy_agreement"]
-    rows.append(("wall time", "1M-shaped", f"scipy {scipy_times['total_s']:.1f} s (parse {scipy_times['parse_s']:.1f} "
-                 f"+ compute {scipy_times['compute_s']:.1f})", f"{large['job_s']:.1f} s",
+    scipy_text = (f"scipy {scipy_times['total_s']:.1f} s (parse {scipy_times['parse_s']:.1f} "
+                  f"+ compute {scipy_times['compute_s']:.1f})")
+    rows.append(("wall time", "1M-shaped", scipy_text, f"{large['job_s']:.1f} s",
                  f"{large['job_s'] / scipy_times['total_s']:.2f}x scipy's time", "<= 4x"))
     rows.append(("kept ordered pairs", "1M-shaped", f"scipy {agreement['yardstick_pairs']:,}",
                  f"{agreement['job_pairs']:,}", agreement_text(agreement), "same set"))
@@ -368,12 +429,14 @@ def headline_rows(results):
 
 def baseline_rows(result, label, targets):
     """Wall time, shuffle and answers of our job against the pairs baseline on one input."""
-    baseline_bytes, job_bytes = shuffle_total(result["baseline_shuffle"]), shuffle_total(result["job_shuffle"])
+    baseline_bytes = shuffle_total(result["baseline_shuffle"])
+    job_bytes = shuffle_total(result["job_shuffle"])
     agreement = result["baseline_agreement"]
     return [
         ("wall time", label, f"pairs baseline {result['baseline_s']:.1f} s", f"{result['job_s']:.2f} s",
          f"{result['baseline_s'] / result['job_s']:.1f}x faster", targets[0]),
-        ("bytes shuffled", label, f"pairs baseline {baseline_bytes / MB:,.1f} MB", f"{job_bytes / MB:,.2f} MB",
+        ("bytes shuffled", label, f"pairs baseline {baseline_bytes / MB:,.1f} MB",
+         f"{job_bytes / MB:,.2f} MB",
          f"{baseline_bytes / job_bytes:.0f}x fewer", targets[1]),
         ("kept ordered pairs", label, f"pairs baseline {agreement['yardstick_pairs']:,}",
          f"{agreement['job_pairs']:,}", agreement_text(agreement), "same set"),
@@ -387,10 +450,13 @@ def memory_rows(results):
     for name, label in (("ml100k", "ml-100k"), ("ml1m_shaped", "1M-shaped")):
         result = results[name]
         shape, memory = result["shape"], result["memory"]
-        bound = stage2_reducer_bound(shape["distinct_movies"])
-        stage2 = next(group for group in memory["by_stage"] if (group["stage"], group["phase"]) == (2, "reducer"))
-        rows.append((label, f"{shape['distinct_movies']:,} / {shape['max_movies_per_user']:,}",
-                     f"{bound / MB:.1f} MB + idle {idle / MB:.1f} = {(bound + idle) / MB:.1f} MB",
+        bound = result["stage2_bound_bytes"]
+        stage2 = next(group for group in memory["by_stage"]
+                      if (group["stage"], group["phase"]) == (2, "reducer"))
+        rows.append((label, f"{shape['distinct_movies']:,} / {shape['max_movies_per_user']:,} / "
+                     f"{shape['largest_block']:,}",
+                     f"{bound / MB:.1f} MB + idle {idle / MB:.1f} = {(bound + idle) / MB:.1f} MB"
+                     if bound is not None else "formula not evaluable",
                      f"{stage2['peak_rss_bytes'] / MB:.1f} MB", f"{memory['peak_rss_bytes'] / MB:.1f} MB",
                      f"{memory['wrapped_tasks']} of {memory['tasks_started']}"))
     return rows
@@ -428,13 +494,33 @@ def header_lines(results):
     facts = results["machine"]
     return [f"# Job speed benchmark, {facts['date']}",
             f"CPU: {facts['cpu']}, {facts['cores']} cores; {facts['platform']}",
-            f"Python {facts['python']}, numpy {facts['numpy']}, scipy {facts['scipy']}, mrjob {facts['mrjob']}",
+            f"Python {facts['python']}, numpy {facts['numpy']}, scipy {facts['scipy']}, "
+            f"mrjob {facts['mrjob']}",
+            f"Job: {JOB_SCRIPT.relative_to(REPO_ROOT)} sha256 {results['job']['sha256']}..., "
+            f"modified {results['job']['modified']}",
             f"Runner (both jobs): {shlex.join(RUNNER_ARGS)} --local-tmp-dir TMP, default --num-cores "
             f"({facts['cores']}); this job's times are medians of {results['repeat']} run(s): "
             f"ml-100k {fmt_runs(results['ml100k']['job_runs_s'])}, "
             f"1M-shaped {fmt_runs(results['ml1m_shaped']['job_runs_s'])}",
             f"Idle interpreter (python -c 'import numpy, mrjob.job'): peak RSS "
-            f"{results['idle_interpreter_rss_bytes'] / MB:.1f} MB"]
+            f"{results['idle_interpreter_rss_bytes'] / MB:.1f} MB",
+            "CPU seconds used by other processes during each timed run (noise): " + interference(results)]
+
+
+def interference(results):
+    """Other processes' CPU seconds per timed run, and their share of the machine over all of them."""
+    small, large = results["ml100k"], results["ml1m_shaped"]
+    timed = [("ml-100k job", small["job_other_cpu_s"], small["job_runs_s"]),
+             ("ml-100k baseline", [small.get("baseline_other_cpu_s")], [small.get("baseline_s")]),
+             ("1M-shaped job", large["job_other_cpu_s"], large["job_runs_s"]),
+             ("scipy", large["scipy"]["other_cpu_s"], large["scipy"]["runs_s"]),
+             ("1M-shaped baseline", [large.get("baseline_other_cpu_s")], [large.get("baseline_s")])]
+    timed = [(name, other, wall) for name, other, wall in timed if wall[0] is not None]
+    share = sum(sum(other) for _, other, _ in timed) / (
+        sum(sum(wall) for _, _, wall in timed) * results["machine"]["cores"])
+    runs = ", ".join(f"{name} {fmt_runs(other)}" for name, other, _ in timed)
+    verdict = "quiet" if share < 0.05 else "NOISY: rerun on a quiet machine for figures to quote"
+    return f"{runs}; {share:.0%} of the machine's CPU time during them ({verdict})"
 
 
 def report(results):
@@ -444,9 +530,11 @@ def report(results):
         table(("figure", "input", "yardstick", "this job", "result", "target"), headline_rows(results)),
         "Shuffle: MB / records of the map output sorted for each stage's reducers\n\n"
         + table(("input", "job", "stage 1", "stage 2", "stage 3", "total"), shuffle_rows(results)),
-        "Peak RSS of any one task of this job, from GNU time around every task (M / m = distinct movies / "
-        "most movies of one user; bound = the job docstring's 8*S*(2M/G)^2 + 16*C*(2M/G), G=4, C=1024, S=4)\n\n"
-        + table(("input", "M / m", "stage 2 reducer bound", "stage 2 reducer peak", "any task peak",
+        "Peak RSS of any one task of this job, from GNU time around every task "
+        "(M / m / B = distinct movies / most movies of one user / movies of the largest block; "
+        "bound = the job docstring's stage 2 reducer formula,"
+        f" {results['stage2_bound_formula']} bytes, at G=4, C=1024, S=4)\n\n"
+        + table(("input", "M / m / B", "stage 2 reducer bound", "stage 2 reducer peak", "any task peak",
                  "tasks wrapped"), memory_rows(results)),
         "Tasks of the memory runs, per stage and phase\n\n"
         + table(("input", "stage phase", "tasks", "peak RSS MB", "longest task s", "task seconds"),
@@ -471,7 +559,8 @@ def parse_args(argv=None):
     parser.add_argument("--with-baseline-1m", action="store_true",
                         help="also run the pairs baseline on the 1M-shaped input (about an hour)")
     parser.add_argument("--repeat", type=int, default=3,
-                        help="runs of our job and of the scipy reference per input; medians reported (default 3)")
+                        help="runs of our job and of the scipy reference per input; "
+                             "medians reported (default 3)")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -480,11 +569,15 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    results = {"machine": machine_facts(), "repeat": args.repeat, "runner_args": RUNNER_ARGS,
-               "idle_interpreter_rss_bytes": idle_interpreter_rss()}
+    results = {"machine": machine_facts(), "job": job_version(), "repeat": args.repeat,
+               "runner_args": RUNNER_ARGS, "idle_interpreter_rss_bytes": idle_interpreter_rss(),
+               "stage2_bound_formula": stage2_bound_formula()}
     with tempfile.TemporaryDirectory(prefix="job-speed-") as work_dir:
         results["ml100k"] = benchmark_ml100k(args.shared, Path(work_dir) / "ml-100k", args)
         results["ml1m_shaped"] = benchmark_ml1m_shaped(args.shared, Path(work_dir) / "ml-1m-shaped", args)
+    for name in ("ml100k", "ml1m_shaped"):
+        formula = results["stage2_bound_formula"]
+        results[name]["stage2_bound_bytes"] = stage2_bound(results[name]["shape"], formula)
     print(report(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

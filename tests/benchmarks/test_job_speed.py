@@ -2,21 +2,45 @@
 import shutil
 import subprocess
 import sys
+import zlib
 
+import numpy as np
 import pytest
 
 from benchmarks import job_speed
 
 
-def test_stage2_reducer_bound_is_the_job_docstrings_140_mb_for_ml1m():
-    assert job_speed.stage2_reducer_bound(3706) == pytest.approx(140.2e6, rel=1e-3)
+def test_bound_formula_is_evaluated_with_carets_as_powers():
+    assert job_speed.evaluate_bound("12.5*(S+2)*B^2 + 64*C*m", {"S": 4, "B": 10, "C": 2, "m": 3}) == 7884
+
+
+@pytest.mark.parametrize("formula", ["__import__('os')", "O(C*m)", "B.bit_length()", "'a'*B"])
+def test_bound_formula_refuses_anything_but_arithmetic_of_the_sizes(formula):
+    with pytest.raises((ValueError, SyntaxError)):
+        job_speed.evaluate_bound(formula, {"B": 10, "C": 2, "m": 3})
+
+
+def test_the_jobs_docstring_states_a_stage2_bound_the_benchmark_can_evaluate():
+    shape = {"distinct_movies": 3706, "max_movies_per_user": 2314, "largest_block": 960}
+    assert job_speed.stage2_bound(shape, job_speed.stage2_bound_formula()) > 0
+
+
+def test_shape_counts_the_largest_block_as_the_job_hashes_movies():
+    ratings = job_speed.reference.Ratings(
+        users=np.array(["1", "1", "2"]), movies=np.array(["10", "11", "10"]),
+        ratings=np.array([4.0, 5.0, 3.0]), timestamps=np.array([1, 2, 3]))
+    blocks = [zlib.crc32(movie) % 4 for movie in (b"10", b"11")]
+    assert job_speed.input_shape(ratings) == {
+        "ratings": 3, "users": 2, "distinct_movies": 2, "max_movies_per_user": 2,
+        "largest_block": 2 if blocks[0] == blocks[1] else 1}
 
 
 def test_read_pairs_of_both_output_formats(tmp_path):
     baseline = tmp_path / "baseline.txt"
     baseline.write_text('"1"\t["2", 0.96, 11]\n"2"\t["1", 0.96, 11]\n')
     ours = tmp_path / "ours.txt"
-    ours.write_text('["1", "A (1995)"]\t["2", "B (1996)", 0.96, 11]\n["2", "B (1996)"]\t["1", null, 0.96, 11]\n')
+    ours.write_text('["1", "A (1995)"]\t["2", "B (1996)", 0.96, 11]\n'
+                    '["2", "B (1996)"]\t["1", null, 0.96, 11]\n')
     assert job_speed.read_baseline_pairs(baseline) == job_speed.read_job_pairs(ours) == {
         ("1", "2"): (0.96, 11), ("2", "1"): (0.96, 11)}
 
@@ -26,7 +50,8 @@ def test_compare_pairs_counts_missing_pairs_score_differences_and_count_mismatch
     job = {("1", "2"): (0.9601, 11), ("2", "1"): (0.96, 12), ("3", "1"): (0.97, 12)}
     agreement = job_speed.compare_pairs(yardstick, job)
     assert agreement["same_set"] is False
-    assert (agreement["only_yardstick"], agreement["only_job"], agreement["co_raters_mismatches"]) == (1, 1, 1)
+    counts = (agreement["only_yardstick"], agreement["only_job"], agreement["co_raters_mismatches"])
+    assert counts == (1, 1, 1)
     assert agreement["max_score_diff"] == pytest.approx(1e-4)
 
 
