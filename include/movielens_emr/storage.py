@@ -11,6 +11,11 @@ def run_folder(run_id):
     return "runs/" + re.sub(r"[^A-Za-z0-9._-]", "_", run_id)
 
 
+def step_log_folder(run_prefix, cluster_id, step_id):
+    """Where EMR delivers a step's logs (syslog.gz, stderr.gz) under the run's log URI, runs/<run>/logs/."""
+    return f"{run_prefix}/logs/{cluster_id}/steps/{step_id}"
+
+
 def dataset_folder(name, checksum):
     return f"datasets/{name}/{checksum}"
 

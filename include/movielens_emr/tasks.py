@@ -25,7 +25,7 @@ from movielens_emr.params import DEFAULT_MAX_NODE_COUNT, InvalidParam, RunConfig
 from movielens_emr.settings import settings_from_env
 from movielens_emr.staging import dataset_source_files, stage_dataset as stage_dataset_files, stage_job_files
 from movielens_emr.steps import build_stage_steps
-from movielens_emr.storage import open_storage, run_folder
+from movielens_emr.storage import open_storage, run_folder, step_log_folder
 
 log = logging.getLogger(__name__)
 RESULTS_ASSET = Asset("movielens_similarities")
@@ -181,12 +181,21 @@ def record_metrics(config, collected, run_id, dag_run, ti):
     return metrics
 
 
-def _emr_timings_and_counters(settings, storage, run_prefix, cluster_id, step_ids):
+def _emr(settings):
+    """The boto3 EMR client of the pipeline's AWS connection, through the provider's hook."""
     from airflow.providers.amazon.aws.hooks.emr import EmrHook
 
-    emr = EmrHook(aws_conn_id=settings.aws_conn_id).conn
+    return EmrHook(aws_conn_id=settings.aws_conn_id).conn
+
+
+def _describe_steps(emr, cluster_id, step_ids):
+    return [emr.describe_step(ClusterId=cluster_id, StepId=step_id)["Step"] for step_id in step_ids]
+
+
+def _emr_timings_and_counters(settings, storage, run_prefix, cluster_id, step_ids):
+    emr = _emr(settings)
     cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
-    steps = [emr.describe_step(ClusterId=cluster_id, StepId=step_id)["Step"] for step_id in step_ids]
+    steps = _describe_steps(emr, cluster_id, step_ids)
     timings = emr_timings(cluster["Status"]["Timeline"], [step["Status"]["Timeline"] for step in steps])
     counters = {}
     for step_id in step_ids:
@@ -196,7 +205,7 @@ def _emr_timings_and_counters(settings, storage, run_prefix, cluster_id, step_id
 
 def _step_counters(storage, run_prefix, cluster_id, step_id):
     """A step's Hadoop counters from the syslog EMR delivers to the log URI; empty if not delivered yet."""
-    key = f"{run_prefix}/logs/{cluster_id}/steps/{step_id}/syslog.gz"
+    key = f"{step_log_folder(run_prefix, cluster_id, step_id)}/syslog.gz"
     if not storage.exists(key):
         log.warning("no step log at %s yet: the job's counts are left out of the metrics", storage.uri(key))
         return {}
@@ -205,13 +214,12 @@ def _step_counters(storage, run_prefix, cluster_id, step_id):
 
 def reap_clusters():
     """Terminate this pipeline's live clusters whose run has ended or that are older than the maximum age."""
-    from airflow.providers.amazon.aws.hooks.emr import EmrHook
     from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
 
     from movielens_emr.reaper import ACTIVE_CLUSTER_STATES, clusters_to_reap, pipeline_clusters
 
     settings = settings_from_env()
-    emr = EmrHook(aws_conn_id=settings.aws_conn_id).conn
+    emr = _emr(settings)
     summaries = [c for page in emr.get_paginator("list_clusters").paginate(ClusterStates=list(ACTIVE_CLUSTER_STATES))
                  for c in page["Clusters"]]
     described = [emr.describe_cluster(ClusterId=summary["Id"])["Cluster"] for summary in summaries]
@@ -230,17 +238,14 @@ def reap_clusters():
 
 def explain_stage_failure(context):
     """on_failure_callback of wait_for_stages: log which stage failed, EMR's reason and its stderr's tail."""
-    from airflow.providers.amazon.aws.hooks.emr import EmrHook
-
     from movielens_emr.diagnosis import first_failed_stage, stage_failure_report, stderr_tail
 
     ti, settings = context["ti"], settings_from_env()
     cluster_id, step_ids = ti.xcom_pull(task_ids="create_cluster"), ti.xcom_pull(task_ids="submit_stages")
-    emr = EmrHook(aws_conn_id=settings.aws_conn_id).conn
-    steps = [emr.describe_step(ClusterId=cluster_id, StepId=step_id)["Step"] for step_id in step_ids]
+    steps = _describe_steps(_emr(settings), cluster_id, step_ids)
     number, _ = first_failed_stage(steps)
     storage = _storage(settings)
-    log_folder = f"{run_folder(context['run_id'])}/logs/{cluster_id}/steps/{step_ids[(number or 1) - 1]}"
+    log_folder = step_log_folder(run_folder(context["run_id"]), cluster_id, step_ids[(number or 1) - 1])
     stderr = _wait_for_object(storage, f"{log_folder}/stderr.gz", settings.log_wait_seconds, settings.poll_seconds)
     log.error("%s", stage_failure_report(steps, stderr_tail(stderr) if stderr else None, storage.uri(log_folder)))
 
