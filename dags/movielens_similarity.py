@@ -17,19 +17,17 @@ See the README for the settings (MOVIELENS_* environment variables) and the AWS 
 import datetime
 
 import pendulum
-from airflow.providers.amazon.aws.operators.emr import EmrCreateJobFlowOperator, EmrTerminateJobFlowOperator
+from airflow.providers.amazon.aws.operators.emr import EmrTerminateJobFlowOperator
 from airflow.providers.amazon.aws.sensors.emr import EmrJobFlowSensor, EmrStepSensor
 from airflow.sdk import Param, TriggerRule, dag, task
 
 from movielens_emr import history, tasks
-from movielens_emr.operators import EmrAddStepsOnceOperator
+from movielens_emr.operators import EmrAddStepsOnceOperator, LeakProofEmrCreateJobFlowOperator
 from movielens_emr.params import param_schemas
-from movielens_emr.settings import settings_from_env
+from movielens_emr.settings import AWS_CLIENT_CONFIG, settings_from_env
 
 SETTINGS = settings_from_env()
-AWS = {"aws_conn_id": SETTINGS.aws_conn_id}
-# Throttled AWS calls are retried inside the call, with backoff, rather than by re-running a task.
-BOTOCORE_RETRIES = {"retries": {"mode": "adaptive", "max_attempts": 10}}
+AWS = {"aws_conn_id": SETTINGS.aws_conn_id, "botocore_config": AWS_CLIENT_CONFIG}
 
 
 @dag(
@@ -50,18 +48,17 @@ def movielens_similarity():
     branch = task.branch(task_id="choose_target")(tasks.choose_target)(config)
 
     plan = task(task_id="plan_emr_run", multiple_outputs=True)(tasks.plan_emr_run)(config, staged, dag_id="{{ dag.dag_id }}")
-    create_cluster = EmrCreateJobFlowOperator(
-        task_id="create_cluster", job_flow_overrides=plan["job_flow"], emr_conn_id=None,
-        botocore_config=BOTOCORE_RETRIES, retries=0, **AWS)
+    # Not retried: a try that failed has terminated its cluster, and a new cluster is a new cost.
+    create_cluster = LeakProofEmrCreateJobFlowOperator(
+        task_id="create_cluster", job_flow_overrides=plan["job_flow"], emr_conn_id=None, retries=0, **AWS)
     submit_stages = EmrAddStepsOnceOperator(
-        task_id="submit_stages", job_flow_id=create_cluster.output, steps=plan["steps"],
-        botocore_config=BOTOCORE_RETRIES, **AWS)
+        task_id="submit_stages", job_flow_id=create_cluster.output, steps=plan["steps"], **AWS)
     wait = task(task_id="prepare_stage_wait")(tasks.prepare_stage_wait)(submit_stages.output, plan["wait_timeout"])
     wait_for_stages = EmrStepSensor.partial(
         task_id="wait_for_stages", job_flow_id=create_cluster.output, retries=0,
         on_failure_callback=tasks.explain_stage_failure, **AWS).expand_kwargs(wait)
     terminate_cluster = EmrTerminateJobFlowOperator(
-        task_id="terminate_cluster", job_flow_id=create_cluster.output, botocore_config=BOTOCORE_RETRIES, **AWS)
+        task_id="terminate_cluster", job_flow_id=create_cluster.output, **AWS)
     wait_for_termination = EmrJobFlowSensor(
         task_id="wait_for_termination", job_flow_id=create_cluster.output, poke_interval=SETTINGS.poll_seconds,
         target_states=["TERMINATED", "TERMINATED_WITH_ERRORS"], failed_states=[], timeout=3600, **AWS)

@@ -1,7 +1,10 @@
-"""Why a run's stages failed: the first failed stage, EMR's reason, and the tail of that step's stderr."""
+"""Why a run's stages failed: the first failed stage, EMR's reason, that step's stderr, the cluster's end."""
 import gzip
 
 STEP_FAILURE_STATES = ("FAILED", "CANCELLED", "INTERRUPTED")
+ENDED_CLUSTER_STATES = ("TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS")
+# Cluster ends that are not a fault: asked for, or the work was done.
+ORDINARY_END_CODES = ("USER_REQUEST", "ALL_STEPS_COMPLETED")
 STDERR_TAIL_LINES = 40
 
 
@@ -22,20 +25,50 @@ def failure_reason(step):
     return text or f"the step ended {status['State']} without a reason"
 
 
+def cluster_fault(cluster):
+    """EMR's account of a cluster that ended by a fault (a failed bootstrap, lost instances...); None otherwise."""
+    status = cluster["Status"]
+    reason = status.get("StateChangeReason") or {}
+    if status["State"] not in ENDED_CLUSTER_STATES or reason.get("Code") in ORDINARY_END_CODES:
+        return None
+    if status["State"] != "TERMINATED_WITH_ERRORS" and not reason.get("Code"):
+        return None  # terminated without a recorded cause: the pipeline's own teardown, say
+    words = ": ".join(part for part in (reason.get("Code"), reason.get("Message")) if part)
+    return f"cluster {cluster['Id']} ended {status['State']}" + (f": {words}" if words else "")
+
+
 def stderr_tail(gzipped_log, lines=STDERR_TAIL_LINES):
     """The last lines of a step's gzipped stderr log."""
     text = gzip.decompress(gzipped_log).decode("utf-8", errors="replace")
     return "\n".join(text.splitlines()[-lines:])
 
 
-def stage_failure_report(steps, stderr_of_failed=None, log_location=""):
-    """A readable account of the failure for the task log."""
+def stage_states(steps):
+    return ", ".join(f"stage {number}: {step['Status']['State']}" for number, step in enumerate(steps, 1))
+
+
+def stage_failure_report(steps, stderr_of_failed=None, log_location="", cluster=None, node_log_location="",
+                         wait_error=None):
+    """A readable account of why the stages' wait failed, for the task log.
+
+    steps: describe_step results in stage order; stderr_of_failed: the tail of the failed step's
+    stderr, or None if it was not delivered; cluster: its describe_cluster result; wait_error: the
+    exception that ended the wait (a sensor timeout, say).
+    """
     number, step = first_failed_stage(steps)
+    fault = cluster_fault(cluster) if cluster else None
+    lines = []
     if step is None:
-        return "no stage failed: " + ", ".join(f"stage {n}: {s['Status']['State']}" for n, s in enumerate(steps, 1))
-    lines = [f"stage {number} of {len(steps)} ({step['Name']}) ended {step['Status']['State']}: {failure_reason(step)}"]
-    if stderr_of_failed is not None:
-        lines += [f"last lines of its stderr ({log_location}):", stderr_of_failed]
+        ended = f" ({type(wait_error).__name__}: {wait_error})" if wait_error else ""
+        lines.append(f"the wait for the stages failed{ended} with no stage failed on EMR: {stage_states(steps)}")
     else:
-        lines.append(f"its stderr had not reached {log_location} in time; look there for the task logs")
+        lines.append(f"stage {number} of {len(steps)} ({step['Name']}) ended {step['Status']['State']}: "
+                     f"{failure_reason(step)}")
+    if fault:
+        lines.append(f"{fault}; its bootstrap and node logs are under {node_log_location}")
+    if step is not None and step["Status"]["State"] == "FAILED":
+        if stderr_of_failed is not None:
+            lines += [f"last lines of its stderr ({log_location}):", stderr_of_failed]
+        else:
+            lines.append(f"its stderr had not reached {log_location} in time; look there for the task logs")
     return "\n".join(lines)

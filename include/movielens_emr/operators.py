@@ -1,7 +1,8 @@
 """A thin layer over the Amazon provider where its operators lack one behaviour the pipeline needs."""
 import ast
 
-from airflow.providers.amazon.aws.operators.emr import EmrAddStepsOperator
+from airflow.providers.amazon.aws.operators.emr import EmrAddStepsOperator, EmrCreateJobFlowOperator
+from airflow.sdk.exceptions import TaskDeferred
 
 
 class DuplicateStepsError(RuntimeError):
@@ -40,3 +41,35 @@ class EmrAddStepsOnceOperator(EmrAddStepsOperator):
                 context["ti"].xcom_push(key="job_flow_id", value=self.job_flow_id)
                 return step_ids
         return super().execute(context)
+
+
+class LeakProofEmrCreateJobFlowOperator(EmrCreateJobFlowOperator):
+    """EmrCreateJobFlowOperator that terminates the cluster it created when it then fails.
+
+    The provider's operator cleans up only when its own waiter fails. Any other error after
+    RunJobFlow succeeded (describing the new cluster for its log link, say, denied or throttled
+    past the retries) would leave the cluster running with no teardown to end it: a teardown runs
+    only after a setup that succeeded.
+    """
+
+    def execute(self, context):
+        self._job_flow_id = None  # not a cluster of an earlier try
+        try:
+            return super().execute(context)
+        except TaskDeferred:
+            raise
+        except Exception as error:
+            if self._job_flow_id:
+                self.terminate_after_failure(self._job_flow_id, error)
+            raise
+
+    def terminate_after_failure(self, cluster_id, error):
+        self.log.error("Creating the cluster failed after EMR created %s (%s: %s); terminating %s",
+                       cluster_id, type(error).__name__, error, cluster_id)
+        try:
+            self.hook.conn.terminate_job_flows(JobFlowIds=[cluster_id])
+        except Exception:  # the original error is the one to report; this one is logged
+            self.log.exception("Could not terminate %s: the movielens_cluster_reaper DAG will, within the hour, "
+                               "or its idle auto-termination policy", cluster_id)
+        else:
+            self.log.info("Terminated %s, created by this failed try", cluster_id)

@@ -5,6 +5,10 @@ from dataclasses import dataclass, field
 from movielens_emr.cluster import ClusterSettings
 from movielens_emr.storage import DEFAULT_LOCAL_ROOT
 
+# Every AWS client of the pipeline retries throttled and failed calls inside the call, with
+# backoff and a client-side rate limit, rather than failing a task that would re-run it all.
+AWS_CLIENT_CONFIG = {"retries": {"mode": "adaptive", "max_attempts": 10}}
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -18,6 +22,8 @@ class Settings:
     task_retries: int = 2
     cluster_max_age_hours: float = 12.0
     log_wait_seconds: int = 300
+    # 0: the stage wait's ceiling is computed from the data size (tasks.wait_timeout_seconds)
+    stage_timeout_seconds: int = 0
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
 
     @property
@@ -39,6 +45,7 @@ def settings_from_env(environ=None):
         task_retries=int(env.get("MOVIELENS_TASK_RETRIES") or defaults.task_retries),
         cluster_max_age_hours=float(env.get("MOVIELENS_CLUSTER_MAX_AGE_HOURS") or defaults.cluster_max_age_hours),
         log_wait_seconds=int(env.get("MOVIELENS_LOG_WAIT_SECONDS") or defaults.log_wait_seconds),
+        stage_timeout_seconds=int(env.get("MOVIELENS_STAGE_TIMEOUT_SECONDS") or defaults.stage_timeout_seconds),
         cluster=ClusterSettings(
             job_flow_role=env.get("MOVIELENS_EMR_JOB_FLOW_ROLE") or cluster_defaults.job_flow_role,
             service_role=env.get("MOVIELENS_EMR_SERVICE_ROLE") or cluster_defaults.service_role,

@@ -67,9 +67,11 @@ class S3Storage:
     def __init__(self, bucket, prefix, aws_conn_id):
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
+        from movielens_emr.settings import AWS_CLIENT_CONFIG  # settings imports this module
+
         self.bucket = bucket
         self.prefix = prefix.strip("/")
-        self.hook = S3Hook(aws_conn_id=aws_conn_id)
+        self.hook = S3Hook(aws_conn_id=aws_conn_id, config=AWS_CLIENT_CONFIG)
 
     def __repr__(self):
         return f"S3Storage('s3://{self.bucket}/{self.prefix}')"

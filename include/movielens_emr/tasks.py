@@ -22,7 +22,7 @@ from movielens_emr.metrics import (
     seconds_between,
 )
 from movielens_emr.params import DEFAULT_MAX_NODE_COUNT, InvalidParam, RunConfig, validate_run_config
-from movielens_emr.settings import settings_from_env
+from movielens_emr.settings import AWS_CLIENT_CONFIG, settings_from_env
 from movielens_emr.staging import dataset_source_files, stage_dataset as stage_dataset_files, stage_job_files
 from movielens_emr.steps import build_stage_steps
 from movielens_emr.storage import open_storage, run_folder, step_log_folder
@@ -109,7 +109,7 @@ def plan_emr_run(config, staged, dag_id, run_id):
         staged["ratings_uris"], storage.uri(f"{run_prefix}/output"), slots, run_id)
     job_flow = build_job_flow(config, dag_id, run_id, storage.uri(f"{run_prefix}/logs/"),
                               staged["job_files"]["bootstrap"], settings.cluster)
-    timeout = wait_timeout_seconds(config, get_dataset(config.dataset))
+    timeout = settings.stage_timeout_seconds or wait_timeout_seconds(config, get_dataset(config.dataset))
     log.info("cluster: %s nodes of %s; %d task slots; stage wait up to %d s",
              config.node_count, config.instance_type, slots, timeout)
     return {"job_flow": job_flow, "steps": steps, "wait_timeout": timeout}
@@ -135,8 +135,26 @@ def run_local_job(config, staged, run_id):
 
 
 def collect_results(run_id):
-    """results/similarities.csv and results/top_neighbours.json from the final stage's part files."""
+    """results/similarities.csv and results/top_neighbours.json from the final stage's part files.
+
+    The part files are only read: if collecting fails, the computed output stays where it is and
+    clearing this task collects it again, without recomputing anything.
+    """
     storage, run_prefix = _storage(settings_from_env()), run_folder(run_id)
+    output = f"{run_prefix}/output/stage-{FINAL_STAGE}"
+    try:
+        summary = collect_final_output(storage, run_prefix)
+    except Exception as error:
+        log.error("collecting the results failed (%s: %s). The computed output is kept at %s: clear "
+                  "collect_results to collect it again once the cause is fixed", type(error).__name__, error,
+                  storage.uri(output))
+        raise
+    get_current_context()["outlet_events"][RESULTS_ASSET].extra = {"run_id": run_id, **summary}
+    return summary
+
+
+def collect_final_output(storage, run_prefix):
+    """Write the run's results from the final stage's part files; their summary."""
     output = f"{run_prefix}/output/stage-{FINAL_STAGE}"
     parts = [key for key in storage.list_keys(output) if key.rsplit("/", 1)[-1].startswith("part-")]
     if not parts:
@@ -148,12 +166,10 @@ def collect_results(run_id):
     neighbours = results_module.top_neighbours(rows)
     storage.put_bytes(json.dumps(neighbours, ensure_ascii=False, indent=1).encode(),
                       f"{run_prefix}/results/top_neighbours.json")
-    summary = {"output_pairs": len(rows), "movies": len(neighbours),
-               "similarities_csv": storage.uri(f"{run_prefix}/results/similarities.csv")}
-    get_current_context()["outlet_events"][RESULTS_ASSET].extra = {"run_id": run_id, **summary}
     log.info("collected %d ordered pairs of %d movies into %s", len(rows), len(neighbours),
              storage.uri(f"{run_prefix}/results/"))
-    return summary
+    return {"output_pairs": len(rows), "movies": len(neighbours),
+            "similarities_csv": storage.uri(f"{run_prefix}/results/similarities.csv")}
 
 
 def record_metrics(config, collected, run_id, dag_run, ti):
@@ -185,7 +201,7 @@ def _emr(settings):
     """The boto3 EMR client of the pipeline's AWS connection, through the provider's hook."""
     from airflow.providers.amazon.aws.hooks.emr import EmrHook
 
-    return EmrHook(aws_conn_id=settings.aws_conn_id).conn
+    return EmrHook(aws_conn_id=settings.aws_conn_id, config=AWS_CLIENT_CONFIG).conn
 
 
 def _describe_steps(emr, cluster_id, step_ids):
@@ -237,17 +253,26 @@ def reap_clusters():
 
 
 def explain_stage_failure(context):
-    """on_failure_callback of wait_for_stages: log which stage failed, EMR's reason and its stderr's tail."""
+    """on_failure_callback of wait_for_stages: which stage failed and why, or why the wait ended, in the task log.
+
+    EMR's reason for the step, the tail of its stderr (waiting a bounded time for EMR to deliver
+    it), and the cluster's own fault when it ended by one (a failed bootstrap, say).
+    """
     from movielens_emr.diagnosis import first_failed_stage, stage_failure_report, stderr_tail
 
     ti, settings = context["ti"], settings_from_env()
     cluster_id, step_ids = ti.xcom_pull(task_ids="create_cluster"), ti.xcom_pull(task_ids="submit_stages")
-    steps = _describe_steps(_emr(settings), cluster_id, step_ids)
-    number, _ = first_failed_stage(steps)
-    storage = _storage(settings)
-    log_folder = step_log_folder(run_folder(context["run_id"]), cluster_id, step_ids[(number or 1) - 1])
-    stderr = _wait_for_object(storage, f"{log_folder}/stderr.gz", settings.log_wait_seconds, settings.poll_seconds)
-    log.error("%s", stage_failure_report(steps, stderr_tail(stderr) if stderr else None, storage.uri(log_folder)))
+    emr = _emr(settings)
+    cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
+    steps = _describe_steps(emr, cluster_id, step_ids)
+    number, step = first_failed_stage(steps)
+    storage, run_prefix = _storage(settings), run_folder(context["run_id"])
+    stderr, log_folder = None, step_log_folder(run_prefix, cluster_id, step_ids[(number or 1) - 1])
+    if step is not None and step["Status"]["State"] == "FAILED":  # only a step that ran has logs to wait for
+        stderr = _wait_for_object(storage, f"{log_folder}/stderr.gz", settings.log_wait_seconds, settings.poll_seconds)
+    log.error("%s", stage_failure_report(
+        steps, stderr_tail(stderr) if stderr else None, storage.uri(log_folder), cluster=cluster,
+        node_log_location=storage.uri(f"{run_prefix}/logs/{cluster_id}/node/"), wait_error=context.get("exception")))
 
 
 def _wait_for_object(storage, key, wait_seconds, poll_seconds):

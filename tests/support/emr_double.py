@@ -26,6 +26,16 @@ shim. Counters come from the tasks' `reporter:counter:<group>,<counter>,<amount>
 step's logs go where EMR delivers them, `<LogUri>/<cluster id>/steps/<step id>/`: `syslog.gz` (with
 Hadoop's counter block) and `stderr.gz` (the tasks' stderr).
 
+Faults, for the tests of what the pipeline does when EMR goes wrong:
+
+* `fail_bootstrap(message)`: every cluster's bootstrap action fails. At its first step poll the
+  cluster ends TERMINATED_WITH_ERRORS with StateChangeReason Code BOOTSTRAP_FAILURE, as EMR
+  reports it, and its steps are CANCELLED.
+* `hold_steps(predicate)`: steps for which predicate(step name) is true start but never end,
+  like a stage stuck on a hung task, until their cluster is terminated (then INTERRUPTED).
+
+Terminating a cluster that has already ended changes nothing, as on EMR.
+
 S3 and EMR are reached through moto's backend objects, which `mock_aws()` and a `ThreadedMotoServer`
 in the same process share: the double works in both (with the server, steps run in its thread).
 A step runs inside the describe_step call that ends it, so that call lasts as long as the step: keep
@@ -50,7 +60,7 @@ from pathlib import Path
 from unittest import mock
 
 from moto.core.utils import utcnow
-from moto.emr.models import ElasticMapReduceBackend, Step
+from moto.emr.models import Cluster, ElasticMapReduceBackend, Step
 from moto.s3.models import s3_backends
 from moto.utilities.utils import get_partition
 
@@ -479,7 +489,17 @@ class EmrStreamingDouble:
         self.keep_workdirs = keep_workdirs
         self.executions = []
         self.polls = 0
+        self.bootstrap_failure = None
+        self.held = lambda step_name: False
         self._lock = threading.RLock()
+
+    def fail_bootstrap(self, message="bootstrap action 1 returned a non-zero return code"):
+        """Make every cluster's bootstrap fail with EMR's reason message."""
+        self.bootstrap_failure = message
+
+    def hold_steps(self, predicate):
+        """Keep the steps whose name satisfies predicate RUNNING until their cluster ends."""
+        self.held = predicate
 
     @contextlib.contextmanager
     def installed(self):
@@ -487,6 +507,8 @@ class EmrStreamingDouble:
         original_describe_step = ElasticMapReduceBackend.describe_step
         original_add_steps = ElasticMapReduceBackend.add_job_flow_steps
         original_status = Step.status
+        original_cluster_status = Cluster.status
+        original_terminate = Cluster.terminate
 
         def describe_step(backend, cluster_id, step_id):
             double.advance(backend, cluster_id)
@@ -505,11 +527,23 @@ class EmrStreamingDouble:
                 status_dict["FailureDetails"] = step.failure_details
             return status_dict
 
+        def cluster_status(cluster):
+            status_dict = original_cluster_status.fget(cluster)
+            if getattr(cluster, "state_change_reason_code", None):
+                status_dict["StateChangeReason"]["Code"] = cluster.state_change_reason_code
+            return status_dict
+
+        def terminate(cluster):
+            if cluster.state not in ENDED_CLUSTER_STATES:
+                original_terminate(cluster)
+
         with contextlib.ExitStack() as stack:
             for owner, name, replacement in (
                     (ElasticMapReduceBackend, "describe_step", describe_step),
                     (ElasticMapReduceBackend, "add_job_flow_steps", add_job_flow_steps),
-                    (Step, "status", property(status))):
+                    (Step, "status", property(status)),
+                    (Cluster, "status", property(cluster_status)),
+                    (Cluster, "terminate", terminate)):
                 stack.enter_context(mock.patch.object(owner, name, replacement))
             yield self
 
@@ -520,6 +554,8 @@ class EmrStreamingDouble:
             cluster = backend.clusters.get(cluster_id)
             if cluster is None:
                 return
+            if self.bootstrap_failure and cluster.state not in ENDED_CLUSTER_STATES:
+                self._fail_bootstrap(cluster)
             if cluster.state in ENDED_CLUSTER_STATES:
                 self._cancel_pending(cluster.steps, "the cluster was terminated")
                 return
@@ -530,7 +566,16 @@ class EmrStreamingDouble:
                 step.state, step.start_date_time = "RUNNING", utcnow()
                 cluster.state = "RUNNING"
                 return
+            if self.held(step.name):
+                return
             self._finish(backend, cluster, step)
+
+    def _fail_bootstrap(self, cluster):
+        master = next((instance.ec2_instance.id for instance in cluster.ec2_instances), "i-00000000000000000")
+        cluster.terminate()
+        cluster.state = "TERMINATED_WITH_ERRORS"
+        cluster.state_change_reason_code = "BOOTSTRAP_FAILURE"
+        cluster.last_state_change_reason = f"On the master instance ({master}), {self.bootstrap_failure}"
 
     def _finish(self, backend, cluster, step):
         execution = self.run_step(backend, cluster, step)

@@ -1,0 +1,325 @@
+"""What movielens_similarity does when things fail on EMR: the fault matrix of the README.
+
+Each scenario runs the DAG's EMR target on moto with the EMR double (tests/support/emr_double.py),
+which really runs the steps, and injects one fault: a broken stage, a stuck stage, a failed
+bootstrap, an AWS error or throttling burst (tests/support/aws_faults.py), a worker that dies. Each
+checks the promise: no cluster left alive, the run failed (or succeeded where retries recover), the
+reason in the task log, and nothing already computed lost.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+import requests
+from moto import mock_aws
+from moto.server import ThreadedMotoServer
+
+from movielens_emr import tasks
+from movielens_emr.storage import open_storage, run_folder
+from tests.support.aws_faults import S3_SLOW_DOWN, THROTTLING, Fault, aws_faults
+from tests.support.dag_runs import (
+    DAG_ID,
+    PREFIX,
+    REGION,
+    S3_ROOT,
+    cluster_states,
+    live_clusters,
+    run_dag,
+    run_state,
+    s3_bytes,
+    s3_key,
+    s3_keys,
+    step_log,
+    task_states,
+    xcom,
+)
+from tests.support.emr_double import emr_streaming_double
+
+# A fifth of ml-latest-small's users on 1 master + 1 core node: a full run in well under a minute.
+CONF = {"target": "emr", "dataset": "ml-latest-small", "node_count": 2, "sample_fraction": 0.2}
+SUCCEEDED = {
+    "validate_config": "success", "stage_dataset": "success", "choose_target": "success",
+    "plan_emr_run": "success", "create_cluster": "success", "submit_stages": "success",
+    "prepare_stage_wait": "success", "wait_for_stages[0]": "success", "terminate_cluster": "success",
+    "wait_for_termination": "success", "run_local_job": "skipped", "collect_results": "success",
+    "record_metrics": "success", "record_run_history": "success",
+}
+STAGES_FAILED = {**SUCCEEDED, "wait_for_stages[0]": "failed", "collect_results": "upstream_failed",
+                 "record_metrics": "upstream_failed"}
+
+
+@pytest.fixture
+def emr_env(monkeypatch):
+    """The EMR target's settings, with a short wait for step logs; yields (emr, s3) clients inside moto."""
+    monkeypatch.setenv("MOVIELENS_STORAGE_ROOT", S3_ROOT)
+    monkeypatch.setenv("MOVIELENS_LOG_WAIT_SECONDS", "5")
+    with mock_aws():
+        yield boto3.client("emr", region_name=REGION), boto3.client("s3", region_name=REGION)
+
+
+@pytest.fixture
+def task_log(caplog, capfd):
+    """The run's task log so far: the package's log records and the operators' (written to the output)."""
+    def read():
+        captured = capfd.readouterr()
+        read.text += captured.out + captured.err
+        return caplog.text + read.text
+
+    read.text = ""
+    return read
+
+
+def break_stage(monkeypatch, number, option):
+    """Give one stage's reducer a bad option: its tasks exit non-zero, as a broken stage's would."""
+    build_stage_steps = tasks.build_stage_steps
+
+    def steps_with_a_broken_stage(*args, **kwargs):
+        steps = build_stage_steps(*args, **kwargs)
+        step_args = steps[number - 1]["HadoopJarStep"]["Args"]
+        step_args[step_args.index("-reducer") + 1] += f" {option}"
+        return steps
+
+    monkeypatch.setattr(tasks, "build_stage_steps", steps_with_a_broken_stage)
+
+
+def step_states(emr, dag_run):
+    cluster_id = xcom(dag_run, "create_cluster")
+    return [emr.describe_step(ClusterId=cluster_id, StepId=step_id)["Step"]["Status"]["State"]
+            for step_id in xcom(dag_run, "submit_stages")]
+
+
+def stage_output_keys(s3, dag_run, stage):
+    return [key for key in s3_keys(s3, s3_key(dag_run, f"output/stage-{stage}/"))]
+
+
+def results_keys(s3, dag_run):
+    folder = s3_key(dag_run, "")
+    return [key for key in s3_keys(s3, folder) if "/results/" in key or key.endswith("metrics.json")]
+
+
+# 1. and 2. a stage fails on EMR ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("stage, option, message", [
+    (2, "--movie-blocks 0", "--movie-blocks must be at least 1"),
+    (3, "--metric nonsense", "invalid choice: 'nonsense'"),
+])
+def test_a_failing_stage_fails_the_run_explains_why_and_terminates_the_cluster(
+        dagbag, emr_env, monkeypatch, task_log, stage, option, message):
+    emr, s3 = emr_env
+    break_stage(monkeypatch, stage, option)
+    with emr_streaming_double() as double:
+        dag_run = run_dag(dagbag, CONF)
+        states = step_states(emr, dag_run)
+    cluster_id, step_ids = xcom(dag_run, "create_cluster"), xcom(dag_run, "submit_stages")
+
+    assert run_state(dag_run) == "failed"
+    assert task_states(dag_run) == STAGES_FAILED
+    assert live_clusters(emr) == {} and cluster_states(emr) == {cluster_id: "TERMINATED"}
+    assert states == ["COMPLETED"] * (stage - 1) + ["FAILED"] + ["CANCELLED"] * (3 - stage)
+    assert [execution.state for execution in double.executions] == ["COMPLETED"] * (stage - 1) + ["FAILED"]
+    assert message in step_log(s3, dag_run, cluster_id, step_ids[stage - 1], "stderr.gz")
+    # what the stages before it computed is kept; nothing looks like a result
+    assert all(stage_output_keys(s3, dag_run, earlier) for earlier in range(1, stage))
+    assert not stage_output_keys(s3, dag_run, stage)
+    assert not results_keys(s3, dag_run)
+    # wait_for_stages' failure callback: the stage, EMR's reason and the tail of the step's stderr
+    log = task_log()
+    assert f"stage {stage} of 3 (stage {stage} of 3: " in log
+    assert "subprocess failed with code" in log
+    assert f"last lines of its stderr ({S3_ROOT}/{run_folder(dag_run.run_id)}/logs/{cluster_id}/steps/" in log
+    assert log.count(message) >= 2  # EMR's reason and the stderr tail
+
+
+# 3. the stages' wait times out ----------------------------------------------------------------------
+
+def test_a_stage_that_never_ends_times_the_wait_out_and_the_cluster_is_terminated(
+        dagbag, emr_env, monkeypatch, task_log):
+    emr, _ = emr_env
+    monkeypatch.setenv("MOVIELENS_STAGE_TIMEOUT_SECONDS", "4")
+    with emr_streaming_double() as double:
+        double.hold_steps(lambda name: name.startswith("stage 1 of 3"))
+        dag_run = run_dag(dagbag, CONF)
+        states = step_states(emr, dag_run)
+    cluster_id = xcom(dag_run, "create_cluster")
+
+    assert run_state(dag_run) == "failed"
+    assert task_states(dag_run) == STAGES_FAILED
+    assert cluster_states(emr) == {cluster_id: "TERMINATED"}
+    assert states == ["INTERRUPTED", "CANCELLED", "CANCELLED"]  # when the teardown ended the cluster
+    assert double.executions == []
+    log = task_log()
+    assert "the wait for the stages failed (AirflowSensorTimeout: Sensor has timed out" in log
+    assert "with no stage failed on EMR: stage 1: RUNNING, stage 2: PENDING, stage 3: PENDING" in log
+
+
+# 4. create_cluster fails after EMR created the cluster --------------------------------------------
+
+def test_create_cluster_failing_after_the_cluster_exists_terminates_it(dagbag, emr_env, task_log):
+    """Describing the new cluster (for its log link) is denied: the task fails, and ends its cluster."""
+    emr, _ = emr_env
+    denied = ("AccessDeniedException", "not authorized to perform: elasticmapreduce:DescribeCluster", 400)
+    with emr_streaming_double(), aws_faults([Fault("emr", "DescribeCluster", denied)]) as faults:
+        dag_run = run_dag(dagbag, CONF)
+
+    assert run_state(dag_run) == "failed"
+    states = task_states(dag_run)
+    assert states["create_cluster"] == "failed"
+    assert {states[task] for task in ("submit_stages", "prepare_stage_wait", "wait_for_stages",
+                                      "collect_results", "record_metrics")} == {"upstream_failed"}
+    assert states["record_run_history"] == "success"
+    assert faults.count("emr", "DescribeCluster") == 1 and faults.count("emr", "RunJobFlow", injected=False) == 1
+    (cluster_id,) = cluster_states(emr)
+    assert cluster_states(emr) == {cluster_id: "TERMINATED"}
+    log = task_log()
+    assert f"Creating the cluster failed after EMR created {cluster_id} (ClientError: " in log
+    assert "not authorized to perform: elasticmapreduce:DescribeCluster" in log
+    assert f"Terminated {cluster_id}, created by this failed try" in log
+
+
+# 5. collect_results fails ---------------------------------------------------------------------------
+
+def test_collect_results_failing_keeps_the_computed_output_for_a_second_try(dagbag, emr_env, task_log):
+    """Writing the results is denied: the run fails, the cluster ends, the stages' output stays to collect."""
+    emr, s3 = emr_env
+    denied = ("AccessDenied", "Access Denied", 403)
+    with emr_streaming_double(), aws_faults([Fault("s3", "PutObject", denied, url_contains="/results/")]):
+        dag_run = run_dag(dagbag, CONF)
+
+    assert run_state(dag_run) == "failed"
+    assert task_states(dag_run) == {**SUCCEEDED, "collect_results": "failed", "record_metrics": "upstream_failed"}
+    assert live_clusters(emr) == {} and set(cluster_states(emr).values()) == {"TERMINATED"}
+    final_output = f"{S3_ROOT}/{run_folder(dag_run.run_id)}/output/stage-3"
+    log = task_log()
+    assert "collecting the results failed (AccessDenied: An error occurred (AccessDenied) when calling the PutObject" in log
+    assert f"The computed output is kept at {final_output}: clear collect_results" in log
+    assert not results_keys(s3, dag_run)
+    # a second try, with the cause gone, collects the same output without recomputing it
+    collected = tasks.collect_final_output(open_storage(S3_ROOT, "aws_default"), run_folder(dag_run.run_id))
+    assert collected["output_pairs"] > 0
+    csv_lines = s3_bytes(s3, s3_key(dag_run, "results/similarities.csv")).decode().splitlines()
+    assert len(csv_lines) == collected["output_pairs"] + 1
+
+
+# 6. the cluster's bootstrap fails -------------------------------------------------------------------
+
+def test_a_failed_bootstrap_fails_the_run_with_emrs_reason(dagbag, emr_env, task_log):
+    emr, s3 = emr_env
+    with emr_streaming_double() as double:
+        double.fail_bootstrap()
+        dag_run = run_dag(dagbag, CONF)
+        states = step_states(emr, dag_run)
+    cluster_id = xcom(dag_run, "create_cluster")
+
+    assert run_state(dag_run) == "failed"
+    assert task_states(dag_run) == STAGES_FAILED
+    assert cluster_states(emr) == {cluster_id: "TERMINATED_WITH_ERRORS"}
+    assert states == ["CANCELLED"] * 3 and double.executions == []
+    assert not results_keys(s3, dag_run)
+    log = task_log()
+    assert f"cluster {cluster_id} ended TERMINATED_WITH_ERRORS: BOOTSTRAP_FAILURE: On the master instance (i-" in log
+    assert "bootstrap action 1 returned a non-zero return code" in log
+    assert f"its bootstrap and node logs are under {S3_ROOT}/{run_folder(dag_run.run_id)}/logs/{cluster_id}/node/" in log
+
+
+# 7. AWS throttles -----------------------------------------------------------------------------------
+
+def test_throttling_bursts_are_retried_with_backoff_and_the_run_succeeds(dagbag, emr_env):
+    emr, s3 = emr_env
+    bursts = [Fault("emr", "RunJobFlow", THROTTLING, times=2),
+              Fault("emr", "AddJobFlowSteps", THROTTLING, times=2),
+              Fault("emr", "DescribeStep", THROTTLING, times=2, after=3),
+              Fault("emr", "TerminateJobFlows", THROTTLING, times=2),
+              Fault("emr", "DescribeCluster", THROTTLING, times=2, after=1),
+              Fault("s3", "PutObject", S3_SLOW_DOWN, times=2)]
+    with emr_streaming_double() as double, aws_faults(bursts) as faults:
+        dag_run = run_dag(dagbag, CONF)
+
+    assert run_state(dag_run) == "success", task_states(dag_run)
+    assert task_states(dag_run) == SUCCEEDED
+    assert [(fault.operation, faults.count(fault.service, fault.operation)) for fault in bursts] == [
+        (fault.operation, 2) for fault in bursts]
+    assert all(faults.count(fault.service, fault.operation, injected=False) for fault in bursts)
+    assert [execution.state for execution in double.executions] == ["COMPLETED"] * 3
+    assert cluster_states(emr) == {xcom(dag_run, "create_cluster"): "TERMINATED"}
+    metrics = json.loads(s3_bytes(s3, s3_key(dag_run, "metrics.json")))
+    assert metrics["output_pairs"] > 0
+
+
+# 8. the Airflow worker dies mid-run -------------------------------------------------------------------
+
+@pytest.fixture
+def moto_server():
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    try:
+        yield url
+    finally:
+        requests.post(f"{url}/moto-api/reset", timeout=10)
+        server.stop()
+
+
+def set_run_state(dag_id, run_id, state):
+    """What the scheduler does to a run whose worker stopped heartbeating and whose tasks then failed."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        session.query(DagRun).filter(DagRun.dag_id == dag_id, DagRun.run_id == run_id).update({"state": state})
+
+
+def wait_for(condition, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(1)
+    raise AssertionError(f"gave up waiting for {what} after {timeout} s")
+
+
+def test_a_cluster_left_by_a_dead_worker_is_terminated_by_the_reaper(dagbag, moto_server, monkeypatch, tmp_path,
+                                                                      task_log):
+    from conftest import TEST_ENV
+
+    connection = json.dumps({"conn_type": "aws", "extra": {"endpoint_url": moto_server, "region_name": REGION}})
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", connection)
+    monkeypatch.setenv("MOVIELENS_STORAGE_ROOT", S3_ROOT)
+    env = {**TEST_ENV, **os.environ}
+    env.pop("AWS_ENDPOINT_URL", None)
+    emr = boto3.client("emr", region_name=REGION, endpoint_url=moto_server)
+    airflow = Path(sys.executable).parent / "airflow"
+    with emr_streaming_double() as double, open(tmp_path / "worker.log", "wb") as log:
+        double.hold_steps(lambda name: name.startswith("stage 1 of 3"))  # the run is mid-stage when its worker dies
+        worker = subprocess.Popen([str(airflow), "dags", "test", DAG_ID, "-c", json.dumps(CONF)], env=env,
+                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            cluster_id = wait_for(lambda: next(iter(live_clusters(emr)), None), 240, "the run's cluster")
+            wait_for(lambda: emr.list_steps(ClusterId=cluster_id)["Steps"], 120, "the run's steps")
+        finally:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+        tags = {tag["Key"]: tag["Value"] for tag in emr.describe_cluster(ClusterId=cluster_id)["Cluster"]["Tags"]}
+        run_id = tags["movielens:run_id"]
+
+        # The run still counts as running: the reaper leaves its cluster alone.
+        assert run_state(dagbag.get_dag("movielens_cluster_reaper").test()) == "success"
+        assert live_clusters(emr) == {cluster_id: "RUNNING"}
+        # Once the run has failed, its cluster goes.
+        set_run_state(DAG_ID, run_id, "failed")
+        assert run_state(dagbag.get_dag("movielens_cluster_reaper").test()) == "success"
+    assert cluster_states(emr) == {cluster_id: "TERMINATED"}
+    log = task_log()
+    assert f"terminating {cluster_id}: its run {DAG_ID}/{run_id} is no longer running" in log
+
+
+# 9. a retried task repeats no work ------------------------------------------------------------------
+# submit_stages retried: tests/dags/test_movielens_similarity_emr.py::test_submit_stages_retried_returns_the_steps_of_the_first_try;
+# stage_dataset rerun: test_movielens_similarity_emr.py::test_emr_dataset_is_uploaded_once.
