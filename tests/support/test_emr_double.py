@@ -271,6 +271,37 @@ def test_terminated_cluster_cancels_its_pending_steps(aws):
         assert double.executions == []
 
 
+def test_a_failed_bootstrap_ends_the_cluster_with_emrs_reason_and_cancels_its_steps(aws):
+    s3, emr = aws
+    with emr_streaming_double() as double:
+        double.fail_bootstrap()
+        cluster_id = setup_world(s3, emr)
+        step_ids = emr.add_job_flow_steps(JobFlowId=cluster_id, Steps=[
+            word_count_step(name, f"s3://{BUCKET}/{name}") for name in ("one", "two")])["StepIds"]
+        states = [step_status(emr, cluster_id, step_id)["State"] for step_id in step_ids]
+        emr.terminate_job_flows(JobFlowIds=[cluster_id])  # ending an ended cluster changes nothing
+        status = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]
+    assert states == ["CANCELLED", "CANCELLED"] and double.executions == []
+    assert status["State"] == "TERMINATED_WITH_ERRORS"
+    assert status["StateChangeReason"]["Code"] == "BOOTSTRAP_FAILURE"
+    assert status["StateChangeReason"]["Message"].startswith("On the master instance (i-")
+    assert status["StateChangeReason"]["Message"].endswith("bootstrap action 1 returned a non-zero return code")
+
+
+def test_a_held_step_runs_until_its_cluster_is_terminated(aws):
+    s3, emr = aws
+    with emr_streaming_double() as double:
+        double.hold_steps(lambda name: name == "stuck")
+        cluster_id = setup_world(s3, emr)
+        stuck, after = emr.add_job_flow_steps(JobFlowId=cluster_id, Steps=[
+            word_count_step(name, f"s3://{BUCKET}/{name}") for name in ("stuck", "after")])["StepIds"]
+        polled = [step_status(emr, cluster_id, stuck)["State"] for _ in range(5)]
+        emr.terminate_job_flows(JobFlowIds=[cluster_id])
+        ended = [step_status(emr, cluster_id, step_id)["State"] for step_id in (stuck, after)]
+    assert polled == ["RUNNING"] * 5 and double.executions == []
+    assert ended == ["INTERRUPTED", "CANCELLED"]
+
+
 def test_map_only_step_and_the_python3_shim(aws):
     s3, emr = aws
     which_python = "python3 -c \"import sys; print(sys.executable); [print(l, end='') for l in sys.stdin]\""

@@ -1,7 +1,13 @@
 """Explaining a failed stage from EMR's step descriptions and logs."""
 import gzip
 
-from movielens_emr.diagnosis import failure_reason, first_failed_stage, stage_failure_report, stderr_tail
+from movielens_emr.diagnosis import (
+    cluster_fault,
+    failure_reason,
+    first_failed_stage,
+    stage_failure_report,
+    stderr_tail,
+)
 
 
 def step(name, state, reason=None, details=None):
@@ -47,3 +53,43 @@ def test_report_names_stage_reason_and_stderr():
 
 def test_report_says_when_the_logs_have_not_arrived():
     assert "had not reached s3://b/logs in time" in stage_failure_report(STEPS, None, "s3://b/logs")
+
+
+def cluster(state, code=None, message=None):
+    reason = {key: value for key, value in (("Code", code), ("Message", message)) if value}
+    return {"Id": "j-1", "Status": {"State": state, "StateChangeReason": reason}}
+
+
+def test_a_cluster_fault_is_emrs_code_and_message():
+    failed = cluster("TERMINATED_WITH_ERRORS", "BOOTSTRAP_FAILURE", "On the master instance (i-1), bootstrap action 1 "
+                                                                     "returned a non-zero return code")
+    assert cluster_fault(failed) == ("cluster j-1 ended TERMINATED_WITH_ERRORS: BOOTSTRAP_FAILURE: On the master "
+                                     "instance (i-1), bootstrap action 1 returned a non-zero return code")
+    assert cluster_fault(cluster("TERMINATED", "INSTANCE_FAILURE", "lost the master")) == (
+        "cluster j-1 ended TERMINATED: INSTANCE_FAILURE: lost the master")
+
+
+def test_ordinary_ends_and_live_clusters_are_no_fault():
+    assert cluster_fault(cluster("TERMINATED", "USER_REQUEST", "Terminated by user request")) is None
+    assert cluster_fault(cluster("TERMINATED", "ALL_STEPS_COMPLETED")) is None
+    assert cluster_fault(cluster("TERMINATED")) is None
+    assert cluster_fault(cluster("RUNNING")) is None
+    assert cluster_fault(cluster("WAITING", "INTERNAL_ERROR", "still up")) is None
+
+
+def test_report_of_a_failed_bootstrap_names_the_clusters_fault_and_its_logs_not_stderr():
+    cancelled = [step(f"stage {n}", "CANCELLED", reason="the cluster was terminated") for n in (1, 2, 3)]
+    report = stage_failure_report(cancelled, None, "s3://b/logs/j-1/steps/s-1", cluster=cluster(
+        "TERMINATED_WITH_ERRORS", "BOOTSTRAP_FAILURE", "bootstrap action 1 failed"), node_log_location="s3://b/logs/j-1/node/")
+    assert report.splitlines() == [
+        "stage 1 of 3 (stage 1) ended CANCELLED: the cluster was terminated",
+        "cluster j-1 ended TERMINATED_WITH_ERRORS: BOOTSTRAP_FAILURE: bootstrap action 1 failed; "
+        "its bootstrap and node logs are under s3://b/logs/j-1/node/"]
+
+
+def test_report_of_a_timed_out_wait_names_the_error_and_each_stages_state():
+    steps = [step("stage 1", "COMPLETED"), step("stage 2", "RUNNING"), step("stage 3", "PENDING")]
+    report = stage_failure_report(steps, None, "s3://b/logs", cluster=cluster("RUNNING"),
+                                  wait_error=TimeoutError("Sensor has timed out"))
+    assert report == ("the wait for the stages failed (TimeoutError: Sensor has timed out) with no stage failed on "
+                      "EMR: stage 1: COMPLETED, stage 2: RUNNING, stage 3: PENDING")
