@@ -206,6 +206,29 @@ def test_collect_results_failing_keeps_the_computed_output_for_a_second_try(dagb
     assert len(csv_lines) == collected["output_pairs"] + 1
 
 
+# 5b. the teardown itself fails ---------------------------------------------------------------------
+
+def test_a_failed_teardown_fails_the_run_and_the_reaper_ends_the_cluster(dagbag, emr_env, task_log):
+    """TerminateJobFlows is denied: the results are kept, the run fails, and the hourly reaper ends the cluster."""
+    emr, s3 = emr_env
+    denied = ("AccessDeniedException", "not authorized to perform: elasticmapreduce:TerminateJobFlows", 400)
+    with emr_streaming_double(), aws_faults([Fault("emr", "TerminateJobFlows", denied)]) as faults:
+        dag_run = run_dag(dagbag, CONF)
+    cluster_id = xcom(dag_run, "create_cluster")
+
+    assert run_state(dag_run) == "failed"
+    assert task_states(dag_run) == {**SUCCEEDED, "terminate_cluster": "failed", "wait_for_termination": "upstream_failed",
+                                    "record_metrics": "upstream_failed"}
+    assert faults.count("emr", "TerminateJobFlows") == 1
+    assert live_clusters(emr) == {cluster_id: "WAITING"}
+    assert "not authorized to perform: elasticmapreduce:TerminateJobFlows" in task_log()
+    assert len(results_keys(s3, dag_run)) == 2  # similarities.csv and top_neighbours.json: collected before
+
+    assert run_state(dagbag.get_dag("movielens_cluster_reaper").test()) == "success"
+    assert cluster_states(emr) == {cluster_id: "TERMINATED"}
+    assert f"terminating {cluster_id}: its run {DAG_ID}/{dag_run.run_id} is no longer running" in task_log()
+
+
 # 6. the cluster's bootstrap fails -------------------------------------------------------------------
 
 def test_a_failed_bootstrap_fails_the_run_with_emrs_reason(dagbag, emr_env, task_log):
