@@ -57,9 +57,15 @@ def build_job_flow(config, dag_id, run_id, log_uri, bootstrap_uri, settings=Clus
     }
     if settings.subnet_id:
         job_flow["Instances"]["Ec2SubnetId"] = settings.subnet_id
-    if settings.security_configuration:
-        job_flow["SecurityConfiguration"] = settings.security_configuration
+    security_configuration = chosen_security_configuration(config, settings)
+    if security_configuration:
+        job_flow["SecurityConfiguration"] = security_configuration
     return job_flow
+
+
+def chosen_security_configuration(config, settings):
+    """The run's security configuration name: the form's when given, else the deployment's; "" for none."""
+    return config.security_configuration or settings.security_configuration
 
 
 def _instance_groups(config):

@@ -13,6 +13,11 @@ DEFAULT_INSTANCE_TYPE = "m5.xlarge"
 DEFAULT_RELEASE_LABEL = "emr-7.9.0"
 RELEASE_LABEL_PATTERN = r"^emr-7\.[0-9]+\.[0-9]+$"
 INSTANCE_TYPE_PATTERN = r"^[a-z][a-z0-9-]*\.[0-9]*(nano|micro|small|medium|large|xlarge|metal)$"
+# EMR's API takes almost any text as a security configuration name; the form keeps to the letters,
+# digits, dots, dashes and underscores names are made of, so that a pasted ARN or JSON document, or
+# stray whitespace, is refused here rather than by RunJobFlow once the run has started. Empty: none.
+# (?![\s\S]) ends the string: a Python $ would also match before a final newline.
+SECURITY_CONFIGURATION_PATTERN = r"^([A-Za-z0-9][A-Za-z0-9._-]{0,255})?(?![\s\S])"
 
 
 class InvalidParam(ValueError):
@@ -32,6 +37,8 @@ class RunConfig:
     instance_type: str
     release_label: str
     sample_fraction: float
+    # A default, so that a RunConfig saved before the field existed (an older run's XCom) still loads.
+    security_configuration: str = ""
 
     @property
     def core_node_count(self):
@@ -73,6 +80,14 @@ def param_schemas(max_node_count, default_target):
         "sample_fraction": dict(
             default=1.0, type="number", exclusiveMinimum=0, maximum=1, title="Sample fraction",
             description="Use this fraction of users, chosen by a hash of the user id (0 < f <= 1)."),
+        # null as well as "": the form sends null for a field the user typed in and then cleared.
+        "security_configuration": dict(
+            default="", type=["string", "null"], pattern=SECURITY_CONFIGURATION_PATTERN,
+            title="EMR security configuration",
+            description="Name of an EMR security configuration in the cluster's account and region "
+                        "(letters, digits, '.', '-', '_'; up to 256). Empty: the setting "
+                        "MOVIELENS_EMR_SECURITY_CONFIGURATION, or none if that is unset. Ignored on the "
+                        "local target."),
     }
 
 
@@ -97,5 +112,11 @@ def validate_run_config(params, max_node_count, default_target="local"):
     """Check every field against its schema and return the RunConfig; raise InvalidParam naming the field."""
     schemas = param_schemas(max_node_count, default_target)
     values = validated_values(params, schemas)
-    return RunConfig(**{name: float(value) if schemas[name]["type"] == "number" else value
-                        for name, value in values.items()})
+    return RunConfig(**{name: _config_value(schemas[name], value) for name, value in values.items()})
+
+
+def _config_value(spec, value):
+    """A checked value as RunConfig holds it: numbers as floats, a cleared optional field as its default."""
+    if value is None:
+        return spec["default"]
+    return float(value) if spec["type"] == "number" else value

@@ -71,12 +71,19 @@ def test_every_param_has_a_title_and_description(dag):
 @pytest.mark.parametrize("conf, message", [
     ({"node_count": 0}, "node_count"), ({"node_count": 21}, "node_count"), ({"node_count": 2.5}, "node_count"),
     ({"dataset": "ml-5m"}, "dataset"), ({"target": "gcp"}, "target"), ({"sample_fraction": 0}, "sample_fraction"),
+    ({"security_configuration": "at rest"}, "security_configuration"),
 ])
 def test_the_form_schema_refuses_bad_values(dag, conf, message):
     from airflow.sdk.exceptions import ParamValidationError
 
     with pytest.raises(ParamValidationError, match=message):
         dag.test(run_conf=conf)
+
+
+@pytest.mark.parametrize("value", ["", None, "at-rest-kms"])
+def test_the_form_schema_takes_an_empty_cleared_or_named_security_configuration(dag, value):
+    # The form sends null for a text field typed in and then cleared.
+    assert dag.params.get_param("security_configuration").resolve(value) == value
 
 
 def task_states(run):

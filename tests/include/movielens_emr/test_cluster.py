@@ -50,6 +50,30 @@ def test_deployment_settings_reach_the_request():
     assert "Ec2SubnetId" not in job_flow()["Instances"] and "SecurityConfiguration" not in job_flow()
 
 
+@pytest.mark.parametrize("form, environment, chosen", [
+    ("from-the-form", "from-the-environment", "from-the-form"),
+    ("", "from-the-environment", "from-the-environment"),
+    ("from-the-form", "", "from-the-form"),
+])
+def test_the_forms_security_configuration_wins_over_the_environments(form, environment, chosen):
+    request = job_flow(ClusterSettings(security_configuration=environment), security_configuration=form)
+    assert request["SecurityConfiguration"] == chosen
+
+
+def test_no_security_configuration_from_form_or_environment_leaves_the_key_out():
+    request = job_flow(ClusterSettings(security_configuration=""), security_configuration="")
+    assert "SecurityConfiguration" not in request
+
+
+def test_build_job_flow_takes_the_settings_the_plan_task_passes():
+    # tasks.plan_emr_run passes the ClusterSettings positionally, after the bootstrap URI.
+    config = validate_run_config({"target": "emr", "security_configuration": "from-the-form"},
+                                 max_node_count=20)
+    request = build_job_flow(config, "movielens_similarity", "manual__1", "s3://b/logs/", "s3://b/install.sh",
+                             ClusterSettings(security_configuration="from-the-environment"))
+    assert request["SecurityConfiguration"] == "from-the-form"
+
+
 @pytest.mark.parametrize("node_count, instance_type, slots", [
     (1, "m5.xlarge", 4), (4, "m5.xlarge", 12), (8, "m5.2xlarge", 56), (3, "x9.unknown", 8)])
 def test_task_slots_count_core_vcpus(node_count, instance_type, slots):

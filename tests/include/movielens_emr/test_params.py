@@ -8,7 +8,8 @@ def test_defaults_make_a_valid_local_run():
     config = validate_run_config({}, max_node_count=20)
     assert config == RunConfig(node_count=4, target="local", dataset="ml-latest-small-sample", metric="cosine",
                                min_score=0.95, min_co_ratings=10, instance_type="m5.xlarge",
-                               release_label="emr-7.9.0", sample_fraction=1.0)
+                               release_label="emr-7.9.0", sample_fraction=1.0,
+                               security_configuration="")
     assert config.core_node_count == 3
 
 
@@ -28,6 +29,7 @@ def test_node_count_maximum_follows_the_limit():
     ("target", "aws"), ("dataset", "ml-5m"), ("metric", "euclid"),
     ("min_score", 1.5), ("min_co_ratings", -1), ("instance_type", "huge"),
     ("release_label", "emr-6.15.0"), ("sample_fraction", 0), ("sample_fraction", 1.01),
+    ("security_configuration", 7),
 ])
 def test_bad_values_are_refused_naming_the_field(field, value):
     with pytest.raises(InvalidParam, match=f"^{field}: "):
@@ -46,3 +48,38 @@ def test_numbers_become_floats():
 
 def test_default_target_is_configurable():
     assert param_schemas(20, "emr")["target"]["default"] == "emr"
+
+
+@pytest.mark.parametrize("name", ["at-rest-kms", "MovieLens_Security.v2", "sc1", "a" * 256])
+def test_security_configuration_names_are_accepted(name):
+    config = validate_run_config({"security_configuration": name}, max_node_count=20)
+    assert config.security_configuration == name
+
+
+@pytest.mark.parametrize("name", [
+    " at-rest-kms", "at rest", "-leading-dash", "a" * 257,
+    "arn:aws:elasticmapreduce:us-east-1:123456789012:security-configuration/x",
+    '{"EncryptionConfiguration": {}}', "name\n",
+])
+def test_bad_security_configuration_names_are_refused_naming_the_field(name):
+    with pytest.raises(InvalidParam, match=r"^security_configuration: .* does not match"):
+        validate_run_config({"security_configuration": name}, max_node_count=20)
+
+
+@pytest.mark.parametrize("cleared", ["", None])
+def test_an_empty_or_cleared_security_configuration_means_none_chosen(cleared):
+    config = validate_run_config({"security_configuration": cleared}, max_node_count=20)
+    assert config.security_configuration == ""
+
+
+def test_security_configuration_is_accepted_on_the_local_target():
+    config = validate_run_config({"target": "local", "security_configuration": "at-rest-kms"},
+                                 max_node_count=20)
+    assert (config.target, config.security_configuration) == ("local", "at-rest-kms")
+
+
+def test_a_config_saved_before_security_configuration_existed_still_loads():
+    saved = {"node_count": 4, "target": "emr", "dataset": "ml-1m", "metric": "cosine", "min_score": 0.95,
+             "min_co_ratings": 10, "instance_type": "m5.xlarge", "release_label": "emr-7.9.0",
+             "sample_fraction": 1.0}
+    assert RunConfig(**saved).security_configuration == ""
