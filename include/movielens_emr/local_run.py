@@ -1,5 +1,7 @@
 """The local target: the same job file run by mrjob's local runner, timed stage by stage."""
+import contextlib
 import logging
+import multiprocessing
 import time
 
 from movielens_emr.job import job_class
@@ -14,7 +16,7 @@ def run_local_job(job_args, input_paths, output_dir, parallel_tasks):
                    "--num-cores", str(parallel_tasks), "--output-dir", str(output_dir)]
     job = job_class()([*job_args, *runner_args, *map(str, input_paths)])
     stage_seconds = []
-    with job.make_runner() as runner:
+    with task_pool_started_cleanly(), job.make_runner() as runner:
         run_step = runner._run_step
 
         # mrjob has no per-step timing of its own; wrapping its step method measures each stage.
@@ -30,3 +32,21 @@ def run_local_job(job_args, input_paths, output_dir, parallel_tasks):
         seconds = round(time.monotonic() - started, 3)
         counters = flatten_counters(runner.counters())
     return {"seconds": seconds, "stage_seconds": stage_seconds, "counters": counters}
+
+
+@contextlib.contextmanager
+def task_pool_started_cleanly():
+    """mrjob's local runner, with its pool of task processes forked by a forkserver.
+
+    mrjob forks the pool from the calling process, which here has threads (Airflow's task runner,
+    `airflow dags test`): a child forked while another thread holds a lock (logging's, say) waits
+    on it for ever, and the run hangs. A forkserver forks from a clean single-threaded process.
+    """
+    import mrjob.local
+
+    forking_pool = mrjob.local.Pool
+    mrjob.local.Pool = multiprocessing.get_context("forkserver").Pool
+    try:
+        yield
+    finally:
+        mrjob.local.Pool = forking_pool

@@ -343,6 +343,32 @@ def test_a_cluster_left_by_a_dead_worker_is_terminated_by_the_reaper(dagbag, mot
     assert f"terminating {cluster_id}: its run {DAG_ID}/{run_id} is no longer running" in log
 
 
+# the local target: the job fails ---------------------------------------------------------------------
+
+def test_a_failing_local_job_fails_the_run_with_the_jobs_own_traceback(dagbag, tmp_path, monkeypatch, task_log):
+    """Most lines of the ratings file are not ratings: the job refuses the file, and the log shows why."""
+    source = tmp_path / "source" / "ml-latest-small"
+    source.mkdir(parents=True)
+    movies = Path(os.environ["MOVIELENS_SOURCE_DIR"]) / "ml-latest-small" / "movies.csv"
+    (source / "movies.csv").write_bytes(movies.read_bytes())
+    good = [f"{user},1,4.0,964982703" for user in range(1, 21)]
+    (source / "ratings.csv").write_text("userId,movieId,rating,timestamp\n" + "\n".join(
+        good + [f"{user};1;4.0" for user in range(30)]) + "\n")
+    root = tmp_path / "storage"
+    monkeypatch.setenv("MOVIELENS_SOURCE_DIR", str(source.parent))
+    monkeypatch.setenv("MOVIELENS_STORAGE_ROOT", str(root))
+    dag_run = run_dag(dagbag, {"target": "local", "dataset": "ml-latest-small", "node_count": 1})
+
+    assert run_state(dag_run) == "failed"
+    states = task_states(dag_run)
+    assert states["run_local_job"] == "failed" and states["collect_results"] == "upstream_failed"
+    assert states["record_run_history"] == "success"
+    log = task_log()
+    assert "Traceback (most recent call last)" in log
+    assert "TooManyBadLines" in log and "30 of 50" in log
+    assert not (root / run_folder(dag_run.run_id) / "results").exists()
+
+
 # 9. a retried task repeats no work ------------------------------------------------------------------
 # submit_stages retried: tests/dags/test_movielens_similarity_emr.py::test_submit_stages_retried_returns_the_steps_of_the_first_try;
 # stage_dataset rerun: test_movielens_similarity_emr.py::test_emr_dataset_is_uploaded_once.
