@@ -29,6 +29,7 @@ from movielens_emr.operators import DuplicateStepsError, EmrAddStepsOnceOperator
 from movielens_emr.params import DEFAULT_MAX_NODE_COUNT, param_schemas
 from movielens_emr.steps import STAGE_NAMES, step_name
 from movielens_emr.storage import run_folder
+from tests.support.credential_scan import files_under, find_leaks, make_canary, run_values, s3_objects
 from tests.support.emr_double import emr_streaming_double
 
 DAG_ID = "movielens_similarity"
@@ -248,7 +249,7 @@ def test_emr_dataset_is_uploaded_once(emr_runs):
     assert sum(key.startswith(f"{PREFIX}/datasets/") for key in emr_runs.s3_keys) == 3
 
 
-# b. the CLI against a moto server in this process -------------------------------------------------
+# b. the CLI against a moto server in this process, leaving no copy of its credentials ---------------
 
 @pytest.fixture
 def moto_server():
@@ -268,12 +269,20 @@ def test_cli_dags_test_runs_the_emr_target_against_a_moto_server(moto_server, ai
                                                                  local_similarities_csv):
     from conftest import TEST_ENV
 
+    # Credentials shaped like a real key, in the connection and in the environment (moto takes any):
+    # after the run, no copy of them may be anywhere it wrote.
+    canary = make_canary()
+    log_folder = tmp_path / "airflow-logs"
     # os.environ wins over TEST_ENV: tests may have changed a setting for this process.
     env = {**TEST_ENV, **os.environ,
            "MOVIELENS_STORAGE_ROOT": S3_ROOT,
            "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
-               {"conn_type": "aws", "extra": {"endpoint_url": moto_server, "region_name": REGION}}),
-           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}
+               {"conn_type": "aws", "login": canary.access_key_id, "password": canary.secret_access_key,
+                "extra": {"endpoint_url": moto_server, "region_name": REGION}}),
+           "AWS_ACCESS_KEY_ID": canary.access_key_id, "AWS_SECRET_ACCESS_KEY": canary.secret_access_key,
+           "AWS_DEFAULT_REGION": REGION,
+           # A log folder of this run's own, so that every file in it was written by this run.
+           "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(log_folder)}
     env.pop("AWS_ENDPOINT_URL", None)
     airflow = Path(sys.executable).parent / "airflow"
     log_file = tmp_path / "dags-test.log"
@@ -302,6 +311,19 @@ def test_cli_dags_test_runs_the_emr_target_against_a_moto_server(moto_server, ai
     assert [execution.state for execution in double.executions] == ["COMPLETED"] * 3
     cluster = emr.describe_cluster(ClusterId=metrics["cluster_id"])["Cluster"]
     assert cluster["Status"]["State"] == "TERMINATED"
+
+    # `airflow dags test` runs the tasks in its own process: their logs are in its output.
+    assert "run configuration: RunConfig(" in output and f"metrics of {metrics['run_id']}" in output
+    database = Path(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///"))
+    stored = run_values(database, metrics["run_id"])
+    assert "xcom task_id=plan_emr_run map_index=-1 key=job_flow" in stored
+    written = s3_objects(s3, BUCKET, "")  # the server was reset before the run
+    run_uri = f"{S3_ROOT}/runs/{run}"
+    assert {f"{run_uri}/metrics.json", f"{run_uri}/results/similarities.csv"} <= set(written)
+    assert any(uri.startswith(f"{run_uri}/logs/") and uri.endswith("/stderr.gz") for uri in written)
+    places = {"the output of airflow dags test": output, **files_under(log_folder), **stored, **written}
+    leaks = find_leaks(places, canary)
+    assert not leaks, "the run copied its AWS credentials to:\n" + "\n".join(leaks)
 
 
 # c. a failing stage ------------------------------------------------------------------------------
