@@ -56,3 +56,21 @@ def storage_root(tmp_path, monkeypatch):
     root = tmp_path / "storage"
     monkeypatch.setenv("MOVIELENS_STORAGE_ROOT", str(root))
     return root
+
+
+@pytest.fixture
+def moto_server():
+    """A moto server in this process (the EMR double runs its steps there too), reset after the test; its URL."""
+    import requests
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    requests.post(f"{url}/moto-api/reset", timeout=10)
+    try:
+        yield url
+    finally:
+        requests.post(f"{url}/moto-api/reset", timeout=10)
+        server.stop()

@@ -11,12 +11,12 @@ DEFAULT_MAX_NODE_COUNT = 20
 DEFAULT_INSTANCE_TYPE = "m5.xlarge"
 # EMR 7 runs Amazon Linux 2023 with Python 3.9, which the bootstrap's pinned packages support.
 DEFAULT_RELEASE_LABEL = "emr-7.9.0"
-RELEASE_LABEL_PATTERN = r"^emr-7\.[0-9]+\.[0-9]+$"
-INSTANCE_TYPE_PATTERN = r"^[a-z][a-z0-9-]*\.[0-9]*(nano|micro|small|medium|large|xlarge|metal)$"
+# Patterns end in (?![\s\S]), not $: Python's $ also matches before a final newline.
+RELEASE_LABEL_PATTERN = r"^emr-7\.[0-9]+\.[0-9]+(?![\s\S])"
+INSTANCE_TYPE_PATTERN = r"^[a-z][a-z0-9-]*\.[0-9]*(nano|micro|small|medium|large|xlarge|metal)(?![\s\S])"
 # EMR's API takes almost any text as a security configuration name; the form keeps to the letters,
 # digits, dots, dashes and underscores names are made of, so that a pasted ARN or JSON document, or
 # stray whitespace, is refused here rather than by RunJobFlow once the run has started. Empty: none.
-# (?![\s\S]) ends the string: a Python $ would also match before a final newline.
 SECURITY_CONFIGURATION_PATTERN = r"^([A-Za-z0-9][A-Za-z0-9._-]{0,255})?(?![\s\S])"
 
 

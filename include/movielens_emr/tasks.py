@@ -9,7 +9,7 @@ import time
 from airflow.sdk import Asset, Variable, get_current_context
 
 from movielens_emr import results as results_module
-from movielens_emr.cluster import build_job_flow, task_slots
+from movielens_emr.cluster import build_job_flow, chosen_security_configuration, task_slots
 from movielens_emr.datasets import get_dataset
 from movielens_emr.job import job_args, job_class, movie_blocks_for
 from movielens_emr.local_run import run_local_job as run_job_locally
@@ -190,6 +190,7 @@ def record_metrics(config, collected, run_id, dag_run, ti):
                    "stage_seconds": local_run["stage_seconds"]}
         counters, price = local_run["counters"], 0.0
     metrics = {"run_id": run_id, **dataclasses.asdict(config), "cluster_id": cluster_id,
+               "security_configuration": chosen_security_configuration(config, settings.cluster) if cluster_id else "",
                **run_metrics(config, timings, seconds_between(dag_run.start_date, now), counters,
                              collected["output_pairs"], price)}
     storage.put_bytes(json.dumps(metrics, indent=1).encode(), f"{run_prefix}/metrics.json")

@@ -15,17 +15,19 @@ import time
 from pathlib import Path
 
 import boto3
+from unittest import mock
+
 import pytest
-import requests
 from moto import mock_aws
-from moto.server import ThreadedMotoServer
 
 from movielens_emr import tasks
+from movielens_emr.operators import DuplicateStepsError, EmrAddStepsOnceOperator
+from movielens_emr.steps import step_name
 from movielens_emr.storage import open_storage, run_folder
 from tests.support.aws_faults import S3_SLOW_DOWN, THROTTLING, Fault, aws_faults
 from tests.support.dag_runs import (
     DAG_ID,
-    PREFIX,
+    EMR_TASK_STATES,
     REGION,
     S3_ROOT,
     cluster_states,
@@ -43,14 +45,7 @@ from tests.support.emr_double import emr_streaming_double
 
 # A fifth of ml-latest-small's users on 1 master + 1 core node: a full run in well under a minute.
 CONF = {"target": "emr", "dataset": "ml-latest-small", "node_count": 2, "sample_fraction": 0.2}
-SUCCEEDED = {
-    "validate_config": "success", "stage_dataset": "success", "choose_target": "success",
-    "plan_emr_run": "success", "create_cluster": "success", "submit_stages": "success",
-    "prepare_stage_wait": "success", "wait_for_stages[0]": "success", "terminate_cluster": "success",
-    "wait_for_termination": "success", "run_local_job": "skipped", "collect_results": "success",
-    "record_metrics": "success", "record_run_history": "success",
-}
-STAGES_FAILED = {**SUCCEEDED, "wait_for_stages[0]": "failed", "collect_results": "upstream_failed",
+STAGES_FAILED = {**EMR_TASK_STATES, "wait_for_stages[0]": "failed", "collect_results": "upstream_failed",
                  "record_metrics": "upstream_failed"}
 
 
@@ -192,7 +187,7 @@ def test_collect_results_failing_keeps_the_computed_output_for_a_second_try(dagb
         dag_run = run_dag(dagbag, CONF)
 
     assert run_state(dag_run) == "failed"
-    assert task_states(dag_run) == {**SUCCEEDED, "collect_results": "failed", "record_metrics": "upstream_failed"}
+    assert task_states(dag_run) == {**EMR_TASK_STATES, "collect_results": "failed", "record_metrics": "upstream_failed"}
     assert live_clusters(emr) == {} and set(cluster_states(emr).values()) == {"TERMINATED"}
     final_output = f"{S3_ROOT}/{run_folder(dag_run.run_id)}/output/stage-3"
     log = task_log()
@@ -217,7 +212,7 @@ def test_a_failed_teardown_fails_the_run_and_the_reaper_ends_the_cluster(dagbag,
     cluster_id = xcom(dag_run, "create_cluster")
 
     assert run_state(dag_run) == "failed"
-    assert task_states(dag_run) == {**SUCCEEDED, "terminate_cluster": "failed", "wait_for_termination": "upstream_failed",
+    assert task_states(dag_run) == {**EMR_TASK_STATES, "terminate_cluster": "failed", "wait_for_termination": "upstream_failed",
                                     "record_metrics": "upstream_failed"}
     assert faults.count("emr", "TerminateJobFlows") == 1
     assert live_clusters(emr) == {cluster_id: "WAITING"}
@@ -264,7 +259,7 @@ def test_throttling_bursts_are_retried_with_backoff_and_the_run_succeeds(dagbag,
         dag_run = run_dag(dagbag, CONF)
 
     assert run_state(dag_run) == "success", task_states(dag_run)
-    assert task_states(dag_run) == SUCCEEDED
+    assert task_states(dag_run) == EMR_TASK_STATES
     assert [(fault.operation, faults.count(fault.service, fault.operation)) for fault in bursts] == [
         (fault.operation, 2) for fault in bursts]
     assert all(faults.count(fault.service, fault.operation, injected=False) for fault in bursts)
@@ -275,19 +270,6 @@ def test_throttling_bursts_are_retried_with_backoff_and_the_run_succeeds(dagbag,
 
 
 # 8. the Airflow worker dies mid-run -------------------------------------------------------------------
-
-@pytest.fixture
-def moto_server():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    try:
-        yield url
-    finally:
-        requests.post(f"{url}/moto-api/reset", timeout=10)
-        server.stop()
-
 
 def set_run_state(dag_id, run_id, state):
     """What the scheduler does to a run whose worker stopped heartbeating and whose tasks then failed."""
@@ -370,5 +352,42 @@ def test_a_failing_local_job_fails_the_run_with_the_jobs_own_traceback(dagbag, t
 
 
 # 9. a retried task repeats no work ------------------------------------------------------------------
-# submit_stages retried: tests/dags/test_movielens_similarity_emr.py::test_submit_stages_retried_returns_the_steps_of_the_first_try;
-# stage_dataset rerun: test_movielens_similarity_emr.py::test_emr_dataset_is_uploaded_once.
+# A rerun of stage_dataset uploads nothing: test_movielens_similarity_emr.py::test_emr_dataset_is_uploaded_once.
+
+SINGLE_NODE = {"MasterInstanceType": "m5.xlarge", "InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True}
+
+
+def test_submit_stages_retried_returns_the_steps_of_the_first_try(dagbag):
+    assert isinstance(dagbag.get_dag(DAG_ID).get_task("submit_stages"), EmrAddStepsOnceOperator)
+    steps = [{"Name": step_name(number, "manual__retry"), "ActionOnFailure": "CANCEL_AND_WAIT",
+              "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["hadoop-streaming"]}}
+             for number in (1, 2, 3)]
+    with mock_aws():
+        emr = boto3.client("emr", region_name=REGION)
+        cluster_id = emr.run_job_flow(
+            Name="retry", ReleaseLabel="emr-7.9.0",
+            Instances=SINGLE_NODE,
+            JobFlowRole="EMR_EC2_DefaultRole", ServiceRole="EMR_DefaultRole")["JobFlowId"]
+
+        def try_once():
+            operator = EmrAddStepsOnceOperator(task_id="submit_stages", job_flow_id=cluster_id, steps=steps)
+            ti = mock.MagicMock()
+            return operator.execute({"ti": ti}), ti
+
+        first_ids, _ = try_once()
+        retried_ids, retry_ti = try_once()
+        assert retried_ids == first_ids and len(first_ids) == 3
+        listed = emr.list_steps(ClusterId=cluster_id)["Steps"]
+        assert sorted(step["Id"] for step in listed) == sorted(first_ids)
+        retry_ti.xcom_push.assert_any_call(key="job_flow_id", value=cluster_id)
+
+        # Only part of a submission on the cluster: refuse to guess rather than add duplicates.
+        other_id = emr.run_job_flow(
+            Name="partial", ReleaseLabel="emr-7.9.0",
+            Instances=SINGLE_NODE,
+            JobFlowRole="EMR_EC2_DefaultRole", ServiceRole="EMR_DefaultRole")["JobFlowId"]
+        emr.add_job_flow_steps(JobFlowId=other_id, Steps=steps[:1])
+        operator = EmrAddStepsOnceOperator(task_id="submit_stages", job_flow_id=other_id, steps=steps)
+        with pytest.raises(DuplicateStepsError):
+            operator.execute({"ti": mock.MagicMock()})
+        assert len(emr.list_steps(ClusterId=other_id)["Steps"]) == 1

@@ -4,9 +4,7 @@ The EMR steps are run by tests/support/emr_double.py from their own HadoopJarSte
 file and movies file fetched from moto's S3, the mapper/reducer commands run as processes), so a
 wrong step definition, a wrong S3 layout or a wrong log location fails here.
 """
-import copy
 import csv
-import gzip
 import io
 import json
 import os
@@ -14,86 +12,39 @@ import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
-from unittest import mock
 
 import boto3
 import pytest
-import requests
 from moto import mock_aws
-from moto.server import ThreadedMotoServer
 
-from movielens_emr import tasks
 from movielens_emr.cluster import PIPELINE_TAG
 from movielens_emr.metrics import parse_hadoop_counters
-from movielens_emr.operators import DuplicateStepsError, EmrAddStepsOnceOperator
-from movielens_emr.params import DEFAULT_MAX_NODE_COUNT, param_schemas
 from movielens_emr.steps import STAGE_NAMES, step_name
 from movielens_emr.storage import run_folder
 from tests.support.credential_scan import files_under, find_leaks, make_canary, run_values, s3_objects
+from tests.support.dag_runs import (
+    BUCKET,
+    DAG_ID,
+    EMR_TASK_STATES,
+    PREFIX,
+    REGION,
+    S3_ROOT,
+    run_dag,
+    run_state,
+    s3_bytes,
+    s3_key,
+    s3_keys,
+    step_log,
+    task_states,
+    xcom,
+)
 from tests.support.emr_double import emr_streaming_double
 
-DAG_ID = "movielens_similarity"
-REGION = "us-east-1"
-BUCKET = "movielens-test"
-PREFIX = "pipeline"
-S3_ROOT = f"s3://{BUCKET}/{PREFIX}"
 DATASET = "ml-latest-small"
 RATINGS = 100_836
 EMR_CONF = {"target": "emr", "dataset": DATASET, "node_count": 3}
 # The same dataset again, on a fifth of the users: a cheaper second full run.
 SECOND_CONF = {**EMR_CONF, "sample_fraction": 0.2}
-SINGLE_NODE = {"MasterInstanceType": "m5.xlarge", "InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True}
-EMR_TASK_STATES = {
-    "validate_config": "success", "stage_dataset": "success", "choose_target": "success",
-    "plan_emr_run": "success", "create_cluster": "success", "submit_stages": "success",
-    "prepare_stage_wait": "success", "wait_for_stages[0]": "success", "terminate_cluster": "success",
-    "wait_for_termination": "success", "run_local_job": "skipped", "collect_results": "success",
-    "record_metrics": "success", "record_run_history": "success",
-}
-
-
-def full_conf(conf):
-    """Every parameter of the form, its default unless conf sets it."""
-    schemas = param_schemas(DEFAULT_MAX_NODE_COUNT, "local")
-    return {**{name: spec["default"] for name, spec in schemas.items()}, **conf}
-
-
-def run_dag(dagbag, conf):
-    """dag.test of a copy of the DAG, with every parameter given.
-
-    dag.test runs the tasks in this process, where resolving a run's params writes the run's conf
-    into the Param objects of the DAG's tasks: on the shared DAG object one run's conf would become
-    the next run's defaults (here and in other test modules). A copy per run keeps runs apart.
-    """
-    return copy.deepcopy(dagbag.get_dag(DAG_ID)).test(run_conf=full_conf(conf))
-
-
-def task_states(dag_run):
-    return {ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]": str(ti.state)
-            for ti in dag_run.get_task_instances()}
-
-
-def xcom(dag_run, task_id):
-    return dag_run.get_task_instance(task_id).xcom_pull(task_ids=task_id)
-
-
-def s3_key(dag_run, name):
-    return f"{PREFIX}/{run_folder(dag_run.run_id)}/{name}"
-
-
-def s3_bytes(s3, key):
-    return s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
-
-
-def s3_keys(s3, prefix):
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
-    return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
-
-
-def step_log(s3, dag_run, cluster_id, step_id, name):
-    """A step log EMR delivers under the cluster's LogUri (the run's logs/ folder), unzipped."""
-    key = s3_key(dag_run, f"logs/{cluster_id}/steps/{step_id}/{name}")
-    return gzip.decompress(s3_bytes(s3, key)).decode()
 
 
 def dataset_objects(s3, staged):
@@ -108,10 +59,6 @@ def csv_rows(data):
 
 def seconds(start, end):
     return round((end - start).total_seconds(), 3)
-
-
-def run_state(dag_run):
-    return str(dag_run.state)
 
 
 @pytest.fixture(scope="module")
@@ -251,20 +198,6 @@ def test_emr_dataset_is_uploaded_once(emr_runs):
 
 # b. the CLI against a moto server in this process, leaving no copy of its credentials ---------------
 
-@pytest.fixture
-def moto_server():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    requests.post(f"{url}/moto-api/reset", timeout=10)
-    try:
-        yield url
-    finally:
-        requests.post(f"{url}/moto-api/reset", timeout=10)
-        server.stop()
-
-
 def test_cli_dags_test_runs_the_emr_target_against_a_moto_server(moto_server, airflow_db, tmp_path,
                                                                  local_similarities_csv):
     from conftest import TEST_ENV
@@ -324,85 +257,3 @@ def test_cli_dags_test_runs_the_emr_target_against_a_moto_server(moto_server, ai
     places = {"the output of airflow dags test": output, **files_under(log_folder), **stored, **written}
     leaks = find_leaks(places, canary)
     assert not leaks, "the run copied its AWS credentials to:\n" + "\n".join(leaks)
-
-
-# c. a failing stage ------------------------------------------------------------------------------
-
-def test_failing_stage_fails_the_run_and_still_terminates_the_cluster(dagbag, monkeypatch, caplog):
-    """Stage 2's mapper gets an invalid option: its task exits non-zero, as a broken stage would."""
-    build_stage_steps = tasks.build_stage_steps
-
-    def steps_with_a_broken_stage_2(*args, **kwargs):
-        steps = build_stage_steps(*args, **kwargs)
-        step_args = steps[1]["HadoopJarStep"]["Args"]
-        mapper = step_args.index("-mapper") + 1
-        step_args[mapper] += " --movie-blocks 0"
-        return steps
-
-    monkeypatch.setattr(tasks, "build_stage_steps", steps_with_a_broken_stage_2)
-    monkeypatch.setenv("MOVIELENS_STORAGE_ROOT", S3_ROOT)
-    monkeypatch.setenv("MOVIELENS_LOG_WAIT_SECONDS", "5")
-    with mock_aws(), emr_streaming_double() as double:
-        dag_run = run_dag(dagbag, EMR_CONF)
-        emr, s3 = boto3.client("emr", region_name=REGION), boto3.client("s3", region_name=REGION)
-        cluster_id, step_ids = xcom(dag_run, "create_cluster"), xcom(dag_run, "submit_stages")
-        cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
-        steps = [emr.describe_step(ClusterId=cluster_id, StepId=step_id)["Step"] for step_id in step_ids]
-        keys = s3_keys(s3, f"{PREFIX}/{run_folder(dag_run.run_id)}/")
-        stderr = step_log(s3, dag_run, cluster_id, step_ids[1], "stderr.gz")
-
-    assert run_state(dag_run) == "failed"
-    states = task_states(dag_run)
-    assert states == {**EMR_TASK_STATES, "wait_for_stages[0]": "failed",
-                      "collect_results": "upstream_failed", "record_metrics": "upstream_failed"}
-    assert cluster["Status"]["State"] == "TERMINATED"
-    assert [step["Status"]["State"] for step in steps] == ["COMPLETED", "FAILED", "CANCELLED"]
-    reason = steps[1]["Status"]["StateChangeReason"]["Message"]
-    assert "subprocess failed with code" in reason and "--movie-blocks must be at least 1" in reason
-    assert "--movie-blocks must be at least 1" in stderr
-    assert [execution.state for execution in double.executions] == ["COMPLETED", "FAILED"]
-    assert not [key for key in keys if "/results/" in key or key.endswith("metrics.json")]
-    assert not [key for key in keys if "/output/stage-2/" in key or "/output/stage-3/" in key]
-    # wait_for_stages' failure callback explains it in the task log: stage, EMR's reason, stderr's tail.
-    task_log = caplog.text
-    assert "stage 2 of 3 (stage 2 of 3: pair statistics and similarity" in task_log
-    assert "last lines of its stderr (s3://movielens-test/pipeline/runs/" in task_log
-    assert task_log.count("--movie-blocks must be at least 1") >= 2
-
-
-# d. submit_stages retried does not submit twice ----------------------------------------------------
-
-def test_submit_stages_retried_returns_the_steps_of_the_first_try(dagbag):
-    assert isinstance(dagbag.get_dag(DAG_ID).get_task("submit_stages"), EmrAddStepsOnceOperator)
-    steps = [{"Name": step_name(number, "manual__retry"), "ActionOnFailure": "CANCEL_AND_WAIT",
-              "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["hadoop-streaming"]}}
-             for number in (1, 2, 3)]
-    with mock_aws():
-        emr = boto3.client("emr", region_name=REGION)
-        cluster_id = emr.run_job_flow(
-            Name="retry", ReleaseLabel="emr-7.9.0",
-            Instances=SINGLE_NODE,
-            JobFlowRole="EMR_EC2_DefaultRole", ServiceRole="EMR_DefaultRole")["JobFlowId"]
-
-        def try_once():
-            operator = EmrAddStepsOnceOperator(task_id="submit_stages", job_flow_id=cluster_id, steps=steps)
-            ti = mock.MagicMock()
-            return operator.execute({"ti": ti}), ti
-
-        first_ids, _ = try_once()
-        retried_ids, retry_ti = try_once()
-        assert retried_ids == first_ids and len(first_ids) == 3
-        listed = emr.list_steps(ClusterId=cluster_id)["Steps"]
-        assert sorted(step["Id"] for step in listed) == sorted(first_ids)
-        retry_ti.xcom_push.assert_any_call(key="job_flow_id", value=cluster_id)
-
-        # Only part of a submission on the cluster: refuse to guess rather than add duplicates.
-        other_id = emr.run_job_flow(
-            Name="partial", ReleaseLabel="emr-7.9.0",
-            Instances=SINGLE_NODE,
-            JobFlowRole="EMR_EC2_DefaultRole", ServiceRole="EMR_DefaultRole")["JobFlowId"]
-        emr.add_job_flow_steps(JobFlowId=other_id, Steps=steps[:1])
-        operator = EmrAddStepsOnceOperator(task_id="submit_stages", job_flow_id=other_id, steps=steps)
-        with pytest.raises(DuplicateStepsError):
-            operator.execute({"ti": mock.MagicMock()})
-        assert len(emr.list_steps(ClusterId=other_id)["Steps"]) == 1

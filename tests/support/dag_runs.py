@@ -11,6 +11,13 @@ BUCKET = "movielens-test"
 PREFIX = "pipeline"
 S3_ROOT = f"s3://{BUCKET}/{PREFIX}"
 ENDED_CLUSTER_STATES = ("TERMINATED", "TERMINATED_WITH_ERRORS")
+EMR_TASK_STATES = {  # of a run of the EMR target that succeeded
+    "validate_config": "success", "stage_dataset": "success", "choose_target": "success",
+    "plan_emr_run": "success", "create_cluster": "success", "submit_stages": "success",
+    "prepare_stage_wait": "success", "wait_for_stages[0]": "success", "terminate_cluster": "success",
+    "wait_for_termination": "success", "run_local_job": "skipped", "collect_results": "success",
+    "record_metrics": "success", "record_run_history": "success",
+}
 
 
 def full_conf(conf):

@@ -28,7 +28,8 @@ def test_node_count_maximum_follows_the_limit():
     ("node_count", 0), ("node_count", 3.5), ("node_count", "4"), ("node_count", True),
     ("target", "aws"), ("dataset", "ml-5m"), ("metric", "euclid"),
     ("min_score", 1.5), ("min_co_ratings", -1), ("instance_type", "huge"),
-    ("release_label", "emr-6.15.0"), ("sample_fraction", 0), ("sample_fraction", 1.01),
+    ("release_label", "emr-6.15.0"), ("release_label", "emr-7.9.0\n"), ("instance_type", "m5.xlarge\n"),
+    ("sample_fraction", 0), ("sample_fraction", 1.01),
     ("security_configuration", 7),
 ])
 def test_bad_values_are_refused_naming_the_field(field, value):
