@@ -190,7 +190,9 @@ def record_metrics(config, collected, run_id, dag_run, ti):
                    "stage_seconds": local_run["stage_seconds"]}
         counters, price = local_run["counters"], 0.0
     metrics = {"run_id": run_id, **dataclasses.asdict(config), "cluster_id": cluster_id,
-               "security_configuration": chosen_security_configuration(config, settings.cluster) if cluster_id else "",
+               # the form's field may be empty while the deployment's setting applied
+               "cluster_security_configuration": (
+                   chosen_security_configuration(config, settings.cluster) if cluster_id else None),
                **run_metrics(config, timings, seconds_between(dag_run.start_date, now), counters,
                              collected["output_pairs"], price)}
     storage.put_bytes(json.dumps(metrics, indent=1).encode(), f"{run_prefix}/metrics.json")

@@ -43,6 +43,8 @@ from tests.support.emr_double import emr_streaming_double
 DATASET = "ml-latest-small"
 RATINGS = 100_836
 EMR_CONF = {"target": "emr", "dataset": DATASET, "node_count": 3}
+# The deployment's setting: the runs' form leaves the field empty.
+DEPLOYMENT_SECURITY_CONFIGURATION = "at-rest-sse"
 # The same dataset again, on a fifth of the users: a cheaper second full run.
 SECOND_CONF = {**EMR_CONF, "sample_fraction": 0.2}
 
@@ -77,6 +79,7 @@ def emr_runs(dagbag):
     """Two EMR runs of the DAG on moto + the double; what the tests check, read before moto resets."""
     with pytest.MonkeyPatch.context() as env, mock_aws(), emr_streaming_double() as double:
         env.setenv("MOVIELENS_STORAGE_ROOT", S3_ROOT)
+        env.setenv("MOVIELENS_EMR_SECURITY_CONFIGURATION", DEPLOYMENT_SECURITY_CONFIGURATION)
         s3, emr = boto3.client("s3", region_name=REGION), boto3.client("emr", region_name=REGION)
         first = run_dag(dagbag, EMR_CONF)
         assert run_state(first) == "success", task_states(first)
@@ -162,6 +165,10 @@ def test_emr_metrics_come_from_the_emr_timeline_and_the_step_counters(emr_runs):
     metrics, cluster_timeline = emr_runs.metrics, emr_runs.cluster["Status"]["Timeline"]
     assert metrics["target"] == "emr" and metrics["cluster_id"] == emr_runs.cluster_id
     assert metrics["node_count"] == 3 and metrics["run_id"] == emr_runs.first.run_id
+    # the form's field as chosen, and what the cluster used
+    assert metrics["security_configuration"] == ""
+    assert metrics["cluster_security_configuration"] == DEPLOYMENT_SECURITY_CONFIGURATION
+    assert emr_runs.cluster["SecurityConfiguration"] == DEPLOYMENT_SECURITY_CONFIGURATION
     assert metrics["stage_seconds"] == [
         seconds(step["Status"]["Timeline"]["StartDateTime"], step["Status"]["Timeline"]["EndDateTime"])
         for step in emr_runs.steps]

@@ -178,6 +178,7 @@ def test_run_metrics_record_the_chosen_node_count(finished_run, services):
     storage_root = Path(services.env["MOVIELENS_STORAGE_ROOT"])
     metrics = json.loads((storage_root / run_folder(finished_run["dag_run_id"]) / "metrics.json").read_text())
     assert {name: metrics[name] for name in CHOSEN} == CHOSEN
+    assert metrics["cluster_security_configuration"] is None  # no cluster on the local target
 
 
 @pytest.mark.parametrize("typed, clamped", [("0", "1"), ("-3", "1"), ("25", str(MAX_NODE_COUNT))])
