@@ -3,6 +3,13 @@ import ast
 
 from airflow.providers.amazon.aws.operators.emr import EmrAddStepsOperator, EmrCreateJobFlowOperator
 from airflow.sdk.exceptions import TaskDeferred
+from botocore.exceptions import ClientError
+
+from movielens_emr.diagnosis import cluster_fault
+
+
+class ClusterEndedError(RuntimeError):
+    """The cluster ended by a fault (a failed bootstrap, say) before the stages could be submitted."""
 
 
 class DuplicateStepsError(RuntimeError):
@@ -31,6 +38,21 @@ class EmrAddStepsOnceOperator(EmrAddStepsOperator):
     """
 
     def execute(self, context):
+        try:
+            return self._add_steps_once(context)
+        except ClientError as error:
+            fault = self._cluster_fault()
+            if fault:  # EMR's own reason says more than "may not be modified"
+                raise ClusterEndedError(f"the stages cannot be submitted: {fault}") from error
+            raise
+
+    def _cluster_fault(self):
+        try:
+            return cluster_fault(self.hook.conn.describe_cluster(ClusterId=self.job_flow_id)["Cluster"])
+        except ClientError:
+            return None
+
+    def _add_steps_once(self, context):
         steps = ast.literal_eval(self.steps) if isinstance(self.steps, str) else self.steps
         if self.job_flow_id:
             paginator = self.hook.conn.get_paginator("list_steps")

@@ -227,6 +227,7 @@ def test_a_failed_teardown_fails_the_run_and_the_reaper_ends_the_cluster(dagbag,
 # 6. the cluster's bootstrap fails -------------------------------------------------------------------
 
 def test_a_failed_bootstrap_fails_the_run_with_emrs_reason(dagbag, emr_env, task_log):
+    """The usual order: the stages are queued while the cluster provisions, then its bootstrap fails."""
     emr, s3 = emr_env
     with emr_streaming_double() as double:
         double.fail_bootstrap()
@@ -242,7 +243,26 @@ def test_a_failed_bootstrap_fails_the_run_with_emrs_reason(dagbag, emr_env, task
     log = task_log()
     assert f"cluster {cluster_id} ended TERMINATED_WITH_ERRORS: BOOTSTRAP_FAILURE: On the master instance (i-" in log
     assert "bootstrap action 1 returned a non-zero return code" in log
-    assert f"its bootstrap and node logs are under {S3_ROOT}/{run_folder(dag_run.run_id)}/logs/{cluster_id}/node/" in log
+    node_logs = f"{S3_ROOT}/{run_folder(dag_run.run_id)}/logs/{cluster_id}/node/"
+    assert f"its bootstrap and node logs are under {node_logs}" in log
+
+
+def test_a_bootstrap_failing_before_the_stages_are_submitted_fails_submit_stages_with_emrs_reason(
+        dagbag, emr_env, task_log):
+    emr, _ = emr_env
+    with emr_streaming_double() as double:
+        double.fail_bootstrap(before_steps=True)
+        dag_run = run_dag(dagbag, CONF)
+    cluster_id = xcom(dag_run, "create_cluster")
+
+    assert run_state(dag_run) == "failed"
+    not_submitted = {task: state for task, state in STAGES_FAILED.items() if task != "wait_for_stages[0]"}
+    assert task_states(dag_run) == {**not_submitted, "submit_stages": "failed",
+                                    "prepare_stage_wait": "upstream_failed", "wait_for_stages": "upstream_failed"}
+    assert cluster_states(emr) == {cluster_id: "TERMINATED_WITH_ERRORS"}
+    assert emr.list_steps(ClusterId=cluster_id)["Steps"] == [] and double.executions == []
+    assert (f"ClusterEndedError: the stages cannot be submitted: cluster {cluster_id} ended TERMINATED_WITH_ERRORS: "
+            "BOOTSTRAP_FAILURE: On the master instance (i-") in task_log()
 
 
 # 7. AWS throttles -----------------------------------------------------------------------------------

@@ -30,11 +30,13 @@ Faults, for the tests of what the pipeline does when EMR goes wrong:
 
 * `fail_bootstrap(message)`: every cluster's bootstrap action fails. At its first step poll the
   cluster ends TERMINATED_WITH_ERRORS with StateChangeReason Code BOOTSTRAP_FAILURE, as EMR
-  reports it, and its steps are CANCELLED.
+  reports it, and its steps are CANCELLED. With `before_steps=True` it fails sooner, at the first
+  describe_cluster, before steps could be added.
 * `hold_steps(predicate)`: steps for which predicate(step name) is true start but never end,
   like a stage stuck on a hung task, until their cluster is terminated (then INTERRUPTED).
 
-Terminating a cluster that has already ended changes nothing, as on EMR.
+Terminating a cluster that has already ended changes nothing, and adding steps to it fails with
+EMR's ValidationException, as on EMR.
 
 S3 and EMR are reached through moto's backend objects, which `mock_aws()` and a `ThreadedMotoServer`
 in the same process share: the double works in both (with the server, steps run in its thread).
@@ -60,6 +62,7 @@ from pathlib import Path
 from unittest import mock
 
 from moto.core.utils import utcnow
+from moto.emr.exceptions import ValidationException
 from moto.emr.models import Cluster, ElasticMapReduceBackend, Step
 from moto.s3.models import s3_backends
 from moto.utilities.utils import get_partition
@@ -490,12 +493,13 @@ class EmrStreamingDouble:
         self.executions = []
         self.polls = 0
         self.bootstrap_failure = None
+        self.bootstrap_fails_before_steps = False
         self.held = lambda step_name: False
         self._lock = threading.RLock()
 
-    def fail_bootstrap(self, message="bootstrap action 1 returned a non-zero return code"):
+    def fail_bootstrap(self, message="bootstrap action 1 returned a non-zero return code", before_steps=False):
         """Make every cluster's bootstrap fail with EMR's reason message."""
-        self.bootstrap_failure = message
+        self.bootstrap_failure, self.bootstrap_fails_before_steps = message, before_steps
 
     def hold_steps(self, predicate):
         """Keep the steps whose name satisfies predicate RUNNING until their cluster ends."""
@@ -505,6 +509,7 @@ class EmrStreamingDouble:
     def installed(self):
         double = self
         original_describe_step = ElasticMapReduceBackend.describe_step
+        original_describe_cluster = ElasticMapReduceBackend.describe_cluster
         original_add_steps = ElasticMapReduceBackend.add_job_flow_steps
         original_status = Step.status
         original_cluster_status = Cluster.status
@@ -514,7 +519,17 @@ class EmrStreamingDouble:
             double.advance(backend, cluster_id)
             return original_describe_step(backend, cluster_id, step_id)
 
+        def describe_cluster(backend, cluster_id):
+            cluster = original_describe_cluster(backend, cluster_id)
+            if double.bootstrap_fails_before_steps:
+                with double._lock:
+                    double._fail_bootstrap_of(cluster)
+            return cluster
+
         def add_job_flow_steps(backend, job_flow_id, steps):
+            cluster = backend.clusters.get(job_flow_id)
+            if cluster is not None and cluster.state in ENDED_CLUSTER_STATES:
+                raise ValidationException("A job flow that is shutting down, terminated, or finished may not be modified.")
             added = original_add_steps(backend, job_flow_id, steps)
             for step in added:  # EMR queues new steps; the scheduler starts them (moto starts the first)
                 if step.start_date_time is None:
@@ -540,6 +555,7 @@ class EmrStreamingDouble:
         with contextlib.ExitStack() as stack:
             for owner, name, replacement in (
                     (ElasticMapReduceBackend, "describe_step", describe_step),
+                    (ElasticMapReduceBackend, "describe_cluster", describe_cluster),
                     (ElasticMapReduceBackend, "add_job_flow_steps", add_job_flow_steps),
                     (Step, "status", property(status)),
                     (Cluster, "status", property(cluster_status)),
@@ -554,8 +570,7 @@ class EmrStreamingDouble:
             cluster = backend.clusters.get(cluster_id)
             if cluster is None:
                 return
-            if self.bootstrap_failure and cluster.state not in ENDED_CLUSTER_STATES:
-                self._fail_bootstrap(cluster)
+            self._fail_bootstrap_of(cluster)
             if cluster.state in ENDED_CLUSTER_STATES:
                 self._cancel_pending(cluster.steps, "the cluster was terminated")
                 return
@@ -570,7 +585,9 @@ class EmrStreamingDouble:
                 return
             self._finish(backend, cluster, step)
 
-    def _fail_bootstrap(self, cluster):
+    def _fail_bootstrap_of(self, cluster):
+        if not self.bootstrap_failure or cluster.state in ENDED_CLUSTER_STATES:
+            return
         master = next((instance.ec2_instance.id for instance in cluster.ec2_instances), "i-00000000000000000")
         cluster.terminate()
         cluster.state = "TERMINATED_WITH_ERRORS"

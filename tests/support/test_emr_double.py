@@ -288,6 +288,18 @@ def test_a_failed_bootstrap_ends_the_cluster_with_emrs_reason_and_cancels_its_st
     assert status["StateChangeReason"]["Message"].endswith("bootstrap action 1 returned a non-zero return code")
 
 
+def test_a_bootstrap_failing_before_steps_makes_emr_refuse_them(aws):
+    s3, emr = aws
+    with emr_streaming_double() as double:
+        double.fail_bootstrap(before_steps=True)
+        cluster_id = setup_world(s3, emr)
+        state = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]["State"]
+        with pytest.raises(emr.exceptions.ClientError, match="ValidationException.*may not be modified"):
+            emr.add_job_flow_steps(JobFlowId=cluster_id, Steps=[word_count_step("late", f"s3://{BUCKET}/late")])
+    assert state == "TERMINATED_WITH_ERRORS"
+    assert emr.list_steps(ClusterId=cluster_id)["Steps"] == []
+
+
 def test_a_held_step_runs_until_its_cluster_is_terminated(aws):
     s3, emr = aws
     with emr_streaming_double() as double:
