@@ -8,6 +8,7 @@ import pytest
 
 from movielens_emr import benchmark_tasks
 from movielens_emr.benchmark import SIMILARITY_DAG_ID
+from movielens_emr.datasets import CATALOGUE
 from movielens_emr.report import report_folder
 from movielens_emr.storage import run_folder
 
@@ -15,6 +16,7 @@ from tests.conftest import REPO
 
 DAG_ID = "movielens_benchmark"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+SAMPLE = CATALOGUE["ml-latest-small-sample"]  # bundled and small: the cheapest real runs
 MEMBER_TASKS = {"trigger_members_one_at_a_time", "trigger_members_in_parallel", "run_members_by_cli"}
 
 
@@ -153,7 +155,7 @@ def test_failed_member_runs_are_reported_and_fail_the_benchmark(dag, storage_roo
 
 
 def test_cli_member_runs_end_to_end_on_the_local_target(dag, storage_root):
-    run = dag.test(run_conf={"target": "local", "dataset": "ml-latest-small", "node_counts": [1, 2],
+    run = dag.test(run_conf={"target": "local", "dataset": SAMPLE.name, "node_counts": [1, 2],
                              "member_runs": "cli"})
     states = task_states(run)
     assert run.state == "success", states
@@ -171,7 +173,7 @@ def test_cli_member_runs_end_to_end_on_the_local_target(dag, storage_root):
         metrics = json.loads((storage_root / run_folder(member["run_id"]) / "metrics.json").read_text())
         assert metrics == member["metrics"]
         assert (metrics["dataset"], metrics["node_count"], metrics["input_ratings"]) == (
-            "ml-latest-small", member["conf"]["node_count"], 100_836)
+            SAMPLE.name, member["conf"]["node_count"], SAMPLE.ratings)
     one, two = summary["configurations"]
     assert two["cluster_speedup"] == pytest.approx(members[0]["metrics"]["cluster_seconds"]
                                                    / members[1]["metrics"]["cluster_seconds"])
