@@ -127,11 +127,16 @@ def run_local_job(config, staged, run_id):
     config, settings = RunConfig(**config), settings_from_env()
     storage, run_prefix = _storage(settings), run_folder(run_id)
     storage.delete_prefix(f"{run_prefix}/output")
-    output_dir = storage.uri(f"{run_prefix}/output/stage-{FINAL_STAGE}")
+    output_dir = storage.uri(final_output_folder(run_prefix))
     run = run_job_locally(job_args(config, LOCAL_MOVIE_BLOCKS, staged["movies_uri"]),
                           staged["ratings_uris"], output_dir, config.node_count)
     log.info("local run finished in %.1f s; stages %s", run["seconds"], run["stage_seconds"])
     return run
+
+
+def final_output_folder(run_prefix):
+    """Where the job's last stage writes its part files, on EMR and on the local target alike."""
+    return f"{run_prefix}/output/stage-{FINAL_STAGE}"
 
 
 def collect_results(run_id):
@@ -141,13 +146,12 @@ def collect_results(run_id):
     clearing this task collects it again, without recomputing anything.
     """
     storage, run_prefix = _storage(settings_from_env()), run_folder(run_id)
-    output = f"{run_prefix}/output/stage-{FINAL_STAGE}"
     try:
         summary = collect_final_output(storage, run_prefix)
     except Exception as error:
         log.error("collecting the results failed (%s: %s). The computed output is kept at %s: clear "
                   "collect_results to collect it again once the cause is fixed", type(error).__name__, error,
-                  storage.uri(output))
+                  storage.uri(final_output_folder(run_prefix)))
         raise
     get_current_context()["outlet_events"][RESULTS_ASSET].extra = {"run_id": run_id, **summary}
     return summary
@@ -155,7 +159,7 @@ def collect_results(run_id):
 
 def collect_final_output(storage, run_prefix):
     """Write the run's results from the final stage's part files; their summary."""
-    output = f"{run_prefix}/output/stage-{FINAL_STAGE}"
+    output = final_output_folder(run_prefix)
     parts = [key for key in storage.list_keys(output) if key.rsplit("/", 1)[-1].startswith("part-")]
     if not parts:
         raise FileNotFoundError(f"no part files in {storage.uri(output)}: the final stage wrote nothing")
