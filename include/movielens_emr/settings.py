@@ -3,7 +3,8 @@ import os
 from dataclasses import dataclass, field
 
 from movielens_emr.cluster import ClusterSettings
-from movielens_emr.storage import DEFAULT_LOCAL_ROOT
+
+DEFAULT_LOCAL_ROOT = "~/.movielens-emr"
 
 # Every AWS client of the pipeline retries throttled and failed calls inside the call, with
 # backoff and a client-side rate limit, rather than failing a task that would re-run it all.

@@ -3,17 +3,12 @@ import re
 import shutil
 from pathlib import Path
 
-DEFAULT_LOCAL_ROOT = "~/.movielens-emr"
+from movielens_emr.settings import AWS_CLIENT_CONFIG, DEFAULT_LOCAL_ROOT
 
 
 def run_folder(run_id):
     """The folder name of a run: its id with every character outside [A-Za-z0-9._-] made '_'."""
     return "runs/" + re.sub(r"[^A-Za-z0-9._-]", "_", run_id)
-
-
-def step_log_folder(run_prefix, cluster_id, step_id):
-    """Where EMR delivers a step's logs (syslog.gz, stderr.gz) under the run's log URI, runs/<run>/logs/."""
-    return f"{run_prefix}/logs/{cluster_id}/steps/{step_id}"
 
 
 def dataset_folder(name, checksum):
@@ -66,8 +61,6 @@ class S3Storage:
 
     def __init__(self, bucket, prefix, aws_conn_id):
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-        from movielens_emr.settings import AWS_CLIENT_CONFIG  # settings imports this module
 
         self.bucket = bucket
         self.prefix = prefix.strip("/")

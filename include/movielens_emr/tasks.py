@@ -1,10 +1,8 @@
 """The callables behind movielens_similarity's tasks: each reads its inputs, calls the package, returns plain data."""
 import dataclasses
 import datetime
-import gzip
 import json
 import logging
-import time
 
 from airflow.sdk import Asset, Variable, get_current_context
 
@@ -17,7 +15,6 @@ from movielens_emr.metrics import (
     emr_timings,
     hourly_price,
     metrics_table,
-    parse_hadoop_counters,
     run_metrics,
     seconds_between,
 )
@@ -25,7 +22,8 @@ from movielens_emr.params import DEFAULT_MAX_NODE_COUNT, InvalidParam, RunConfig
 from movielens_emr.settings import AWS_CLIENT_CONFIG, settings_from_env
 from movielens_emr.staging import dataset_source_files, stage_dataset as stage_dataset_files, stage_job_files
 from movielens_emr.steps import build_stage_steps
-from movielens_emr.storage import open_storage, run_folder, step_log_folder
+from movielens_emr.emr_logs import node_log_folder, step_counters, step_log_folder, wait_for_object
+from movielens_emr.storage import open_storage, run_folder
 
 log = logging.getLogger(__name__)
 RESULTS_ASSET = Asset("movielens_similarities")
@@ -222,17 +220,8 @@ def _emr_timings_and_counters(settings, storage, run_prefix, cluster_id, step_id
     timings = emr_timings(cluster["Status"]["Timeline"], [step["Status"]["Timeline"] for step in steps])
     counters = {}
     for step_id in step_ids:
-        counters.update(_step_counters(storage, run_prefix, cluster_id, step_id))
+        counters.update(step_counters(storage, run_prefix, cluster_id, step_id))
     return timings, counters
-
-
-def _step_counters(storage, run_prefix, cluster_id, step_id):
-    """A step's Hadoop counters from the syslog EMR delivers to the log URI; empty if not delivered yet."""
-    key = f"{step_log_folder(run_prefix, cluster_id, step_id)}/syslog.gz"
-    if not storage.exists(key):
-        log.warning("no step log at %s yet: the job's counts are left out of the metrics", storage.uri(key))
-        return {}
-    return parse_hadoop_counters(gzip.decompress(storage.get_bytes(key)).decode("utf-8", errors="replace"))
 
 
 def reap_clusters():
@@ -276,17 +265,7 @@ def explain_stage_failure(context):
     storage, run_prefix = _storage(settings), run_folder(context["run_id"])
     stderr, log_folder = None, step_log_folder(run_prefix, cluster_id, step_ids[(number or 1) - 1])
     if step is not None and step["Status"]["State"] == "FAILED":  # only a step that ran has logs to wait for
-        stderr = _wait_for_object(storage, f"{log_folder}/stderr.gz", settings.log_wait_seconds, settings.poll_seconds)
+        stderr = wait_for_object(storage, f"{log_folder}/stderr.gz", settings.log_wait_seconds, settings.poll_seconds)
     log.error("%s", stage_failure_report(
         steps, stderr_tail(stderr) if stderr else None, storage.uri(log_folder), cluster=cluster,
-        node_log_location=storage.uri(f"{run_prefix}/logs/{cluster_id}/node/"), wait_error=context.get("exception")))
-
-
-def _wait_for_object(storage, key, wait_seconds, poll_seconds):
-    """The object's bytes once it exists, waiting at most wait_seconds (EMR delivers logs minutes late)."""
-    deadline = time.monotonic() + wait_seconds
-    while not storage.exists(key):
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(poll_seconds)
-    return storage.get_bytes(key)
+        node_log_location=storage.uri(node_log_folder(run_prefix, cluster_id)), wait_error=context.get("exception")))
