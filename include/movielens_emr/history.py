@@ -1,9 +1,12 @@
 """The run history table: one row per movielens_similarity run, its schema migrations, upsert and queries."""
+import contextlib
 import datetime
 import functools
 import json
 import logging
 import os
+import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -23,11 +26,13 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.schema import CreateColumn
 
 from movielens_emr.settings import settings_from_env
@@ -48,6 +53,14 @@ METRICS_TASK_ID = "record_metrics"
 CLUSTER_TASK_ID = "create_cluster"
 # Any constant will do: it names the lock that serialises concurrent migrations on PostgreSQL.
 MIGRATION_LOCK_KEY = 4_242_001
+# How long a SQLite statement waits for another connection's lock before "database is locked".
+SQLITE_BUSY_SECONDS = 30
+# A write that still meets a lock is retried, after 0.2, 0.4, 0.8, 1.6 s (each +-50 %), then fails.
+WRITE_ATTEMPTS = 5
+RETRY_FIRST_DELAY_SECONDS = 0.2
+# PostgreSQL's codes of a transaction that lost to another: deadlock, serialization failure, lock timeout.
+RETRIED_SQLSTATES = frozenset({"40P01", "40001", "55P03"})
+READ_ONLY_OPTION = "movielens_read_only"
 
 
 def _columns_v1():
@@ -110,8 +123,36 @@ def add_column(connection, table_name, column):
     connection.execute(text(f"ALTER TABLE {preparer.quote(table_name)} ADD COLUMN {ddl}"))
 
 
+def is_lock_conflict(error):
+    """Whether an OperationalError means another connection held a lock: worth retrying, not a real fault."""
+    # SQLite's SQLITE_BUSY and SQLITE_LOCKED messages.
+    reason = str(error.orig).lower()
+    return ("database is locked" in reason or "database table is locked" in reason
+            or getattr(error.orig, "sqlstate", None) in RETRIED_SQLSTATES)
+
+
+def retried_when_locked(write):
+    """`write(engine, ...)` run again, after a growing pause, while the database answers that it is locked."""
+    @functools.wraps(write)
+    def retried(engine, *args, **kwargs):
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                return write(engine, *args, **kwargs)
+            except OperationalError as error:
+                if attempt == WRITE_ATTEMPTS or not is_lock_conflict(error):
+                    raise
+                delay = RETRY_FIRST_DELAY_SECONDS * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
+                log.warning("history database locked (%s): %s again in %.2f s, attempt %d of %d",
+                            str(error.orig).splitlines()[0], write.__name__, delay, attempt + 1,
+                            WRITE_ATTEMPTS)
+                time.sleep(delay)
+    return retried
+
+
+@retried_when_locked
 def ensure_schema(engine, migrations=MIGRATIONS):
-    """Apply the missing migrations in order, in one locked transaction; return the schema version."""
+    """Apply the missing migrations in order, in one locked transaction; return the schema version.
+    Only writers call this (record_run_history); readers never migrate."""
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
@@ -127,6 +168,7 @@ def ensure_schema(engine, migrations=MIGRATIONS):
         return version
 
 
+@retried_when_locked
 def upsert_run(engine, record):
     """Insert a run's row, or replace every field of the row already there for its (dag_id, run_id)."""
     unknown = set(record) - set(HISTORY.c.keys())
@@ -145,14 +187,39 @@ def upsert_run(engine, record):
 
 
 def fetch_runs(engine, dataset=None, target=None, outcome=None, limit=100):
-    """Rows as dicts, newest start first, optionally only one dataset, target or outcome."""
-    query = select(HISTORY).order_by(HISTORY.c.started_at.desc().nulls_last(), HISTORY.c.recorded_at.desc())
-    for name, value in (("dataset", dataset), ("target", target), ("outcome", outcome)):
-        if value:
-            query = query.where(HISTORY.c[name] == value)
-    with engine.connect() as connection:
+    """Rows as dicts, newest start first, optionally only one dataset, target or outcome; [] while the table
+    does not exist. Reads only: no DDL, no migration, no write lock; a column that a migration not yet
+    applied would add reads as None."""
+    with read_connection(engine) as connection:
+        stored = stored_columns(connection)
+        if not stored:
+            return []
+        query = select(*(column for column in HISTORY.columns if column.name in stored)).order_by(
+            HISTORY.c.started_at.desc().nulls_last(), HISTORY.c.recorded_at.desc())
+        for name, value in (("dataset", dataset), ("target", target), ("outcome", outcome)):
+            if value:
+                query = query.where(HISTORY.c[name] == value)
         rows = connection.execute(query.limit(limit)).mappings().all()
-    return [{name: _utc(value) for name, value in row.items()} for row in rows]
+    return [{name: _utc(row.get(name)) for name in HISTORY.c.keys()} for row in rows]
+
+
+@contextlib.contextmanager
+def read_connection(engine):
+    """A connection for reading: PostgreSQL READ ONLY transactions; SQLite deferred ones, which take no
+    write lock (engine_for_url's writers begin IMMEDIATE)."""
+    with engine.connect() as connection:
+        options = {READ_ONLY_OPTION: True}
+        if connection.dialect.name == "postgresql":
+            options["postgresql_readonly"] = True
+        yield connection.execution_options(**options)
+
+
+def stored_columns(connection):
+    """The history table's column names as the database has them; empty when the table does not exist."""
+    inspector = inspect(connection)
+    if not inspector.has_table(TABLE_NAME):
+        return set()
+    return {column["name"] for column in inspector.get_columns(TABLE_NAME)}
 
 
 def run_record(dag_id, run_id, params, metrics, task_states, started_at, finished_at):
@@ -209,17 +276,30 @@ def history_engine(settings, conn_id=HISTORY_CONN_ID):
 
 @functools.lru_cache(maxsize=8)
 def engine_for_url(url):
-    """An engine; SQLite files get their folder created and write-locking transactions (BEGIN IMMEDIATE)."""
+    """make_engine(url), one per URL and process."""
+    return make_engine(url)
+
+
+def make_engine(url):
+    """A new engine. SQLite files get their folder created, a busy timeout (SQLITE_BUSY_SECONDS unless the URL
+    sets ?timeout=) and write-locking transactions (BEGIN IMMEDIATE), but for read_connection's."""
     url = make_url(url)
     if url.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
     if url.database:
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url)
+    busy_timeout = {} if "timeout" in url.query else {"timeout": SQLITE_BUSY_SECONDS}
+    engine = create_engine(url, connect_args=busy_timeout)
     # pysqlite would start transactions lazily and not before DDL; two runs migrating at once would collide.
     event.listen(engine, "connect", lambda dbapi, _: setattr(dbapi, "isolation_level", None))
-    event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN IMMEDIATE"))
+    event.listen(engine, "begin", _begin_sqlite)
     return engine
+
+
+def _begin_sqlite(connection):
+    # A deferred transaction takes a shared lock only when it reads, so readers never queue behind writers.
+    read_only = connection.get_execution_options().get(READ_ONLY_OPTION)
+    connection.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
 
 
 def read_metrics(storage, run_id):

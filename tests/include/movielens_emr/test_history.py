@@ -2,16 +2,22 @@
 import concurrent.futures
 import datetime
 import json
+import sqlite3
+import threading
 import uuid
 
 import pytest
 from sqlalchemy import Column, Float, create_engine, inspect, select, text
+from sqlalchemy.exc import OperationalError
 
+from movielens_emr import history
 from movielens_emr.history import (
     HISTORY,
     MIGRATIONS,
     TABLE_NAME,
+    VERSION_TABLE_NAME,
     VERSIONS,
+    WRITE_ATTEMPTS,
     Migration,
     add_column,
     connection_url,
@@ -20,6 +26,7 @@ from movielens_emr.history import (
     ensure_schema,
     fetch_runs,
     history_url,
+    make_engine,
     run_record,
     upsert_run,
 )
@@ -166,6 +173,121 @@ def test_a_failed_run_keeps_its_params_and_failed_tasks(engine):
     assert (row["outcome"], row["failed_tasks"]) == ("failed", "run_local_job")
     assert (row["target"], row["dataset"], row["node_count"]) == ("local", "ml-1m", None)
     assert row["wall_seconds"] is None and row["stage_1_seconds"] is None and row["cluster_id"] is None
+
+
+def test_fetch_runs_before_the_first_write_is_empty_and_creates_nothing(engine):
+    assert fetch_runs(engine) == [] and fetch_runs(engine, dataset="ml-1m", limit=1) == []
+    assert not {TABLE_NAME, VERSION_TABLE_NAME} & set(inspect(engine).get_table_names())
+
+
+def test_fetch_runs_reads_a_table_that_a_newer_migration_has_not_reached(engine):
+    ensure_schema(engine)
+    upsert_run(engine, record("run-1"))
+    with engine.begin() as connection:  # as if the table were one version older than this code
+        connection.execute(text(f"ALTER TABLE {TABLE_NAME} DROP COLUMN output_pairs"))
+    [row] = fetch_runs(engine)
+    assert (row["run_id"], row["wall_seconds"], row["output_pairs"]) == ("run-1", 1868.0, None)
+
+
+def hold_write_lock(path):
+    """A raw SQLite connection holding the write lock of the file at `path`, as a writer mid-transaction."""
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    return holder
+
+
+def test_fetch_runs_reads_while_a_writer_holds_the_lock(tmp_path):
+    path = tmp_path / "history.sqlite"
+    engine = make_engine(f"sqlite:///{path}?timeout=0.2")
+    ensure_schema(engine)
+    upsert_run(engine, record("run-1"))
+    holder = hold_write_lock(path)
+    try:
+        assert [row["run_id"] for row in fetch_runs(engine)] == ["run-1"]
+    finally:
+        holder.close()
+        engine.dispose()
+
+
+def test_a_write_meeting_a_lock_retries_until_the_lock_is_released(tmp_path):
+    path = tmp_path / "history.sqlite"
+    engine = make_engine(f"sqlite:///{path}?timeout=0.05")
+    ensure_schema(engine)
+    holder = hold_write_lock(path)
+    release = threading.Timer(0.5, holder.rollback)
+    release.start()
+    try:
+        upsert_run(engine, record("run-1"))  # fails after 0.05 s on each try until the release
+    finally:
+        release.join()
+        holder.close()
+    assert [row["run_id"] for row in fetch_runs(engine)] == ["run-1"]
+    engine.dispose()
+
+
+def test_a_write_gives_up_after_a_bounded_number_of_growing_pauses(tmp_path, monkeypatch):
+    path = tmp_path / "history.sqlite"
+    engine = make_engine(f"sqlite:///{path}?timeout=0.01")
+    ensure_schema(engine)
+    pauses = []
+    monkeypatch.setattr(history.time, "sleep", pauses.append)
+    holder = hold_write_lock(path)
+    try:
+        with pytest.raises(OperationalError, match="database is locked"):
+            upsert_run(engine, record("run-1"))
+    finally:
+        holder.close()
+        engine.dispose()
+    assert len(pauses) == WRITE_ATTEMPTS - 1
+    for attempt, pause in enumerate(pauses):  # doubling, each with up to 50 % of jitter
+        assert 0.5 <= pause / (history.RETRY_FIRST_DELAY_SECONDS * 2 ** attempt) <= 1.5
+
+
+def test_a_write_failing_for_another_reason_is_not_retried(monkeypatch):
+    calls = []
+
+    def broken_write(engine):
+        calls.append(engine)
+        raise OperationalError("INSERT", {}, sqlite3.OperationalError("disk I/O error"))
+
+    with pytest.raises(OperationalError, match="disk I/O error"):
+        history.retried_when_locked(broken_write)("engine")
+    assert calls == ["engine"]
+
+
+def test_sixteen_concurrent_writers_and_readers_all_succeed(engine):
+    """Sixteen runs recording at once on a fresh database, each with its own engine (as each task has its
+    own process), while readers read: every write lands, no read fails."""
+    url, writing = engine.url.render_as_string(hide_password=False), threading.Event()
+    start = threading.Barrier(16 + 4)
+
+    def write(number):
+        own = make_engine(url)
+        start.wait()
+        try:
+            ensure_schema(own)
+            upsert_run(own, record(f"run-{number:02d}", minutes=number))
+        finally:
+            own.dispose()
+
+    def read():
+        own, reads = make_engine(url), 0
+        start.wait()
+        while writing.is_set() or reads == 0:
+            fetch_runs(own, limit=5)
+            reads += 1
+        own.dispose()
+        return reads
+
+    writing.set()
+    with concurrent.futures.ThreadPoolExecutor(16 + 4) as pool:
+        readers = [pool.submit(read) for _ in range(4)]
+        for writer in [pool.submit(write, number) for number in range(16)]:
+            writer.result()  # raises what the writer raised
+        writing.clear()
+        assert all(reader.result() > 0 for reader in readers)
+    newest_first = [f"run-{number:02d}" for number in range(15, -1, -1)]
+    assert [row["run_id"] for row in fetch_runs(engine, limit=100)] == newest_first
 
 
 def test_upsert_refuses_unknown_columns(sqlite_engine):
