@@ -1,6 +1,7 @@
 """The Airflow UI's "MovieLens benchmarks" page: run history, the latest benchmark report, similar movies."""
 import functools
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Annotated
@@ -9,19 +10,22 @@ import jinja2
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
-from fastapi.responses import HTMLResponse, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from markdown_it import MarkdownIt
+from markupsafe import Markup
 from sqlalchemy.exc import SQLAlchemyError
 
 from movielens_emr import report as benchmark_report
 from movielens_emr.datasets import CATALOGUE
-from movielens_emr.history import ensure_schema, fetch_runs, history_engine
+from movielens_emr.history import fetch_runs, history_engine
 from movielens_emr.params import TARGETS
 from movielens_emr.results import id_order
 from movielens_emr.settings import settings_from_env
 from movielens_emr.storage import LocalStorage, open_storage
 
+log = logging.getLogger(__name__)
 DAG_ID = "movielens_similarity"
 URL_PREFIX = "/movielens"
 TEMPLATES = Path(__file__).with_suffix("")
@@ -33,6 +37,15 @@ PLOT_NAME = r"^[A-Za-z0-9_-][A-Za-z0-9._-]*\.png$"
 # A number as report.py prints it ("1,868.0", "100 %", "1/1", "-"): right-aligned like numbers.
 NUMERIC_TEXT = r"[-+]?[\d,]*\.?\d+( %)?|\d+/\d+|-"
 YEAR_SUFFIX = re.compile(r"\s*\(\d{4}\)\s*$")
+NOTE_CHARACTERS = 300
+
+
+class UnreadableFile(ValueError):
+    """A stored result or report file that is not as its writer writes it; the message names it and why."""
+
+
+class NoResults(LookupError):
+    """Nothing of the kind asked for has been written yet."""
 
 
 # --- what the page shows, from storage and the history table ---------------------------------------------
@@ -52,17 +65,38 @@ def latest_report_folder(storage):
     return newest.rsplit("/", 1)[0] if newest else None
 
 
+def read_json(storage, key):
+    """A stored JSON document; UnreadableFile when it is not UTF-8 JSON (cut short, or not written by us)."""
+    data = storage.get_bytes(key)
+    try:
+        return json.loads(data)
+    except ValueError as error:  # JSONDecodeError, or UnicodeDecodeError for bytes that are not UTF-8
+        raise UnreadableFile(f"{key} is not valid JSON ({len(data):,} bytes): {error}") from error
+
+
+def read_text(storage, key):
+    """A stored UTF-8 text; UnreadableFile when it is not UTF-8."""
+    try:
+        return storage.get_bytes(key).decode()
+    except UnicodeDecodeError as error:
+        raise UnreadableFile(f"{key} is not UTF-8 text: {error}") from error
+
+
+REPORT_FILES = (("summary.json", "summary", read_json), ("report.md", "report_markdown", read_text))
+
+
 def load_report(storage, folder):
-    """A benchmark report folder as plain data: its summary, report text and plot file names."""
+    """A benchmark report folder as plain data: its summary, report text and plot file names. A file that
+    is missing or unreadable is None; why it is unreadable is in `problems`."""
     names = {key.rsplit("/", 1)[-1] for key in storage.list_keys(folder) if key.count("/") == 2}
-    summary, markdown = (storage.get_bytes(f"{folder}/{name}") if name in names else None
-                         for name in ("summary.json", "report.md"))
-    return {
-        "folder": folder.split("/", 1)[1],
-        "summary": json.loads(summary) if summary is not None else None,
-        "report_markdown": markdown.decode() if markdown is not None else None,
-        "plots": sorted(name for name in names if re.match(PLOT_NAME, name)),
-    }
+    report = {"folder": folder.split("/", 1)[1], "summary": None, "report_markdown": None,
+              "plots": sorted(name for name in names if re.match(PLOT_NAME, name)), "problems": []}
+    for name, field, read in REPORT_FILES:
+        try:
+            report[field] = read(storage, f"{folder}/{name}") if name in names else None
+        except UnreadableFile as error:
+            report["problems"].append(str(error))
+    return report
 
 
 def summary_blocks(summary):
@@ -71,13 +105,23 @@ def summary_blocks(summary):
     blocks = [{"title": "Figures", "columns": ["figure", "value"], "rows": _figures(summary)}]
     for name, value in summary.items():
         if name == "configurations" and isinstance(value, list):
-            blocks.append({"title": "Configurations (medians)", "columns": list(benchmark_report.COLUMNS),
-                           "rows": benchmark_report.summary_rows(value)})
+            blocks.append(configurations_block(value))
         elif isinstance(value, list) and value and all(_is_record(item) for item in value):
             columns = list(dict.fromkeys(column for item in value for column in item))
             blocks.append({"title": name, "columns": columns,
                            "rows": [[item.get(column) for column in columns] for item in value]})
-    return [block for block in blocks if block["rows"]]
+    return [block for block in blocks if block["rows"] or block.get("problem")]
+
+
+def configurations_block(configurations):
+    """The configurations as report.md tabulates them; a `problem` instead of rows if they lack its fields."""
+    block = {"title": "Configurations (medians)", "columns": list(benchmark_report.COLUMNS)}
+    try:
+        return {**block, "rows": benchmark_report.summary_rows(configurations)}
+    except (KeyError, TypeError, ValueError) as error:
+        reason = f"a configuration has no field {error}" if isinstance(error, KeyError) else error
+        return {**block, "rows": [], "problem": f"summary.json: configurations not as movielens_benchmark "
+                                                f"writes them ({reason})"}
 
 
 def _figures(summary):
@@ -113,6 +157,18 @@ def latest_results_key(storage, successful_runs):
     return max(keys, key=lambda key: modified_at(storage, key), default=None)
 
 
+def check_neighbours(movies, key):
+    """`movies` if shaped as top_neighbours.json is ({movie id: {"title", "neighbours": [{...}]}}), else
+    UnreadableFile naming the first movie that is not."""
+    if not isinstance(movies, dict):
+        raise UnreadableFile(f"{key}: not a mapping of movie ids to movies but a {type(movies).__name__}")
+    for movie_id, movie in movies.items():
+        if not (isinstance(movie, dict) and isinstance(movie.get("title", 0), str | None)
+                and isinstance(movie.get("neighbours"), list) and all(map(_is_record, movie["neighbours"]))):
+            raise UnreadableFile(f"{key}: movie {movie_id} is not a title with a list of neighbours")
+    return movies
+
+
 def find_similar(movies, query, limit=MATCH_LIMIT):
     """(count, first `limit` matches): movies whose title holds `query` in any case, closest titles first."""
     needle = query.strip().casefold()
@@ -134,7 +190,7 @@ def _match_order(item, needle):
 
 def _format(value, float_format):
     """A table cell: floats in `float_format`, integers with thousands separators, containers as JSON."""
-    if value is None:
+    if value is None or isinstance(value, jinja2.Undefined):
         return "–"
     if isinstance(value, float):
         return format(value, float_format)
@@ -168,26 +224,25 @@ def _storage():
 
 
 def _history(**filters):
-    engine = history_engine(settings_from_env())
-    ensure_schema(engine)
-    return fetch_runs(engine, **filters)
+    # Read only: the schema is record_run_history's to create and migrate, never a page view's.
+    return fetch_runs(history_engine(settings_from_env()), **filters)
 
 
 @functools.lru_cache(maxsize=2)
 def _neighbours(root, aws_conn_id, key, modified):
     # Keyed by modification time: a rerun that rewrites the file is read again, a page view is not.
-    return json.loads(open_storage(root, aws_conn_id).get_bytes(key))
+    return check_neighbours(read_json(open_storage(root, aws_conn_id), key), key)
 
 
 def _latest_neighbours(storage):
-    """(run folder, {movie_id: {title, neighbours}}) of the latest results, or 404."""
+    """(run folder, {movie_id: {title, neighbours}}) of the latest results; NoResults or UnreadableFile."""
     try:
         successful = _history(outcome="success", limit=20)
     except SQLAlchemyError:
         successful = []  # the run folders still hold the results
     key = latest_results_key(storage, successful)
     if key is None:
-        raise HTTPException(404, f"no results yet: no top_neighbours.json under {storage.uri('runs')}")
+        raise NoResults(f"no results yet: no top_neighbours.json under {storage.uri('runs')}")
     settings = settings_from_env()
     movies = _neighbours(settings.storage_root, settings.aws_conn_id, key, modified_at(storage, key))
     return key.split("/results/")[0], movies
@@ -196,7 +251,7 @@ def _latest_neighbours(storage):
 def _latest_report(storage):
     folder = latest_report_folder(storage)
     if folder is None:
-        raise HTTPException(404, f"no benchmark report yet: nothing under {storage.uri('benchmarks')}")
+        raise NoResults(f"no benchmark report yet: nothing under {storage.uri('benchmarks')}")
     return load_report(storage, folder)
 
 
@@ -218,7 +273,9 @@ async def require_run_access(request: Request, credentials: Credentials):
         raise HTTPException(403, "Forbidden")
 
 
-app = FastAPI(title="MovieLens benchmarks", dependencies=[Depends(require_run_access)])
+# The generated docs and schema are routes of their own below, so that they too need require_run_access.
+app = FastAPI(title="MovieLens benchmarks", dependencies=[Depends(require_run_access)],
+              docs_url=None, redoc_url=None, openapi_url=None)
 templates = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
 templates.filters.update(number=lambda value, digits=1: _format(value, f",.{digits}f"),
                          figure=lambda value: _format(value, ",.6g"),
@@ -232,6 +289,50 @@ def _plot_url(folder, name):
     return f"reports/{folder}/plots/{name}"
 
 
+def describe(error):
+    """Why a section could not be read, in one line."""
+    if isinstance(error, SQLAlchemyError):
+        text = str(error.__cause__ or error)  # the driver's own words, without SQLAlchemy's SQL and links
+    elif isinstance(error, UnreadableFile):
+        text = str(error)
+    else:
+        text = f"{type(error).__name__}: {error}"
+    return (text.splitlines() or [""])[0][:NOTE_CHARACTERS]
+
+
+# The JSON endpoints' failures, each for its own section: nothing yet, a bad stored file, no database.
+@app.exception_handler(NoResults)
+def no_results(request, error):
+    return JSONResponse({"detail": str(error)}, status_code=404)
+
+
+@app.exception_handler(UnreadableFile)
+def unreadable_file(request, error):
+    return JSONResponse({"detail": str(error)}, status_code=502)
+
+
+@app.exception_handler(SQLAlchemyError)
+def unreadable_history(request, error):
+    return JSONResponse({"detail": f"the run history database could not be read: {describe(error)}"},
+                        status_code=503)
+
+
+@app.get("/openapi.json", include_in_schema=False)
+def openapi_json():
+    return app.openapi()
+
+
+@app.get("/docs", include_in_schema=False)
+def swagger_docs():
+    # Relative: the app is mounted under URL_PREFIX, itself perhaps under the API server's base path.
+    return get_swagger_ui_html(openapi_url="openapi.json", title=f"{app.title} - API")
+
+
+@app.get("/redoc", include_in_schema=False)
+def redoc_docs():
+    return get_redoc_html(openapi_url="openapi.json", title=f"{app.title} - API")
+
+
 @app.get("/api/history")
 def history_json(dataset: FilterParam = None, target: FilterParam = None, outcome: FilterParam = None,
                  limit: Annotated[int, Query(ge=1, le=1000)] = HISTORY_LIMIT):
@@ -241,6 +342,9 @@ def history_json(dataset: FilterParam = None, target: FilterParam = None, outcom
 @app.get("/api/report/latest")
 def latest_report_json():
     report = _latest_report(_storage())
+    problems = report.pop("problems")
+    if problems:
+        raise UnreadableFile("; ".join(problems))
     plots = [{"name": name, "url": _plot_url(report["folder"], name)} for name in report["plots"]]
     return {**report, "plots": plots}
 
@@ -264,26 +368,35 @@ def plot_png(folder: Annotated[str, PathParam(pattern=SAFE_NAME)],
 @app.get("/", response_class=HTMLResponse)
 def page(dataset: FilterParam = None, target: FilterParam = None,
          title: Annotated[str, Query(max_length=200)] = ""):
-    storage = _storage()
-    context = {"dag_id": DAG_ID, "dataset": dataset or "", "target": target or "", "title": title.strip(),
+    storage, title = _storage(), title.strip()
+    context = {"dag_id": DAG_ID, "dataset": dataset or "", "target": target or "", "title": title,
                "datasets": list(CATALOGUE), "targets": list(TARGETS), "storage_root": storage.uri("")}
     return templates.get_template("page.html").render(
-        **context, **_history_section(dataset, target), **_report_section(storage),
-        **_similar_section(storage, title.strip()))
+        **context, history_section=_section("history", context, lambda: _history_section(dataset, target)),
+        report_section=_section("report", context, lambda: _report_section(storage)),
+        similar_section=_section("similar", context, lambda: _similar_section(storage, title)))
+
+
+def _section(name, context, build):
+    """The page's section `name`: its template filled with build()'s data or, when reading or showing them
+    fails, with the reason as `error`. One bad file or database never takes the other sections down."""
+    template = templates.get_template(f"{name}.html")
+    try:
+        return Markup(template.render(**context, **build()))
+    except Exception as error:  # whatever broke, it stays in this section, said in one line and logged
+        log.warning("MovieLens benchmarks page: the %s section failed", name, exc_info=True)
+        return Markup(template.render(**context, error=describe(error)))
 
 
 def _history_section(dataset, target):
-    try:
-        return {"runs": _history(dataset=dataset, target=target, limit=HISTORY_LIMIT), "history_error": None}
-    except SQLAlchemyError as error:
-        return {"runs": [], "history_error": str(error.__cause__ or error).splitlines()[0]}
+    return {"runs": _history(dataset=dataset, target=target, limit=HISTORY_LIMIT)}
 
 
 def _report_section(storage):
-    folder = latest_report_folder(storage)
-    if folder is None:
+    try:
+        report = _latest_report(storage)
+    except NoResults:
         return {"report": None}
-    report = load_report(storage, folder)
     plot_url = functools.partial(_plot_url, report["folder"])
     blocks = summary_blocks(report["summary"]) if report["summary"] is not None else []
     html = report_html(report["report_markdown"] or "", plot_url)
@@ -294,7 +407,7 @@ def _report_section(storage):
 def _similar_section(storage, title):
     try:
         run, movies = _latest_neighbours(storage)
-    except HTTPException:
+    except NoResults:
         return {"results_run": None, "matches": [], "total": 0}
     total, matches = find_similar(movies, title)
     return {"results_run": run, "matches": matches, "total": total}
