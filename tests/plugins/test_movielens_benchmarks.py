@@ -4,6 +4,7 @@ import json
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from movielens_emr import report as benchmark_report
 from movielens_emr.benchmark import summarize
-from movielens_emr.history import engine_for_url, ensure_schema, run_record, upsert_run
+from movielens_emr.history import TABLE_NAME, engine_for_url, ensure_schema, run_record, upsert_run
 from movielens_emr.storage import run_folder
 
 from plugins import movielens_benchmarks as plugin
@@ -240,9 +241,132 @@ def test_plot_png_refuses_other_files(client, reports, path, status):
     assert client.get(path).status_code == status
 
 
-def test_requests_without_credentials_are_refused(storage_root):
-    for path in ("/", "/api/history", "/api/report/latest"):
-        assert TestClient(plugin.app).get(path).status_code == 401
+@pytest.mark.parametrize("path", ["/", "/api/history", "/api/report/latest", "/api/similar?title=toy",
+                                  "/reports/manual__bench/plots/cost_vs_time.png",
+                                  "/docs", "/redoc", "/openapi.json"])
+def test_requests_without_credentials_are_refused(storage_root, path):
+    assert TestClient(plugin.app).get(path).status_code == 401
+
+
+def test_the_api_docs_and_schema_answer_with_access(client):
+    schema = client.get("/openapi.json").json()
+    assert {"/api/history", "/api/report/latest", "/api/similar", "/"} <= set(schema["paths"])
+    assert not {"/docs", "/redoc", "/openapi.json"} & set(schema["paths"])
+    for path in ("/docs", "/redoc"):
+        response = client.get(path)
+        assert response.status_code == 200 and "openapi.json" in response.text
+
+
+# --- one bad file or database breaks only its own section --------------------------------------------------
+
+def truncate(path, keep=40):
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+def test_a_truncated_summary_json_breaks_only_the_report_figures(client, runs, reports, storage_root):
+    truncate(storage_root / "benchmarks/manual__bench/summary.json")
+    response = client.get("/", params={"title": "toy"})
+    assert response.status_code == 200
+    assert history_run_ids(response.text) == ["manual__new_failed", "manual__local", "manual__old_emr"]
+    assert "3 titles contain “toy”" in response.text
+    assert re.search(r'class="error">benchmarks/manual__bench/summary.json is not valid JSON \(40 bytes\)',
+                     response.text)
+    assert "<h2>Member runs</h2>" in response.text  # report.md and the plots are still shown
+    assert '<figure><img src="reports/manual__bench/plots/time_vs_nodes.png"' in response.text
+    report = client.get("/api/report/latest")
+    assert report.status_code == 502
+    assert report.json()["detail"].startswith("benchmarks/manual__bench/summary.json is not valid JSON")
+    assert client.get("/api/history").status_code == 200
+    assert client.get("/api/similar", params={"title": "toy"}).json()["total"] == 3
+
+
+def test_a_report_md_that_is_not_utf8_breaks_only_the_report_text(client, runs, reports, storage_root):
+    (storage_root / "benchmarks/manual__bench/report.md").write_bytes("# Durée\n".encode("latin-1"))
+    response = client.get("/", params={"title": "toy"})
+    assert response.status_code == 200
+    assert "benchmarks/manual__bench/report.md is not UTF-8 text" in response.text
+    assert "<td>measured_members</td><td>2</td>" in response.text  # summary.json is still shown
+    assert "Full report (report.md)" not in response.text
+    assert len(history_run_ids(response.text)) == 3 and "3 titles contain “toy”" in response.text
+    report = client.get("/api/report/latest")
+    assert report.status_code == 502 and "report.md is not UTF-8 text" in report.json()["detail"]
+
+
+def test_a_summary_missing_fields_breaks_only_the_configurations_table(client, runs, reports, storage_root):
+    path = storage_root / "benchmarks/manual__bench/summary.json"
+    summary = json.loads(path.read_text())
+    for configuration in summary["configurations"]:
+        del configuration["measured"]
+    path.write_text(json.dumps(summary))
+    response = client.get("/", params={"title": "toy"})
+    assert response.status_code == 200
+    assert ("summary.json: configurations not as movielens_benchmark writes them "
+            "(a configuration has no field &#39;measured&#39;)") in response.text
+    assert "<td>measured_members</td><td>2</td>" in response.text and "<h2>Member runs</h2>" in response.text
+    assert len(history_run_ids(response.text)) == 3 and "3 titles contain “toy”" in response.text
+    assert client.get("/api/report/latest").json()["summary"]["configurations"] == summary["configurations"]
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda path: truncate(path), "is not valid JSON"),
+    (lambda path: path.write_bytes(b'{"1": {"title": "Toy Story (1995)", "neighbours": [\xff]}}'),
+     "is not valid JSON"),
+    (lambda path: path.write_text('["Toy Story (1995)"]'), "not a mapping of movie ids to movies but a list"),
+    (lambda path: path.write_text('{"1": {"title": "Toy Story (1995)"}}'),
+     "movie 1 is not a title with a list of neighbours"),
+], ids=["truncated", "not UTF-8", "a list", "without neighbours"])
+def test_a_bad_top_neighbours_json_breaks_only_the_lookup(client, runs, reports, storage_root, damage,
+                                                          reason):
+    damage(storage_root / "runs/manual__local/results/top_neighbours.json")
+    response = client.get("/", params={"title": "toy"})
+    assert response.status_code == 200
+    assert ('<p class="error">The lookup could not read the latest results: '
+            "runs/manual__local/results/top_neighbours.json") in response.text and reason in response.text
+    assert len(history_run_ids(response.text)) == 3 and "<h2>Member runs</h2>" in response.text
+    similar = client.get("/api/similar", params={"title": "toy"})
+    assert similar.status_code == 502 and reason in similar.json()["detail"]
+    assert client.get("/api/report/latest").status_code == 200
+
+
+def test_an_unreadable_history_database_breaks_only_the_history(client, runs, reports, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_MOVIELENS_HISTORY", "postgresql://nobody@127.0.0.1:1/none")
+    response = client.get("/", params={"title": "toy"})
+    assert response.status_code == 200 and history_run_ids(response.text) == []
+    assert "The run history database could not be read: " in response.text
+    assert "<h2>Member runs</h2>" in response.text
+    history = client.get("/api/history")
+    assert history.status_code == 503
+    assert history.json()["detail"].startswith("the run history database could not be read: ")
+
+
+def test_a_section_that_fails_to_render_is_replaced_by_its_note(client, runs, reports, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no plots today")
+
+    monkeypatch.setattr(plugin, "report_html", broken)
+    response = client.get("/", params={"title": "toy"})
+    assert response.status_code == 200
+    assert "The latest benchmark report could not be read: RuntimeError: no plots today" in response.text
+    assert len(history_run_ids(response.text)) == 3 and "3 titles contain “toy”" in response.text
+
+
+def test_page_views_never_create_or_migrate_the_history(client, storage_root):
+    assert "No runs recorded yet" in client.get("/").text
+    assert client.get("/api/history").json() == {"runs": []}
+    with engine_for_url(f"sqlite:///{storage_root / 'history.sqlite'}").connect() as connection:
+        assert connection.exec_driver_sql("SELECT name FROM sqlite_master").all() == []
+
+
+def test_the_page_reads_the_history_while_a_run_is_writing_it(client, runs, storage_root):
+    writer = sqlite3.connect(storage_root / "history.sqlite", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute(f"DELETE FROM {TABLE_NAME}")  # not committed: readers still see every run
+    try:
+        assert len(history_run_ids(client.get("/").text)) == 3
+        assert len(client.get("/api/history").json()["runs"]) == 3
+    finally:
+        writer.rollback()
+        writer.close()
 
 
 def test_find_similar_ranks_whole_titles_then_prefixes():
@@ -325,7 +449,8 @@ def wait_until_healthy(base, server, log_path, seconds=90):
 
 
 def test_the_page_through_a_real_api_server(api_server):
-    assert httpx.get(f"{api_server}/movielens/").status_code == 401
+    for path in ("/movielens/", "/movielens/docs", "/movielens/redoc", "/movielens/openapi.json"):
+        assert httpx.get(f"{api_server}{path}").status_code == 401, path
     login = {"username": "admin", "password": ADMIN_PASSWORD}
     token = httpx.post(f"{api_server}/auth/token", json=login).json()["access_token"]
     with httpx.Client(base_url=api_server, headers={"Authorization": f"Bearer {token}"}) as client:
@@ -333,6 +458,7 @@ def test_the_page_through_a_real_api_server(api_server):
         assert page.status_code == 200
         assert history_run_ids(page.text) == ["manual__new_failed", "manual__local", "manual__old_emr"]
         assert client.get("/movielens/api/similar", params={"title": "toy"}).json()["total"] == 3
+        assert "/api/history" in client.get("/movielens/openapi.json").json()["paths"]
         plugins = client.get("/api/v2/plugins").json()["plugins"]
     with httpx.Client(base_url=api_server, cookies={"_token": token}) as browser:
         assert browser.get("/movielens/").status_code == 200  # with the session cookie, as in the UI
