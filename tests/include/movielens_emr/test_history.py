@@ -189,6 +189,14 @@ def test_fetch_runs_reads_a_table_that_a_newer_migration_has_not_reached(engine)
     assert (row["run_id"], row["wall_seconds"], row["output_pairs"]) == ("run-1", 1868.0, None)
 
 
+def test_reads_run_in_read_only_transactions_on_postgresql(postgresql_engine):
+    ensure_schema(postgresql_engine)
+    with history.read_connection(postgresql_engine) as connection:
+        assert connection.exec_driver_sql("SHOW transaction_read_only").scalar() == "on"
+    with postgresql_engine.connect() as connection:  # the pooled connection is writable again
+        assert connection.exec_driver_sql("SHOW transaction_read_only").scalar() == "off"
+
+
 def hold_write_lock(path):
     """A raw SQLite connection holding the write lock of the file at `path`, as a writer mid-transaction."""
     holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
