@@ -163,10 +163,15 @@ def check_neighbours(movies, key):
     if not isinstance(movies, dict):
         raise UnreadableFile(f"{key}: not a mapping of movie ids to movies but a {type(movies).__name__}")
     for movie_id, movie in movies.items():
-        if not (isinstance(movie, dict) and isinstance(movie.get("title", 0), str | None)
-                and isinstance(movie.get("neighbours"), list) and all(map(_is_record, movie["neighbours"]))):
+        if not _is_movie(movie):
             raise UnreadableFile(f"{key}: movie {movie_id} is not a title with a list of neighbours")
     return movies
+
+
+def _is_movie(movie):
+    """A movie as top_neighbours.json holds it: a title (or null) and a list of flat neighbour records."""
+    return (isinstance(movie, dict) and "title" in movie and isinstance(movie["title"], str | None)
+            and isinstance(movie.get("neighbours"), list) and all(map(_is_record, movie["neighbours"])))
 
 
 def find_similar(movies, query, limit=MATCH_LIMIT):
