@@ -1,0 +1,149 @@
+"""Plan a run before triggering it: predicted time and cost for every node count, and the count to buy.
+
+    python -m movielens_emr.advise --dataset ml-1m --deadline-minutes 20
+    python -m movielens_emr.advise --dataset ml-1m --budget-usd 0.50 --json
+
+The model is fitted to the run history (`movielens_run_history`) of one target and instance type;
+see movielens_emr.sizing for the model and README "Planning a run" for the rules.
+"""
+import argparse
+import json
+import statistics
+import sys
+
+from movielens_emr.sizing import (
+    NotEnoughHistory,
+    Observation,
+    fit_time_model,
+    pareto_front,
+    predictions,
+    recommend,
+)
+
+DEFAULT_NODE_COUNTS = range(1, 21)
+
+
+def usable_runs(rows, target, instance_type):
+    """Successful runs of one target and instance type that have the figures a fit needs; (runs, skipped)."""
+    chosen, skipped = [], 0
+    for row in rows:
+        if row.get("outcome") != "success" or row.get("target") != target:
+            continue
+        if target == "emr" and row.get("instance_type") != instance_type:
+            continue
+        if not (row.get("pair_work") and row.get("cluster_seconds")):
+            skipped += 1  # an older run without the pair work count, or without timings
+            continue
+        chosen.append(row)
+    return chosen, skipped
+
+
+def observation(row):
+    provisioning = row.get("provisioning_seconds") or 0.0
+    return Observation(int(row["node_count"]), float(row["pair_work"]),
+                       float(row["cluster_seconds"]) - provisioning, provisioning, row.get("run_id", ""))
+
+
+def planned_pair_work(rows, dataset, sample_fraction):
+    """The pair work of a run of `dataset` at `sample_fraction`, scaled from that dataset's measured runs."""
+    full = [row["pair_work"] / (row.get("sample_fraction") or 1.0)
+            for row in rows if row.get("dataset") == dataset]
+    if not full:
+        raise NotEnoughHistory(f"no successful run of {dataset} with a pair work count: run it once (a small "
+                               "sample_fraction will do) so that its work is known")
+    return statistics.median(full) * sample_fraction
+
+
+def plan_run(rows, dataset, target="emr", instance_type="m5.xlarge", price_per_node_hour=None,
+             sample_fraction=1.0, node_counts=DEFAULT_NODE_COUNTS, deadline_minutes=None, budget_usd=None):
+    """Predictions for every node count, the Pareto front and, for a deadline or budget, the choice."""
+    runs, skipped = usable_runs(rows, target, instance_type)
+    model = fit_time_model([observation(row) for row in runs])
+    pair_work = planned_pair_work(runs, dataset, sample_fraction)
+    options = predictions(model, list(node_counts), pair_work, price_per_node_hour)
+    chosen = None
+    if deadline_minutes is not None or budget_usd is not None:
+        chosen = recommend(options, deadline_minutes, budget_usd)
+    return {
+        "dataset": dataset, "target": target, "instance_type": instance_type,
+        "sample_fraction": sample_fraction, "pair_work": pair_work,
+        "model": {"coefficients": dict(zip(("a", "b", "c", "d"), model.coefficients, strict=True)),
+                  "runs": model.runs, "runs_skipped": skipped, "node_range": list(model.node_range),
+                  "work_range": list(model.work_range), "provisioning_seconds": model.provisioning_seconds,
+                  "loo_median_error": model.loo_median_error, "loo_p90_error": model.loo_p90_error},
+        "predictions": [option.as_dict() for option in options],
+        "pareto_node_counts": [option.node_count for option in pareto_front(options)],
+        "deadline_minutes": deadline_minutes, "budget_usd": budget_usd,
+        "recommendation": chosen.as_dict() if chosen else None,
+    }
+
+
+def format_plan(plan):
+    """The plan as text: the model, a table of node counts and the recommendation."""
+    model = plan["model"]
+    error = model["loo_median_error"]
+    lines = [
+        f"{plan['dataset']} at sample fraction {plan['sample_fraction']:g} on {plan['target']} "
+        f"({plan['instance_type']}): pair work {plan['pair_work']:.4g}",
+        "model t(m) = {a:.1f} + {b:.3g} * W/m + {c:.1f} * log m + {d:.2f} * m seconds".format(
+            **model["coefficients"]) + f", provisioning {model['provisioning_seconds']:.0f} s apart",
+        f"fitted on {model['runs']} runs ({model['runs_skipped']} without a pair work count skipped), "
+        f"nodes {model['node_range'][0]}-{model['node_range'][1]}; leave-one-out error "
+        + ("unknown" if error is None
+           else f"median {error:.0%}, 90th percentile {model['loo_p90_error']:.0%}"),
+        "",
+        "nodes  minutes  node-min  cost USD  confidence  note",
+    ]
+    for option in plan["predictions"]:
+        mark = "*" if option["node_count"] in plan["pareto_node_counts"] else " "
+        cost = "-" if option["cost_usd"] is None else f"{option['cost_usd']:.2f}"
+        lines.append(f"{option['node_count']:>4}{mark} {option['cluster_seconds'] / 60:>8.1f} "
+                     f"{option['node_minutes']:>9.1f} {cost:>9} {option['confidence']:>11}  "
+                     + "; ".join(option["extrapolation"]))
+    lines.append("* on the cost-time Pareto front")
+    if plan["recommendation"]:
+        chosen = plan["recommendation"]
+        lines.append(f"recommended: {chosen['node_count']} nodes, {chosen['cluster_seconds'] / 60:.1f} min, "
+                     f"{'-' if chosen['cost_usd'] is None else '$%.2f' % chosen['cost_usd']} "
+                     f"({chosen['confidence']} confidence)")
+    return "\n".join(lines)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m movielens_emr.advise",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", required=True, help="the MovieLens release to plan for")
+    parser.add_argument("--target", default="emr", choices=("emr", "local"))
+    parser.add_argument("--instance-type", default="m5.xlarge")
+    parser.add_argument("--sample-fraction", type=float, default=1.0)
+    parser.add_argument("--deadline-minutes", type=float, help="recommend the cheapest count that meets it")
+    parser.add_argument("--budget-usd", type=float, help="recommend the fastest count within it")
+    parser.add_argument("--max-nodes", type=int, default=20, help="largest node count considered")
+    parser.add_argument("--json", action="store_true", help="print the plan as JSON")
+    return parser.parse_args(argv)
+
+
+def main(argv=None, rows=None):
+    """The command line; rows (history rows) are read from the run history database when not given."""
+    from movielens_emr.metrics import hourly_price
+
+    args = parse_args(argv)
+    if rows is None:
+        from movielens_emr.history import fetch_runs, history_engine
+        from movielens_emr.settings import settings_from_env
+
+        rows = fetch_runs(history_engine(settings_from_env()), target=args.target, outcome="success",
+                          limit=10_000)
+    price = hourly_price(args.instance_type) if args.target == "emr" else 0.0
+    try:
+        plan = plan_run(rows, args.dataset, args.target, args.instance_type, price, args.sample_fraction,
+                        range(1, args.max_nodes + 1), args.deadline_minutes, args.budget_usd)
+    except ValueError as error:  # NotEnoughHistory, NoNodeCountFits: a plain answer, not a traceback
+        print(f"advise: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(plan, indent=1) if args.json else format_plan(plan))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

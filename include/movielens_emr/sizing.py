@@ -1,0 +1,253 @@
+"""Cluster sizing: Ernest's time model fitted to the run history, task waves, and a node count to buy.
+
+Ernest (Venkataraman et al., NSDI 2016) models a job's time on m machines as
+    t(m) = a + b * W / m + c * log(m) + d * m
+(a fixed cost, the parallel work W spread over m machines, a tree-shaped aggregation, per-machine
+overhead), each coefficient non-negative, fitted by non-negative least squares. W is the run's pair
+work, sum over users of n_u^2 (stage 1 counts it), so that runs on samples of users inform full runs.
+Provisioning does not depend on the work and is modelled apart, as its median per instance type.
+"""
+import math
+import statistics
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import nnls
+
+TERMS = ("fixed", "work_per_node", "log_nodes", "nodes")
+MIN_RUNS = 4
+# How far outside the measured node counts and work a prediction may go before it is flagged.
+WORK_MARGIN = 1.1
+CONFIDENCE_BOUNDS = {"high": 0.10, "medium": 0.25}
+
+
+class NotEnoughHistory(ValueError):
+    """Too few usable runs to fit a model: say which runs are needed."""
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One measured run: nodes, pair work, working seconds (cluster time less provisioning), provisioning."""
+
+    node_count: int
+    pair_work: float
+    work_seconds: float
+    provisioning_seconds: float = 0.0
+    run_id: str = ""
+
+
+@dataclass(frozen=True)
+class TimeModel:
+    """A fitted Ernest model with what it was fitted on and its leave-one-out error."""
+
+    coefficients: tuple
+    node_range: tuple
+    work_range: tuple
+    provisioning_seconds: float
+    runs: int
+    loo_errors: tuple = field(default=())
+
+    def work_seconds(self, node_count, pair_work):
+        return float(np.dot(self.coefficients, features(node_count, pair_work)))
+
+    @property
+    def loo_median_error(self):
+        """Median |error| / measured of each run predicted by a model fitted without it; None if unknown."""
+        return statistics.median(self.loo_errors) if self.loo_errors else None
+
+    @property
+    def loo_p90_error(self):
+        return _quantile(self.loo_errors, 0.9) if self.loo_errors else None
+
+
+def features(node_count, pair_work):
+    """Ernest's terms for m nodes and work W: 1, W/m, log m, m."""
+    return np.array([1.0, pair_work / node_count, math.log(node_count), float(node_count)])
+
+
+def _solve(observations):
+    matrix = np.array([features(o.node_count, o.pair_work) for o in observations])
+    times = np.array([o.work_seconds for o in observations])
+    # Columns differ by orders of magnitude (W/m ~ 1e9, log m ~ 1): scale them, solve, scale back.
+    scale = np.abs(matrix).max(axis=0)
+    scale[scale == 0] = 1.0
+    solution, _ = nnls(matrix / scale, times)
+    return tuple(float(value) for value in solution / scale)
+
+
+def fit_time_model(observations, min_runs=MIN_RUNS):
+    """The Ernest model of observations (one instance type and target), with leave-one-out errors.
+
+    Raises NotEnoughHistory with fewer than min_runs runs or fewer than two node counts: with those
+    the fit would be a guess presented as a measurement.
+    """
+    observations = [o for o in observations if o.pair_work and o.work_seconds and o.work_seconds > 0]
+    node_counts = sorted({o.node_count for o in observations})
+    if len(observations) < min_runs or len(node_counts) < 2:
+        raise NotEnoughHistory(
+            f"{len(observations)} usable runs on node counts {node_counts}: the model needs at least "
+            f"{min_runs} successful runs with a pair work count, on at least two node counts")
+    return TimeModel(
+        coefficients=_solve(observations),
+        node_range=(node_counts[0], node_counts[-1]),
+        work_range=(min(o.pair_work for o in observations), max(o.pair_work for o in observations)),
+        provisioning_seconds=statistics.median(o.provisioning_seconds or 0.0 for o in observations),
+        runs=len(observations),
+        loo_errors=tuple(leave_one_out_errors(observations)),
+    )
+
+
+def leave_one_out_errors(observations):
+    """|predicted - measured| / measured of each run, predicted by the model fitted on all the others."""
+    errors = []
+    for index, held_out in enumerate(observations):
+        others = observations[:index] + observations[index + 1:]
+        if len({o.node_count for o in others}) < 2:
+            continue  # the others cannot separate the terms: no honest prediction of this run
+        predicted = float(np.dot(_solve(others), features(held_out.node_count, held_out.pair_work)))
+        errors.append(abs(predicted - held_out.work_seconds) / held_out.work_seconds)
+    return errors
+
+
+def extrapolation_notes(model, node_count, pair_work):
+    """Why a prediction lies outside what the model was fitted on; empty when it does not."""
+    notes = []
+    low, high = model.node_range
+    if not low <= node_count <= high:
+        notes.append(f"{node_count} nodes is outside the measured {low}-{high}")
+    low_work, high_work = model.work_range
+    if not low_work / WORK_MARGIN <= pair_work <= high_work * WORK_MARGIN:
+        notes.append(f"pair work {pair_work:.3g} is outside the measured {low_work:.3g}-{high_work:.3g}")
+    return notes
+
+
+def confidence(model, notes):
+    """high / medium / low, from the leave-one-out error; low whenever the prediction extrapolates."""
+    error = model.loo_p90_error
+    if notes or error is None:
+        return "low"
+    return next((label for label, bound in CONFIDENCE_BOUNDS.items() if error <= bound), "low")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    node_count: int
+    work_seconds: float
+    provisioning_seconds: float
+    cost_usd: float | None
+    confidence: str
+    error_bound: float | None
+    extrapolation: tuple
+
+    @property
+    def cluster_seconds(self):
+        return self.work_seconds + self.provisioning_seconds
+
+    @property
+    def node_minutes(self):
+        return self.node_count * self.cluster_seconds / 60
+
+    def as_dict(self):
+        return {"node_count": self.node_count, "work_seconds": round(self.work_seconds, 1),
+                "provisioning_seconds": round(self.provisioning_seconds, 1),
+                "cluster_seconds": round(self.cluster_seconds, 1),
+                "node_minutes": round(self.node_minutes, 2),
+                "cost_usd": None if self.cost_usd is None else round(self.cost_usd, 4),
+                "confidence": self.confidence, "error_bound": self.error_bound,
+                "extrapolation": list(self.extrapolation)}
+
+
+def predict(model, node_count, pair_work, price_per_node_hour=None):
+    """Predicted cluster time (working plus provisioning) and cost of one run, with its confidence."""
+    notes = tuple(extrapolation_notes(model, node_count, pair_work))
+    work = max(model.work_seconds(node_count, pair_work), 0.0)
+    cluster_seconds = work + model.provisioning_seconds
+    cost = None if price_per_node_hour is None else node_count * cluster_seconds / 3600 * price_per_node_hour
+    error = model.loo_p90_error
+    return Prediction(node_count, work, model.provisioning_seconds, cost, confidence(model, notes),
+                      None if error is None else round(error, 3), notes)
+
+
+def predictions(model, node_counts, pair_work, price_per_node_hour=None):
+    return [predict(model, count, pair_work, price_per_node_hour) for count in node_counts]
+
+
+def pareto_front(candidates):
+    """The predictions no other beats on both time and cost, fastest first."""
+    ranked = sorted(candidates, key=lambda p: (p.cluster_seconds, _cost(p)))
+    front, cheapest = [], math.inf
+    for prediction in ranked:
+        cost = _cost(prediction)
+        if cost < cheapest:
+            front.append(prediction)
+            cheapest = cost
+    return front
+
+
+class NoNodeCountFits(ValueError):
+    """No node count meets the deadline or stays within the budget."""
+
+
+def recommend(candidates, deadline_minutes=None, budget_usd=None):
+    """The cheapest prediction within the deadline, or the fastest within the budget (both: the cheapest).
+
+    Raises NoNodeCountFits naming the closest candidate when none qualifies.
+    """
+    if deadline_minutes is None and budget_usd is None:
+        raise ValueError("give a deadline (minutes) or a budget (USD)")
+    fitting = [p for p in candidates
+               if (deadline_minutes is None or p.cluster_seconds <= deadline_minutes * 60)
+               and (budget_usd is None or (p.cost_usd is not None and p.cost_usd <= budget_usd))]
+    if not fitting:
+        fastest = min(candidates, key=lambda p: p.cluster_seconds)
+        cheapest = min(candidates, key=lambda p: p.cost_usd if p.cost_usd is not None else math.inf)
+        raise NoNodeCountFits(
+            f"no node count fits: the fastest, {fastest.node_count} nodes, takes "
+            f"{fastest.cluster_seconds / 60:.1f} min; the cheapest, {cheapest.node_count} nodes, costs "
+            f"{_usd(cheapest.cost_usd)}")
+    if deadline_minutes is not None:
+        return min(fitting, key=lambda p: (_cost(p), p.cluster_seconds))
+    return min(fitting, key=lambda p: (p.cluster_seconds, p.cost_usd))
+
+
+def _cost(prediction):
+    return prediction.cost_usd if prediction.cost_usd is not None else 0.0
+
+
+def _usd(value):
+    return "an unknown amount" if value is None else f"${value:.2f}"
+
+
+def _quantile(values, fraction):
+    ordered = sorted(values)
+    position = fraction * (len(ordered) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def wave_makespan(task_seconds, slots):
+    """Seconds to run tasks in order on `slots` slots, each task starting on the first slot to free up.
+
+    This is how Hadoop hands out a phase's tasks: waves of at most `slots` tasks, the next task
+    starting as soon as any slot is free.
+    """
+    if not task_seconds:
+        return 0.0
+    free_at = [0.0] * max(1, slots)
+    for seconds in task_seconds:
+        earliest = min(range(len(free_at)), key=free_at.__getitem__)
+        free_at[earliest] += seconds
+    return max(free_at)
+
+
+def predict_stage_seconds(stage_seconds, phase_task_seconds, measured_slots, slots):
+    """A stage's seconds on `slots` slots, from one run's stage time and its phases' task durations.
+
+    The stage's time beyond the simulated waves at the measured slot count (start-up, the shuffle
+    between phases) is kept as a fixed part; the waves are simulated again on the new slot count,
+    as Sparklens does for Spark's executors.
+    """
+    measured_waves = sum(wave_makespan(tasks, measured_slots) for tasks in phase_task_seconds)
+    fixed = max(stage_seconds - measured_waves, 0.0)
+    return fixed + sum(wave_makespan(tasks, slots) for tasks in phase_task_seconds)

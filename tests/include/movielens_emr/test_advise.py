@@ -1,0 +1,76 @@
+import json
+import math
+
+import pytest
+from movielens_emr.advise import main, plan_run, planned_pair_work, usable_runs
+from movielens_emr.sizing import NotEnoughHistory
+
+FULL_WORK = {"ml-1m": 4e9, "ml-100k": 2e8}
+
+
+def cluster_seconds(nodes, work):
+    return 120 + 2e-7 * work / nodes + 10 * math.log(nodes) + 4 * nodes
+
+
+def history_row(nodes, dataset="ml-1m", fraction=1.0, **changes):
+    work = FULL_WORK[dataset] * fraction
+    row = {"run_id": f"{dataset}-{nodes}-{fraction}", "outcome": "success", "target": "emr",
+           "instance_type": "m5.xlarge", "dataset": dataset, "node_count": nodes, "sample_fraction": fraction,
+           "pair_work": work, "provisioning_seconds": 400.0,
+           "cluster_seconds": 400.0 + cluster_seconds(nodes, work)}
+    return {**row, **changes}
+
+
+def history():
+    return [history_row(nodes, "ml-1m", fraction) for nodes in (2, 4, 8) for fraction in (0.25, 1.0)]
+
+
+def test_runs_on_samples_inform_the_full_run_through_the_pair_work():
+    plan = plan_run(history(), "ml-1m", price_per_node_hour=0.24, node_counts=[3, 6])
+    assert plan["pair_work"] == pytest.approx(4e9)
+    for option in plan["predictions"]:
+        expected = 400 + cluster_seconds(option["node_count"], 4e9)
+        assert option["cluster_seconds"] == pytest.approx(expected, rel=1e-3)
+
+
+def test_the_work_of_a_sample_is_scaled_from_the_datasets_measured_runs():
+    assert planned_pair_work(history(), "ml-1m", 0.5) == pytest.approx(2e9)
+    with pytest.raises(NotEnoughHistory, match="no successful run of ml-25m"):
+        planned_pair_work(history(), "ml-25m", 1.0)
+
+
+def test_only_successful_runs_of_the_same_target_and_instance_type_are_used():
+    rows = history() + [history_row(16, outcome="failed"), history_row(16, instance_type="r5.xlarge"),
+                        history_row(16, target="local"), history_row(16, pair_work=None)]
+    runs, skipped = usable_runs(rows, "emr", "m5.xlarge")
+    assert len(runs) == 6 and skipped == 1
+
+
+def test_a_deadline_is_met_by_the_cheapest_count_and_the_plan_says_so():
+    plan = plan_run(history(), "ml-1m", price_per_node_hour=0.24, node_counts=range(1, 9),
+                    deadline_minutes=20)
+    chosen = plan["recommendation"]
+    assert chosen["cluster_seconds"] <= 1200
+    assert all(option["cost_usd"] >= chosen["cost_usd"] for option in plan["predictions"]
+               if option["cluster_seconds"] <= 1200)
+    assert chosen["node_count"] in plan["pareto_node_counts"]
+
+
+def test_the_command_line_prints_the_table_and_the_recommendation(capsys):
+    assert main(["--dataset", "ml-1m", "--deadline-minutes", "20", "--max-nodes", "8"], rows=history()) == 0
+    out = capsys.readouterr().out
+    assert "leave-one-out error median" in out
+    assert "recommended:" in out
+    assert "8 nodes is outside" not in out and "1 nodes is outside the measured 2-8" in out
+
+
+def test_the_command_line_answers_json(capsys):
+    assert main(["--dataset", "ml-1m", "--budget-usd", "1", "--json"], rows=history()) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["recommendation"]["cost_usd"] <= 1
+    assert len(plan["predictions"]) == 20
+
+
+def test_the_command_line_explains_missing_history_without_a_traceback(capsys):
+    assert main(["--dataset", "ml-1m", "--deadline-minutes", "5"], rows=history()[:2]) == 2
+    assert "the model needs at least 4 successful runs" in capsys.readouterr().err

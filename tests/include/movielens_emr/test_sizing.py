@@ -1,0 +1,140 @@
+import math
+
+import pytest
+from movielens_emr.sizing import (
+    NoNodeCountFits,
+    NotEnoughHistory,
+    Observation,
+    extrapolation_notes,
+    fit_time_model,
+    leave_one_out_errors,
+    pareto_front,
+    predict,
+    predict_stage_seconds,
+    predictions,
+    recommend,
+    wave_makespan,
+)
+
+TRUE = (90.0, 2e-7, 12.0, 3.0)  # a, b, c, d of a made-up cluster
+
+
+def ernest(nodes, work):
+    a, b, c, d = TRUE
+    return a + b * work / nodes + c * math.log(nodes) + d * nodes
+
+
+def runs(node_counts=(2, 4, 8, 16), works=(1e9, 4e9), noise=()):
+    observed = []
+    for index, (nodes, work) in enumerate((n, w) for n in node_counts for w in works):
+        factor = 1 + (noise[index % len(noise)] if noise else 0)
+        observed.append(Observation(nodes, work, ernest(nodes, work) * factor, 300.0, f"run-{index}"))
+    return observed
+
+
+def test_the_fit_recovers_a_noise_free_ernest_curve_within_the_measured_range():
+    model = fit_time_model(runs())
+    for nodes in (2, 3, 5, 8, 12, 16):
+        assert model.work_seconds(nodes, 2e9) == pytest.approx(ernest(nodes, 2e9), rel=1e-6)
+    assert max(model.loo_errors) < 1e-6
+    assert all(value >= 0 for value in model.coefficients)
+
+
+def test_leave_one_out_error_grows_with_the_noise_in_the_runs():
+    quiet = fit_time_model(runs(noise=(0.01, -0.01, 0.0)))
+    noisy = fit_time_model(runs(noise=(0.2, -0.2, 0.1)))
+    assert quiet.loo_median_error < noisy.loo_median_error
+    assert noisy.loo_p90_error > 0.1
+
+
+def test_leave_one_out_skips_a_run_whose_removal_leaves_one_node_count():
+    observed = runs(node_counts=(4,), works=(1e9, 2e9, 3e9)) + runs(node_counts=(8,), works=(1e9,))
+    assert len(leave_one_out_errors(observed)) == 3
+
+
+@pytest.mark.parametrize("observed, words", [
+    (runs(node_counts=(4,), works=(1e9, 2e9, 3e9, 4e9)), "at least two node counts"),
+    (runs(node_counts=(4, 8), works=(1e9,)), "at least 4 successful runs"),
+    ([Observation(n, 0, 100.0) for n in (2, 4, 8, 16)], "0 usable runs"),
+])
+def test_too_little_history_is_refused_by_name(observed, words):
+    with pytest.raises(NotEnoughHistory, match=words):
+        fit_time_model(observed)
+
+
+def test_provisioning_is_modelled_apart_as_the_median():
+    observed = [Observation(o.node_count, o.pair_work, o.work_seconds, p) for o, p in
+                zip(runs(), (200, 250, 300, 310, 320, 330, 900, 340), strict=True)]
+    model = fit_time_model(observed)
+    assert model.provisioning_seconds == 315
+    assert predict(model, 4, 2e9).cluster_seconds == pytest.approx(ernest(4, 2e9) + 315, rel=1e-6)
+
+
+def test_predictions_outside_the_measured_nodes_or_work_are_flagged_and_low_confidence():
+    model = fit_time_model(runs())
+    assert extrapolation_notes(model, 8, 2e9) == []
+    notes = extrapolation_notes(model, 32, 9e9)
+    assert "32 nodes is outside the measured 2-16" in notes[0]
+    assert "pair work 9e+09 is outside" in notes[1]
+    assert predict(model, 32, 2e9).confidence == "low"
+    assert predict(model, 8, 2e9).confidence == "high"
+
+
+def test_cost_is_node_hours_times_the_price():
+    model = fit_time_model(runs())
+    prediction = predict(model, 4, 2e9, price_per_node_hour=0.24)
+    assert prediction.cost_usd == pytest.approx(4 * prediction.cluster_seconds / 3600 * 0.24)
+
+
+def candidates():
+    return predictions(fit_time_model(runs()), range(2, 17), 4e9, price_per_node_hour=0.24)
+
+
+def test_a_deadline_gets_the_cheapest_node_count_that_meets_it():
+    options = candidates()
+    chosen = recommend(options, deadline_minutes=10)
+    assert chosen.cluster_seconds <= 600
+    assert all(p.cost_usd >= chosen.cost_usd for p in options if p.cluster_seconds <= 600)
+    assert any(p.cluster_seconds > 600 for p in options if p.cost_usd < chosen.cost_usd)
+
+
+def test_a_budget_gets_the_fastest_node_count_within_it():
+    options = candidates()
+    budget = sorted(p.cost_usd for p in options)[5]
+    chosen = recommend(options, budget_usd=budget)
+    assert chosen.cost_usd <= budget
+    assert all(p.cluster_seconds >= chosen.cluster_seconds for p in options if p.cost_usd <= budget)
+
+
+def test_an_impossible_deadline_names_the_fastest_option():
+    with pytest.raises(NoNodeCountFits, match=r"the fastest, \d+ nodes, takes"):
+        recommend(candidates(), deadline_minutes=1)
+
+
+def test_the_pareto_front_drops_options_slower_and_dearer_than_another():
+    front = pareto_front(candidates())
+    times = [p.cluster_seconds for p in front]
+    costs = [p.cost_usd for p in front]
+    assert times == sorted(times) and costs == sorted(costs, reverse=True)
+    for option in candidates():
+        assert any(p.cluster_seconds <= option.cluster_seconds and p.cost_usd <= option.cost_usd
+                   for p in front)
+
+
+@pytest.mark.parametrize("tasks, slots, makespan", [
+    ([], 4, 0.0),
+    ([10, 10, 10, 10], 4, 10),
+    ([10, 10, 10, 10], 2, 20),
+    ([10, 10, 10, 10, 10], 4, 20),   # a second wave of one task
+    ([30, 10, 10, 10], 2, 30),       # the short tasks fill the other slot
+    ([10, 10, 10, 30], 2, 40),       # in order: the long task starts last, beside one short
+])
+def test_waves_are_simulated_in_task_order(tasks, slots, makespan):
+    assert wave_makespan(tasks, slots) == makespan
+
+
+def test_a_stage_keeps_its_fixed_part_and_reruns_its_waves_on_other_slots():
+    maps, reduces = [20] * 8, [40] * 4
+    measured = 15 + wave_makespan(maps, 4) + wave_makespan(reduces, 4)  # 15 s start-up and shuffle
+    assert predict_stage_seconds(measured, [maps, reduces], 4, 8) == 15 + 20 + 40
+    assert predict_stage_seconds(measured, [maps, reduces], 4, 2) == 15 + 80 + 80

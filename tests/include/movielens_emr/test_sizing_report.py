@@ -1,0 +1,63 @@
+import math
+
+import pytest
+from movielens_emr.sizing import Observation, fit_time_model, predictions
+from movielens_emr.sizing_report import balanced_choice, plot_sizing, sizing_lines, sizing_section
+
+FULL_WORK = 3e9
+
+
+def minutes(nodes, work):
+    return 100 + 3e-7 * work / nodes + 20 * math.log(nodes) + 5 * nodes
+
+
+def member(nodes, fraction, state="success", **metrics):
+    work = FULL_WORK * fraction
+    return {"run_id": f"m-{nodes}-{fraction}", "state": state,
+            "metrics": {"node_count": nodes, "sample_fraction": fraction, "pair_work": work,
+                        "provisioning_seconds": 360.0, "cluster_seconds": 360.0 + minutes(nodes, work),
+                        **metrics}}
+
+
+def members():
+    return [member(nodes, fraction) for nodes in (2, 4, 8) for fraction in (0.5, 1.0)]
+
+
+def test_the_section_compares_the_fitted_curve_with_the_measured_full_input_runs():
+    section = sizing_section(members(), price_per_node_hour=0.24)
+    assert section["pair_work"] == FULL_WORK
+    assert set(section["measured"]) == {"2", "4", "8"}
+    predicted = {o["node_count"]: o["cluster_seconds"] for o in section["predictions"]}
+    for nodes, seconds in section["measured"].items():
+        assert predicted[int(nodes)] == pytest.approx(seconds, rel=1e-3)
+    assert len(section["predictions"]) == 16  # up to twice the largest measured node count
+
+
+def test_failed_members_and_members_without_pair_work_are_left_out():
+    records = members() + [member(16, 1.0, state="failed"), member(16, 1.0, pair_work=None)]
+    section = sizing_section(records, 0.24)
+    assert section["model"]["runs"] == 6
+    assert section["model"]["node_range"] == [2, 8]
+
+
+def test_too_few_members_give_a_reason_instead_of_a_model():
+    section = sizing_section(members()[:2], 0.24)
+    assert "at least 4 successful runs" in section["error"]
+    assert sizing_lines(section) == [f"No sizing model: {section['error']}."]
+
+
+def test_the_balanced_choice_is_the_fewest_nodes_within_ten_percent_of_the_fastest():
+    model = fit_time_model([Observation(n, FULL_WORK, minutes(n, FULL_WORK)) for n in (2, 4, 8, 16)])
+    options = predictions(model, range(1, 17), FULL_WORK, 0.24)
+    chosen = balanced_choice(options)
+    fastest = min(o.cluster_seconds for o in options)
+    assert chosen.cluster_seconds <= 1.1 * fastest
+    assert all(o.cluster_seconds > 1.1 * fastest for o in options if o.node_count < chosen.node_count)
+
+
+def test_the_report_lines_and_plot_are_made(tmp_path):
+    section = sizing_section(members(), 0.24)
+    text = "\n".join(sizing_lines(section))
+    assert "Leave-one-out error" in text and "Balanced choice" in text
+    png = plot_sizing({"sizing": section})
+    assert png.startswith(b"\x89PNG")
