@@ -46,7 +46,7 @@ RUN_PARAMS = ("node_count", "target", "dataset", "metric", "min_score", "min_co_
               "release_label", "sample_fraction")
 METRICS = ("cluster_id", "wall_seconds", "cluster_seconds", "provisioning_seconds", "overhead_seconds",
            "node_minutes", "price_per_node_hour_usd", "estimated_cost_usd", "input_ratings", "bad_lines",
-           "output_pairs")
+           "output_pairs", "pair_work", "stage_2_skew", "security_configuration")
 STAGES = 3
 FAILED_STATES = frozenset({"failed", "upstream_failed"})
 METRICS_TASK_ID = "record_metrics"
@@ -87,8 +87,17 @@ def _columns_v1():
     ]
 
 
+def _columns_v2():
+    """The sizing advisor's figures: the run's pair work and stage 2 skew, the prediction and its error."""
+    return [
+        Column("pair_work", BigInteger), Column("stage_2_skew", Float),
+        Column("security_configuration", String(256)),
+        Column("predicted_cluster_seconds", Float), Column("prediction_error", Float),
+    ]
+
+
 # The table as the newest migration leaves it: a migration that adds a column adds it here too.
-HISTORY = Table(TABLE_NAME, MetaData(), *_columns_v1())
+HISTORY = Table(TABLE_NAME, MetaData(), *_columns_v1(), *_columns_v2())
 VERSIONS = Table(
     VERSION_TABLE_NAME, MetaData(),
     Column("version", Integer, primary_key=True),
@@ -113,7 +122,16 @@ def _create_history_v1(connection):
     table.create(connection)
 
 
-MIGRATIONS = (Migration(1, f"create {TABLE_NAME}", _create_history_v1),)
+def _add_sizing_columns_v2(connection):
+    for column in _columns_v2():
+        add_column(connection, TABLE_NAME, column)
+
+
+MIGRATIONS = (
+    Migration(1, f"create {TABLE_NAME}", _create_history_v1),
+    Migration(2, "add pair_work, stage_2_skew, security_configuration and the sizing prediction",
+              _add_sizing_columns_v2),
+)
 
 
 def add_column(connection, table_name, column):
@@ -228,6 +246,7 @@ def run_record(dag_id, run_id, params, metrics, task_states, started_at, finishe
     failed = sorted(task_id for task_id, state in task_states.items() if state == "failed")
     broken = any(state in FAILED_STATES for state in task_states.values())
     stages = list(metrics.get("stage_seconds") or [])[:STAGES]
+    predicted = (metrics.get("advice") or {}).get("predicted_cluster_seconds")
     return {
         "dag_id": dag_id, "run_id": run_id, "run_folder": run_folder(run_id),
         "outcome": "failed" if broken or not metrics else "success",
@@ -236,7 +255,16 @@ def run_record(dag_id, run_id, params, metrics, task_states, started_at, finishe
         **{name: metrics.get(name, params.get(name)) for name in RUN_PARAMS},
         **{name: metrics.get(name) for name in METRICS},
         **{f"stage_{number}_seconds": seconds for number, seconds in enumerate(stages, start=1)},
+        "predicted_cluster_seconds": predicted,
+        "prediction_error": prediction_error(metrics.get("cluster_seconds"), predicted),
     }
+
+
+def prediction_error(measured, predicted):
+    """(measured - predicted) / predicted: how far the advisor's cluster time was off; None without both."""
+    if measured is None or not predicted:
+        return None
+    return round((measured - predicted) / predicted, 4)
 
 
 def connection_url(connection):

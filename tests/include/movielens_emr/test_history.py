@@ -127,6 +127,23 @@ def test_a_later_migration_adds_a_column_and_keeps_the_rows(engine):
     assert rows == [("run-1", None)]
 
 
+def test_a_version_1_table_gains_the_sizing_columns_and_keeps_its_rows(engine):
+    ensure_schema(engine, MIGRATIONS[:1])
+    with engine.begin() as connection:
+        connection.execute(text(f"INSERT INTO {TABLE_NAME} (dag_id, run_id, run_folder, outcome, recorded_at) "
+                                "VALUES ('movielens_similarity', 'old-run', 'runs/old-run', 'success', "
+                                "CURRENT_TIMESTAMP)"))
+    assert ensure_schema(engine) == 2
+    upsert_run(engine, record("new-run", metrics={**metrics_of("new-run"), "pair_work": 4_000_000_000,
+                                                  "advice": {"predicted_cluster_seconds": 800.0}}))
+    rows = {row["run_id"]: row for row in fetch_runs(engine)}
+    assert rows["old-run"]["pair_work"] is None
+    assert rows["new-run"]["pair_work"] == 4_000_000_000
+    assert rows["new-run"]["predicted_cluster_seconds"] == 800.0
+    measured = rows["new-run"]["cluster_seconds"]
+    assert rows["new-run"]["prediction_error"] == pytest.approx((measured - 800) / 800, abs=1e-4)
+
+
 def test_upsert_inserts_a_new_run_with_every_metric(engine):
     ensure_schema(engine)
     upsert_run(engine, record("run-1"))
