@@ -78,6 +78,37 @@ def plan_run(rows, dataset, target="emr", instance_type="m5.xlarge", price_per_n
     }
 
 
+def run_advice(rows, dataset, target, instance_type, price_per_node_hour, sample_fraction, node_count,
+               max_node_count, deadline_minutes=None, budget_usd=None):
+    """What the advisor says about a triggered run; None when the run asks it nothing.
+
+    node_count None: the count is the advisor's recommendation for the deadline or budget (an error
+    when the history cannot answer). A given node_count with a deadline or budget: its prediction is
+    recorded, and whether it meets them. The result goes into metrics.json as "advice".
+    """
+    if deadline_minutes is None and budget_usd is None:
+        return None
+    if node_count is None:
+        plan = plan_run(rows, dataset, target, instance_type, price_per_node_hour, sample_fraction,
+                        range(1, max_node_count + 1), deadline_minutes, budget_usd)
+        chosen = plan["recommendation"]
+    else:
+        plan = plan_run(rows, dataset, target, instance_type, price_per_node_hour, sample_fraction,
+                        [node_count])
+        chosen = plan["predictions"][0]
+    deadline_seconds = None if deadline_minutes is None else deadline_minutes * 60
+    return {
+        "chosen_by": "advisor" if node_count is None else "user", "node_count": chosen["node_count"],
+        "deadline_minutes": deadline_minutes, "budget_usd": budget_usd,
+        "predicted_cluster_seconds": chosen["cluster_seconds"], "predicted_cost_usd": chosen["cost_usd"],
+        "confidence": chosen["confidence"], "extrapolation": chosen["extrapolation"],
+        "meets_deadline": None if deadline_seconds is None else chosen["cluster_seconds"] <= deadline_seconds,
+        "within_budget": None if budget_usd is None or chosen["cost_usd"] is None
+        else chosen["cost_usd"] <= budget_usd,
+        "model_runs": plan["model"]["runs"], "loo_median_error": plan["model"]["loo_median_error"],
+    }
+
+
 def format_plan(plan):
     """The plan as text: the model, a table of node counts and the recommendation."""
     model = plan["model"]

@@ -2,8 +2,8 @@ import json
 import math
 
 import pytest
-from movielens_emr.advise import main, plan_run, planned_pair_work, usable_runs
-from movielens_emr.sizing import NotEnoughHistory
+from movielens_emr.advise import main, plan_run, planned_pair_work, run_advice, usable_runs
+from movielens_emr.sizing import NoNodeCountFits, NotEnoughHistory
 
 FULL_WORK = {"ml-1m": 4e9, "ml-100k": 2e8}
 
@@ -74,3 +74,27 @@ def test_the_command_line_answers_json(capsys):
 def test_the_command_line_explains_missing_history_without_a_traceback(capsys):
     assert main(["--dataset", "ml-1m", "--deadline-minutes", "5"], rows=history()[:2]) == 2
     assert "the model needs at least 4 successful runs" in capsys.readouterr().err
+
+
+def test_a_run_left_to_the_advisor_gets_the_recommended_count_and_its_prediction():
+    advice = run_advice(history(), "ml-1m", "emr", "m5.xlarge", 0.24, 1.0, None, 20, deadline_minutes=20)
+    plan = plan_run(history(), "ml-1m", price_per_node_hour=0.24, deadline_minutes=20)
+    assert advice["chosen_by"] == "advisor"
+    assert advice["node_count"] == plan["recommendation"]["node_count"]
+    assert advice["predicted_cluster_seconds"] == plan["recommendation"]["cluster_seconds"]
+    assert advice["meets_deadline"] is True and advice["within_budget"] is None
+
+
+def test_a_chosen_count_with_a_budget_is_checked_against_it():
+    advice = run_advice(history(), "ml-1m", "emr", "m5.xlarge", 0.24, 1.0, 8, 20, budget_usd=0.01)
+    assert advice["chosen_by"] == "user" and advice["node_count"] == 8
+    assert advice["within_budget"] is False
+
+
+def test_a_run_that_asks_the_advisor_nothing_gets_no_advice():
+    assert run_advice(history(), "ml-1m", "emr", "m5.xlarge", 0.24, 1.0, 4, 20) is None
+
+
+def test_an_impossible_deadline_is_refused_before_the_run_starts():
+    with pytest.raises(NoNodeCountFits, match="no node count fits"):
+        run_advice(history(), "ml-1m", "emr", "m5.xlarge", 0.24, 1.0, None, 20, deadline_minutes=2)
