@@ -98,8 +98,8 @@ TASK_ERRORS = {error.__name__: error for error in (TooManyBadLines,)}
 
 
 def canonical_id(digits):
-    """A user or movie id as text, without leading zeros: MovieLens ids are integers, so 0001 is movie 1."""
-    return str(int(digits))
+    """An id (a str of ASCII digits) without leading zeros: MovieLens ids are integers, so 0001 is movie 1."""
+    return digits.lstrip("0") or "0"
 
 
 def parse_rating_line(line):
@@ -128,7 +128,8 @@ def parse_rating_line(line):
         if user.lower() in HEADER_FIRST_FIELDS:
             return None
         raise BadRatingLine("non-numeric id")
-    return canonical_id(user), canonical_id(movie), _doubled_rating(rating), _timestamp(timestamp)
+    user, movie = canonical_id(user.decode()), canonical_id(movie.decode())
+    return user, movie, _doubled_rating(rating), _timestamp(timestamp)
 
 
 def _doubled_rating(rating):

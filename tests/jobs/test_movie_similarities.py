@@ -87,6 +87,8 @@ def hand_ratings(tmp_path):
     (b"1:: 1193 :: 5 ::978300760", ("1", "1193", 10, 978300760)),
     # Ids are integers: 0001 is movie 1, as the reference and the result files' id order read it.
     (b"0001::0031::4::978300760", ("1", "31", 8, 978300760)),
+    (b"00::0::4::1", ("0", "0", 8, 1)),
+    (b"1::" + b"9" * 5000 + b"::4::1", ("1", "9" * 5000, 8, 1)),  # beyond int()'s 4,300 digits
 ])
 def test_parse_rating_line_reads_every_release_format(line, expected):
     assert parse_rating_line(line) == expected
