@@ -28,10 +28,15 @@ so B is M/G within a few per cent once M is in the thousands), beyond the interp
   stage 3 reducer: O(M)    titles, one movie's neighbours
 e.g. ml-1m (M=3,706, m=2,314), G=4 (B about 960), C=1024, cosine: at most 258 MB.
 """
+import bz2
 import csv
+import gzip
 import json
 import logging
+import math
 import os
+import re
+import sys
 import zlib
 from collections import Counter
 
@@ -46,7 +51,7 @@ os.environ.setdefault("SETUPTOOLS_USE_DISTUTILS", "stdlib")
 from mrjob.compat import jobconf_from_env  # noqa: E402
 from mrjob.job import MRJob  # noqa: E402
 from mrjob.protocol import BytesValueProtocol, JSONProtocol, RawProtocol  # noqa: E402
-from mrjob.step import MRStep  # noqa: E402
+from mrjob.step import MRStep, StepFailedException  # noqa: E402
 
 log = logging.getLogger(__name__)
 # numpy is imported inside the functions that use it: only stage 2's reducer needs it, and
@@ -62,6 +67,12 @@ METRIC_STATS = {
 # Ratings travel doubled (half stars become integers 1..10) as one letter each: 'a' is 1.
 RATING_LETTER_BASE = ord("a") - 1
 HEADER_FIRST_FIELDS = (b"userid", b"user_id", b"user")
+# Some editors start a UTF-8 file with a byte-order mark; it is not part of the first line's text.
+UTF8_BOM = b"\xef\xbb\xbf"
+# A rating as MovieLens writes it: '4', '3.5'. float() would also take '0_5' (as 5), '5e0', 'nan', 'inf'.
+PLAIN_DECIMAL = re.compile(rb"-?[0-9]+(\.[0-9]+)?")
+# Magic numbers of the compressed movies files read as they are: gzip, bzip2.
+COMPRESSED_OPENERS = ((b"\x1f\x8b", gzip.open), (b"BZh", bz2.open))
 # Stage 1 key of the map tasks' bad-line reports; user ids are digits, so it never collides.
 INPUT_QUALITY_KEY = "#input-quality"
 # Rows of a block pair's sums scored at once in stage 2.
@@ -78,14 +89,29 @@ class TooManyBadLines(RuntimeError):
     """A map task saw more bad lines than --max-bad-fraction allows."""
 
 
+class ItemsFileUnusable(ValueError):
+    """The --items file cannot be read: found when the run starts, before any stage."""
+
+
+# The errors a task of this job raises on purpose: a failed step is reported with the task's own message.
+TASK_ERRORS = {error.__name__: error for error in (TooManyBadLines,)}
+
+
+def canonical_id(digits):
+    """An id (a str of ASCII digits) without leading zeros: MovieLens ids are integers, so 0001 is movie 1."""
+    return digits.lstrip("0") or "0"
+
+
 def parse_rating_line(line):
     """Parse one ratings line (bytes) into (user_id, movie_id, doubled_rating, timestamp).
 
     Returns None for a header or blank line; raises BadRatingLine with the reason otherwise.
-    Valid ratings are 0.5 to 5 in half stars, as in every MovieLens release.
+    Valid ratings are 0.5 to 5 in half stars, as in every MovieLens release, written as plain
+    decimals. A leading byte-order mark and trailing whitespace (a tab, spaces, CR) are ignored;
+    ids lose their leading zeros (canonical_id).
     """
-    line = line.rstrip(b"\r\n")
-    if not line.strip():
+    line = line.removeprefix(UTF8_BOM).rstrip()
+    if not line:
         return None
     if not line.isascii():
         raise BadRatingLine("undecodable bytes")
@@ -102,14 +128,18 @@ def parse_rating_line(line):
         if user.lower() in HEADER_FIRST_FIELDS:
             return None
         raise BadRatingLine("non-numeric id")
-    return user.decode(), movie.decode(), _doubled_rating(rating), _timestamp(timestamp)
+    user, movie = canonical_id(user.decode()), canonical_id(movie.decode())
+    return user, movie, _doubled_rating(rating), _timestamp(timestamp)
 
 
 def _doubled_rating(rating):
-    try:
-        doubled = float(rating) * 2
-    except ValueError:
-        raise BadRatingLine("non-numeric rating") from None
+    if not PLAIN_DECIMAL.fullmatch(rating):
+        try:
+            float(rating)
+        except ValueError:
+            raise BadRatingLine("non-numeric rating") from None
+        raise BadRatingLine("rating not a plain decimal")
+    doubled = float(rating) * 2
     if not (1 <= doubled <= 10 and doubled == int(doubled)):
         raise BadRatingLine("rating out of range")
     return int(doubled)
@@ -309,14 +339,32 @@ def similarity_scores(metric, sums):
 
 
 def read_titles(path, counters):
-    """Map movie id -> title from u.item ('|', latin-1), movies.dat ('::') or movies.csv (UTF-8)."""
+    """Map movie id -> title from u.item ('|', latin-1), movies.dat ('::') or movies.csv (UTF-8).
+
+    The file may be gzip or bzip2 compressed. Ids lose their leading zeros (canonical_id); when an
+    id comes twice, its first title is kept and the others are counted.
+    """
     titles = {}
-    with open(path, "rb") as movies_file:
+    with open_movies_file(path) as movies_file:
         for raw_line in movies_file:
-            parsed = _parse_title_line(raw_line.rstrip(b"\r\n"), counters)
-            if parsed:
-                titles[parsed[0]] = parsed[1]
+            parsed = _parse_title_line(raw_line.removeprefix(UTF8_BOM).rstrip(b"\r\n"), counters)
+            if not parsed:
+                continue
+            if parsed[0] in titles:
+                counters["titles: duplicate movie ids skipped (first title kept)"] += 1
+                continue
+            titles[parsed[0]] = parsed[1]
     return titles
+
+
+def open_movies_file(path):
+    """The movies file open for reading bytes, decompressed if gzip or bzip2; OSError if unreadable."""
+    with open(path, "rb") as probe:
+        magic = probe.read(3)
+    for prefix, opener in COMPRESSED_OPENERS:
+        if magic.startswith(prefix):
+            return opener(path, "rb")
+    return open(path, "rb")
 
 
 def _parse_title_line(raw_line, counters):
@@ -327,11 +375,11 @@ def _parse_title_line(raw_line, counters):
         fields = text.split("::") if "::" in text else text.split("|")
     else:
         fields = next(csv.reader([_decode_title_line(raw_line, "replace", counters)]))
-    if len(fields) < 2 or not fields[0].strip().isdigit():
+    if len(fields) < 2 or not (fields[0].strip().isascii() and fields[0].strip().isdigit()):
         if fields[0].strip().lower() not in ("movieid", "movie_id", "item_id"):
-            counters["bad title lines skipped"] += 1
+            counters["titles: bad lines skipped"] += 1
         return None
-    return fields[0].strip(), fields[1]
+    return canonical_id(fields[0].strip()), fields[1]
 
 
 def _decode_title_line(raw_line, fallback, counters):
@@ -341,7 +389,7 @@ def _decode_title_line(raw_line, fallback, counters):
     except UnicodeDecodeError:
         if fallback == "latin-1":
             return raw_line.decode("latin-1")
-        counters["titles with undecodable bytes"] += 1
+        counters["titles: undecodable bytes replaced"] += 1
         return raw_line.decode("utf-8", errors="replace")
 
 
@@ -369,7 +417,9 @@ class MRMovieSimilarities(MRJob):
     def configure_args(self):
         super().configure_args()
         self.add_file_arg(
-            "--items", help="movies file with titles: u.item, movies.dat or movies.csv (optional; without it titles are null)")
+            "--items",
+            help="movies file with titles: u.item, movies.dat or movies.csv, plain or gzip/bzip2 compressed; "
+                 "checked before the first stage (optional; without it titles are null)")
         self.add_passthru_arg(
             "--metric", choices=METRICS, default="cosine",
             help="cosine: sum(x*y) / (sqrt(sum x^2) * sqrt(sum y^2)) over co-raters, raw ratings "
@@ -409,6 +459,8 @@ class MRMovieSimilarities(MRJob):
             self.arg_parser.error("--user-chunk must be in 1..65536")
         if options.min_co_ratings < 0:
             self.arg_parser.error("--min-co-ratings must be at least 0")
+        if not math.isfinite(options.min_score):
+            self.arg_parser.error(f"--min-score must be a finite number, got {options.min_score}")
 
     def steps(self):
         return [
@@ -553,7 +605,11 @@ class MRMovieSimilarities(MRJob):
 
     def reducer_init_load_titles(self):
         self._counters = Counter()
-        self._titles = read_titles(self.options.items, self._counters) if self.options.items else {}
+        # Every stage 3 reducer reads the whole movies file; only the first reports what it found
+        # there, so each title counter counts once, however many reducers the stage has.
+        first_reducer = jobconf_from_env("mapreduce.task.partition", "0") == "0"
+        title_counters = self._counters if first_reducer else Counter()
+        self._titles = read_titles(self.options.items, title_counters) if self.options.items else {}
 
     def reducer_rank_neighbours(self, movie, values):
         """(movie, neighbours) -> ([movie_id, title], [similar_id, similar_title, score, co_raters])"""
@@ -565,24 +621,83 @@ class MRMovieSimilarities(MRJob):
             self._counters["output: ordered pairs"] += 1
             yield key, [other, self._titles.get(other), score, co_raters]
 
-    # Command line: a summary after the run, so an empty or mostly-skipped input is obvious.
     def make_runner(self):
-        self._runner = super().make_runner()
-        return self._runner
+        """mrjob's runner, once --items is found readable; a failed step raises the task's own error."""
+        check_items_file(self.options.items)
+        self._runner = runner = super().make_runner()
+        run = runner.run
 
+        def run_raising_task_errors():
+            try:
+                run()
+            except StepFailedException as failure:
+                task_error = failed_task_error(runner, failure)
+                if task_error is None:
+                    raise
+                # mrjob has logged the task's traceback; the job's message is the clearest last word.
+                raise task_error from None
+
+        runner.run = run_raising_task_errors
+        return runner
+
+    # Command line: a summary after the run, so an empty or mostly-skipped input is obvious; when
+    # the run fails on purpose, the summary of what was read, then the reason, as the last lines.
     def run_job(self):
-        super().run_job()
+        try:
+            super().run_job()
+        except ItemsFileUnusable as error:
+            log.error("%s: %s", type(error).__name__, error)
+            sys.exit(1)
+        except tuple(TASK_ERRORS.values()) as error:
+            log.error(run_summary(self._runner.counters(), failure=error))
+            sys.exit(1)
         log.info(run_summary(self._runner.counters()))
 
 
-def run_summary(step_counters):
-    """One paragraph on what a run read, skipped and kept, from mrjob's per-step counters."""
+def check_items_file(path):
+    """Raise ItemsFileUnusable unless the local movies file `path`, if any, opens; URIs are left to mrjob."""
+    if not path or "://" in path:
+        return
+    try:
+        open_movies_file(path).close()
+    except OSError as error:
+        raise ItemsFileUnusable(f"--items {path}: {error.strerror or error}") from None
+
+
+def failed_task_error(runner, failure):
+    """The job's own error (a TASK_ERRORS instance) that ended the failed task, if the task's stderr says so.
+
+    Only mrjob's local runner reports which task failed; any other failure gives None.
+    """
+    task = tuple(getattr(failure, field, None) for field in ("task_type", "step_num", "task_num"))
+    if None in task:
+        return None
+    try:
+        with open(runner._task_stderr_path(*task), errors="replace") as stderr:
+            lines = stderr.read().splitlines()
+    except (AttributeError, OSError):
+        return None
+    for line in reversed(lines):
+        name, separator, message = line.partition(": ")
+        error = TASK_ERRORS.get(name.rpartition(".")[2]) if separator else None
+        if error:
+            return error(message)
+    return None
+
+
+def run_summary(step_counters, failure=None):
+    """One paragraph on what a run read, skipped and kept, from mrjob's per-step counters.
+
+    A failed run's paragraph ends with the job's error, `Name: message`.
+    """
     totals = Counter()
     for step in step_counters:
         for group, counters in step.items():
             for name, amount in counters.items():
                 totals[f"{group}: {name}"] += amount
     lines = [f"{name}: {amount:,}" for name, amount in sorted(totals.items())]
+    if failure is not None:
+        return "Run summary:\n  " + "\n  ".join(lines) + f"\n{type(failure).__name__}: {failure}"
     if not totals["input: ratings read"]:
         lines.append("The input held no ratings: the output is empty.")
     elif not totals["output: ordered pairs"]:

@@ -1,4 +1,5 @@
 """Trigger-form parameters of movielens_similarity and their validation into one RunConfig."""
+import math
 from dataclasses import dataclass
 
 import jsonschema
@@ -18,6 +19,10 @@ INSTANCE_TYPE_PATTERN = r"^[a-z][a-z0-9-]*\.[0-9]*(nano|micro|small|medium|large
 # digits, dots, dashes and underscores names are made of, so that a pasted ARN or JSON document, or
 # stray whitespace, is refused here rather than by RunJobFlow once the run has started. Empty: none.
 SECURITY_CONFIGURATION_PATTERN = r"^([A-Za-z0-9][A-Za-z0-9._-]{0,255})?(?![\s\S])"
+# Number fields take null in the form's schema: Airflow hands a run's conf to each task through JSON that
+# writes NaN as null, and every task, the history teardown included, checks the conf against the form's
+# schema before it starts. validated_values refuses null (and NaN) for them, in validate_config.
+NUMBER_FORM_TYPE = ["number", "null"]
 
 
 class InvalidParam(ValueError):
@@ -66,7 +71,7 @@ def param_schemas(max_node_count, default_target):
             description="cosine over co-raters' raw ratings; pearson centred on each movie's mean over "
                         "the co-raters; jaccard on the sets of raters."),
         "min_score": dict(
-            default=0.95, type="number", minimum=-1, maximum=1, title="Minimum score",
+            default=0.95, type=NUMBER_FORM_TYPE, minimum=-1, maximum=1, title="Minimum score",
             description="Keep pairs scoring strictly above this."),
         "min_co_ratings": dict(
             default=10, type="integer", minimum=0, maximum=100_000, title="Minimum co-ratings",
@@ -78,7 +83,7 @@ def param_schemas(max_node_count, default_target):
             default=DEFAULT_RELEASE_LABEL, type="string", pattern=RELEASE_LABEL_PATTERN,
             title="EMR release", description="An EMR 7 release label, e.g. emr-7.9.0."),
         "sample_fraction": dict(
-            default=1.0, type="number", exclusiveMinimum=0, maximum=1, title="Sample fraction",
+            default=1.0, type=NUMBER_FORM_TYPE, exclusiveMinimum=0, maximum=1, title="Sample fraction",
             description="Use this fraction of users, chosen by a hash of the user id (0 < f <= 1)."),
         # null as well as "": the form sends null for a field the user typed in and then cleared.
         "security_configuration": dict(
@@ -104,8 +109,29 @@ def validated_values(params, schemas):
             jsonschema.validate(value, schema)
         except jsonschema.ValidationError as error:
             raise InvalidParam(f"{name}: {error.message}") from None
+        _refuse_ambiguous_number(name, spec, value)
         values[name] = value
     return values
+
+
+def _refuse_ambiguous_number(name, spec, value):
+    """Refuse what JSON schema passes: 4.0 as an integer; NaN (it passes any bound) or null as a number."""
+    types = _types(spec)
+    if "integer" in types and isinstance(value, float):
+        raise InvalidParam(f"{name}: must be a whole number, got {value!r}")
+    if "number" in types and not (isinstance(value, int | float) and math.isfinite(value)):
+        raise InvalidParam(f"{name}: must be a finite number, got {_json_text(value)}")
+
+
+def _types(spec):
+    return spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
+
+
+def _json_text(value):
+    """A value as the trigger form or the REST API would have written it: null, NaN, Infinity, 4.0."""
+    if value is None:
+        return "null"
+    return {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}.get(repr(value), repr(value))
 
 
 def validate_run_config(params, max_node_count, default_target="local"):
@@ -119,4 +145,4 @@ def _config_value(spec, value):
     """A checked value as RunConfig holds it: numbers as floats, a cleared optional field as its default."""
     if value is None:
         return spec["default"]
-    return float(value) if spec["type"] == "number" else value
+    return float(value) if "number" in _types(spec) else value

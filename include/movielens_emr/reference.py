@@ -38,9 +38,10 @@ def _read_ratings_file(path):
     else:
         rows = [row for row in csv.reader(io.StringIO(text)) if row and row[0].isdigit()]
     users, movies, ratings, timestamps = zip(*rows) if rows else ((), (), (), ())
+    # Ids as the job writes them: integers as text, without leading zeros ("0001" is movie "1").
     return (
-        np.array(users, dtype=str),
-        np.array(movies, dtype=str),
+        np.array(users, dtype=np.int64).astype(str),
+        np.array(movies, dtype=np.int64).astype(str),
         np.array(ratings, dtype=np.float64),
         np.array(timestamps, dtype=np.int64),
     )

@@ -1,10 +1,12 @@
 """The bad-input corpus: every kind of bad input with its expected outcome, a named error or a counted skip."""
 import dataclasses
+import gzip
+import math
 from collections import Counter
 
 import pytest
 
-from jobs.movie_similarities import MRMovieSimilarities, TooManyBadLines, read_titles
+from jobs.movie_similarities import ItemsFileUnusable, MRMovieSimilarities, TooManyBadLines, read_titles
 from movielens_emr.datasets import UnknownDataset, get_dataset
 from movielens_emr.params import InvalidParam, validate_run_config
 from movielens_emr.staging import ChecksumMismatch, dataset_source_files
@@ -38,6 +40,18 @@ RATINGS_CORPUS = [
     BadRatings("undecodable bytes in a ratings line", GOOD.encode() + b"1::\xff2::3::7\n",
                counters=(("bad lines: undecodable bytes", 1),)),
     BadRatings("duplicate (user, movie) ratings", GOOD.encode() + b"1::1::5::9999\n",
+               counters=(("input: duplicate ratings dropped (latest kept)", 1),)),
+    # float() reads '0_5' as 5 and '5e0' as 5: neither is how a rating is written, so neither is guessed at.
+    BadRatings("rating with an underscore or an exponent", GOOD.encode() + b"1::2::0_5::7\n1::3::5e0::7\n",
+               counters=(("bad lines: rating not a plain decimal", 2),)),
+    BadRatings("UTF-8 byte-order mark", b"\xef\xbb\xbf" + GOOD.encode(),
+               counters=(("input: ratings read", 100), ("input: bad lines skipped", 0))),
+    BadRatings("trailing tab on every line", GOOD.replace("\n", "\t\n").encode(),
+               counters=(("input: ratings read", 100), ("input: bad lines skipped", 0))),
+    BadRatings("CSV with trailing spaces and CRLF", b"userId,movieId,rating,timestamp\r\n" + GOOD.replace(
+        "::", ",").replace("\n", "  \r\n").encode(), counters=(("input: ratings read", 100),
+                                                                  ("input: bad lines skipped", 0))),
+    BadRatings("zero-padded ids are the same user and movie", GOOD.encode() + b"0001::0001::5::9999\n",
                counters=(("input: duplicate ratings dropped (latest kept)", 1),)),
     BadRatings("over the bad-line threshold", GOOD.encode() + b"1::2::x::7\n" * 5,
                error=r"5 of 105 ratings lines in .*over_the_bad-line_threshold are bad, above "
@@ -78,7 +92,31 @@ def test_undecodable_bytes_in_titles_are_counted_and_replaced(tmp_path):
     movies.write_bytes(b"movieId,title,genres\n1,Caf\xe9 Society (2016),Comedy\n")
     counters = Counter()
     assert read_titles(movies, counters)["1"] == "Caf\N{REPLACEMENT CHARACTER} Society (2016)"
-    assert counters["titles with undecodable bytes"] == 1
+    assert counters["titles: undecodable bytes replaced"] == 1
+
+
+def test_duplicate_movie_ids_in_the_movies_file_keep_the_first_title_and_are_counted(tmp_path):
+    ratings, movies = tmp_path / "ratings.dat", tmp_path / "movies.dat"
+    ratings.write_text(GOOD)
+    movies.write_text("1::One (2001)::Drama\n1::Uno (2001)::Drama\n01::Eins::Drama\n")
+    rows, totals = run_job(ratings, "--items", str(movies))
+    assert {tuple(key) for key, _ in rows} >= {("1", "One (2001)")}
+    assert totals["titles: duplicate movie ids skipped (first title kept)"] == 2
+
+
+def test_a_missing_movies_file_is_refused_before_any_stage(tmp_path):
+    ratings = tmp_path / "ratings.dat"
+    ratings.write_text(GOOD)
+    with pytest.raises(ItemsFileUnusable, match=r"^--items .*movies\.dat: No such file or directory$"):
+        run_job(ratings, "--items", str(tmp_path / "movies.dat"))
+
+
+def test_a_compressed_movies_file_is_read(tmp_path):
+    ratings, movies = tmp_path / "ratings.dat", tmp_path / "movies.dat.gz"
+    ratings.write_text(GOOD)
+    movies.write_bytes(gzip.compress(b"1::One (2001)::Drama\n"))
+    rows, _ = run_job(ratings, "--items", str(movies))
+    assert ("1", "One (2001)") in {tuple(key) for key, _ in rows}
 
 
 def test_a_movie_missing_from_the_movies_file_still_counts_with_a_null_title(tmp_path):
@@ -115,8 +153,12 @@ def test_an_unreadable_storage_root_is_refused_before_anything_runs(tmp_path):
         check_writable(LocalStorage(blocked))
 
 
-@pytest.mark.parametrize("params, field", [({"node_count": 50}, "node_count"), ({"min_score": 2}, "min_score"),
-                                           ({"node_count": "4"}, "node_count")])
+@pytest.mark.parametrize("params, field", [
+    ({"node_count": 50}, "node_count"), ({"min_score": 2}, "min_score"), ({"node_count": "4"}, "node_count"),
+    # JSON schema takes 4.0 as an integer and NaN inside any bounds; the run's validation does not.
+    ({"node_count": 4.0}, "node_count"), ({"min_co_ratings": 10.0}, "min_co_ratings"),
+    ({"min_score": math.nan}, "min_score"),
+])
 def test_params_out_of_range_by_api_or_cli_name_the_field(params, field):
     with pytest.raises(InvalidParam, match=f"^{field}: "):
         validate_run_config(params, max_node_count=20)

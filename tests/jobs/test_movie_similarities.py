@@ -1,4 +1,6 @@
 """The similarity job: parsing rules, hand-computed answers, formats, and exactness on real MovieLens data."""
+import bz2
+import gzip
 import math
 from collections import Counter
 import subprocess
@@ -9,6 +11,7 @@ import pytest
 
 from jobs.movie_similarities import (
     BadRatingLine,
+    ItemsFileUnusable,
     MRMovieSimilarities,
     TooManyBadLines,
     block_pairs_for_user,
@@ -75,6 +78,17 @@ def hand_ratings(tmp_path):
     (b"userId,movieId,rating,timestamp", None),
     (b"", None),
     (b"   \r", None),
+    # A byte-order mark starts some editors' UTF-8 files; trailing whitespace is invisible in them.
+    (b"\xef\xbb\xbfuserId,movieId,rating,timestamp", None),
+    (b"\xef\xbb\xbf1,31,2.5,1260759144\r\n", ("1", "31", 5, 1260759144)),
+    (b"196\t242\t3\t881250949\t\n", ("196", "242", 6, 881250949)),
+    (b"1,31,2.5,1260759144\t", ("1", "31", 5, 1260759144)),
+    (b"1::1193::5::978300760  \r\n", ("1", "1193", 10, 978300760)),
+    (b"1:: 1193 :: 5 ::978300760", ("1", "1193", 10, 978300760)),
+    # Ids are integers: 0001 is movie 1, as the reference and the result files' id order read it.
+    (b"0001::0031::4::978300760", ("1", "31", 8, 978300760)),
+    (b"00::0::4::1", ("0", "0", 8, 1)),
+    (b"1::" + b"9" * 5000 + b"::4::1", ("1", "9" * 5000, 8, 1)),  # beyond int()'s 4,300 digits
 ])
 def test_parse_rating_line_reads_every_release_format(line, expected):
     assert parse_rating_line(line) == expected
@@ -88,7 +102,14 @@ def test_parse_rating_line_reads_every_release_format(line, expected):
     (b"1::31::6::978300760", "rating out of range"),
     (b"1::31::0::978300760", "rating out of range"),
     (b"1::31::3.3::978300760", "rating out of range"),
-    (b"1::31::nan::978300760", "rating out of range"),
+    # float() reads all of these; none is how a rating is written, and '0_5' would be 5 stars.
+    (b"1::31::0_5::978300760", "rating not a plain decimal"),
+    (b"1::31::5e0::978300760", "rating not a plain decimal"),
+    (b"1::31::nan::978300760", "rating not a plain decimal"),
+    (b"1::31::inf::978300760", "rating not a plain decimal"),
+    (b"1::31::+4::978300760", "rating not a plain decimal"),
+    (b"1::31::-1::978300760", "rating out of range"),
+    (b"1::31\xef\xbb\xbf::3::978300760", "undecodable bytes"),
     (b"x1::31::3::978300760", "non-numeric id"),
     (b"1::31::3::yesterday", "non-numeric timestamp"),
     (b"1::3\xe91::3::978300760", "undecodable bytes"),
@@ -148,11 +169,41 @@ def test_read_titles_counts_undecodable_csv_titles(tmp_path):
     titles = read_titles(movies, counters)
     assert titles["1"] == "Caf\N{REPLACEMENT CHARACTER} (1999)"
     assert titles["2"] == "Fine (2000)"
-    assert counters["titles with undecodable bytes"] == 1
+    assert counters["titles: undecodable bytes replaced"] == 1
+
+
+def test_read_titles_keeps_the_first_title_of_a_duplicate_id_and_counts_the_others(tmp_path):
+    movies = tmp_path / "movies.dat"
+    movies.write_text("1::First (2001)::Drama\n2::Two (2002)::Drama\n"
+                      "1::Second (2003)::Drama\n0001::Third::Drama\n")
+    counters = Counter()
+    assert read_titles(movies, counters) == {"1": "First (2001)", "2": "Two (2002)"}
+    assert counters["titles: duplicate movie ids skipped (first title kept)"] == 2
+
+
+def test_read_titles_reads_a_byte_order_mark_and_zero_padded_ids(tmp_path):
+    movies = tmp_path / "movies.csv"
+    movies.write_bytes(b"\xef\xbb\xbfmovieId,title,genres\r\n007,Seven (1995),Drama\r\n")
+    counters = Counter()
+    assert read_titles(movies, counters) == {"7": "Seven (1995)"}
+    assert not counters
+
+
+@pytest.mark.parametrize("compress", [gzip.compress, bz2.compress], ids=["gzip", "bzip2"])
+def test_read_titles_reads_a_compressed_movies_file(tmp_path, compress):
+    movies = tmp_path / "movies.dat.compressed"
+    movies.write_bytes(compress(b"1::Toy Story (1995)::Animation\n"))
+    assert read_titles(movies, Counter()) == {"1": "Toy Story (1995)"}
 
 
 def test_run_summary_says_when_the_input_held_no_ratings():
     assert "held no ratings: the output is empty" in run_summary([{}, {}, {}])
+
+
+def test_run_summary_of_a_failed_run_ends_with_the_jobs_error():
+    summary = run_summary([{"input": {"ratings read": 7}}], failure=TooManyBadLines("3 of 10 ... e.g. 'x'"))
+    assert summary.splitlines()[-1] == "TooManyBadLines: 3 of 10 ... e.g. 'x'"
+    assert "the output is empty" not in summary
 
 
 # --- hand-computed answers ---------------------------------------------------------------------
@@ -256,6 +307,65 @@ def test_too_many_bad_lines_fails_naming_the_file_and_an_example(tmp_path):
         run_job("--max-bad-fraction", "0.05", ratings)
 
 
+def test_too_many_bad_lines_on_the_local_runner_raises_the_jobs_own_error(tmp_path):
+    # The local runner runs each task in a process of its own; mrjob would report its own exception.
+    ratings = write_ratings(tmp_path / "ratings.dat", HAND_RATINGS)
+    with ratings.open("a") as extra:
+        extra.write("1::2::five::100\n")
+    message = r"^1 of 10 ratings lines in .*'1::2::five::100' \(non-numeric rating\)$"
+    with pytest.raises(TooManyBadLines, match=message):
+        run_job("--max-bad-fraction", "0.05", ratings, runner="local")
+
+
+def test_too_many_bad_lines_on_the_command_line_ends_with_the_summary_and_the_jobs_message(tmp_path):
+    ratings = write_ratings(tmp_path / "ratings.dat", HAND_RATINGS)
+    with ratings.open("a") as extra:
+        extra.write("1::2::five::100\n")
+    result = subprocess.run([sys.executable, JOB_FILE, "-r", "local", "--no-bootstrap-mrjob",
+                             "--max-bad-fraction", "0.05", ratings], capture_output=True, text=True)
+    assert result.returncode == 1
+    last_lines = result.stderr.rstrip("\n").splitlines()[-3:]
+    assert last_lines[0] == "  input: bad lines skipped: 1" and last_lines[1] == "  input: ratings read: 9"
+    assert last_lines[2].startswith("TooManyBadLines: 1 of 10 ratings lines in ")
+    assert last_lines[2].endswith("e.g. '1::2::five::100' (non-numeric rating)")
+
+
+def test_zero_padded_ids_are_the_same_movies_and_users_in_the_job_and_the_reference(tmp_path):
+    padded_rows = [(f"{user:04d}", f"00{movie}", rating, time) for user, movie, rating, time in HAND_RATINGS]
+    padded = write_ratings(tmp_path / "padded.dat", padded_rows)
+    plain = write_ratings(tmp_path / "plain.dat", HAND_RATINGS)
+    pairs, _, _ = run_job("--min-co-ratings", "1", "--min-score", "0", padded)
+    assert pairs == run_job("--min-co-ratings", "1", "--min-score", "0", plain)[0]
+    expected = reference.similar_pairs(reference.read_ratings([padded]), "cosine", 0, 1)
+    assert pairs.keys() == expected.keys()
+
+
+def test_title_counters_count_once_whatever_the_number_of_stage_3_reducers(hand_ratings, tmp_path):
+    movies = tmp_path / "movies.dat"
+    movies.write_text("1::One (2001)::Drama\nnot a title line\n2::Two (2002)::Drama\n2::Again::Drama\n")
+    _, rows, totals = run_job("--min-co-ratings", "1", "--min-score", "0", "--items", movies,
+                              "--jobconf", "mapreduce.job.reduces=3", hand_ratings, runner="local")
+    assert len({tuple(key) for key, _ in rows}) == 3  # three movies: more than one stage 3 reducer task
+    assert totals["titles: bad lines skipped"] == 1
+    assert totals["titles: duplicate movie ids skipped (first title kept)"] == 1
+
+
+def test_a_missing_items_file_is_refused_before_any_stage(hand_ratings, tmp_path):
+    missing = tmp_path / "movies.dat"
+    job = MRMovieSimilarities(["-r", "inline", "--no-conf", "--items", str(missing), str(hand_ratings)])
+    with pytest.raises(ItemsFileUnusable, match=r"^--items .*movies\.dat: No such file or directory$"):
+        job.make_runner()
+
+
+def test_a_compressed_items_file_gives_titles(hand_ratings, tmp_path):
+    movies = tmp_path / "movies.dat.gz"
+    movies.write_bytes(gzip.compress(b"1::One (2001)::Drama\n2::Two (2002)::Drama\n3::Three (2003)::Drama\n"))
+    _, rows, totals = run_job("--min-co-ratings", "1", "--min-score", "0", "--items", movies, hand_ratings)
+    assert {tuple(key) for key, _ in rows} == {("1", "One (2001)"), ("2", "Two (2002)"),
+                                              ("3", "Three (2003)")}
+    assert totals.get("output: movies without a title", 0) == 0
+
+
 def test_duplicate_ratings_keep_the_latest(tmp_path):
     rows = HAND_RATINGS + [(1, 1, 1, 50), (2, 2, 5, 999)]  # older 1-star: ignored; newer 5-star: replaces 3
     pairs, _, totals = run_job("--min-co-ratings", "1", "--min-score", "0",
@@ -293,6 +403,7 @@ def test_command_line_help_documents_every_option():
 @pytest.mark.parametrize("option, value", [
     ("--sample-fraction", "0"), ("--sample-fraction", "1.5"), ("--movie-blocks", "0"),
     ("--user-chunk", "70000"), ("--min-co-ratings", "-1"), ("--metric", "euclid"),
+    ("--min-score", "nan"), ("--min-score", "inf"),
 ])
 def test_bad_options_are_refused(option, value, hand_ratings):
     with pytest.raises(ValueError, match=option):

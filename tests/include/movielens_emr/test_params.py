@@ -1,6 +1,8 @@
 """Trigger-form parameters: schemas for the form and the same rules at run time."""
-import pytest
+import math
 
+import jsonschema
+import pytest
 from movielens_emr.params import InvalidParam, RunConfig, param_schemas, validate_run_config
 
 
@@ -35,6 +37,33 @@ def test_node_count_maximum_follows_the_limit():
 def test_bad_values_are_refused_naming_the_field(field, value):
     with pytest.raises(InvalidParam, match=f"^{field}: "):
         validate_run_config({field: value}, max_node_count=20)
+
+
+@pytest.mark.parametrize("field, value", [("node_count", 4.0), ("min_co_ratings", 10.0)])
+def test_a_float_for_an_integer_field_is_refused_though_json_schema_takes_it(field, value):
+    # JSON schema counts 4.0 as an integer; mrjob's --num-cores refuses '4.0' only after the data is staged.
+    with pytest.raises(InvalidParam, match=rf"^{field}: must be a whole number, got {value}$"):
+        validate_run_config({field: value}, max_node_count=20)
+
+
+@pytest.mark.parametrize("field, value, written", [
+    ("min_score", math.nan, "NaN"), ("sample_fraction", math.nan, "NaN"),
+    ("min_score", None, "null"), ("sample_fraction", None, "null"),
+])
+def test_nan_or_null_for_a_number_is_refused(field, value, written):
+    with pytest.raises(InvalidParam, match=rf"^{field}: must be a finite number, got {written}$"):
+        validate_run_config({field: value}, max_node_count=20)
+
+
+@pytest.mark.parametrize("field", ["min_score", "sample_fraction"])
+def test_the_form_lets_every_task_start_with_the_null_a_nan_becomes(field):
+    # Airflow hands the conf to each task as JSON, NaN written as null, and checks it against the form's
+    # schema before the task starts: were null refused there, the history teardown would fail too.
+    spec = param_schemas(20, "local")[field]
+    schema = {key: spec[key] for key in spec if key not in ("default", "title", "description")}
+    jsonschema.validate(None, schema, format_checker=jsonschema.FormatChecker())
+    with pytest.raises(InvalidParam, match=f"^{field}: must be a finite number"):
+        validate_run_config({field: None}, max_node_count=20)
 
 
 def test_unknown_field_is_refused_by_name():
