@@ -23,6 +23,8 @@ SECURITY_CONFIGURATION_PATTERN = r"^([A-Za-z0-9][A-Za-z0-9._-]{0,255})?(?![\s\S]
 # writes NaN as null, and every task, the history teardown included, checks the conf against the form's
 # schema before it starts. validated_values refuses null (and NaN) for them, in validate_config.
 NUMBER_FORM_TYPE = ["number", "null"]
+MAX_DEADLINE_MINUTES = 7 * 24 * 60
+MAX_BUDGET_USD = 100_000
 
 
 class InvalidParam(ValueError):
@@ -42,8 +44,12 @@ class RunConfig:
     instance_type: str
     release_label: str
     sample_fraction: float
-    # A default, so that a RunConfig saved before the field existed (an older run's XCom) still loads.
+    # Defaults, so that a RunConfig saved before these fields existed (an older run's XCom) still loads.
     security_configuration: str = ""
+    deadline_minutes: float | None = None
+    budget_usd: float | None = None
+    # What the sizing advisor said (movielens_emr.advise.run_advice), when the run asked it.
+    advice: dict | None = None
 
     @property
     def core_node_count(self):
@@ -54,10 +60,11 @@ def param_schemas(max_node_count, default_target):
     """JSON schema, title and description of every trigger-form field, keyed by name."""
     return {
         "node_count": dict(
-            default=4, type="integer", minimum=1, maximum=max_node_count, title="Node count",
+            default=4, type=["integer", "null"], minimum=1, maximum=max_node_count, title="Node count",
             description=f"Total EMR nodes including the master (4 = 1 master + 3 core), 1 to "
                         f"{max_node_count} (Variable movielens_max_node_count). On the local target: "
-                        "parallel tasks."),
+                        "parallel tasks. Empty: the sizing advisor chooses it from the run history, for "
+                        "the deadline or budget below."),
         "target": dict(
             default=default_target, type="string", enum=list(TARGETS), title="Target",
             description="emr: a new EMR cluster (needs the AWS connection and an s3:// storage root); "
@@ -85,6 +92,17 @@ def param_schemas(max_node_count, default_target):
         "sample_fraction": dict(
             default=1.0, type=NUMBER_FORM_TYPE, exclusiveMinimum=0, maximum=1, title="Sample fraction",
             description="Use this fraction of users, chosen by a hash of the user id (0 < f <= 1)."),
+        "deadline_minutes": dict(
+            default=None, type=NUMBER_FORM_TYPE, exclusiveMinimum=0, maximum=MAX_DEADLINE_MINUTES,
+            title="Deadline (minutes)",
+            description="With an empty node count: the sizing advisor picks the cheapest count predicted "
+                        "to finish within this many minutes of cluster time. With a node count: the "
+                        "prediction for it is recorded beside the measurement."),
+        "budget_usd": dict(
+            default=None, type=NUMBER_FORM_TYPE, exclusiveMinimum=0, maximum=MAX_BUDGET_USD,
+            title="Budget (USD)",
+            description="With an empty node count: the sizing advisor picks the fastest count predicted "
+                        "to cost at most this (with a deadline too: the cheapest meeting both)."),
         # null as well as "": the form sends null for a field the user typed in and then cleared.
         "security_configuration": dict(
             default="", type=["string", "null"], pattern=SECURITY_CONFIGURATION_PATTERN,
@@ -119,7 +137,9 @@ def _refuse_ambiguous_number(name, spec, value):
     types = _types(spec)
     if "integer" in types and isinstance(value, float):
         raise InvalidParam(f"{name}: must be a whole number, got {value!r}")
-    if "number" in types and not (isinstance(value, int | float) and math.isfinite(value)):
+    optional = spec["default"] is None
+    if "number" in types and not (optional and value is None) and not (
+            isinstance(value, int | float) and math.isfinite(value)):
         raise InvalidParam(f"{name}: must be a finite number, got {_json_text(value)}")
 
 
@@ -138,7 +158,13 @@ def validate_run_config(params, max_node_count, default_target="local"):
     """Check every field against its schema and return the RunConfig; raise InvalidParam naming the field."""
     schemas = param_schemas(max_node_count, default_target)
     values = validated_values(params, schemas)
-    return RunConfig(**{name: _config_value(schemas[name], value) for name, value in values.items()})
+    config = {name: _config_value(schemas[name], value) for name, value in values.items()}
+    # An empty node count is the sizing advisor's to choose, and it needs a goal to choose for.
+    config["node_count"] = values["node_count"]
+    if config["node_count"] is None and config["deadline_minutes"] is None and config["budget_usd"] is None:
+        raise InvalidParam("node_count: left empty, it is chosen by the sizing advisor, which needs a "
+                           "deadline_minutes or a budget_usd")
+    return RunConfig(**config)
 
 
 def _config_value(spec, value):

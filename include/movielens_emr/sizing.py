@@ -206,7 +206,8 @@ def recommend(candidates, deadline_minutes=None, budget_usd=None):
             f"{fastest.cluster_seconds / 60:.1f} min; the cheapest, {cheapest.node_count} nodes, costs "
             f"{_usd(cheapest.cost_usd)}")
     if deadline_minutes is not None:
-        return min(fitting, key=lambda p: (_cost(p), p.cluster_seconds))
+        # Where no price applies (the local target) every cost is 0: the fewest node-minutes then.
+        return min(fitting, key=lambda p: (_cost(p), p.node_minutes, p.cluster_seconds))
     return min(fitting, key=lambda p: (p.cluster_seconds, p.cost_usd))
 
 

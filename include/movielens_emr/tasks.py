@@ -47,6 +47,7 @@ def validate_config(params):
     settings = settings_from_env()
     config = validate_run_config(dict(params), max_node_count(), settings.default_target)
     get_dataset(config.dataset)
+    config = with_sizing_advice(config, settings)
     if config.target == "emr" and not settings.storage_root.startswith("s3://"):
         raise InvalidParam(f"target: emr needs an s3:// storage root (MOVIELENS_STORAGE_ROOT is "
                            f"{settings.storage_root!r})")
@@ -54,6 +55,40 @@ def validate_config(params):
         check_writable(_storage(settings))
     log.info("run configuration: %s", config)
     return dataclasses.asdict(config)
+
+
+def with_sizing_advice(config, settings):
+    """The config with the sizing advisor's node count and prediction, when the run asks for them.
+
+    The advisor's model is fitted to the run history; when it cannot answer, a run that left the
+    node count to it fails here, before anything is staged, and a run with its own count goes on.
+    """
+    from movielens_emr.advise import run_advice
+    from movielens_emr.history import fetch_runs, history_engine
+
+    if config.deadline_minutes is None and config.budget_usd is None:
+        return config
+    rows = fetch_runs(history_engine(settings), target=config.target, outcome="success", limit=10_000)
+    price = run_price(config) if config.target == "emr" else 0.0
+    try:
+        advice = run_advice(rows, config.dataset, config.target, config.instance_type, price,
+                            config.sample_fraction, config.node_count, max_node_count(),
+                            config.deadline_minutes, config.budget_usd)
+    except ValueError as error:  # too little history, or no count meets the goal
+        if config.node_count is None:
+            raise InvalidParam(f"node_count: the sizing advisor cannot choose it: {error}") from error
+        log.warning("no sizing prediction for this run: %s", error)
+        return config
+    log.info("sizing advisor (%s): %d nodes, predicted %.1f min of cluster time, cost %s, %s confidence",
+             advice["chosen_by"], advice["node_count"], advice["predicted_cluster_seconds"] / 60,
+             advice["predicted_cost_usd"], advice["confidence"])
+    return dataclasses.replace(config, node_count=advice["node_count"], advice=advice)
+
+
+def run_price(config):
+    """USD per node-hour of the run's instance type, the Variable's overrides first."""
+    overrides = Variable.get(PRICES_VARIABLE, default={}, deserialize_json=True)
+    return hourly_price(config.instance_type, overrides)
 
 
 class StorageRootUnusable(RuntimeError):
@@ -185,7 +220,7 @@ def record_metrics(config, collected, run_id, dag_run, ti):
     if config.target == "emr":
         cluster_id, step_ids = ti.xcom_pull(task_ids="create_cluster"), ti.xcom_pull(task_ids="submit_stages")
         timings, counters = _emr_timings_and_counters(settings, storage, run_prefix, cluster_id, step_ids)
-        price = hourly_price(config.instance_type, Variable.get(PRICES_VARIABLE, default={}, deserialize_json=True))
+        price = run_price(config)
     else:
         local_run = ti.xcom_pull(task_ids="run_local_job")
         timings = {"cluster_seconds": local_run["seconds"], "provisioning_seconds": 0.0,

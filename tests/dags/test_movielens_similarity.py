@@ -124,7 +124,11 @@ def direct_job_csv(dataset, ratings_files, movies_file):
     ("ml-100k", ["u.data"], "u.item", 100_000),
 ])
 def test_local_target_end_to_end(dag, storage_root, dataset, ratings_files, movies_file, ratings):
-    run = dag.test(run_conf={"target": "local", "dataset": dataset, "node_count": 2})
+    seed_history_for_the_advisor(storage_root, dataset)
+    # The node count is left to the sizing advisor: in the seeded history 1 node takes 45 s, 2 take
+    # 25 s and 3 take 18 s, so 2 is the fewest node-minutes within a 30 s deadline.
+    run = dag.test(run_conf={"target": "local", "dataset": dataset, "node_count": None,
+                             "deadline_minutes": 0.5})
     states = task_states(run)
     assert run.state == "success", states
     assert states["run_local_job"] == "success" and states["create_cluster"] == "skipped"
@@ -148,5 +152,23 @@ def test_local_target_end_to_end(dag, storage_root, dataset, ratings_files, movi
     assert metrics["cluster_seconds"] <= metrics["wall_seconds"]
     assert metrics["overhead_seconds"] == pytest.approx(metrics["wall_seconds"] - metrics["cluster_seconds"], abs=1e-3)
     assert metrics["node_minutes"] == pytest.approx(2 * metrics["cluster_seconds"] / 60, abs=1e-3)
-    [row] = history_rows(storage_root)
-    assert (row["run_id"], row["outcome"], row["output_pairs"]) == (run.run_id, "success", len(rows))
+    assert metrics["advice"]["chosen_by"] == "advisor" and metrics["advice"]["node_count"] == 2
+    assert metrics["advice"]["predicted_cluster_seconds"] == pytest.approx(25, abs=0.1)
+    [row] = [row for row in history_rows(storage_root) if row["run_id"] == run.run_id]
+    assert (row["outcome"], row["output_pairs"]) == ("success", len(rows))
+    assert row["prediction_error"] == pytest.approx((metrics["cluster_seconds"] - 25) / 25, abs=0.01)
+
+
+def seed_history_for_the_advisor(storage_root, dataset):
+    """Four earlier local runs of the dataset, at 1 and 2 nodes and two sample fractions."""
+    from movielens_emr.history import engine_for_url, ensure_schema, run_record, upsert_run
+
+    engine = engine_for_url(f"sqlite:///{storage_root}/history.sqlite")
+    ensure_schema(engine)
+    for nodes in (1, 2):
+        for fraction in (0.5, 1.0):
+            work = 1e9 * fraction
+            metrics = {"target": "local", "dataset": dataset, "node_count": nodes, "sample_fraction": fraction,
+                       "pair_work": work, "provisioning_seconds": 0.0, "cluster_seconds": 5 + 4e-8 * work / nodes}
+            upsert_run(engine, run_record("movielens_similarity", f"seed-{nodes}-{fraction}", {}, metrics,
+                                          {"record_metrics": "success"}, None, None))

@@ -113,3 +113,23 @@ def test_a_config_saved_before_security_configuration_existed_still_loads():
              "min_co_ratings": 10, "instance_type": "m5.xlarge", "release_label": "emr-7.9.0",
              "sample_fraction": 1.0}
     assert RunConfig(**saved).security_configuration == ""
+
+
+def test_an_empty_node_count_is_left_to_the_advisor_with_a_deadline_or_budget():
+    config = validate_run_config({"node_count": None, "deadline_minutes": 30}, max_node_count=20)
+    assert config.node_count is None and config.deadline_minutes == 30.0 and config.budget_usd is None
+    assert validate_run_config({"node_count": None, "budget_usd": 2}, max_node_count=20).budget_usd == 2.0
+
+
+def test_an_empty_node_count_without_a_goal_is_refused():
+    with pytest.raises(InvalidParam, match="^node_count: left empty, .* a deadline_minutes or a budget_usd"):
+        validate_run_config({"node_count": None}, max_node_count=20)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("deadline_minutes", 0), ("deadline_minutes", -5), ("deadline_minutes", math.nan), ("budget_usd", 0),
+    ("budget_usd", math.inf), ("budget_usd", "5"),
+])
+def test_bad_deadlines_and_budgets_are_refused_naming_the_field(field, value):
+    with pytest.raises(InvalidParam, match=f"^{field}: "):
+        validate_run_config({field: value}, max_node_count=20)
