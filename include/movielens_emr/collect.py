@@ -26,8 +26,8 @@ from movielens_emr.results import (
 )
 from movielens_emr.storage import LocalStorage, S3Storage
 
-RUN_ROWS = 200_000  # rows sorted in memory at once: about 0.4 KB each with their titles, so ~80 MB
-MERGE_FAN_IN = 64  # sorted runs merged at once; more runs are merged in passes (10^8 rows: 500 -> 8 -> 1)
+RUN_ROWS = 100_000  # rows sorted in memory at once: about 0.7 KB of RSS each with their titles: ~70 MB
+MERGE_FAN_IN = 64  # sorted runs merged at once; more runs are merged in passes (10^8 rows: 1,000 -> 16 -> 1)
 RUN_BATCH_ROWS = 256  # rows per pickled batch of a run file: what each run being merged holds in memory
 GZIP_ABOVE_BYTES = 100 * 1024**2  # a CSV larger than this, uncompressed, is stored as similarities.csv.gz
 GZIP_LEVEL = 6  # gzip's own default: level 9 is several times slower for a few per cent
