@@ -47,8 +47,8 @@ def collect_output(storage, output_folder, results_folder, run_rows=RUN_ROWS, fa
     with tempfile.TemporaryDirectory(prefix="movielens-collect-") as temp:
         temp = Path(temp)
         runs = sorted_runs(part_rows(storage, keys), temp, run_rows)
-        with CsvFile(temp / CSV_NAME, gzip_above_bytes) as csv_file, open(temp / JSON_NAME, "w",
-                                                                          encoding="utf-8") as json_file:
+        csv_file = CsvFile(temp / CSV_NAME, gzip_above_bytes)
+        with csv_file, open(temp / JSON_NAME, "w", encoding="utf-8") as json_file:
             pairs, movies = write_result_files(merged_rows(runs, temp, fan_in), csv_file, json_file)
         csv_key = f"{results_folder}/{csv_file.path.name}"
         storage.put_file(csv_file.path, csv_key)
