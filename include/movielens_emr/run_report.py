@@ -1,5 +1,7 @@
 """What a command-line run produced: the newest run's metrics and results, or the errors of a failed run."""
 import argparse
+import gzip
+import itertools
 import json
 import re
 import sys
@@ -36,9 +38,18 @@ def report(storage_root, log_path, status):
         return f"movielens_similarity succeeded, but no metrics.json is under {storage_root}/runs"
     metrics = json.loads((folder / "metrics.json").read_text())
     results = folder / "results" / "similarities.csv"
-    head = results.read_text().splitlines()[:6] if results.exists() else []
+    if not results.exists() and results.with_name("similarities.csv.gz").exists():
+        results = results.with_name("similarities.csv.gz")  # collect_results compresses a large CSV
+    head = first_lines(results, 6) if results.exists() else []
     return "\n".join([f"movielens_similarity succeeded: {folder}", "", metrics_table(metrics), "",
                       f"{results} (first rows):", *head, f"log: {log_path}"])
+
+
+def first_lines(path, count):
+    """The first `count` lines of a text file, gzip-compressed if its name ends in .gz, read no further."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as text:
+        return [line.rstrip("\n") for line in itertools.islice(text, count)]
 
 
 def main(argv=None):

@@ -6,8 +6,8 @@ import logging
 
 from airflow.sdk import Asset, Variable, get_current_context
 
-from movielens_emr import results as results_module
 from movielens_emr.cluster import build_job_flow, chosen_security_configuration, task_slots
+from movielens_emr.collect import collect_output
 from movielens_emr.datasets import get_dataset
 from movielens_emr.job import job_args, job_class, movie_blocks_for
 from movielens_emr.local_run import run_local_job as run_job_locally
@@ -173,7 +173,7 @@ def final_output_folder(run_prefix):
 
 
 def collect_results(run_id):
-    """results/similarities.csv and results/top_neighbours.json from the final stage's part files.
+    """results/similarities.csv (.csv.gz when large) and results/top_neighbours.json from the part files.
 
     The part files are only read: if collecting fails, the computed output stays where it is and
     clearing this task collects it again, without recomputing anything.
@@ -191,22 +191,11 @@ def collect_results(run_id):
 
 
 def collect_final_output(storage, run_prefix):
-    """Write the run's results from the final stage's part files; their summary."""
-    output = final_output_folder(run_prefix)
-    parts = [key for key in storage.list_keys(output) if key.rsplit("/", 1)[-1].startswith("part-")]
-    if not parts:
-        raise FileNotFoundError(f"no part files in {storage.uri(output)}: the final stage wrote nothing")
-    rows = [results_module.parse_output_line(line)
-            for key in parts for line in storage.get_bytes(key).decode("utf-8").splitlines() if line]
-    rows = results_module.sorted_rows(rows)
-    storage.put_bytes(results_module.similarities_csv(rows).encode(), f"{run_prefix}/results/similarities.csv")
-    neighbours = results_module.top_neighbours(rows)
-    storage.put_bytes(json.dumps(neighbours, ensure_ascii=False, indent=1).encode(),
-                      f"{run_prefix}/results/top_neighbours.json")
-    log.info("collected %d ordered pairs of %d movies into %s", len(rows), len(neighbours),
-             storage.uri(f"{run_prefix}/results/"))
-    return {"output_pairs": len(rows), "movies": len(neighbours),
-            "similarities_csv": storage.uri(f"{run_prefix}/results/similarities.csv")}
+    """Write the run's results from the final stage's part files (collect.py); their summary."""
+    summary = collect_output(storage, final_output_folder(run_prefix), f"{run_prefix}/results")
+    log.info("collected %d ordered pairs of %d movies into %s", summary["output_pairs"], summary["movies"],
+             summary["similarities_csv"])
+    return summary
 
 
 def record_metrics(config, collected, run_id, dag_run, ti):

@@ -191,7 +191,8 @@ def test_collect_results_failing_keeps_the_computed_output_for_a_second_try(dagb
     assert live_clusters(emr) == {} and set(cluster_states(emr).values()) == {"TERMINATED"}
     final_output = f"{S3_ROOT}/{run_folder(dag_run.run_id)}/output/stage-3"
     log = task_log()
-    assert "collecting the results failed (AccessDenied: An error occurred (AccessDenied) when calling the PutObject" in log
+    assert "collecting the results failed (S3UploadFailedError: Failed to upload" in log  # boto3 upload_file
+    assert "An error occurred (AccessDenied) when calling the PutObject operation" in log
     assert f"The computed output is kept at {final_output}: clear collect_results" in log
     assert not results_keys(s3, dag_run)
     # a second try, with the cause gone, collects the same output without recomputing it

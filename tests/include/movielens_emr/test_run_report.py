@@ -1,4 +1,5 @@
 """The summary printed after a command-line run."""
+import gzip
 import json
 
 from movielens_emr.run_report import failure_lines, newest_run, report
@@ -21,6 +22,17 @@ def test_report_of_a_success_shows_metrics_and_first_results(tmp_path):
     assert newest_run(tmp_path) == run
     text = report(tmp_path, tmp_path / "log", 0)
     assert "succeeded" in text and "output_pairs  3" in text and "1,Toy Story (1995)" in text
+
+
+def test_report_shows_the_first_rows_of_a_compressed_csv(tmp_path):
+    run = tmp_path / "runs" / "manual_1"
+    (run / "results").mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"output_pairs": 9}))
+    text = "movie_id,movie_title\n" + "".join(f"{number},Movie {number}\n" for number in range(9))
+    (run / "results" / "similarities.csv.gz").write_bytes(gzip.compress(text.encode()))
+    lines = report(tmp_path, tmp_path / "log", 0).splitlines()
+    assert f"{run}/results/similarities.csv.gz (first rows):" in lines
+    assert "4,Movie 4" in lines and "5,Movie 5" not in lines
 
 
 def test_report_of_a_failure_shows_the_errors(tmp_path):
