@@ -18,9 +18,17 @@ from markupsafe import Markup
 from sqlalchemy.exc import SQLAlchemyError
 
 from movielens_emr import report as benchmark_report
+from movielens_emr.advise import plan_run
 from movielens_emr.datasets import CATALOGUE
 from movielens_emr.history import fetch_runs, history_engine
-from movielens_emr.params import TARGETS
+from movielens_emr.metrics import hourly_price
+from movielens_emr.params import (
+    DEFAULT_INSTANCE_TYPE,
+    INSTANCE_TYPE_PATTERN,
+    MAX_BUDGET_USD,
+    MAX_DEADLINE_MINUTES,
+    TARGETS,
+)
 from movielens_emr.results import id_order
 from movielens_emr.settings import settings_from_env
 from movielens_emr.storage import LocalStorage, open_storage
@@ -38,6 +46,7 @@ PLOT_NAME = r"^[A-Za-z0-9_-][A-Za-z0-9._-]*\.png$"
 NUMERIC_TEXT = r"[-+]?[\d,]*\.?\d+( %)?|\d+/\d+|-"
 YEAR_SUFFIX = re.compile(r"\s*\(\d{4}\)\s*$")
 NOTE_CHARACTERS = 300
+PLAN_MAX_NODES = 20
 
 
 class UnreadableFile(ValueError):
@@ -361,6 +370,33 @@ def similar_json(title: Annotated[str, Query(min_length=1, max_length=200)]):
     return {"run_folder": run, "query": title, "total": total, "matches": matches}
 
 
+Deadline = Annotated[float | None, Query(gt=0, le=MAX_DEADLINE_MINUTES)]
+Budget = Annotated[float | None, Query(gt=0, le=MAX_BUDGET_USD)]
+# Checked by _plan: the form's pattern uses a look-ahead that FastAPI's validator cannot compile.
+InstanceType = Annotated[str, Query(max_length=64)]
+
+
+@app.get("/api/plan")
+def plan_json(dataset: Annotated[str, Query(pattern="|".join(map(re.escape, CATALOGUE)))],
+              target: Annotated[str, Query(pattern="^(emr|local)$")] = "emr",
+              instance_type: InstanceType = DEFAULT_INSTANCE_TYPE, deadline_minutes: Deadline = None,
+              budget_usd: Budget = None):
+    """The sizing advisor's plan (movielens_emr.advise.plan_run); 422 naming why when it has no answer."""
+    try:
+        return _plan(dataset, target, instance_type, deadline_minutes, budget_usd)
+    except ValueError as error:  # too little history, or no node count meets the goal
+        raise HTTPException(422, str(error)) from error
+
+
+def _plan(dataset, target, instance_type, deadline_minutes, budget_usd):
+    if not re.match(INSTANCE_TYPE_PATTERN, instance_type):
+        raise ValueError(f"instance_type: {instance_type!r} is not an EC2 instance type such as m5.xlarge")
+    rows = _history(target=target, outcome="success", limit=10_000)
+    price = hourly_price(instance_type) if target == "emr" else 0.0
+    return plan_run(rows, dataset, target, instance_type, price, 1.0, range(1, PLAN_MAX_NODES + 1),
+                    deadline_minutes, budget_usd)
+
+
 @app.get("/reports/{folder}/plots/{name}")
 def plot_png(folder: Annotated[str, PathParam(pattern=SAFE_NAME)],
              name: Annotated[str, PathParam(pattern=PLOT_NAME)]):
@@ -372,14 +408,21 @@ def plot_png(folder: Annotated[str, PathParam(pattern=SAFE_NAME)],
 
 @app.get("/", response_class=HTMLResponse)
 def page(dataset: FilterParam = None, target: FilterParam = None,
-         title: Annotated[str, Query(max_length=200)] = ""):
+         title: Annotated[str, Query(max_length=200)] = "", plan_dataset: FilterParam = None,
+         plan_target: FilterParam = None, plan_instance_type: InstanceType = DEFAULT_INSTANCE_TYPE,
+         deadline_minutes: Deadline = None, budget_usd: Budget = None):
     storage, title = _storage(), title.strip()
+    plan_request = {"dataset": plan_dataset, "target": plan_target or "emr",
+                    "instance_type": plan_instance_type, "deadline_minutes": deadline_minutes,
+                    "budget_usd": budget_usd}
     context = {"dag_id": DAG_ID, "dataset": dataset or "", "target": target or "", "title": title,
-               "datasets": list(CATALOGUE), "targets": list(TARGETS), "storage_root": storage.uri("")}
+               "datasets": list(CATALOGUE), "targets": list(TARGETS), "storage_root": storage.uri(""),
+               "plan_request": plan_request}
     return templates.get_template("page.html").render(
         **context, history_section=_section("history", context, lambda: _history_section(dataset, target)),
         report_section=_section("report", context, lambda: _report_section(storage)),
-        similar_section=_section("similar", context, lambda: _similar_section(storage, title)))
+        similar_section=_section("similar", context, lambda: _similar_section(storage, title)),
+        plan_section=_section("plan", context, lambda: _plan_section(plan_request)))
 
 
 def _section(name, context, build):
@@ -407,6 +450,15 @@ def _report_section(storage):
     html = report_html(report["report_markdown"] or "", plot_url)
     return {"report": {**report, "blocks": blocks, "html": html,
                        "plot_urls": [(name, plot_url(name)) for name in report["plots"]]}}
+
+
+def _plan_section(request):
+    if not request["dataset"]:
+        return {"plan": None, "problem": None}
+    try:
+        return {"plan": _plan(**request), "problem": None}
+    except ValueError as error:  # the advisor's own answer, not a broken section
+        return {"plan": None, "problem": str(error)}
 
 
 def _similar_section(storage, title):

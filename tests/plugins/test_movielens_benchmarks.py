@@ -39,10 +39,10 @@ def neighbours_json(*titles):
     return json.dumps(movies)
 
 
-def add_run(root, run_id, minutes, states=None, results=None, **params):
+def add_run(root, run_id, minutes, states=None, results=None, extra_metrics=None, **params):
     """A history row (and results, if given) of one run."""
     metrics = None if states else {"wall_seconds": 1868.0 + minutes, "stage_seconds": [120.0, 930.0, 600.0],
-                                   "estimated_cost_usd": 0.4728, "output_pairs": 52}
+                                   "estimated_cost_usd": 0.4728, "output_pairs": 52, **(extra_metrics or {})}
     engine = engine_for_url(f"sqlite:///{root / 'history.sqlite'}")
     ensure_schema(engine)
     started = T0 + datetime.timedelta(minutes=minutes)
@@ -465,3 +465,39 @@ def test_the_page_through_a_real_api_server(api_server):
     [view] = [view for entry in plugins for view in entry["external_views"]
               if view["url_route"] == "movielens-benchmarks"]
     assert (view["name"], view["href"]) == ("MovieLens benchmarks", "movielens/")
+
+
+def add_sized_runs(root):
+    """Six successful EMR runs of ml-1m with their pair work: enough for the sizing advisor."""
+    for nodes in (2, 4, 8):
+        for fraction in (0.5, 1.0):
+            work = 4e9 * fraction
+            add_run(root, f"sized-{nodes}-{fraction}", nodes, node_count=nodes, sample_fraction=fraction,
+                    extra_metrics={"pair_work": work, "provisioning_seconds": 400.0,
+                                   "cluster_seconds": 400.0 + 120 + 2e-7 * work / nodes + 4 * nodes})
+
+
+def test_plan_json_recommends_a_node_count_for_a_deadline(client, storage_root):
+    add_sized_runs(storage_root)
+    plan = client.get("/api/plan", params={"dataset": "ml-1m", "deadline_minutes": 20}).json()
+    assert plan["model"]["runs"] == 6
+    assert plan["recommendation"]["cluster_seconds"] <= 1200
+    assert len(plan["predictions"]) == plugin.PLAN_MAX_NODES
+
+
+def test_plan_json_says_why_it_has_no_answer(client, storage_root):
+    answer = client.get("/api/plan", params={"dataset": "ml-1m", "deadline_minutes": 20})
+    assert answer.status_code == 422
+    assert "the model needs at least 4 successful runs" in answer.json()["detail"]
+
+
+def test_page_plans_a_run_from_its_form(client, storage_root):
+    add_sized_runs(storage_root)
+    html = client.get("/", params={"plan_dataset": "ml-1m", "budget_usd": 1}).text
+    assert "Recommended:" in html and 'class="chosen"' in html
+    assert "No plan:" in client.get("/", params={"plan_dataset": "ml-25m", "budget_usd": 1}).text
+
+
+def test_plan_json_refuses_a_bad_instance_type(client, storage_root):
+    answer = client.get("/api/plan", params={"dataset": "ml-1m", "instance_type": "huge\n", "budget_usd": 1})
+    assert answer.status_code == 422 and "instance_type" in answer.json()["detail"]
