@@ -8,6 +8,7 @@ import zipfile
 
 import pytest
 from conftest import MOVIELENS, REPO
+from moto import mock_aws
 from movielens_emr.datasets import UnknownDataset, get_dataset
 from movielens_emr.staging import (
     STAGED_MARKER,
@@ -18,7 +19,7 @@ from movielens_emr.staging import (
     stage_dataset,
     stage_job_files,
 )
-from movielens_emr.storage import LocalStorage, dataset_folder
+from movielens_emr.storage import LocalStorage, dataset_folder, open_storage
 
 SAMPLE = REPO / "include" / "sample_data" / "ml-latest-small-sample"
 
@@ -135,3 +136,30 @@ def test_two_runs_staging_one_new_dataset_at_once_never_show_a_reader_a_partial_
         assert target.read_bytes() == files["ratings.csv"].read_bytes()
     assert seen_partial == []
     assert not [path for path in storage.root.rglob("*") if path.name.endswith(".partial")]
+
+
+@pytest.mark.parametrize("damage", [
+    lambda path: path.write_bytes(path.read_bytes()[: path.stat().st_size // 2]),  # cut short
+    lambda path: path.write_bytes(b"\0" * path.stat().st_size),  # same size, NUL bytes
+    lambda path: path.unlink(),
+])
+def test_a_damaged_staged_copy_is_staged_again_before_use(tmp_path, damage):
+    storage, dataset = LocalStorage(tmp_path / "root"), get_dataset("ml-latest-small")
+    files = {"ratings.csv": SAMPLE / "ratings.csv", "movies.csv": SAMPLE / "movies.csv"}
+    folder = stage_dataset(storage, dataset, files)["folder"]
+    damage(storage.local_path(f"{folder}/ratings.csv"))
+    again = stage_dataset(storage, dataset, files)
+    assert again["uploaded"] == ["movies.csv", "ratings.csv"]
+    assert storage.get_bytes(f"{folder}/ratings.csv") == (SAMPLE / "ratings.csv").read_bytes()
+
+
+@mock_aws
+def test_a_staged_s3_object_of_the_wrong_size_is_staged_again():
+    storage, dataset = open_storage("s3://movielens-test/pipeline"), get_dataset("ml-latest-small")
+    storage.ensure_bucket()
+    files = {"ratings.csv": SAMPLE / "ratings.csv", "movies.csv": SAMPLE / "movies.csv"}
+    folder = stage_dataset(storage, dataset, files)["folder"]
+    assert stage_dataset(storage, dataset, files)["uploaded"] == []
+    storage.put_bytes(b"userId,movieId,rating,timestamp\n", f"{folder}/ratings.csv")
+    assert stage_dataset(storage, dataset, files)["uploaded"] == ["movies.csv", "ratings.csv"]
+    assert storage.get_bytes(f"{folder}/ratings.csv") == (SAMPLE / "ratings.csv").read_bytes()
