@@ -21,6 +21,7 @@ from pathlib import Path
 
 from movielens_emr.job import job_class
 from movielens_emr.metrics import flatten_counters
+from movielens_emr.storage import RUN_OWNER_MARKER
 
 log = logging.getLogger(__name__)
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # include/, which holds movielens_emr
@@ -120,6 +121,21 @@ def stop_process_group(pgid, timeout=GROUP_STOP_SECONDS):
         if time.monotonic() > deadline:
             raise TimeoutError(f"process group {pgid} still runs {timeout} s after SIGKILL")
         time.sleep(0.05)
+
+
+def reap_local_jobs(storage_root, run_is_active):
+    """Stop the local jobs under storage_root/runs/ whose run has ended: the reaper's rule, on this machine.
+
+    A run folder's job.json names a job; its owner marker names the run, and run_is_active(run_id)
+    says whether that run is still queued or running. Returns the run ids whose job was stopped.
+    """
+    stopped = []
+    for record in sorted(Path(storage_root).expanduser().glob(f"runs/*/local-job/{JOB_RECORD}")):
+        owner = record.parents[1] / RUN_OWNER_MARKER
+        run_id = owner.read_text() if owner.is_file() else None
+        if run_id is not None and not run_is_active(run_id) and stop_leftover_job(record.parent):
+            stopped.append(run_id)
+    return stopped
 
 
 def _proc_stat(pid):

@@ -11,6 +11,7 @@ import time
 import pytest
 from conftest import MOVIELENS, REPO
 from movielens_emr import local_run
+from movielens_emr.storage import RUN_OWNER_MARKER
 
 SAMPLE = REPO / "include" / "sample_data" / "ml-latest-small-sample"
 
@@ -57,15 +58,31 @@ def test_the_job_and_its_task_processes_die_with_a_killed_task(tmp_path):
     assert not (tmp_path / "output").exists() or not list((tmp_path / "output").iterdir())
 
 
-@pytest.fixture
-def leftover_group():
+def start_sleeping_group():
     """A process group of two sleeping processes, as a job left running by an earlier try would be."""
     leader = subprocess.Popen(["sh", "-c", "sleep 300 & exec sleep 300"], start_new_session=True)
-    wait_for(lambda: len(local_run.group_members(leader.pid)) == 2, 10, "the leftover group")
-    yield leader.pid
+    wait_for(lambda: len(local_run.group_members(leader.pid)) == 2, 10, "the sleeping group")
+    return leader
+
+
+def end_group(leader):
     if local_run.group_members(leader.pid):
         os.killpg(leader.pid, signal.SIGKILL)
     leader.wait()
+
+
+@pytest.fixture
+def leftover_group():
+    leader = start_sleeping_group()
+    yield leader.pid
+    end_group(leader)
+
+
+@pytest.fixture
+def live_run_group():
+    leader = start_sleeping_group()
+    yield leader.pid
+    end_group(leader)
 
 
 def test_a_later_try_stops_the_job_an_earlier_one_left_running(tmp_path, leftover_group, tiny_ratings,
@@ -98,3 +115,14 @@ def test_a_failed_job_leaves_no_scratch_copy_of_its_input(tmp_path, tiny_ratings
         local_run.run_local_job(["--items", str(tmp_path / "missing.csv")], [tiny_ratings],
                                 tmp_path / "output", 2, work_dir)
     assert not (work_dir / "tmp").exists() and not (work_dir / local_run.JOB_RECORD).exists()
+
+
+def test_the_local_reaper_stops_the_jobs_of_ended_runs_only(tmp_path, leftover_group, live_run_group):
+    for run_id, pid in (("ended", leftover_group), ("running", live_run_group)):
+        (tmp_path / "runs" / run_id / "local-job").mkdir(parents=True)
+        (tmp_path / "runs" / run_id / RUN_OWNER_MARKER).write_text(run_id)
+        local_run.record_job(tmp_path / "runs" / run_id / "local-job", pid)
+    assert local_run.reap_local_jobs(tmp_path, lambda run_id: run_id == "running") == ["ended"]
+    assert local_run.group_members(leftover_group) == []
+    assert len(local_run.group_members(live_run_group)) == 2
+    assert (tmp_path / "runs" / "running" / "local-job" / local_run.JOB_RECORD).exists()
