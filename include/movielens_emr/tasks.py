@@ -32,6 +32,7 @@ MAX_NODE_COUNT_VARIABLE = "movielens_max_node_count"
 PRICES_VARIABLE = "movielens_hourly_prices"
 FINAL_STAGE = 3
 LOCAL_MOVIE_BLOCKS = 4
+SIMILARITY_DAG_ID = "movielens_similarity"
 
 
 def _storage(settings):
@@ -264,6 +265,26 @@ def reap_clusters():
         emr.terminate_job_flows(JobFlowIds=[cluster.cluster_id])
     log.info("%d live clusters, %d of this pipeline's terminated", len(described), len(doomed))
     return [cluster.cluster_id for cluster, _ in doomed]
+
+
+def reap_local_jobs():
+    """Stop the local jobs left running on this machine by movielens_similarity runs that have ended."""
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    from movielens_emr.local_run import reap_local_jobs as stop_jobs_of_ended_runs
+
+    settings = settings_from_env()
+    if settings.storage_root.startswith("s3://"):
+        log.info("storage root on S3: local jobs keep their records under the cache folder, not reaped here")
+        return []
+
+    def run_is_active(run_id):
+        return RuntimeTaskInstance.get_dr_count(
+            dag_id=SIMILARITY_DAG_ID, run_ids=[run_id], states=["queued", "running"]) > 0
+
+    stopped = stop_jobs_of_ended_runs(settings.storage_root, run_is_active)
+    log.info("%d local jobs of ended runs stopped: %s", len(stopped), ", ".join(stopped) or "none")
+    return stopped
 
 
 def explain_stage_failure(context):
