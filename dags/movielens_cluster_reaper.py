@@ -6,6 +6,9 @@ Hourly, terminates the EMR clusters tagged `movielens:pipeline=movielens-similar
 by hand), and any such cluster older than `MOVIELENS_CLUSTER_MAX_AGE_HOURS` (default 12) whatever
 its run. Clusters without the tag are never touched. Every cluster also carries a one-hour idle
 auto-termination policy as the last backstop.
+
+On this machine it also stops the local jobs (`runs/<run_id>/local-job/job.json`) whose run is no
+longer queued or running.
 """
 import datetime
 
@@ -29,6 +32,7 @@ from movielens_emr.settings import settings_from_env
 )
 def movielens_cluster_reaper():
     task(task_id="reap_clusters")(tasks.reap_clusters)()
+    task(task_id="reap_local_jobs")(tasks.reap_local_jobs)()
 
 
 movielens_cluster_reaper()

@@ -79,8 +79,18 @@ def content_checksum(files):
     return digest.hexdigest()[:16]
 
 
+class StagedDatasetCorrupt(RuntimeError):
+    """A staged dataset whose files still differ from the source after being uploaded again."""
+
+
 def stage_dataset(storage, dataset, files):
-    """Upload a release's files under datasets/<name>/<checksum>/ unless already there; describe the result."""
+    """Upload a release's files under datasets/<name>/<checksum>/ unless already there; describe the result.
+
+    Before the files are used they are checked against the source (staged_intact); a staged copy that
+    fails the check is uploaded again. Each file is written whole (LocalStorage renames a finished
+    temporary file; an S3 put is one object), so two runs staging one new dataset at once never show a
+    reader a partial file.
+    """
     checksum = content_checksum(files)
     folder = dataset_folder(dataset.name, checksum)
     staged = {
@@ -91,14 +101,36 @@ def stage_dataset(storage, dataset, files):
         "movies_uri": storage.uri(f"{folder}/{dataset.movies_file}"),
     }
     if storage.exists(f"{folder}/{STAGED_MARKER}"):
-        log.info("%s already staged at %s: nothing uploaded", dataset.name, storage.uri(folder))
-        return {**staged, "uploaded": []}
+        if staged_intact(storage, folder, files, checksum):
+            log.info("%s already staged at %s: nothing uploaded", dataset.name, storage.uri(folder))
+            return {**staged, "uploaded": []}
+        log.warning("%s staged at %s differs from its source: uploading it again",
+                    dataset.name, storage.uri(folder))
+    _upload(storage, folder, files)
+    if not staged_intact(storage, folder, files, checksum):
+        raise StagedDatasetCorrupt(
+            f"{storage.uri(folder)} still differs from {dataset.name}'s source after upload")
+    return {**staged, "uploaded": sorted(files)}
+
+
+def _upload(storage, folder, files):
     for name, path in sorted(files.items()):
-        log.info("uploading %s (%s bytes) to %s", name, f"{path.stat().st_size:,}", storage.uri(f"{folder}/{name}"))
+        log.info("uploading %s (%s bytes) to %s", name, f"{path.stat().st_size:,}",
+                 storage.uri(f"{folder}/{name}"))
         storage.put_file(path, f"{folder}/{name}")
     # The marker goes last, so an interrupted upload is redone rather than trusted.
     storage.put_bytes(json.dumps({"files": sorted(files)}).encode(), f"{folder}/{STAGED_MARKER}")
-    return {**staged, "uploaded": sorted(files)}
+
+
+def staged_intact(storage, folder, files, checksum):
+    """Whether the staged copy matches the source: on a local root, its content checksum (every byte is
+    read again); on S3, each object's size (a put there lands whole or not at all)."""
+    base = storage.local_path(folder)
+    if base is not None:
+        staged_files = {name: base / name for name in files}
+        present = all(path.is_file() for path in staged_files.values())
+        return present and content_checksum(staged_files) == checksum
+    return all(storage.size(f"{folder}/{name}") == path.stat().st_size for name, path in files.items())
 
 
 def stage_job_files(storage, run_prefix):

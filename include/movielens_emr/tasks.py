@@ -3,6 +3,7 @@ import dataclasses
 import datetime
 import json
 import logging
+from pathlib import Path
 
 from airflow.sdk import Asset, Variable, get_current_context
 
@@ -23,7 +24,7 @@ from movielens_emr.settings import AWS_CLIENT_CONFIG, settings_from_env
 from movielens_emr.staging import dataset_source_files, stage_dataset as stage_dataset_files, stage_job_files
 from movielens_emr.steps import build_stage_steps
 from movielens_emr.emr_logs import node_log_folder, step_counters, step_log_folder, wait_for_object
-from movielens_emr.storage import open_storage, run_folder
+from movielens_emr.storage import claim_run_folder, open_storage, run_folder
 
 log = logging.getLogger(__name__)
 RESULTS_ASSET = Asset("movielens_similarities")
@@ -31,6 +32,7 @@ MAX_NODE_COUNT_VARIABLE = "movielens_max_node_count"
 PRICES_VARIABLE = "movielens_hourly_prices"
 FINAL_STAGE = 3
 LOCAL_MOVIE_BLOCKS = 4
+SIMILARITY_DAG_ID = "movielens_similarity"
 
 
 def _storage(settings):
@@ -115,7 +117,7 @@ def stage_dataset(config, run_id):
     files = dataset_source_files(dataset, settings.source_dir, settings.cache_dir)
     staged = stage_dataset_files(storage, dataset, files)
     if config.target == "emr":
-        staged["job_files"] = stage_job_files(storage, run_folder(run_id))
+        staged["job_files"] = stage_job_files(storage, claim_run_folder(storage, run_id))
     return staged
 
 
@@ -132,7 +134,8 @@ def wait_timeout_seconds(config, dataset):
 def plan_emr_run(config, staged, dag_id, run_id):
     """The job flow request, the three stage steps and the wait for them, as plain data."""
     config, settings = RunConfig(**config), settings_from_env()
-    storage, run_prefix = _storage(settings), run_folder(run_id)
+    storage = _storage(settings)
+    run_prefix = claim_run_folder(storage, run_id)
     storage.delete_prefix(f"{run_prefix}/output")  # Hadoop refuses to write into an existing output folder
     slots = task_slots(config)
     items_name = staged["movies_uri"].rsplit("/", 1)[-1]
@@ -156,13 +159,20 @@ def prepare_stage_wait(step_ids, wait_timeout):
 
 
 def run_local_job(config, staged, run_id):
-    """The job run on this machine by mrjob's local runner, node_count tasks at a time, output in the run folder."""
+    """The job run on this machine by mrjob's local runner, node_count tasks at a time, output in the run folder.
+
+    Its process records and scratch go to local-job/ in the run folder (under the cache folder when
+    the storage root is on S3); a job left running by an earlier try is stopped first.
+    """
     config, settings = RunConfig(**config), settings_from_env()
-    storage, run_prefix = _storage(settings), run_folder(run_id)
+    storage = _storage(settings)
+    run_prefix = claim_run_folder(storage, run_id)
     storage.delete_prefix(f"{run_prefix}/output")
     output_dir = storage.uri(final_output_folder(run_prefix))
+    work_dir = (storage.local_path(f"{run_prefix}/local-job")
+                or Path(settings.cache_dir).expanduser() / run_prefix / "local-job")
     run = run_job_locally(job_args(config, LOCAL_MOVIE_BLOCKS, staged["movies_uri"]),
-                          staged["ratings_uris"], output_dir, config.node_count)
+                          staged["ratings_uris"], output_dir, config.node_count, work_dir)
     log.info("local run finished in %.1f s; stages %s", run["seconds"], run["stage_seconds"])
     return run
 
@@ -178,7 +188,8 @@ def collect_results(run_id):
     The part files are only read: if collecting fails, the computed output stays where it is and
     clearing this task collects it again, without recomputing anything.
     """
-    storage, run_prefix = _storage(settings_from_env()), run_folder(run_id)
+    storage = _storage(settings_from_env())
+    run_prefix = claim_run_folder(storage, run_id)
     try:
         summary = collect_final_output(storage, run_prefix)
     except Exception as error:
@@ -201,7 +212,8 @@ def collect_final_output(storage, run_prefix):
 def record_metrics(config, collected, run_id, dag_run, ti):
     """metrics.json in the run folder, from EMR's timestamps or the local run's own clock; logged as a table."""
     config, settings = RunConfig(**config), settings_from_env()
-    storage, run_prefix = _storage(settings), run_folder(run_id)
+    storage = _storage(settings)
+    run_prefix = claim_run_folder(storage, run_id)
     now = datetime.datetime.now(datetime.timezone.utc)
     # Pulled by target rather than passed in: only one branch ran, and a task fed by the setup
     # create_cluster would have to share its all-success trigger rule.
@@ -219,11 +231,18 @@ def record_metrics(config, collected, run_id, dag_run, ti):
                # the form's field may be empty while the deployment's setting applied
                "cluster_security_configuration": (
                    chosen_security_configuration(config, settings.cluster) if cluster_id else None),
-               **run_metrics(config, timings, seconds_between(dag_run.start_date, now), counters,
+               **run_metrics(config, timings, seconds_between(run_started_at(dag_run), now), counters,
                              collected["output_pairs"], price)}
     storage.put_bytes(json.dumps(metrics, indent=1).encode(), f"{run_prefix}/metrics.json")
     log.info("metrics of %s (%s):\n%s", run_id, storage.uri(f"{run_prefix}/metrics.json"), metrics_table(metrics))
     return metrics
+
+
+def run_started_at(dag_run):
+    """When the run began: the later of its start date and its run_after. `airflow dags test -e DATE`
+    starts a run at its logical date, months back for a past one, while run_after is when it was made;
+    a backfill's run_after is in the past, and its start date right."""
+    return max(dag_run.start_date, dag_run.run_after)
 
 
 def _emr(settings):
@@ -270,6 +289,26 @@ def reap_clusters():
         emr.terminate_job_flows(JobFlowIds=[cluster.cluster_id])
     log.info("%d live clusters, %d of this pipeline's terminated", len(described), len(doomed))
     return [cluster.cluster_id for cluster, _ in doomed]
+
+
+def reap_local_jobs():
+    """Stop the local jobs left running on this machine by movielens_similarity runs that have ended."""
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    from movielens_emr.local_run import reap_local_jobs as stop_jobs_of_ended_runs
+
+    settings = settings_from_env()
+    if settings.storage_root.startswith("s3://"):
+        log.info("storage root on S3: local jobs keep their records under the cache folder, not reaped here")
+        return []
+
+    def run_is_active(run_id):
+        return RuntimeTaskInstance.get_dr_count(
+            dag_id=SIMILARITY_DAG_ID, run_ids=[run_id], states=["queued", "running"]) > 0
+
+    stopped = stop_jobs_of_ended_runs(settings.storage_root, run_is_active)
+    log.info("%d local jobs of ended runs stopped: %s", len(stopped), ", ".join(stopped) or "none")
+    return stopped
 
 
 def explain_stage_failure(context):

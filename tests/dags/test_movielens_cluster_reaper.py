@@ -34,3 +34,23 @@ def test_reaper_terminates_leaked_pipeline_clusters_only(dag):
 def test_reaper_is_hourly_and_documented(dag):
     assert dag.timetable.expression == "0 * * * *"
     assert "idle\nauto-termination" in dag.doc_md
+
+
+def test_reaper_stops_the_local_job_of_an_ended_run(dag, storage_root):
+    """A local job whose run is not queued or running (its task died, say) is stopped by the reaper."""
+    import subprocess
+
+    from movielens_emr import local_run
+    from movielens_emr.storage import claim_run_folder, open_storage
+
+    folder = storage_root / claim_run_folder(open_storage(str(storage_root)), "manual__worker-died")
+    leftover = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        local_run.record_job(folder / "local-job", leftover.pid)
+        with mock_aws():
+            run = dag.test()
+        assert run.state == "success"
+        assert local_run.group_members(leftover.pid) == []
+    finally:
+        leftover.kill()
+        leftover.wait()

@@ -2,9 +2,9 @@
 import json
 
 import pytest
-
 from movielens_emr import report
 from movielens_emr.benchmark import summarize
+from movielens_emr.storage import run_folder
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PARAMS = {"node_counts": [4, 8], "dataset": "ml-1m", "target": "emr", "repetitions": 1,
@@ -35,9 +35,10 @@ def study():
                      member(2, 16, 0, 0, 0, [], state="failed")])
 
 
-def test_report_folder_is_the_run_id_made_safe():
+def test_report_folder_is_named_as_the_run_folder():
     folder = report.report_folder("manual__2026-01-05T00:00:00+00:00")
-    assert folder == "benchmarks/manual__2026-01-05T00_00_00_00_00"
+    assert folder == "benchmarks/" + run_folder("manual__2026-01-05T00:00:00+00:00").removeprefix("runs/")
+    assert folder.startswith("benchmarks/manual__2026-01-05T00_00_00_00_00--")
 
 
 def test_summary_table_rows(study):

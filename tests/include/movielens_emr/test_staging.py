@@ -1,4 +1,5 @@
 """Getting a dataset (source folder or verified download) and staging it once by content checksum."""
+import concurrent.futures
 import dataclasses
 import functools
 import http.server
@@ -6,7 +7,8 @@ import threading
 import zipfile
 
 import pytest
-
+from conftest import MOVIELENS, REPO
+from moto import mock_aws
 from movielens_emr.datasets import UnknownDataset, get_dataset
 from movielens_emr.staging import (
     STAGED_MARKER,
@@ -17,9 +19,7 @@ from movielens_emr.staging import (
     stage_dataset,
     stage_job_files,
 )
-from movielens_emr.storage import LocalStorage
-
-from conftest import MOVIELENS, REPO
+from movielens_emr.storage import LocalStorage, dataset_folder, open_storage
 
 SAMPLE = REPO / "include" / "sample_data" / "ml-latest-small-sample"
 
@@ -94,3 +94,72 @@ def test_job_files_are_staged_into_the_run_folder(tmp_path):
     assert uris == {"job": str(tmp_path / "runs/r1/job/movie_similarities.py"),
                     "bootstrap": str(tmp_path / "runs/r1/job/install_job_requirements.sh")}
     assert b"mrjob==0.7.4" in storage.get_bytes("runs/r1/job/install_job_requirements.sh")
+
+
+def distinct_dataset_files(folder, round_number, megabytes=16):
+    """A ratings file of `megabytes` MB and a movies file, different in every round (so a new checksum)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    line = f"{round_number},1,4.0,964982703\n".encode()
+    header = b"userId,movieId,rating,timestamp\n"
+    (folder / "ratings.csv").write_bytes(header + line * (megabytes * 2**20 // len(line)))
+    (folder / "movies.csv").write_bytes((SAMPLE / "movies.csv").read_bytes())
+    return {"ratings.csv": folder / "ratings.csv", "movies.csv": folder / "movies.csv"}
+
+
+def read_while_staging(target, expected, stop, seen_partial):
+    """Read `target` whenever it exists until `stop` is set; note every read that is not the whole file."""
+    while not stop.is_set():
+        try:
+            data = target.read_bytes()
+        except FileNotFoundError:
+            continue
+        if data != expected:
+            seen_partial.append((len(data), data.count(b"\0")))
+
+
+def test_two_runs_staging_one_new_dataset_at_once_never_show_a_reader_a_partial_file(tmp_path):
+    storage, dataset = LocalStorage(tmp_path / "root"), get_dataset("ml-latest-small")
+    seen_partial = []
+    for round_number in range(4):
+        files = distinct_dataset_files(tmp_path / f"source-{round_number}", round_number)
+        target = storage.local_path(f"{dataset_folder(dataset.name, content_checksum(files))}/ratings.csv")
+        stop = threading.Event()
+        reader = threading.Thread(target=read_while_staging,
+                                  args=(target, files["ratings.csv"].read_bytes(), stop, seen_partial))
+        reader.start()
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            staged = list(pool.map(stage_dataset, [storage] * 2, [dataset] * 2, [files] * 2))
+        stop.set()
+        reader.join()
+        folder = target.parent.relative_to(storage.root).as_posix()
+        assert [result["folder"] for result in staged] == [folder] * 2
+        assert target.read_bytes() == files["ratings.csv"].read_bytes()
+    assert seen_partial == []
+    assert not [path for path in storage.root.rglob("*") if path.name.endswith(".partial")]
+
+
+@pytest.mark.parametrize("damage", [
+    lambda path: path.write_bytes(path.read_bytes()[: path.stat().st_size // 2]),  # cut short
+    lambda path: path.write_bytes(b"\0" * path.stat().st_size),  # same size, NUL bytes
+    lambda path: path.unlink(),
+])
+def test_a_damaged_staged_copy_is_staged_again_before_use(tmp_path, damage):
+    storage, dataset = LocalStorage(tmp_path / "root"), get_dataset("ml-latest-small")
+    files = {"ratings.csv": SAMPLE / "ratings.csv", "movies.csv": SAMPLE / "movies.csv"}
+    folder = stage_dataset(storage, dataset, files)["folder"]
+    damage(storage.local_path(f"{folder}/ratings.csv"))
+    again = stage_dataset(storage, dataset, files)
+    assert again["uploaded"] == ["movies.csv", "ratings.csv"]
+    assert storage.get_bytes(f"{folder}/ratings.csv") == (SAMPLE / "ratings.csv").read_bytes()
+
+
+@mock_aws
+def test_a_staged_s3_object_of_the_wrong_size_is_staged_again():
+    storage, dataset = open_storage("s3://movielens-test/pipeline"), get_dataset("ml-latest-small")
+    storage.ensure_bucket()
+    files = {"ratings.csv": SAMPLE / "ratings.csv", "movies.csv": SAMPLE / "movies.csv"}
+    folder = stage_dataset(storage, dataset, files)["folder"]
+    assert stage_dataset(storage, dataset, files)["uploaded"] == []
+    storage.put_bytes(b"userId,movieId,rating,timestamp\n", f"{folder}/ratings.csv")
+    assert stage_dataset(storage, dataset, files)["uploaded"] == ["movies.csv", "ratings.csv"]
+    assert storage.get_bytes(f"{folder}/ratings.csv") == (SAMPLE / "ratings.csv").read_bytes()
