@@ -35,6 +35,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.schema import CreateColumn
 
+from movielens_emr.metrics import run_started_at
 from movielens_emr.settings import settings_from_env
 from movielens_emr.storage import open_storage, run_folder
 
@@ -345,7 +346,8 @@ def record_run_history(run_id, dag_run, ti, params):
     metrics = None
     if states.get(METRICS_TASK_ID) == "success":
         metrics = read_metrics(open_storage(settings.storage_root, settings.aws_conn_id), run_id)
-    record = run_record(ti.dag_id, run_id, dict(params), metrics, states, dag_run.start_date, _now())
+    started_at = run_started_at(dag_run.start_date, dag_run.run_after)
+    record = run_record(ti.dag_id, run_id, dict(params), metrics, states, started_at, _now())
     record["cluster_id"] = record["cluster_id"] or ti.xcom_pull(task_ids=CLUSTER_TASK_ID)
     engine = history_engine(settings)
     ensure_schema(engine)

@@ -35,6 +35,13 @@ def parse_hadoop_counters(syslog):
     return counters
 
 
+def run_started_at(start_date, run_after):
+    """When a run began: the later of its start date and its run_after. `airflow dags test -e DATE`
+    starts a run at its logical date, months back for a past one, while run_after is when it was made;
+    a backfill's run_after is in the past, and its start date right."""
+    return max(start_date, run_after) if run_after else start_date
+
+
 def seconds_between(start, end):
     return round((end - start).total_seconds(), 3)
 

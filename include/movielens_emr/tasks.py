@@ -17,6 +17,7 @@ from movielens_emr.metrics import (
     hourly_price,
     metrics_table,
     run_metrics,
+    run_started_at,
     seconds_between,
 )
 from movielens_emr.params import DEFAULT_MAX_NODE_COUNT, InvalidParam, RunConfig, validate_run_config
@@ -215,6 +216,7 @@ def record_metrics(config, collected, run_id, dag_run, ti):
     storage = _storage(settings)
     run_prefix = claim_run_folder(storage, run_id)
     now = datetime.datetime.now(datetime.timezone.utc)
+    started = run_started_at(dag_run.start_date, dag_run.run_after)
     # Pulled by target rather than passed in: only one branch ran, and a task fed by the setup
     # create_cluster would have to share its all-success trigger rule.
     cluster_id = None
@@ -231,18 +233,11 @@ def record_metrics(config, collected, run_id, dag_run, ti):
                # the form's field may be empty while the deployment's setting applied
                "cluster_security_configuration": (
                    chosen_security_configuration(config, settings.cluster) if cluster_id else None),
-               **run_metrics(config, timings, seconds_between(run_started_at(dag_run), now), counters,
+               **run_metrics(config, timings, seconds_between(started, now), counters,
                              collected["output_pairs"], price)}
     storage.put_bytes(json.dumps(metrics, indent=1).encode(), f"{run_prefix}/metrics.json")
     log.info("metrics of %s (%s):\n%s", run_id, storage.uri(f"{run_prefix}/metrics.json"), metrics_table(metrics))
     return metrics
-
-
-def run_started_at(dag_run):
-    """When the run began: the later of its start date and its run_after. `airflow dags test -e DATE`
-    starts a run at its logical date, months back for a past one, while run_after is when it was made;
-    a backfill's run_after is in the past, and its start date right."""
-    return max(dag_run.start_date, dag_run.run_after)
 
 
 def _emr(settings):

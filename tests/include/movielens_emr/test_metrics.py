@@ -7,6 +7,7 @@ from movielens_emr.metrics import (
     emr_timings,
     flatten_counters,
     hourly_price,
+    run_started_at,
     metrics_table,
     parse_hadoop_counters,
     run_metrics,
@@ -73,3 +74,13 @@ def test_metrics_table_lists_every_figure():
     table = metrics_table({"wall_seconds": 1868.0, "stage_seconds": [1.5, 2.0], "cluster_id": None, "output_pairs": 1234})
     assert table.splitlines() == ["wall_seconds      1,868.000", "stage_seconds[1]  1.500", "stage_seconds[2]  2.000",
                                   "cluster_id        -", "output_pairs      1,234"]
+
+
+def test_a_run_dated_in_the_past_started_when_it_was_made():
+    import datetime
+
+    logical = datetime.datetime(2026, 1, 2, tzinfo=datetime.timezone.utc)
+    made = datetime.datetime(2026, 12, 2, 13, 0, tzinfo=datetime.timezone.utc)
+    assert run_started_at(logical, made) == made
+    assert run_started_at(made, logical) == made  # a backfill: made after the logical date it covers
+    assert run_started_at(made, None) == made
