@@ -1,4 +1,4 @@
-"""Why a run's stages failed: the first failed stage, EMR's reason, its task's error and stderr, the cluster's end."""
+"""Why a run's stages failed: the failed stage, EMR's reason, its task's error and logs, a cluster fault."""
 import gzip
 import re
 
@@ -46,7 +46,7 @@ def stderr_tail(gzipped_log, lines=STDERR_TAIL_LINES):
 
 
 def without_counter_block(lines):
-    """The lines of a job client's log less its counter block ("Counters: N" and the indented lines after it)."""
+    """A job client's log lines less its counter block ("Counters: N" and the indented lines after it)."""
     kept, in_block = [], False
     for line in lines:
         if COUNTERS_HEADER.search(line):

@@ -1,4 +1,4 @@
-"""EMR's log layout under a run's log URI, and what the pipeline reads from it: step counters, a failed task's error.
+"""EMR's log layout under a run's log URI, and what the pipeline reads there: counters, a failed task's error.
 
 The layout, from the Amazon EMR Management Guide ("View log files", "View log files archived to
 Amazon S3"), under <log URI>/<cluster id>/:
@@ -31,6 +31,7 @@ SUBMITTED_APPLICATION = re.compile(r"Submitted application (application_\d+_\d+)
 FAILED_ATTEMPT = re.compile(r"Task Id *: (attempt_\d+_\d+_[mr]_\d+_\d+), Status *: FAILED")
 ASSIGNED_CONTAINER = re.compile(r"Assigned container (container_[\w]+) to (attempt_\d+_\d+_[mr]_\d+_\d+)")
 APPLICATION_MASTER_SUFFIX = "_000001"
+TASK_FAILED = re.compile(r"YarnChild: Exception running child|PipeMapRed\.waitOutputThreads\(\): subprocess")
 PYTHON_TRACEBACK = "Traceback (most recent call last):"
 # Lines Hadoop streaming or log4j add to a task's stderr that say nothing about its failure.
 TASK_STDERR_NOISE = re.compile(r"reporter:(counter|status):.*|log4j:WARN .*")
@@ -39,7 +40,7 @@ MAX_CONTAINERS_SCANNED = 100
 
 
 def step_log_folder(run_prefix, cluster_id, step_id):
-    """Where EMR delivers a step's logs (controller, stderr, stdout, syslog) under the run's log URI, runs/<run>/logs/."""
+    """Where EMR delivers a step's logs (controller, stderr, stdout, syslog) under the run's log URI."""
     return f"{run_prefix}/logs/{cluster_id}/steps/{step_id}"
 
 
@@ -61,7 +62,7 @@ def read_log(storage, key):
 
 
 def step_counters(storage, run_prefix, cluster_id, step_id):
-    """A step's Hadoop counters from the first of its logs that holds the counter block; {} if none does yet."""
+    """A step's Hadoop counters from the first of its logs holding the counter block; {} if none does yet."""
     return _counters_and_source(storage, step_log_folder(run_prefix, cluster_id, step_id))[0]
 
 
@@ -92,7 +93,8 @@ def run_counters(storage, run_prefix, cluster_id, step_ids, wait_seconds=0, poll
     def all_found():
         for step_id in step_ids:
             if step_id not in found:
-                counters, key = _counters_and_source(storage, step_log_folder(run_prefix, cluster_id, step_id))
+                folder = step_log_folder(run_prefix, cluster_id, step_id)
+                counters, key = _counters_and_source(storage, folder)
                 if key:
                     found[step_id] = (counters, storage.uri(key))
         return len(found) == len(step_ids)
@@ -111,7 +113,7 @@ def run_counters(storage, run_prefix, cluster_id, step_ids, wait_seconds=0, poll
 
 
 def poll(check, wait_seconds, poll_seconds):
-    """check()'s first truthy result, trying every poll_seconds for at most wait_seconds; its last result else."""
+    """check()'s first truthy result, tried every poll_seconds for at most wait_seconds; else its last one."""
     deadline = time.monotonic() + wait_seconds
     while True:
         result = check()
@@ -139,15 +141,18 @@ def hadoop_client_job(step_stderr):
 
 
 def task_failure_traceback(storage, run_prefix, cluster_id, step_id, wait_seconds=0, poll_seconds=30):
-    """The failed task's own error (its Python traceback, or what it printed) with where it was found; or None.
+    """The failed task's own error (its Python traceback, or what it wrote) and where it was found; or None.
 
     As mrjob's log interpretation does: the step's stderr (the hadoop client's output) names the
     YARN application and the failed task attempts; the application master's syslog says which
     container ran each attempt; that container's stderr holds what the task wrote. Without the
-    master's log, the application's containers are searched for a Python traceback. Waits up to
+    master's log, the containers whose syslog logs a task's failure are searched. Waits up to
     wait_seconds for EMR to deliver the logs (the containers' arrive minutes after the step's).
     """
-    return poll(lambda: _find_task_error(storage, run_prefix, cluster_id, step_id), wait_seconds, poll_seconds)
+    def find():
+        return _find_task_error(storage, run_prefix, cluster_id, step_id)
+
+    return poll(find, wait_seconds, poll_seconds)
 
 
 def _find_task_error(storage, run_prefix, cluster_id, step_id):
@@ -160,13 +165,17 @@ def _find_task_error(storage, run_prefix, cluster_id, step_id):
     containers = _attempt_containers(storage, folder, stderr_keys)
     for attempt in attempts:
         container = containers.get(attempt)
-        error = task_error_text(read_log(storage, stderr_keys[container]) or "") if container in stderr_keys else None
+        if container not in stderr_keys:
+            continue
+        error = task_error_text(read_log(storage, stderr_keys[container]) or "")
         if error:
             return f"task {attempt} ({container}, {storage.uri(stderr_keys[container])}):\n{error}"
     for container, key in sorted(stderr_keys.items())[:MAX_CONTAINERS_SCANNED]:
+        if not TASK_FAILED.search(read_log(storage, f"{folder}/{container}/syslog.gz") or ""):
+            continue  # as mrjob, only a container whose syslog logs the task's failure
         error = task_error_text(read_log(storage, key) or "")
-        if error and PYTHON_TRACEBACK in error:
-            return f"a task of {application_id} ({container}, {storage.uri(key)}):\n{error}"
+        if error:
+            return f"a failed task of {application_id} ({container}, {storage.uri(key)}):\n{error}"
     return None
 
 
@@ -181,7 +190,7 @@ def _attempt_containers(storage, folder, containers):
 
 
 def task_error_text(task_stderr, lines=TASK_ERROR_LINES):
-    """What a task wrote about its failure: from its first Python traceback on, else all it wrote; None if nothing.
+    """What a task wrote of its failure: from its first Python traceback on, else all it wrote; or None.
 
     Hadoop streaming's reporter lines and log4j's warnings are left out, as mrjob does.
     """

@@ -74,7 +74,8 @@ def emr_timings(cluster_timeline, step_timelines):
     }
 
 
-def run_metrics(config, timings, wall_seconds, counters, output_pairs, price_per_node_hour, counter_sources=None):
+def run_metrics(config, timings, wall_seconds, counters, output_pairs, price_per_node_hour,
+                counter_sources=None):
     """The flat metrics record: timings plus overhead, node-minutes, cost and the job's counts.
 
     counter_sources: per stage, the log its counters were read from, None for a stage whose

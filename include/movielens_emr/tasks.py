@@ -9,6 +9,14 @@ from airflow.sdk import Asset, Variable, get_current_context
 from movielens_emr import results as results_module
 from movielens_emr.cluster import build_job_flow, chosen_security_configuration, task_slots
 from movielens_emr.datasets import get_dataset
+from movielens_emr.emr_logs import (
+    container_log_folder,
+    node_log_folder,
+    run_counters,
+    step_log_folder,
+    task_failure_traceback,
+    wait_for_object,
+)
 from movielens_emr.job import job_args, job_class, movie_blocks_for
 from movielens_emr.local_run import run_local_job as run_job_locally
 from movielens_emr.metrics import (
@@ -22,7 +30,6 @@ from movielens_emr.params import DEFAULT_MAX_NODE_COUNT, InvalidParam, RunConfig
 from movielens_emr.settings import AWS_CLIENT_CONFIG, settings_from_env
 from movielens_emr.staging import dataset_source_files, stage_dataset as stage_dataset_files, stage_job_files
 from movielens_emr.steps import build_stage_steps
-from movielens_emr.emr_logs import node_log_folder, step_counters, step_log_folder, wait_for_object
 from movielens_emr.storage import open_storage, run_folder
 
 log = logging.getLogger(__name__)
@@ -184,19 +191,20 @@ def record_metrics(config, collected, run_id, dag_run, ti):
     cluster_id = None
     if config.target == "emr":
         cluster_id, step_ids = ti.xcom_pull(task_ids="create_cluster"), ti.xcom_pull(task_ids="submit_stages")
-        timings, counters = _emr_timings_and_counters(settings, storage, run_prefix, cluster_id, step_ids)
+        timings, counters, counter_sources = _emr_timings_and_counters(
+            settings, storage, run_prefix, cluster_id, step_ids)
         price = hourly_price(config.instance_type, Variable.get(PRICES_VARIABLE, default={}, deserialize_json=True))
     else:
         local_run = ti.xcom_pull(task_ids="run_local_job")
         timings = {"cluster_seconds": local_run["seconds"], "provisioning_seconds": 0.0,
                    "stage_seconds": local_run["stage_seconds"]}
-        counters, price = local_run["counters"], 0.0
+        counters, counter_sources, price = local_run["counters"], None, 0.0
     metrics = {"run_id": run_id, **dataclasses.asdict(config), "cluster_id": cluster_id,
                # the form's field may be empty while the deployment's setting applied
                "cluster_security_configuration": (
                    chosen_security_configuration(config, settings.cluster) if cluster_id else None),
                **run_metrics(config, timings, seconds_between(dag_run.start_date, now), counters,
-                             collected["output_pairs"], price)}
+                             collected["output_pairs"], price, counter_sources)}
     storage.put_bytes(json.dumps(metrics, indent=1).encode(), f"{run_prefix}/metrics.json")
     log.info("metrics of %s (%s):\n%s", run_id, storage.uri(f"{run_prefix}/metrics.json"), metrics_table(metrics))
     return metrics
@@ -218,10 +226,9 @@ def _emr_timings_and_counters(settings, storage, run_prefix, cluster_id, step_id
     cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
     steps = _describe_steps(emr, cluster_id, step_ids)
     timings = emr_timings(cluster["Status"]["Timeline"], [step["Status"]["Timeline"] for step in steps])
-    counters = {}
-    for step_id in step_ids:
-        counters.update(step_counters(storage, run_prefix, cluster_id, step_id))
-    return timings, counters
+    counters = run_counters(storage, run_prefix, cluster_id, step_ids, settings.log_wait_seconds,
+                            settings.poll_seconds)
+    return timings, counters.counters, counters.read_from
 
 
 def reap_clusters():
@@ -266,6 +273,10 @@ def explain_stage_failure(context):
     stderr, log_folder = None, step_log_folder(run_prefix, cluster_id, step_ids[(number or 1) - 1])
     if step is not None and step["Status"]["State"] == "FAILED":  # only a step that ran has logs to wait for
         stderr = wait_for_object(storage, f"{log_folder}/stderr.gz", settings.log_wait_seconds, settings.poll_seconds)
+    traceback = task_failure_traceback(storage, run_prefix, cluster_id, log_folder.rsplit("/", 1)[-1],
+                                       settings.log_wait_seconds, settings.poll_seconds) if stderr else None
     log.error("%s", stage_failure_report(
         steps, stderr_tail(stderr) if stderr else None, storage.uri(log_folder), cluster=cluster,
-        node_log_location=storage.uri(node_log_folder(run_prefix, cluster_id)), wait_error=context.get("exception")))
+        node_log_location=storage.uri(node_log_folder(run_prefix, cluster_id)),
+        wait_error=context.get("exception"), task_traceback=traceback,
+        container_log_location=storage.uri(container_log_folder(run_prefix, cluster_id))))

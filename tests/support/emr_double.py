@@ -265,7 +265,7 @@ class TaskRun:
     seconds: float = 0.0
 
     def failure_reason(self):
-        """What the job client and EMR say of a failed streaming task: the exit code, not what the task wrote."""
+        """What the job client and EMR say of a failed streaming task: its exit code, not what it wrote."""
         return (f"Task {self.attempt} failed: PipeMapRed.waitOutputThreads(): subprocess failed with code "
                 f"{self.returncode} ({self.kind} task)")
 
@@ -475,7 +475,7 @@ def log_stamp(moment):
 
 
 def task_attempts(runs):
-    """The map and reduce attempts (a combiner runs inside its map attempt), a failed combiner failing its map."""
+    """The map and reduce attempts (a combiner runs inside its map attempt, and fails it)."""
     attempts = {run.attempt: run for run in runs if run.kind != "combine"}
     for run in runs:
         if run.kind == "combine" and run.returncode != 0:
@@ -498,7 +498,8 @@ def hadoop_client_stderr(execution, counter_groups, started, ended):
     job_id = (execution.application_id or "").replace("application_", "job_", 1)
     lines = []
     if execution.application_id:
-        lines += [line(started, "INFO", "impl.YarnClientImpl", f"Submitted application {execution.application_id}"),
+        submitted = f"Submitted application {execution.application_id}"
+        lines += [line(started, "INFO", "impl.YarnClientImpl", submitted),
                   line(started, "INFO", "mapreduce.Job", f"Running job: {job_id}")]
         for run in task_attempts(execution.tasks):
             if run.returncode != 0:
@@ -521,7 +522,8 @@ def hadoop_client_stderr(execution, counter_groups, started, ended):
     if execution.state == "COMPLETED":
         lines.append(line(ended, "INFO", "streaming.StreamJob", f"Output directory: {execution.job.output}"))
     else:
-        lines += [line(ended, "ERROR", "streaming.StreamJob", "Job not successful!"), "Streaming Command Failed!"]
+        lines += [line(ended, "ERROR", "streaming.StreamJob", "Job not successful!"),
+                  "Streaming Command Failed!"]
     return "\n".join(lines) + "\n"
 
 
@@ -542,9 +544,8 @@ def step_controller(execution, step_number, args, started, ended):
     if execution.application_id:
         lines.append(f"{stamp(ended)} INFO Step created jobs: "
                      f"{execution.application_id.replace('application_', 'job_', 1)}")
-    verdict = "succeeded" if exit_code == 0 else "failed"
-    lines.append(f"{stamp(ended)} {'INFO' if exit_code == 0 else 'WARN'} Step {verdict} with exitCode {exit_code} "
-                 f"and took {seconds} seconds")
+    verdict = "INFO Step succeeded" if exit_code == 0 else "WARN Step failed"
+    lines.append(f"{stamp(ended)} {verdict} with exitCode {exit_code} and took {seconds} seconds")
     return "\n".join(lines) + "\n"
 
 
@@ -554,9 +555,9 @@ def container_logs(execution, started, ended):
     containers = container_ids(application_id, execution.tasks)
     master = application_id.replace("application_", "container_", 1) + "_01_000001"
     allocator = "INFO [RMCommunicator Allocator] org.apache.hadoop.mapreduce.v2.app.rm.RMContainerAllocator"
+    application_attempt = application_id.replace("application_", "appattempt_", 1) + "_000001"
     master_syslog = [f"{log_stamp(started)} INFO [main] org.apache.hadoop.mapreduce.v2.app.MRAppMaster: "
-                     f"Created MRAppMaster for application {application_id.replace('application_', 'appattempt_')}"
-                     "_000001"]
+                     f"Created MRAppMaster for application {application_attempt}"]
     master_syslog += [f"{log_stamp(started)} {allocator}: Assigned container {container} to {attempt}"
                       for attempt, container in containers.items()]
     logs = {f"{master}/{name}": "" for name in ("stderr", "stdout")}
@@ -566,7 +567,8 @@ def container_logs(execution, started, ended):
         folder = containers[run.attempt]
         combined = runs.get(f"{run.attempt}_combine")
         stderr = b"".join(task.stderr for task in (runs[run.attempt], combined) if task)
-        logs[f"{folder}/stderr"] = "".join(line + "\n" for line in stderr.decode("utf-8", "replace").splitlines()
+        lines = stderr.decode("utf-8", "replace").splitlines()
+        logs[f"{folder}/stderr"] = "".join(line + "\n" for line in lines
                                            if not line.startswith(("reporter:counter:", "reporter:status:")))
         logs[f"{folder}/stdout"] = ""
         logs[f"{folder}/syslog"] = task_syslog(run, ended)
@@ -582,10 +584,11 @@ def task_syslog(run, ended):
     lines.append(f"{log_stamp(ended)} INFO [main] org.apache.hadoop.streaming.PipeMapRed: PipeMapRed exec "
                  f"{shlex.split(run.command)}")
     if run.returncode == 0:
-        lines.append(f"{log_stamp(ended)} INFO [main] org.apache.hadoop.mapred.Task: Task '{run.attempt}' done.")
+        lines.append(f"{log_stamp(ended)} INFO [main] org.apache.hadoop.mapred.Task: "
+                     f"Task '{run.attempt}' done.")
     else:
-        lines += [f"{log_stamp(ended)} WARN [main] org.apache.hadoop.mapred.YarnChild: Exception running child : "
-                  f"{PIPE_FAILED} {run.returncode}", *JAVA_STACK]
+        lines += [f"{log_stamp(ended)} WARN [main] org.apache.hadoop.mapred.YarnChild: "
+                  f"Exception running child : {PIPE_FAILED} {run.returncode}", *JAVA_STACK]
     return "\n".join(lines) + "\n"
 
 
@@ -775,7 +778,8 @@ class EmrStreamingDouble:
                 shutil.rmtree(workdir, ignore_errors=True)
         if runner and execution.tasks:  # YARN ran the job: the client submitted an application
             execution.application_id = runner.application_id
-        self._write_logs(s3, cluster, execution, runner, cluster.steps.index(step) + 1, list(step.args), started)
+        step_number = cluster.steps.index(step) + 1
+        self._write_logs(s3, cluster, execution, runner, step_number, list(step.args), started)
         return execution
 
     def _cluster_epoch(self, cluster_id):

@@ -259,11 +259,14 @@ def test_failed_step_cancels_the_later_steps(aws):
     assert "boom in the mapper" not in stderr
     attempt = next(task.attempt for task in failed.tasks if task.returncode)
     assert f"INFO mapreduce.Job: Task Id : {attempt}, Status : FAILED" in stderr
-    assert "Error: java.lang.RuntimeException: PipeMapRed.waitOutputThreads(): subprocess failed with code 1" in stderr
+    pipe_failed = "java.lang.RuntimeException: PipeMapRed.waitOutputThreads(): subprocess failed with code 1"
+    assert f"Error: {pipe_failed}\n\tat org.apache.hadoop.streaming.PipeMapRed" in stderr
     assert stderr.rstrip().endswith("Streaming Command Failed!")
-    assert "Step failed with exitCode 1" in gunzipped(s3, f"logs/{cluster_id}/steps/{step_ids[1]}/controller.gz")
+    controller = gunzipped(s3, f"logs/{cluster_id}/steps/{step_ids[1]}/controller.gz")
+    assert "Step failed with exitCode 1" in controller
     containers = f"logs/{cluster_id}/containers/{failed.application_id}/"
-    master = gunzipped(s3, next(key for key in list_keys(s3, containers) if key.endswith("_000001/syslog.gz")))
+    master_log = next(key for key in list_keys(s3, containers) if key.endswith("_000001/syslog.gz"))
+    master = gunzipped(s3, master_log)
     container = master.split(f" to {attempt}")[0].rsplit("Assigned container ", 1)[1]
     assert gunzipped(s3, f"{containers}{container}/stderr.gz") == "boom in the mapper\n"
     assert "YarnChild: Exception running child" in gunzipped(s3, f"{containers}{container}/syslog.gz")
