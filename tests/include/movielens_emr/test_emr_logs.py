@@ -120,9 +120,9 @@ def put_failed_application(storage, master_syslog=True):
     put_container_log(storage, healthy, "stderr", "Traceback (most recent call last):\nWarning: handled\n")
     put_container_log(storage, healthy, "syslog", "INFO [main] org.apache.hadoop.mapred.Task: Task done.\n")
     put_container_log(storage, failed, "stderr", f"reporter:counter:input,ratings read,1\n{TRACEBACK}\n")
-    put_container_log(storage, failed, "syslog", "WARN [main] org.apache.hadoop.mapred.YarnChild: Exception "
-                      "running child : java.lang.RuntimeException: PipeMapRed.waitOutputThreads(): subprocess "
-                      "failed with code 1\n")
+    put_container_log(storage, failed, "syslog", "WARN [main] org.apache.hadoop.mapred.YarnChild: "
+                      "Exception running child : java.lang.RuntimeException: "
+                      "PipeMapRed.waitOutputThreads(): subprocess failed with code 1\n")
     return failed
 
 
