@@ -258,8 +258,9 @@ def reap_clusters():
 def explain_stage_failure(context):
     """on_failure_callback of wait_for_stages: which stage failed and why, or why the wait ended, in the task log.
 
-    EMR's reason for the step, the tail of its stderr (waiting a bounded time for EMR to deliver
-    it), and the cluster's own fault when it ended by one (a failed bootstrap, say).
+    EMR's reason for the step, the failed task's own error from its container's log and the tail
+    of the step's stderr (waiting a bounded time for EMR to deliver them), and the cluster's own
+    fault when it ended by one (a failed bootstrap, say).
     """
     from movielens_emr.diagnosis import first_failed_stage, stage_failure_report, stderr_tail
 
@@ -270,11 +271,12 @@ def explain_stage_failure(context):
     steps = _describe_steps(emr, cluster_id, step_ids)
     number, step = first_failed_stage(steps)
     storage, run_prefix = _storage(settings), run_folder(context["run_id"])
-    stderr, log_folder = None, step_log_folder(run_prefix, cluster_id, step_ids[(number or 1) - 1])
+    step_id = step_ids[(number or 1) - 1]
+    stderr, log_folder = None, step_log_folder(run_prefix, cluster_id, step_id)
     if step is not None and step["Status"]["State"] == "FAILED":  # only a step that ran has logs to wait for
         stderr = wait_for_object(storage, f"{log_folder}/stderr.gz", settings.log_wait_seconds, settings.poll_seconds)
-    traceback = task_failure_traceback(storage, run_prefix, cluster_id, log_folder.rsplit("/", 1)[-1],
-                                       settings.log_wait_seconds, settings.poll_seconds) if stderr else None
+    traceback = task_failure_traceback(storage, run_prefix, cluster_id, step_id, settings.log_wait_seconds,
+                                       settings.poll_seconds) if stderr else None
     log.error("%s", stage_failure_report(
         steps, stderr_tail(stderr) if stderr else None, storage.uri(log_folder), cluster=cluster,
         node_log_location=storage.uri(node_log_folder(run_prefix, cluster_id)),
