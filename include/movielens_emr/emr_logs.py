@@ -7,8 +7,8 @@ Amazon S3"), under <log URI>/<cluster id>/:
   runner's own (the command line, the exit code). For a command-runner.jar step (this pipeline's
   hadoop-streaming steps) stderr holds the hadoop client's output: the application id, the progress,
   the failed task attempts ("Task Id : attempt_..., Status : FAILED") and the counter block; syslog
-  may be empty. Older releases wrote the job client's log to syslog (mrjob reads it there), AMI 3.x
-  to controller: counters are looked for in all three.
+  may be empty. EMR 4 and 5 wrote the job client's log4j records (counters, "Task Id" lines) to
+  syslog, where mrjob reads them, and AMI 3.x to controller: all three are read.
 * containers/<application id>/<container id>/{stderr,stdout,syslog}.gz: the YARN containers' logs.
   A streaming task's own stderr (a Python traceback) is only there, in its container's stderr; the
   application master's container (id ending _000001) logs which container ran which attempt.
@@ -27,6 +27,7 @@ from movielens_emr.metrics import parse_hadoop_counters
 log = logging.getLogger(__name__)
 # Where a command-runner step's counter block may be, most likely first.
 COUNTER_LOGS = ("stderr.gz", "syslog.gz", "controller.gz")
+CLIENT_LOGS = COUNTER_LOGS[:2]
 SUBMITTED_APPLICATION = re.compile(r"Submitted application (application_\d+_\d+)")
 FAILED_ATTEMPT = re.compile(r"Task Id *: (attempt_\d+_\d+_[mr]_\d+_\d+), Status *: FAILED")
 ASSIGNED_CONTAINER = re.compile(r"Assigned container (container_[\w]+) to (attempt_\d+_\d+_[mr]_\d+_\d+)")
@@ -156,8 +157,10 @@ def task_failure_traceback(storage, run_prefix, cluster_id, step_id, wait_second
 
 
 def _find_task_error(storage, run_prefix, cluster_id, step_id):
-    step_stderr = read_log(storage, f"{step_log_folder(run_prefix, cluster_id, step_id)}/stderr.gz")
-    application_id, attempts = hadoop_client_job(step_stderr or "")
+    step_folder = step_log_folder(run_prefix, cluster_id, step_id)
+    # the job client's records: in stderr on current releases, in syslog on EMR 4 and 5 (mrjob reads there)
+    client_log = "\n".join(read_log(storage, f"{step_folder}/{name}") or "" for name in CLIENT_LOGS)
+    application_id, attempts = hadoop_client_job(client_log)
     if not application_id:
         return None
     folder = container_log_folder(run_prefix, cluster_id, application_id)
