@@ -108,9 +108,9 @@ def test_task_error_text_starts_at_the_traceback_and_drops_streaming_noise():
     assert task_error_text("reporter:status:sorting\n\n") is None
 
 
-def put_failed_application(storage, master_syslog=True):
+def put_failed_application(storage, master_syslog=True, client_log="stderr"):
     """The application master, a task that succeeded with a stray traceback, a failed one."""
-    put_step_log(storage, "s-1", "stderr", CLIENT_STDERR)
+    put_step_log(storage, "s-1", client_log, CLIENT_STDERR)
     master, healthy, failed = (APP.replace("application_", "container_") + f"_01_00000{n}" for n in (1, 2, 3))
     allocator = "INFO [RMCommunicator Allocator] org.apache.hadoop.mapreduce.v2.app.rm.RMContainerAllocator"
     put_container_log(storage, master, "syslog", (
@@ -126,8 +126,9 @@ def put_failed_application(storage, master_syslog=True):
     return failed
 
 
-def test_the_failed_attempts_container_gives_the_tasks_traceback(storage):
-    failed = put_failed_application(storage)
+@pytest.mark.parametrize("client_log", ["stderr", "syslog"])  # EMR 6 and 7; EMR 4 and 5
+def test_the_failed_attempts_container_gives_the_tasks_traceback(storage, client_log):
+    failed = put_failed_application(storage, client_log=client_log)
     found = task_failure_traceback(storage, RUN, CLUSTER, "s-1")
     stderr_uri = storage.uri(f"{container_log_folder(RUN, CLUSTER, APP)}/{failed}/stderr.gz")
     assert found == f"task {ATTEMPT} ({failed}, {stderr_uri}):\n{TRACEBACK}"
