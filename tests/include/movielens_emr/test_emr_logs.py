@@ -140,6 +140,17 @@ def test_without_the_masters_log_the_container_whose_task_failed_is_found(storag
     assert found.startswith(f"a failed task of {APP} ({failed}, ") and found.endswith(f"\n{TRACEBACK}")
 
 
+def test_the_traceback_is_waited_for_until_the_containers_logs_arrive(storage):
+    put_step_log(storage, "s-1", "stderr", CLIENT_STDERR)
+    late = threading.Timer(0.3, put_failed_application, (storage,))
+    late.start()
+    try:
+        found = task_failure_traceback(storage, RUN, CLUSTER, "s-1", wait_seconds=10, poll_seconds=0.05)
+    finally:
+        late.join()
+    assert found.endswith(TRACEBACK)
+
+
 def test_no_traceback_before_the_containers_logs_arrive(storage):
     put_step_log(storage, "s-1", "stderr", CLIENT_STDERR)
     assert task_failure_traceback(storage, RUN, CLUSTER, "s-1", wait_seconds=0.1, poll_seconds=0.05) is None
