@@ -131,7 +131,7 @@ def test_a_failing_stage_fails_the_run_explains_why_and_terminates_the_cluster(
     assert "subprocess failed with code" in log
     containers = f"{S3_ROOT}/{run_folder(dag_run.run_id)}/logs/{cluster_id}/containers/application_"
     task_line = log.split("the failed task's own error, from its container's log:\n")[1].split("\n")[0]
-    assert task_line.startswith("task attempt_") and f"_{stage:04d}_r_" in task_line  # the stage's application
+    assert task_line.startswith("task attempt_") and f"_{stage:04d}_r_" in task_line  # the stage's job
     assert containers in log and message in log
     assert f"last lines of its stderr ({S3_ROOT}/{run_folder(dag_run.run_id)}/logs/{cluster_id}/steps/" in log
 

@@ -67,7 +67,7 @@ def test_stderr_tail_leaves_out_the_hadoop_clients_counter_block():
 def test_report_shows_the_failed_tasks_own_error_before_the_steps_stderr():
     traceback = "task attempt_1_0001_m_000000_0 (container_1_0001_01_000002, s3://b/e):\nTraceback ...\nBoom"
     report = stage_failure_report(STEPS, "Streaming Command Failed!", "s3://b/logs/j-1/steps/s-2",
-                                  task_traceback=traceback, container_log_location="s3://b/logs/j-1/containers")
+                                  task_traceback=traceback, container_log_location="s3://b/containers")
     assert report.splitlines()[1:] == [
         "the failed task's own error, from its container's log:", *traceback.splitlines(),
         "last lines of its stderr (s3://b/logs/j-1/steps/s-2):", "Streaming Command Failed!"]
