@@ -1,11 +1,13 @@
-"""Why a run's stages failed: the first failed stage, EMR's reason, that step's stderr, the cluster's end."""
+"""Why a run's stages failed: the failed stage, EMR's reason, its task's error and logs, a cluster fault."""
 import gzip
+import re
 
 STEP_FAILURE_STATES = ("FAILED", "CANCELLED", "INTERRUPTED")
 ENDED_CLUSTER_STATES = ("TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS")
 # Cluster ends that are not a fault: asked for, or the work was done.
 ORDINARY_END_CODES = ("USER_REQUEST", "ALL_STEPS_COMPLETED")
 STDERR_TAIL_LINES = 40
+COUNTERS_HEADER = re.compile(r"(?:^|\s)Counters: \d+\s*$")
 
 
 def first_failed_stage(steps):
@@ -38,9 +40,21 @@ def cluster_fault(cluster):
 
 
 def stderr_tail(gzipped_log, lines=STDERR_TAIL_LINES):
-    """The last lines of a step's gzipped stderr log."""
+    """The last lines of a step's gzipped stderr log, without the hadoop client's counter block."""
     text = gzip.decompress(gzipped_log).decode("utf-8", errors="replace")
-    return "\n".join(text.splitlines()[-lines:])
+    return "\n".join(without_counter_block(text.splitlines())[-lines:])
+
+
+def without_counter_block(lines):
+    """A job client's log lines less its counter block ("Counters: N" and the indented lines after it)."""
+    kept, in_block = [], False
+    for line in lines:
+        if COUNTERS_HEADER.search(line):
+            in_block = True
+        elif not (in_block and line[:1].isspace()):
+            in_block = False
+            kept.append(line)
+    return kept
 
 
 def stage_states(steps):
@@ -48,12 +62,14 @@ def stage_states(steps):
 
 
 def stage_failure_report(steps, stderr_of_failed=None, log_location="", cluster=None, node_log_location="",
-                         wait_error=None):
+                         wait_error=None, task_traceback=None, container_log_location=""):
     """A readable account of why the stages' wait failed, for the task log.
 
     steps: describe_step results in stage order; stderr_of_failed: the tail of the failed step's
-    stderr, or None if it was not delivered; cluster: its describe_cluster result; wait_error: the
-    exception that ended the wait (a sensor timeout, say).
+    stderr (the hadoop client's output), or None if it was not delivered; cluster: its
+    describe_cluster result; wait_error: the exception that ended the wait (a sensor timeout, say);
+    task_traceback: the failed task's own error from its container log (emr_logs.task_failure_traceback),
+    or None if it was not found under container_log_location.
     """
     number, step = first_failed_stage(steps)
     fault = cluster_fault(cluster) if cluster else None
@@ -67,8 +83,17 @@ def stage_failure_report(steps, stderr_of_failed=None, log_location="", cluster=
     if fault:
         lines.append(f"{fault}; its bootstrap and node logs are under {node_log_location}")
     if step is not None and step["Status"]["State"] == "FAILED":
-        if stderr_of_failed is not None:
-            lines += [f"last lines of its stderr ({log_location}):", stderr_of_failed]
-        else:
-            lines.append(f"its stderr had not reached {log_location} in time; look there for the task logs")
+        lines += _failed_step_logs(stderr_of_failed, log_location, task_traceback, container_log_location)
     return "\n".join(lines)
+
+
+def _failed_step_logs(stderr_of_failed, log_location, task_traceback, container_log_location):
+    if stderr_of_failed is None:
+        return [f"its stderr had not reached {log_location} in time; look there for the task logs"]
+    if task_traceback:
+        lines = ["the failed task's own error, from its container's log:", task_traceback]
+    else:
+        where = f" under {container_log_location}" if container_log_location else ""
+        lines = [f"no failed task's log was found in the containers' logs{where} in time (EMR delivers them "
+                 "minutes after the step); look there later"]
+    return lines + [f"last lines of its stderr ({log_location}):", stderr_of_failed]

@@ -10,6 +10,8 @@ HOURLY_PRICES_USD = {
     "m7g.xlarge": 0.1632 + 0.041, "c5.xlarge": 0.17 + 0.043, "c5.2xlarge": 0.34 + 0.085,
     "r5.xlarge": 0.252 + 0.063, "r5.2xlarge": 0.504 + 0.126,
 }
+INPUT_RATINGS = "input: ratings read"
+BAD_LINES = "input: bad lines skipped"
 
 
 def flatten_counters(step_counters):
@@ -22,16 +24,30 @@ def flatten_counters(step_counters):
     return totals
 
 
-def parse_hadoop_counters(syslog):
-    """{"group: counter": amount} from the indented counter block a Hadoop streaming step logs."""
-    counters, group = {}, None
-    for line in syslog.splitlines():
-        group_match = re.fullmatch(r"\t(\S.*)", line)
-        counter_match = re.fullmatch(r"\t\t(.+)=(\d+)", line)
-        if counter_match and group:
-            counters[f"{group}: {counter_match.group(1)}"] = int(counter_match.group(2))
-        elif group_match:
-            group = group_match.group(1)
+# Hadoop's job client logs its counters as one block: "Counters: N", then each group indented
+# once and each counter twice (group names may end in a space: "\tJob Counters ").
+COUNTERS_HEADER = re.compile(r"(?:^|\s)Counters: \d+\s*$")
+INDENTED_COUNTER = re.compile(r"(\s+)(.+)=(-?\d+)\s*")
+INDENTED_GROUP = re.compile(r"(\s+)(\S.*?)\s*")
+
+
+def parse_hadoop_counters(log_text):
+    """{"group: counter": amount} from the last counter block of a Hadoop job client's log; {} if none.
+
+    Only the lines of the block are read: a Java stack trace's indented lines elsewhere are not counters.
+    """
+    counters, group, group_indent, in_block = {}, None, 0, False
+    for line in log_text.splitlines():
+        counter = INDENTED_COUNTER.fullmatch(line) if in_block else None
+        group_line = INDENTED_GROUP.fullmatch(line) if in_block else None
+        if COUNTERS_HEADER.search(line):
+            counters, group, in_block = {}, None, True  # a later block (a retried job's) wins
+        elif counter and group and len(counter.group(1)) > group_indent:
+            counters[f"{group}: {counter.group(2).strip()}"] = int(counter.group(3))
+        elif group_line and not counter:
+            group, group_indent = group_line.group(2), len(group_line.group(1))
+        else:
+            in_block = False
     return counters
 
 
@@ -65,8 +81,13 @@ def emr_timings(cluster_timeline, step_timelines):
     }
 
 
-def run_metrics(config, timings, wall_seconds, counters, output_pairs, price_per_node_hour):
-    """The flat metrics record: timings plus overhead, node-minutes, cost and the job's counts."""
+def run_metrics(config, timings, wall_seconds, counters, output_pairs, price_per_node_hour,
+                counter_sources=None):
+    """The flat metrics record: timings plus overhead, node-minutes, cost and the job's counts.
+
+    counter_sources: per stage, the log its counters were read from, None for a stage whose
+    counters were found nowhere (EMR); None when the runner returned them itself (local).
+    """
     cluster_seconds = timings["cluster_seconds"]
     node_minutes = round(config.node_count * cluster_seconds / 60, 3) if cluster_seconds is not None else None
     return {
@@ -77,17 +98,30 @@ def run_metrics(config, timings, wall_seconds, counters, output_pairs, price_per
         "price_per_node_hour_usd": price_per_node_hour,
         "estimated_cost_usd": (round(node_minutes / 60 * price_per_node_hour, 4)
                                if node_minutes is not None and price_per_node_hour is not None else None),
-        "input_ratings": counters.get("input: ratings read"),
-        "bad_lines": counters.get("input: bad lines skipped", 0) if counters else None,
+        **input_counts(counters),
         "output_pairs": output_pairs,
+        "counters_read_from": counter_sources,
+        "counters_missing_stages": [number for number, source in enumerate(counter_sources or [], start=1)
+                                    if source is None],
     }
+
+
+def input_counts(counters):
+    """Ratings read and bad lines skipped, both None unless the first stage's input counters are there.
+
+    The job counts bad lines only when there are some: the counter's absence means 0 only next
+    to the ratings read of the same stage, never when that stage's counters are missing.
+    """
+    if INPUT_RATINGS not in counters:
+        return {"input_ratings": None, "bad_lines": None}
+    return {"input_ratings": counters[INPUT_RATINGS], "bad_lines": counters.get(BAD_LINES, 0)}
 
 
 def metrics_table(metrics):
     """A readable two-column table of a metrics record, for the task log."""
     rows = []
     for name, value in metrics.items():
-        if isinstance(value, list):
+        if isinstance(value, list) and value:
             rows += [(f"{name}[{number}]", item) for number, item in enumerate(value, start=1)]
         else:
             rows.append((name, value))
@@ -100,4 +134,6 @@ def _format(value):
         return f"{value:,.3f}"
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
+    if value == []:
+        return "none"
     return "-" if value is None else str(value)

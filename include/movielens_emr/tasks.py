@@ -10,6 +10,14 @@ from airflow.sdk import Asset, Variable, get_current_context
 from movielens_emr.cluster import build_job_flow, chosen_security_configuration, task_slots
 from movielens_emr.collect import collect_output
 from movielens_emr.datasets import get_dataset
+from movielens_emr.emr_logs import (
+    container_log_folder,
+    node_log_folder,
+    run_counters,
+    step_log_folder,
+    task_failure_traceback,
+    wait_for_object,
+)
 from movielens_emr.job import job_args, job_class, movie_blocks_for
 from movielens_emr.local_run import run_local_job as run_job_locally
 from movielens_emr.metrics import (
@@ -24,7 +32,6 @@ from movielens_emr.params import DEFAULT_MAX_NODE_COUNT, InvalidParam, RunConfig
 from movielens_emr.settings import AWS_CLIENT_CONFIG, settings_from_env
 from movielens_emr.staging import dataset_source_files, stage_dataset as stage_dataset_files, stage_job_files
 from movielens_emr.steps import build_stage_steps
-from movielens_emr.emr_logs import node_log_folder, step_counters, step_log_folder, wait_for_object
 from movielens_emr.storage import claim_run_folder, open_storage, run_folder
 
 log = logging.getLogger(__name__)
@@ -222,19 +229,20 @@ def record_metrics(config, collected, run_id, dag_run, ti):
     cluster_id = None
     if config.target == "emr":
         cluster_id, step_ids = ti.xcom_pull(task_ids="create_cluster"), ti.xcom_pull(task_ids="submit_stages")
-        timings, counters = _emr_timings_and_counters(settings, storage, run_prefix, cluster_id, step_ids)
+        timings, counters, counter_sources = _emr_timings_and_counters(
+            settings, storage, run_prefix, cluster_id, step_ids)
         price = run_price(config)
     else:
         local_run = ti.xcom_pull(task_ids="run_local_job")
         timings = {"cluster_seconds": local_run["seconds"], "provisioning_seconds": 0.0,
                    "stage_seconds": local_run["stage_seconds"]}
-        counters, price = local_run["counters"], 0.0
+        counters, counter_sources, price = local_run["counters"], None, 0.0
     metrics = {"run_id": run_id, **dataclasses.asdict(config), "cluster_id": cluster_id,
                # the form's field may be empty while the deployment's setting applied
                "cluster_security_configuration": (
                    chosen_security_configuration(config, settings.cluster) if cluster_id else None),
                **run_metrics(config, timings, seconds_between(started, now), counters,
-                             collected["output_pairs"], price)}
+                             collected["output_pairs"], price, counter_sources)}
     storage.put_bytes(json.dumps(metrics, indent=1).encode(), f"{run_prefix}/metrics.json")
     log.info("metrics of %s (%s):\n%s", run_id, storage.uri(f"{run_prefix}/metrics.json"), metrics_table(metrics))
     return metrics
@@ -256,10 +264,9 @@ def _emr_timings_and_counters(settings, storage, run_prefix, cluster_id, step_id
     cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
     steps = _describe_steps(emr, cluster_id, step_ids)
     timings = emr_timings(cluster["Status"]["Timeline"], [step["Status"]["Timeline"] for step in steps])
-    counters = {}
-    for step_id in step_ids:
-        counters.update(step_counters(storage, run_prefix, cluster_id, step_id))
-    return timings, counters
+    counters = run_counters(storage, run_prefix, cluster_id, step_ids, settings.log_wait_seconds,
+                            settings.poll_seconds)
+    return timings, counters.counters, counters.read_from
 
 
 def reap_clusters():
@@ -309,8 +316,9 @@ def reap_local_jobs():
 def explain_stage_failure(context):
     """on_failure_callback of wait_for_stages: which stage failed and why, or why the wait ended, in the task log.
 
-    EMR's reason for the step, the tail of its stderr (waiting a bounded time for EMR to deliver
-    it), and the cluster's own fault when it ended by one (a failed bootstrap, say).
+    EMR's reason for the step, the failed task's own error from its container's log and the tail
+    of the step's stderr (waiting a bounded time for EMR to deliver them), and the cluster's own
+    fault when it ended by one (a failed bootstrap, say).
     """
     from movielens_emr.diagnosis import first_failed_stage, stage_failure_report, stderr_tail
 
@@ -321,9 +329,14 @@ def explain_stage_failure(context):
     steps = _describe_steps(emr, cluster_id, step_ids)
     number, step = first_failed_stage(steps)
     storage, run_prefix = _storage(settings), run_folder(context["run_id"])
-    stderr, log_folder = None, step_log_folder(run_prefix, cluster_id, step_ids[(number or 1) - 1])
+    step_id = step_ids[(number or 1) - 1]
+    stderr, log_folder = None, step_log_folder(run_prefix, cluster_id, step_id)
     if step is not None and step["Status"]["State"] == "FAILED":  # only a step that ran has logs to wait for
         stderr = wait_for_object(storage, f"{log_folder}/stderr.gz", settings.log_wait_seconds, settings.poll_seconds)
+    traceback = task_failure_traceback(storage, run_prefix, cluster_id, step_id, settings.log_wait_seconds,
+                                       settings.poll_seconds) if stderr else None
     log.error("%s", stage_failure_report(
         steps, stderr_tail(stderr) if stderr else None, storage.uri(log_folder), cluster=cluster,
-        node_log_location=storage.uri(node_log_folder(run_prefix, cluster_id)), wait_error=context.get("exception")))
+        node_log_location=storage.uri(node_log_folder(run_prefix, cluster_id)),
+        wait_error=context.get("exception"), task_traceback=traceback,
+        container_log_location=storage.uri(container_log_folder(run_prefix, cluster_id))))

@@ -118,17 +118,22 @@ def test_a_failing_stage_fails_the_run_explains_why_and_terminates_the_cluster(
     assert live_clusters(emr) == {} and cluster_states(emr) == {cluster_id: "TERMINATED"}
     assert states == ["COMPLETED"] * (stage - 1) + ["FAILED"] + ["CANCELLED"] * (3 - stage)
     assert [execution.state for execution in double.executions] == ["COMPLETED"] * (stage - 1) + ["FAILED"]
-    assert message in step_log(s3, dag_run, cluster_id, step_ids[stage - 1], "stderr.gz")
+    # as on EMR, the task's own error is in its container's log, not in the step's stderr
+    assert message not in step_log(s3, dag_run, cluster_id, step_ids[stage - 1], "stderr.gz")
     # what the stages before it computed is kept; nothing looks like a result
     assert all(stage_output_keys(s3, dag_run, earlier) for earlier in range(1, stage))
     assert not stage_output_keys(s3, dag_run, stage)
     assert not results_keys(s3, dag_run)
-    # wait_for_stages' failure callback: the stage, EMR's reason and the tail of the step's stderr
+    # wait_for_stages' failure callback: the stage, EMR's reason, the failed task's own error found in
+    # its container's log, and the tail of the step's stderr
     log = task_log()
     assert f"stage {stage} of 3 (stage {stage} of 3: " in log
     assert "subprocess failed with code" in log
+    containers = f"{S3_ROOT}/{run_folder(dag_run.run_id)}/logs/{cluster_id}/containers/application_"
+    task_line = log.split("the failed task's own error, from its container's log:\n")[1].split("\n")[0]
+    assert task_line.startswith("task attempt_") and f"_{stage:04d}_r_" in task_line  # the stage's job
+    assert containers in log and message in log
     assert f"last lines of its stderr ({S3_ROOT}/{run_folder(dag_run.run_id)}/logs/{cluster_id}/steps/" in log
-    assert log.count(message) >= 2  # EMR's reason and the stderr tail
 
 
 # 3. the stages' wait times out ----------------------------------------------------------------------

@@ -101,7 +101,7 @@ def emr_runs(dagbag):
             neighbours=json.loads(s3_bytes(s3, s3_key(first, "results/top_neighbours.json"))),
             metrics=json.loads(s3_bytes(s3, s3_key(first, "metrics.json"))),
             second_metrics=json.loads(s3_bytes(s3, s3_key(second, "metrics.json"))),
-            syslogs=[step_log(s3, first, cluster_id, step_id, "syslog.gz") for step_id in step_ids],
+            step_stderrs=[step_log(s3, first, cluster_id, step_id, "stderr.gz") for step_id in step_ids],
             first_s3_keys=first_s3_keys, s3_keys=s3_keys(s3, ""),
             first_dataset_objects=first_dataset_objects, dataset_objects=dataset_objects(s3, staged),
         )
@@ -181,11 +181,15 @@ def test_emr_metrics_come_from_the_emr_timeline_and_the_step_counters(emr_runs):
     assert metrics["input_ratings"] == RATINGS
     assert metrics["bad_lines"] == 0
     assert metrics["output_pairs"] == len(csv_rows(emr_runs.csv)) - 1
-    # the counters are the ones the double logged where EMR delivers step logs
-    counters = parse_hadoop_counters(emr_runs.syslogs[0])
+    # the counters are the ones the hadoop client printed to the step's stderr, where EMR delivers it
+    counters = parse_hadoop_counters(emr_runs.step_stderrs[0])
     assert counters["input: ratings read"] == RATINGS
     assert counters["Map-Reduce Framework: Map input records"] == RATINGS + 1  # and the CSV header
-    assert parse_hadoop_counters(emr_runs.syslogs[2])["output: ordered pairs"] == metrics["output_pairs"]
+    assert parse_hadoop_counters(emr_runs.step_stderrs[2])["output: ordered pairs"] == metrics["output_pairs"]
+    assert metrics["counters_read_from"] == [
+        f"{S3_ROOT}/{run_folder(emr_runs.first.run_id)}/logs/{emr_runs.cluster_id}/steps/{step_id}/stderr.gz"
+        for step_id in emr_runs.step_ids]
+    assert metrics["counters_missing_stages"] == []
     # the second run sampled a fifth of the users: every rating read, fewer pairs
     assert emr_runs.second_metrics["input_ratings"] == RATINGS
     assert 0 < emr_runs.second_metrics["output_pairs"] < metrics["output_pairs"]

@@ -22,9 +22,11 @@ combiner on each sorted map output, a stable sort by key (the bytes before the f
 order) of each partition (Hadoop's HashPartitioner over `mapreduce.job.reduces` reducers), one
 reduce task per partition, and part-NNNNN plus _SUCCESS under -output. The task commands are run as
 separate processes, split into words like Hadoop does; `python3` is this interpreter through a PATH
-shim. Counters come from the tasks' `reporter:counter:<group>,<counter>,<amount>` stderr lines; the
-step's logs go where EMR delivers them, `<LogUri>/<cluster id>/steps/<step id>/`: `syslog.gz` (with
-Hadoop's counter block) and `stderr.gz` (the tasks' stderr).
+shim. Counters come from the tasks' `reporter:counter:<group>,<counter>,<amount>` stderr lines. The
+logs go where and as EMR delivers them for a command-runner.jar step (see "EMR's log layout" below):
+`<LogUri>/<cluster id>/steps/<step id>/{controller,stderr,stdout,syslog}.gz`, the hadoop client's
+output (application id, failed attempts, counter block) in `stderr.gz`, and each task attempt's own
+stderr only in `<LogUri>/<cluster id>/containers/<application id>/<container id>/stderr.gz`.
 
 Faults, for the tests of what the pipeline does when EMR goes wrong:
 
@@ -42,7 +44,8 @@ S3 and EMR are reached through moto's backend objects, which `mock_aws()` and a 
 in the same process share: the double works in both (with the server, steps run in its thread).
 A step runs inside the describe_step call that ends it, so that call lasts as long as the step: keep
 test jobs well under botocore's 60 s read timeout. Not modelled: task retries, input splits of large
-files, speculative execution, step concurrency above 1, Spark or other non-streaming steps (FAILED).
+files, speculative execution, step concurrency above 1, Spark or other non-streaming steps (FAILED), the
+minutes EMR takes to deliver logs (the double writes them all as the step ends).
 """
 import contextlib
 import dataclasses
@@ -73,7 +76,6 @@ STREAMING_COMMAND = "hadoop-streaming"
 GENERIC_OPTIONS = ("-files", "-D", "-cmdenv")
 SINGLE_OPTIONS = ("-output", "-mapper", "-combiner", "-reducer")
 COUNTER_LINE = "reporter:counter:"
-FAILURE_TAIL_LINES = 15
 TASK_TIMEOUT_SECONDS = 900
 
 
@@ -263,11 +265,9 @@ class TaskRun:
     seconds: float = 0.0
 
     def failure_reason(self):
-        lines = [line for line in self.stderr.decode("utf-8", errors="replace").splitlines()
-                 if line.strip() and not line.startswith("reporter:")]
-        tail = "\n".join(lines[-FAILURE_TAIL_LINES:])
+        """What the job client and EMR say of a failed streaming task: its exit code, not what it wrote."""
         return (f"Task {self.attempt} failed: PipeMapRed.waitOutputThreads(): subprocess failed with code "
-                f"{self.returncode} ({self.kind} command: {self.command})\n{tail}")
+                f"{self.returncode} ({self.kind} task)")
 
 
 @dataclasses.dataclass
@@ -284,19 +284,21 @@ class StepExecution:
     counters: dict = dataclasses.field(default_factory=dict)
     outputs: list = dataclasses.field(default_factory=list)
     log_uri: str | None = None
-    syslog: str = ""
+    application_id: str | None = None
+    logs: dict = dataclasses.field(default_factory=dict)  # {path under <LogUri>/<cluster id>/: text}
 
 
 class StreamingRunner:
     """Runs one StreamingJob in a local working directory against moto's S3."""
 
-    def __init__(self, job, s3, workdir, python, workers, execution):
+    def __init__(self, job, s3, workdir, python, workers, execution, application_id):
         self.job, self.s3, self.workdir, self.execution = job, s3, Path(workdir), execution
         self.workers = workers
         self.cache = self.workdir / "filecache"
         self.shim = self.workdir / "bin"
         self._make_shim(python)
-        self.job_id = "job_" + utcnow().strftime("%Y%m%d%H%M%S") + "_0001"
+        self.application_id = application_id
+        self.job_id = application_id.replace("application_", "job_", 1)
 
     def _make_shim(self, python):
         self.shim.mkdir(parents=True)
@@ -426,7 +428,10 @@ class StreamingRunner:
         by_kind = {kind: [run for run in runs if run.kind == kind] for kind in ("map", "combine", "reduce")}
         groups = {
             "Job Counters": {"Launched map tasks": len(by_kind["map"]),
-                             "Launched reduce tasks": len(by_kind["reduce"])},
+                             "Launched reduce tasks": len(by_kind["reduce"]),
+                             **{f"Failed {kind} tasks": failed for kind in ("map", "reduce")
+                                if (failed := sum(run.returncode != 0 for run in task_attempts(runs)
+                                                  if run.kind == kind))}},
             "Map-Reduce Framework": {
                 "Map input records": sum(run.input_records for run in by_kind["map"]),
                 "Map output records": sum(run.output_records for run in by_kind["map"]),
@@ -444,42 +449,161 @@ class StreamingRunner:
         return groups
 
 
-def hadoop_syslog(job_id, execution, counter_groups, started):
-    """The step's syslog as Hadoop's job client writes it, with the indented counter block."""
-    def stamp(moment):
-        return moment.strftime("%Y-%m-%d %H:%M:%S,") + f"{moment.microsecond // 1000:03d}"
+# EMR's log layout, as the Amazon EMR Management Guide describes it ("View log files", "View log
+# files archived to Amazon S3"), under <LogUri>/<cluster id>/:
+#   steps/<step id>/controller.gz  EMR's step runner: the command line, the exit code
+#   steps/<step id>/stderr.gz      a command-runner.jar step's child process stderr: the hadoop
+#                                  client's console log (application id, progress, failed attempts,
+#                                  the counter block) in Hadoop 3's console layout
+#   steps/<step id>/stdout.gz      its stdout ("packageJobJar: ...")
+#   steps/<step id>/syslog.gz      empty: a command-runner step's client logs to the console
+#   containers/<application id>/<container id>/{stderr,stdout,syslog}.gz: the YARN containers,
+#       the MapReduce application master first (..._000001, "Assigned container ... to attempt_...")
+#       then one per task attempt; a streaming task's stderr (less its reporter: lines, which
+#       Hadoop streaming consumes) is only there.
+# The messages are Hadoop's (org.apache.hadoop.mapreduce.Job, streaming.StreamJob, YarnChild,
+# RMContainerAllocator), trimmed to the lines mrjob's log parsers and this pipeline read.
+PIPE_FAILED = "java.lang.RuntimeException: PipeMapRed.waitOutputThreads(): subprocess failed with code"
+JAVA_STACK = ("\tat org.apache.hadoop.streaming.PipeMapRed.waitOutputThreads(PipeMapRed.java:326)",
+              "\tat org.apache.hadoop.streaming.PipeMapRed.mapRedFinished(PipeMapRed.java:539)",
+              "\tat org.apache.hadoop.mapred.YarnChild.main(YarnChild.java:178)")
 
-    client = "INFO org.apache.hadoop.mapreduce.Job (main)"
-    ended = utcnow()
-    lines = [f"{stamp(started)} INFO org.apache.hadoop.streaming.StreamJob (main): "
-             f"hadoop-streaming step {execution.step_id} ({execution.name}) run by the EMR test double",
-             f"{stamp(started)} {client}: Running job: {job_id}"]
+
+def log_stamp(moment):
+    """A log4j ISO8601 time stamp, as Hadoop's logs carry."""
+    return moment.strftime("%Y-%m-%d %H:%M:%S,") + f"{moment.microsecond // 1000:03d}"
+
+
+def task_attempts(runs):
+    """The map and reduce attempts (a combiner runs inside its map attempt, and fails it)."""
+    attempts = {run.attempt: run for run in runs if run.kind != "combine"}
+    for run in runs:
+        if run.kind == "combine" and run.returncode != 0:
+            attempt = run.attempt.removesuffix("_combine")
+            attempts[attempt] = dataclasses.replace(attempts[attempt], returncode=run.returncode)
+    return [attempts[run.attempt] for run in runs if run.kind != "combine"]
+
+
+def container_ids(application_id, runs):
+    """{attempt id: container id} of the task attempts; the application master has container 1."""
+    prefix = application_id.replace("application_", "container_", 1) + "_01_"
+    return {run.attempt: f"{prefix}{number:06d}" for number, run in enumerate(task_attempts(runs), start=2)}
+
+
+def hadoop_client_stderr(execution, counter_groups, started, ended):
+    """The step's stderr: what `hadoop jar hadoop-streaming.jar` prints to the console as the job runs."""
+    def line(moment, level, logger, message):
+        return f"{log_stamp(moment)} {level} {logger}: {message}"
+
+    job_id = (execution.application_id or "").replace("application_", "job_", 1)
+    lines = []
+    if execution.application_id:
+        submitted = f"Submitted application {execution.application_id}"
+        lines += [line(started, "INFO", "impl.YarnClientImpl", submitted),
+                  line(started, "INFO", "mapreduce.Job", f"Running job: {job_id}")]
+        for run in task_attempts(execution.tasks):
+            if run.returncode != 0:
+                lines += [line(ended, "INFO", "mapreduce.Job", f"Task Id : {run.attempt}, Status : FAILED"),
+                          f"Error: {PIPE_FAILED} {run.returncode}", *JAVA_STACK]
+        lines.append(line(ended, "INFO", "mapreduce.Job", " map 100% reduce 100%"))
     if execution.state == "COMPLETED":
-        lines += [f"{stamp(ended)} {client}:  map 100% reduce 100%",
-                  f"{stamp(ended)} {client}: Job {job_id} completed successfully"]
+        lines.append(line(ended, "INFO", "mapreduce.Job", f"Job {job_id} completed successfully"))
+    elif execution.application_id:
+        lines.append(line(ended, "INFO", "mapreduce.Job", f"Job {job_id} failed with state FAILED due to: "
+                          "Task failed"))
     else:
-        first = (execution.reason or "").splitlines()[:1]
-        lines += [f"{stamp(ended)} {client}: Job {job_id} failed with state FAILED due to: {''.join(first)}"]
-    total = sum(len(counters) for counters in counter_groups.values())
-    lines.append(f"{stamp(ended)} {client}: Counters: {total}")
-    for group, counters in counter_groups.items():
-        lines.append(f"\t{group}")
-        lines += [f"\t\t{name}={amount}" for name, amount in counters.items()]
+        lines.append(line(ended, "ERROR", "streaming.StreamJob", f"Error Launching job : {execution.reason}"))
+    if counter_groups:
+        total = sum(len(counters) for counters in counter_groups.values())
+        lines.append(line(ended, "INFO", "mapreduce.Job", f"Counters: {total}"))
+        for group, counters in counter_groups.items():
+            lines.append(f"\t{group} ")
+            lines += [f"\t\t{name}={amount}" for name, amount in counters.items()]
     if execution.state == "COMPLETED":
-        lines.append(f"{stamp(ended)} INFO org.apache.hadoop.streaming.StreamJob (main): "
-                     f"Output directory: {execution.job.output}")
+        lines.append(line(ended, "INFO", "streaming.StreamJob", f"Output directory: {execution.job.output}"))
     else:
-        lines.append(f"{stamp(ended)} ERROR org.apache.hadoop.streaming.StreamJob (main): "
-                     "Job not successful!")
+        lines += [line(ended, "ERROR", "streaming.StreamJob", "Job not successful!"),
+                  "Streaming Command Failed!"]
     return "\n".join(lines) + "\n"
 
 
-def tasks_stderr(runs):
-    chunks = []
-    for run in runs:
-        chunks.append(f"==> {run.attempt} ({run.kind}, exit code {run.returncode}) <==\n".encode())
-        chunks.append(run.stderr if run.stderr.endswith(b"\n") or not run.stderr else run.stderr + b"\n")
-    return b"".join(chunks)
+def step_controller(execution, step_number, args, started, ended):
+    """The step's controller log: EMR's step runner starting command-runner.jar and its exit code."""
+    def stamp(moment):
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+    exit_code = 0 if execution.state == "COMPLETED" else 1
+    seconds = round((ended - started).total_seconds())
+    folder = f"/mnt/var/log/hadoop/steps/{execution.step_id}"
+    lines = [f"{stamp(started)} INFO Ensure step {step_number} jar file command-runner.jar",
+             f"INFO startExec 'hadoop jar /var/lib/aws/emr/step-runner/hadoop-jars/command-runner.jar "
+             f"{shlex.join(args)}'",
+             f"INFO redirectOutput to {folder}/stdout", f"INFO redirectError to {folder}/stderr",
+             f"INFO waitProcessCompletion ended with exit code {exit_code}",
+             f"INFO total process run time: {seconds} seconds"]
+    if execution.application_id:
+        lines.append(f"{stamp(ended)} INFO Step created jobs: "
+                     f"{execution.application_id.replace('application_', 'job_', 1)}")
+    verdict = "INFO Step succeeded" if exit_code == 0 else "WARN Step failed"
+    lines.append(f"{stamp(ended)} {verdict} with exitCode {exit_code} and took {seconds} seconds")
+    return "\n".join(lines) + "\n"
+
+
+def container_logs(execution, started, ended):
+    """{containers/<application>/<container>/<log>: text} of the application master and each task attempt."""
+    application_id = execution.application_id
+    containers = container_ids(application_id, execution.tasks)
+    master = application_id.replace("application_", "container_", 1) + "_01_000001"
+    allocator = "INFO [RMCommunicator Allocator] org.apache.hadoop.mapreduce.v2.app.rm.RMContainerAllocator"
+    application_attempt = application_id.replace("application_", "appattempt_", 1) + "_000001"
+    master_syslog = [f"{log_stamp(started)} INFO [main] org.apache.hadoop.mapreduce.v2.app.MRAppMaster: "
+                     f"Created MRAppMaster for application {application_attempt}"]
+    master_syslog += [f"{log_stamp(started)} {allocator}: Assigned container {container} to {attempt}"
+                      for attempt, container in containers.items()]
+    logs = {f"{master}/{name}": "" for name in ("stderr", "stdout")}
+    logs[f"{master}/syslog"] = "\n".join(master_syslog) + "\n"
+    runs = {run.attempt: run for run in execution.tasks}
+    for run in task_attempts(execution.tasks):
+        folder = containers[run.attempt]
+        combined = runs.get(f"{run.attempt}_combine")
+        stderr = b"".join(task.stderr for task in (runs[run.attempt], combined) if task)
+        lines = stderr.decode("utf-8", "replace").splitlines()
+        logs[f"{folder}/stderr"] = "".join(line + "\n" for line in lines
+                                           if not line.startswith(("reporter:counter:", "reporter:status:")))
+        logs[f"{folder}/stdout"] = ""
+        logs[f"{folder}/syslog"] = task_syslog(run, ended)
+    return {f"containers/{application_id}/{path}": text for path, text in logs.items()}
+
+
+def task_syslog(run, ended):
+    """A task attempt's container syslog (YarnChild's): its split, its command, how it ended."""
+    lines = []
+    if run.input_uri:
+        lines.append(f"{log_stamp(ended)} INFO [main] org.apache.hadoop.mapred.MapTask: Processing split: "
+                     f"{run.input_uri}:0+{run.input_records}")
+    lines.append(f"{log_stamp(ended)} INFO [main] org.apache.hadoop.streaming.PipeMapRed: PipeMapRed exec "
+                 f"{shlex.split(run.command)}")
+    if run.returncode == 0:
+        lines.append(f"{log_stamp(ended)} INFO [main] org.apache.hadoop.mapred.Task: "
+                     f"Task '{run.attempt}' done.")
+    else:
+        lines += [f"{log_stamp(ended)} WARN [main] org.apache.hadoop.mapred.YarnChild: "
+                  f"Exception running child : {PIPE_FAILED} {run.returncode}", *JAVA_STACK]
+    return "\n".join(lines) + "\n"
+
+
+def emr_step_logs(execution, step_number, args, counter_groups, started):
+    """{path under <LogUri>/<cluster id>/: text} of every log EMR delivers for one step."""
+    ended = utcnow()
+    folder = f"steps/{execution.step_id}"
+    logs = {f"{folder}/controller": step_controller(execution, step_number, args, started, ended),
+            f"{folder}/stderr": hadoop_client_stderr(execution, counter_groups, started, ended),
+            f"{folder}/stdout": "packageJobJar: [] [/usr/lib/hadoop/hadoop-streaming.jar] /tmp/streamjob.jar "
+                                "tmpDir=null\n" if execution.application_id else "",
+            f"{folder}/syslog": ""}
+    if execution.application_id:
+        logs.update(container_logs(execution, started, ended))
+    return logs
 
 
 class EmrStreamingDouble:
@@ -495,6 +619,7 @@ class EmrStreamingDouble:
         self.bootstrap_failure = None
         self.bootstrap_fails_before_steps = False
         self.held = lambda step_name: False
+        self._epochs = {}
         self._lock = threading.RLock()
 
     def fail_bootstrap(self, message="bootstrap action 1 returned a non-zero return code", before_steps=False):
@@ -601,7 +726,7 @@ class EmrStreamingDouble:
             step.last_state_change_reason = execution.reason
             step.failure_details = {"Reason": execution.reason.splitlines()[0][:256],
                                     "Message": execution.reason[-10240:],
-                                    "LogFile": execution.log_uri or ""}
+                                    "LogFile": f"{execution.log_uri}stderr.gz" if execution.log_uri else ""}
             later = cluster.steps[cluster.steps.index(step) + 1:]
             if step.action_on_failure in ("CANCEL_AND_WAIT", "TERMINATE_CLUSTER", "TERMINATE_JOB_FLOW"):
                 self._cancel_pending(later, f"cancelled after step {step.id} failed")
@@ -630,6 +755,7 @@ class EmrStreamingDouble:
     def run_step(self, backend, cluster, step):
         """Run one step's hadoop-streaming job; its StepExecution (state COMPLETED or FAILED)."""
         execution = StepExecution(cluster.id, step.id, step.name)
+        application_number = sum(done.cluster_id == cluster.id for done in self.executions) + 1
         self.executions.append(execution)
         s3 = MotoS3(backend.account_id, backend.region_name)
         started = utcnow()
@@ -637,7 +763,9 @@ class EmrStreamingDouble:
         runner = None
         try:
             execution.job = parse_streaming_args(list(step.args))
-            runner = StreamingRunner(execution.job, s3, workdir, self.python, self.workers, execution)
+            application_id = f"application_{self._cluster_epoch(cluster.id)}_{application_number:04d}"
+            runner = StreamingRunner(execution.job, s3, workdir, self.python, self.workers, execution,
+                                     application_id)
             runner.run()
             execution.state = "COMPLETED"
         except (StepArgsError, StepFailure) as error:
@@ -648,26 +776,31 @@ class EmrStreamingDouble:
         finally:
             if not self.keep_workdirs:
                 shutil.rmtree(workdir, ignore_errors=True)
-        self._write_logs(s3, cluster, execution, runner, started)
+        if runner and execution.tasks:  # YARN ran the job: the client submitted an application
+            execution.application_id = runner.application_id
+        step_number = cluster.steps.index(step) + 1
+        self._write_logs(s3, cluster, execution, runner, step_number, list(step.args), started)
         return execution
 
+    def _cluster_epoch(self, cluster_id):
+        """The YARN ResourceManager's start time in ms, the first part of the cluster's application ids."""
+        return self._epochs.setdefault(cluster_id, int(time.time() * 1000))
+
     @staticmethod
-    def _write_logs(s3, cluster, execution, runner, started):
-        groups = runner.counter_groups() if runner else {}
+    def _write_logs(s3, cluster, execution, runner, step_number, args, started):
+        groups = runner.counter_groups() if runner and execution.tasks else {}
         execution.counters = {f"{group}: {name}": amount
                               for group, counters in groups.items() for name, amount in counters.items()}
-        job_id = runner.job_id if runner else "job_none"
-        execution.syslog = hadoop_syslog(job_id, execution, groups, started)
+        execution.logs = emr_step_logs(execution, step_number, args, groups, started)
         if not cluster.log_uri:
             return
-        folder = f"{cluster.log_uri.rstrip('/')}/{cluster.id}/steps/{execution.step_id}"
-        execution.log_uri = f"{folder}/"
+        folder = f"{cluster.log_uri.rstrip('/')}/{cluster.id}"
+        execution.log_uri = f"{folder}/steps/{execution.step_id}/"
         try:
-            s3.put(f"{folder}/syslog.gz", gzip.compress(execution.syslog.encode()))
-            s3.put(f"{folder}/stderr.gz", gzip.compress(tasks_stderr(execution.tasks)))
-        except (StepFailure, StepArgsError) as error:  # a log bucket that is missing: EMR logs nothing either
+            for path, text in execution.logs.items():
+                s3.put(f"{folder}/{path}.gz", gzip.compress(text.encode()))
+        except (StepFailure, StepArgsError):  # a log bucket that is missing: EMR logs nothing either
             execution.log_uri = None
-            execution.syslog += f"(logs not delivered: {error})\n"
 
     def execution(self, step_id):
         return next(execution for execution in self.executions if execution.step_id == step_id)

@@ -194,9 +194,14 @@ def test_word_count_step_runs_one_transition_per_poll(aws):
     assert sum(task.kind == "reduce" for task in execution.tasks) == 3
     assert sum(task.kind == "combine" for task in execution.tasks) == 2
 
-    syslog = gunzipped(s3, f"logs/{cluster_id}/steps/{step_id}/syslog.gz")
-    assert "INFO org.apache.hadoop.mapreduce.Job (main): Counters: " in syslog
-    counters = parse_hadoop_counters(syslog)
+    step_logs = f"logs/{cluster_id}/steps/{step_id}"
+    # a command-runner step: the hadoop client's console output, counters included, is the step's stderr
+    assert gunzipped(s3, f"{step_logs}/syslog.gz") == ""
+    stderr = gunzipped(s3, f"{step_logs}/stderr.gz")
+    assert "INFO mapreduce.Job: Counters: " in stderr
+    assert f"Submitted application {execution.application_id}" in stderr
+    assert stderr.rstrip().endswith(f"INFO streaming.StreamJob: Output directory: s3://{BUCKET}/out")
+    counters = parse_hadoop_counters(stderr)
     total_words = sum(expected_counts().values())
     assert counters["input files: a.txt"] == 1 and counters["input files: b.txt"] == 1
     assert counters["words: mapped"] == total_words
@@ -205,16 +210,28 @@ def test_word_count_step_runs_one_transition_per_poll(aws):
     assert counters["Map-Reduce Framework: Combine input records"] == total_words
     assert counters["Job Counters: Launched map tasks"] == 2
     assert counters["words: distinct in reduce"] == len(expected_counts())
-    declared = int(syslog.split("Counters: ")[1].split("\n")[0])
+    declared = int(stderr.split("Counters: ")[1].split("\n")[0])
     assert declared == len(counters)
-    stderr = gunzipped(s3, f"logs/{cluster_id}/steps/{step_id}/stderr.gz")
-    assert "reporter:counter:words,mapped," in stderr
+    assert "reporter:counter:" not in stderr  # Hadoop streaming consumes the tasks' reporter lines
+    controller = gunzipped(s3, f"{step_logs}/controller.gz")
+    assert "command-runner.jar hadoop-streaming -files" in controller
+    assert "Step succeeded with exitCode 0" in controller
+    # the YARN containers: the application master, then one per map and reduce attempt
+    containers = f"logs/{cluster_id}/containers/{execution.application_id}/"
+    folders = sorted({key.split("/")[-2] for key in list_keys(s3, containers)})
+    assert len(folders) == 1 + 2 + 3 and folders[0].endswith("_01_000001")
+    master = gunzipped(s3, f"{containers}{folders[0]}/syslog.gz")
+    assert master.count("RMContainerAllocator: Assigned container container_") == 5
+
+
+def list_keys(s3, prefix):
+    return [item["Key"] for item in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)["Contents"]]
 
 
 def test_failed_step_cancels_the_later_steps(aws):
     s3, emr = aws
     failing_mapper = "python3 -c \"import sys; sys.exit('boom in the mapper')\""
-    with emr_streaming_double():
+    with emr_streaming_double() as double:
         cluster_id = setup_world(s3, emr)
         step_ids = emr.add_job_flow_steps(JobFlowId=cluster_id, Steps=[
             word_count_step("one", f"s3://{BUCKET}/out-1"),
@@ -233,12 +250,26 @@ def test_failed_step_cancels_the_later_steps(aws):
         assert two["State"] == "FAILED"
         assert "EndDateTime" in two["Timeline"]
         assert "subprocess failed with code 1" in two["StateChangeReason"]["Message"]
-        assert "boom in the mapper" in two["StateChangeReason"]["Message"]
-        assert "boom in the mapper" in two["FailureDetails"]["Message"]
-        assert two["FailureDetails"]["LogFile"] == f"{LOG_URI}{cluster_id}/steps/{step_ids[1]}/"
+        assert two["FailureDetails"]["LogFile"] == f"{LOG_URI}{cluster_id}/steps/{step_ids[1]}/stderr.gz"
+        failed = double.execution(step_ids[1])
+    # The task's own error is only in its container's stderr, as on EMR: not in EMR's reason, not
+    # in the step's stderr, which names the failed attempt and the application.
+    assert "boom in the mapper" not in two["StateChangeReason"]["Message"] + two["FailureDetails"]["Message"]
     stderr = gunzipped(s3, f"logs/{cluster_id}/steps/{step_ids[1]}/stderr.gz")
-    assert "boom in the mapper" in stderr
-    assert "failed with state FAILED" in gunzipped(s3, f"logs/{cluster_id}/steps/{step_ids[1]}/syslog.gz")
+    assert "boom in the mapper" not in stderr
+    attempt = next(task.attempt for task in failed.tasks if task.returncode)
+    assert f"INFO mapreduce.Job: Task Id : {attempt}, Status : FAILED" in stderr
+    pipe_failed = "java.lang.RuntimeException: PipeMapRed.waitOutputThreads(): subprocess failed with code 1"
+    assert f"Error: {pipe_failed}\n\tat org.apache.hadoop.streaming.PipeMapRed" in stderr
+    assert stderr.rstrip().endswith("Streaming Command Failed!")
+    controller = gunzipped(s3, f"logs/{cluster_id}/steps/{step_ids[1]}/controller.gz")
+    assert "Step failed with exitCode 1" in controller
+    containers = f"logs/{cluster_id}/containers/{failed.application_id}/"
+    master_log = next(key for key in list_keys(s3, containers) if key.endswith("_000001/syslog.gz"))
+    master = gunzipped(s3, master_log)
+    container = master.split(f" to {attempt}")[0].rsplit("Assigned container ", 1)[1]
+    assert gunzipped(s3, f"{containers}{container}/stderr.gz") == "boom in the mapper\n"
+    assert "YarnChild: Exception running child" in gunzipped(s3, f"{containers}{container}/syslog.gz")
     keys = [item["Key"] for item in s3.list_objects_v2(Bucket=BUCKET, Prefix="out-")["Contents"]]
     assert all(key.startswith("out-1/") for key in keys)  # the failed step wrote nothing
 
@@ -349,7 +380,7 @@ def test_the_double_works_behind_a_threaded_moto_server():
                           for key, value in (line.split(b"\t") for line in data.splitlines())})
         assert counts == expected_counts()
         assert double.execution(step_id).state == "COMPLETED"
-        assert parse_hadoop_counters(gunzipped(s3, f"logs/{cluster_id}/steps/{step_id}/syslog.gz"))[
+        assert parse_hadoop_counters(gunzipped(s3, f"logs/{cluster_id}/steps/{step_id}/stderr.gz"))[
             "words: mapped"] == sum(expected_counts().values())
     finally:
         requests.post(f"http://{host}:{port}/moto-api/reset", timeout=10)  # the backends outlive the server

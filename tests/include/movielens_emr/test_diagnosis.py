@@ -51,6 +51,34 @@ def test_report_names_stage_reason_and_stderr():
     assert "TooManyBadLines: 9 of 10 lines" in report and "s3://b/logs/j-1/steps/s-2/" in report
 
 
+def test_stderr_tail_leaves_out_the_hadoop_clients_counter_block():
+    log = gzip.compress("\n".join([
+        "INFO mapreduce.Job: Task Id : attempt_1_0001_m_000000_0, Status : FAILED",
+        "Error: java.lang.RuntimeException: PipeMapRed.waitOutputThreads(): subprocess failed with code 1",
+        "\tat org.apache.hadoop.streaming.PipeMapRed.waitOutputThreads(PipeMapRed.java:326)",
+        "INFO mapreduce.Job: Counters: 2", "\tJob Counters", "\t\tFailed map tasks=1", "\tinput",
+        "\t\tratings read=7", "ERROR streaming.StreamJob: Job not successful!",
+        "Streaming Command Failed!"]).encode())
+    assert stderr_tail(log, lines=3).splitlines() == [
+        "\tat org.apache.hadoop.streaming.PipeMapRed.waitOutputThreads(PipeMapRed.java:326)",
+        "ERROR streaming.StreamJob: Job not successful!", "Streaming Command Failed!"]
+
+
+def test_report_shows_the_failed_tasks_own_error_before_the_steps_stderr():
+    traceback = "task attempt_1_0001_m_000000_0 (container_1_0001_01_000002, s3://b/e):\nTraceback ...\nBoom"
+    report = stage_failure_report(STEPS, "Streaming Command Failed!", "s3://b/logs/j-1/steps/s-2",
+                                  task_traceback=traceback, container_log_location="s3://b/containers")
+    assert report.splitlines()[1:] == [
+        "the failed task's own error, from its container's log:", *traceback.splitlines(),
+        "last lines of its stderr (s3://b/logs/j-1/steps/s-2):", "Streaming Command Failed!"]
+
+
+def test_report_says_where_the_task_logs_will_be_when_they_have_not_arrived():
+    report = stage_failure_report(STEPS, "Streaming Command Failed!", "s3://b/logs/j-1/steps/s-2",
+                                  container_log_location="s3://b/logs/j-1/containers")
+    assert "no failed task's log was found in the containers' logs under s3://b/logs/j-1/containers" in report
+
+
 def test_report_says_when_the_logs_have_not_arrived():
     assert "had not reached s3://b/logs in time" in stage_failure_report(STEPS, None, "s3://b/logs")
 

@@ -65,6 +65,36 @@ def test_parse_hadoop_counters_reads_the_indented_counter_block():
         "input: ratings read": 100836, "input: header or blank lines skipped": 1}
 
 
+def test_parse_hadoop_counters_reads_only_the_block_of_the_job_clients_console_log():
+    stderr = ("2026-12-02 13:00:09,000 INFO mapreduce.Job: Task Id : attempt_1_0001_m_000000_0, Status : X\n"
+              "Error: java.lang.RuntimeException: PipeMapRed.waitOutputThreads(): subprocess failed\n"
+              "\tat org.apache.hadoop.streaming.PipeMapRed.waitOutputThreads(PipeMapRed.java:326)\n"
+              "\t\tnot=1\n"
+              "2026-12-02 13:00:10,000 INFO mapreduce.Job: Counters: 3\n"
+              "\tJob Counters \n\t\tLaunched map tasks=2\n"
+              "\tFile System Counters\n\t\tS3: Number of bytes read=120\n"
+              "\tinput\n\t\tratings read=100836\n"
+              "2026-12-02 13:00:10,001 INFO streaming.StreamJob: Output directory: s3://b/o\n"
+              "\t\tafter=1\n")
+    assert parse_hadoop_counters(stderr) == {
+        "Job Counters: Launched map tasks": 2, "File System Counters: S3: Number of bytes read": 120,
+        "input: ratings read": 100836}
+    assert parse_hadoop_counters("no block here\n\tinput\n\t\tratings read=1\n") == {}
+
+
+def test_missing_first_stage_counters_leave_the_counts_empty_and_are_named():
+    config = validate_run_config({"node_count": 4, "target": "emr"}, max_node_count=20)
+    timings = {"cluster_seconds": 60.0, "provisioning_seconds": 10.0, "stage_seconds": [10.0, 10.0, 10.0]}
+    read_from = [None, "s3://b/logs/j-1/steps/s-2/stderr.gz", "s3://b/logs/j-1/steps/s-3/stderr.gz"]
+    metrics = run_metrics(config, timings, 70.0, {"output: ordered pairs": 52}, 52, 0.24, read_from)
+    assert (metrics["input_ratings"], metrics["bad_lines"]) == (None, None)  # not 0: stage 1's are unknown
+    assert metrics["counters_missing_stages"] == [1] and metrics["counters_read_from"] == read_from
+    complete = run_metrics(config, timings, 70.0, {"input: ratings read": 9}, 52, 0.24, read_from[1:] * 2)
+    assert (complete["input_ratings"], complete["bad_lines"]) == (9, 0)
+    assert complete["counters_missing_stages"] == []
+    assert "counters_missing_stages  none" in metrics_table(complete)
+
+
 def test_flatten_counters_sums_over_steps():
     assert flatten_counters([{"input": {"ratings read": 5}}, {"pairs": {"kept": 2}}, {"input": {"ratings read": 1}}]) == {
         "input: ratings read": 6, "pairs: kept": 2}
