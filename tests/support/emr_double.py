@@ -21,9 +21,9 @@ visible objects of a prefix) with stdin = the object and `mapreduce_map_input_fi
 combiner on each sorted map output, a stable sort by key (the bytes before the first tab, in byte
 order) of each partition (Hadoop's HashPartitioner over `mapreduce.job.reduces` reducers), one
 reduce task per partition, and part-NNNNN plus _SUCCESS under -output. The task commands are run as
-separate processes, split into words like Hadoop does; `python3` is this interpreter through a PATH
-shim. Counters come from the tasks' `reporter:counter:<group>,<counter>,<amount>` stderr lines; the
-step's logs go where EMR delivers them, `<LogUri>/<cluster id>/steps/<step id>/`: `syslog.gz` (with
+separate processes, split into words like Hadoop does; `python3` (and `python3.9`, `python3.11`) is this
+interpreter through a PATH shim. Counters come from the tasks' `reporter:counter:<group>,<counter>,<amount>`
+stderr lines; the step's logs go where EMR delivers them, `<LogUri>/<cluster id>/steps/<step id>/`: `syslog.gz` (with
 Hadoop's counter block) and `stderr.gz` (the tasks' stderr).
 
 Faults, for the tests of what the pipeline does when EMR goes wrong:
@@ -75,6 +75,8 @@ SINGLE_OPTIONS = ("-output", "-mapper", "-combiner", "-reducer")
 COUNTER_LINE = "reporter:counter:"
 FAILURE_TAIL_LINES = 15
 TASK_TIMEOUT_SECONDS = 900
+# The nodes' Pythons a step may name (EMR 7 has 3.9, and 3.11 from 7.1.0): all are this interpreter here.
+PYTHON_NAMES = ("python3", "python3.9", "python3.11")
 
 
 class StepArgsError(ValueError):
@@ -300,9 +302,10 @@ class StreamingRunner:
 
     def _make_shim(self, python):
         self.shim.mkdir(parents=True)
-        shim = self.shim / "python3"
-        shim.write_text(f"#!/bin/sh\nexec {shlex.quote(str(python))} \"$@\"\n")
-        shim.chmod(0o755)
+        for name in PYTHON_NAMES:
+            shim = self.shim / name
+            shim.write_text(f"#!/bin/sh\nexec {shlex.quote(str(python))} \"$@\"\n")
+            shim.chmod(0o755)
 
     def run(self):
         reduces = self.job.reduces
