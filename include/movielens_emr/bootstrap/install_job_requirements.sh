@@ -21,16 +21,19 @@ trap 'rm -rf "$work"' EXIT
 aws s3 cp --recursive --only-show-errors "${wheelhouse_uri%/}/" "$work/wheels"
 aws s3 cp --only-show-errors "$requirements_uri" "$work/requirements.txt"
 
-# pip runs from its own wheel (the node's Python may have no pip), so that wheel is checked here first.
+# Every wheel is checked before anything runs: pip runs from its own wheel (the node's Python may have no
+# pip), and pip checks the others again as it installs them (--require-hashes).
 shopt -s nullglob
+for wheel in "$work"/wheels/*.whl; do
+    sha256=$(sha256sum "$wheel" | cut -d ' ' -f 1)
+    if ! grep -q "sha256:$sha256" "$work/requirements.txt"; then
+        echo "${wheel##*/}: sha256 $sha256 is not one pinned in $requirements_uri" >&2
+        exit 1
+    fi
+done
 pip_wheels=("$work"/wheels/pip-*.whl)
 if [ "${#pip_wheels[@]}" -ne 1 ]; then
     echo "expected one pip wheel in $wheelhouse_uri, found ${#pip_wheels[@]}" >&2
-    exit 1
-fi
-pip_sha256=$(sha256sum "${pip_wheels[0]}" | cut -d ' ' -f 1)
-if ! grep -E '^pip==' "$work/requirements.txt" | grep -q "sha256:$pip_sha256"; then
-    echo "${pip_wheels[0]##*/}: sha256 $pip_sha256 is not the one pinned in $requirements_uri" >&2
     exit 1
 fi
 grep -vE '^pip==' "$work/requirements.txt" > "$work/job-requirements.txt"
