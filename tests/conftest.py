@@ -36,7 +36,8 @@ TEST_ENV = {
 }
 # The EMR nodes' wheels: a small wheelhouse made here and its own pins, so that no test downloads from PyPI.
 _WHEELHOUSE, _REQUIREMENTS = tiny_wheelhouse(_AIRFLOW_HOME / "emr-wheelhouse")
-TEST_ENV.update({"MOVIELENS_EMR_WHEELHOUSE": str(_WHEELHOUSE), "MOVIELENS_EMR_REQUIREMENTS": str(_REQUIREMENTS)})
+TEST_ENV.update({"MOVIELENS_EMR_WHEELHOUSE": str(_WHEELHOUSE),
+                 "MOVIELENS_EMR_REQUIREMENTS": str(_REQUIREMENTS)})
 os.environ.update(TEST_ENV)
 
 

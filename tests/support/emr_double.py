@@ -21,9 +21,9 @@ visible objects of a prefix) with stdin = the object and `mapreduce_map_input_fi
 combiner on each sorted map output, a stable sort by key (the bytes before the first tab, in byte
 order) of each partition (Hadoop's HashPartitioner over `mapreduce.job.reduces` reducers), one
 reduce task per partition, and part-NNNNN plus _SUCCESS under -output. The task commands are run as
-separate processes, split into words like Hadoop does; `python3` (and `python3.9`, `python3.11`) is this
-interpreter through a PATH shim. Counters come from the tasks' `reporter:counter:<group>,<counter>,<amount>`
-stderr lines; the step's logs go where EMR delivers them, `<LogUri>/<cluster id>/steps/<step id>/`: `syslog.gz` (with
+separate processes, split into words like Hadoop does; `python3` is this interpreter through a PATH
+shim. Counters come from the tasks' `reporter:counter:<group>,<counter>,<amount>` stderr lines; the
+step's logs go where EMR delivers them, `<LogUri>/<cluster id>/steps/<step id>/`: `syslog.gz` (with
 Hadoop's counter block) and `stderr.gz` (the tasks' stderr).
 
 Faults, for the tests of what the pipeline does when EMR goes wrong:

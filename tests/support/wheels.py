@@ -23,7 +23,8 @@ def build_wheel(folder, project, version, modules, tag="py3-none-any"):
     """A wheel of `project` holding one package per name in modules (each with __version__); its path."""
     stem = f"{project.replace('-', '_')}-{version}"
     files = {f"{module}/__init__.py": f'__version__ = "{version}"\n'.encode() for module in modules}
-    files[f"{stem}.dist-info/METADATA"] = f"Metadata-Version: 2.1\nName: {project}\nVersion: {version}\n".encode()
+    files[f"{stem}.dist-info/METADATA"] = (
+        f"Metadata-Version: 2.1\nName: {project}\nVersion: {version}\n").encode()
     files[f"{stem}.dist-info/WHEEL"] = (
         f"Wheel-Version: 1.0\nGenerator: movielens-tests\nRoot-Is-Purelib: true\nTag: {tag}\n").encode()
     record = "".join(f"{name},{_record_hash(data)},{len(data)}\n" for name, data in files.items())
@@ -47,7 +48,7 @@ def sha256(path):
 
 
 def write_requirements(path, pins):
-    """A requirements file of `project==version --hash=sha256:...` lines; pins: {project: (version, [wheels])}."""
+    """A requirements file of `name==version --hash=sha256:...` lines; pins: {name: (version, [wheels])}."""
     lines = [f"{project}=={version} " + " ".join(f"--hash=sha256:{sha256(wheel)}" for wheel in wheels)
              for project, (version, wheels) in pins.items()]
     Path(path).write_text("# pinned for the tests\n" + "\n".join(lines) + "\n")
@@ -55,7 +56,7 @@ def write_requirements(path, pins):
 
 
 def tiny_wheelhouse(folder):
-    """A wheelhouse of the probe package and pip, and the requirements pinning both: (folder, requirements)."""
+    """A wheelhouse of the probe package and pip, and requirements pinning both: (folder, requirements)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     project, version, module = PROBE

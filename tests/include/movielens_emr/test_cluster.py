@@ -12,7 +12,8 @@ JOB_FILES = {"job": "s3://b/runs/r/job/movie_similarities.py", "bootstrap": "s3:
 
 def job_flow(settings=ClusterSettings(), **params):
     config = validate_run_config({"target": "emr", **params}, max_node_count=20)
-    return build_job_flow(config, "movielens_similarity", "manual__1", "s3://b/runs/r/logs/", JOB_FILES, settings)
+    return build_job_flow(config, "movielens_similarity", "manual__1", "s3://b/runs/r/logs/", JOB_FILES,
+                          settings)
 
 
 def test_one_master_and_node_count_minus_one_core_nodes_as_integers():

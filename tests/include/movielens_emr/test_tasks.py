@@ -11,11 +11,12 @@ def emr_deployment(monkeypatch):
     monkeypatch.setenv("MOVIELENS_STORAGE_ROOT", "s3://bucket/movielens")
 
 
-def test_python_3_11_on_an_emr_release_without_it_fails_validation_naming_the_field(emr_deployment, monkeypatch):
+def test_python_3_11_on_a_release_without_it_fails_validation_naming_the_field(emr_deployment, monkeypatch):
     monkeypatch.setenv("MOVIELENS_EMR_PYTHON", "3.11")
     with pytest.raises(InvalidParam, match=r"^release_label: emr-7.0.0 has no Python 3.11"):
         tasks.validate_config({"target": "emr", "release_label": "emr-7.0.0"})
-    assert tasks.validate_config({"target": "emr", "release_label": "emr-7.1.0"})["release_label"] == "emr-7.1.0"
+    config = tasks.validate_config({"target": "emr", "release_label": "emr-7.1.0"})
+    assert config["release_label"] == "emr-7.1.0"
 
 
 def test_an_unknown_node_python_fails_validation_naming_the_setting(emr_deployment, monkeypatch):

@@ -53,8 +53,8 @@ def node(tmp_path):
 
 def bootstrap(node, python=sys.executable):
     args = [node["uris"]["wheelhouse"], node["uris"]["requirements"], python, str(node["packages"])]
-    return subprocess.run(["bash", str(BOOTSTRAP_FILE), *args], env=node["env"], capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(["bash", str(BOOTSTRAP_FILE), *args], env=node["env"], capture_output=True,
+                          text=True, timeout=120, check=False)
 
 
 def staged_file(node, role, name=""):
@@ -65,9 +65,10 @@ def test_the_packages_are_installed_from_the_staged_wheels_into_their_own_folder
     done = bootstrap(node)
     assert done.returncode == 0, done.stderr
     assert f"movielens-probe 1.0: movielens_probe from {node['packages']}" in done.stdout
-    imported = subprocess.run([sys.executable, "-c", "import movielens_probe; print(movielens_probe.__file__)"],
-                              env={**node["env"], "PYTHONPATH": str(node["packages"])},
-                              capture_output=True, text=True, check=True)
+    where = "import movielens_probe; print(movielens_probe.__file__)"
+    env = {**node["env"], "PYTHONPATH": str(node["packages"])}
+    imported = subprocess.run([sys.executable, "-c", where], env=env, capture_output=True, text=True,
+                              check=True)
     assert imported.stdout.startswith(str(node["packages"] / "movielens_probe"))
     # pip ran from its wheel and was not installed
     assert not (node["packages"] / "pip").exists()
