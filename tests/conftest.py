@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.wheels import tiny_wheelhouse
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 MOVIELENS = SHARED / "data" / "movielens"
@@ -32,6 +34,10 @@ TEST_ENV = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "PYTHONPATH": os.pathsep.join([str(REPO / "include"), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
 }
+# The EMR nodes' wheels: a small wheelhouse made here and its own pins, so that no test downloads from PyPI.
+_WHEELHOUSE, _REQUIREMENTS = tiny_wheelhouse(_AIRFLOW_HOME / "emr-wheelhouse")
+TEST_ENV.update({"MOVIELENS_EMR_WHEELHOUSE": str(_WHEELHOUSE),
+                 "MOVIELENS_EMR_REQUIREMENTS": str(_REQUIREMENTS)})
 os.environ.update(TEST_ENV)
 
 

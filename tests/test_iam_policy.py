@@ -21,3 +21,11 @@ def test_no_wildcard_actions_and_termination_is_limited_to_tagged_clusters():
     assert not [action for action in ALLOWED if "*" in action]
     [terminate] = [s for s in POLICY["Statement"] if s["Action"] == "elasticmapreduce:TerminateJobFlows"]
     assert terminate["Condition"]["StringEquals"] == {"elasticmapreduce:ResourceTag/movielens:pipeline": "movielens-similarity"}
+
+
+def test_the_default_emr_roles_may_be_handed_to_the_cluster():
+    from movielens_emr.cluster import ClusterSettings
+
+    [pass_role] = [s for s in POLICY["Statement"] if s["Action"] == "iam:PassRole"]
+    names = {arn.rsplit("/", 1)[1] for arn in pass_role["Resource"]}
+    assert names == {ClusterSettings().service_role, ClusterSettings().job_flow_role}

@@ -1,5 +1,8 @@
 """The EMR job flow of a run, built from its RunConfig: sizes, software, bootstrap, logs, tags, backstops."""
 from dataclasses import dataclass
+from pathlib import Path
+
+from movielens_emr.wheelhouse import DEFAULT_NODE_PYTHON, REQUIREMENTS_FILE, node_python
 
 # vCPUs of common instance types: each is one concurrent map or reduce task slot.
 INSTANCE_VCPUS = {
@@ -11,6 +14,9 @@ DEFAULT_VCPUS = 4
 # A cluster idle this long terminates itself even if every other safeguard failed.
 IDLE_TIMEOUT_SECONDS = 3600
 PIPELINE_TAG = ("movielens:pipeline", "movielens-similarity")
+# EMR's current service role, EMR_DefaultRole_V2, has the managed policy AmazonEMRServicePolicy_v2, which acts
+# only on resources with this tag: the cluster passes it on to the instances and resources EMR creates.
+MANAGED_POLICY_TAG = ("for-use-with-amazon-emr-managed-policies", "true")
 
 
 @dataclass(frozen=True)
@@ -18,9 +24,19 @@ class ClusterSettings:
     """Deployment settings that are not per-run choices (from environment variables)."""
 
     job_flow_role: str = "EMR_EC2_DefaultRole"
-    service_role: str = "EMR_DefaultRole"
+    service_role: str = "EMR_DefaultRole_V2"
     subnet_id: str = ""
     security_configuration: str = ""
+    # The nodes' Python the job runs under, and where its pinned wheels come from ("": the worker's cache,
+    # downloaded from PyPI once; a requirements file "": the bundled one).
+    node_python: str = DEFAULT_NODE_PYTHON
+    wheelhouse_dir: str = ""
+    requirements_file: str = ""
+
+    @property
+    def requirements(self):
+        """The hash-pinned requirements file of the nodes' packages."""
+        return Path(self.requirements_file).expanduser() if self.requirements_file else REQUIREMENTS_FILE
 
 
 def task_slots(config):
@@ -28,8 +44,10 @@ def task_slots(config):
     return max(config.core_node_count, 1) * INSTANCE_VCPUS.get(config.instance_type, DEFAULT_VCPUS)
 
 
-def build_job_flow(config, dag_id, run_id, log_uri, bootstrap_uri, settings=ClusterSettings()):
-    """The run_job_flow request of one run: 1 master + node_count - 1 core nodes of one type."""
+def build_job_flow(config, dag_id, run_id, log_uri, job_files, settings=ClusterSettings()):
+    """The run_job_flow request of one run: 1 master + node_count - 1 core nodes of one type; job_files are
+    stage_job_files' URIs (the bootstrap installs the wheelhouse's packages for the nodes' Python)."""
+    node = node_python_for(config, settings)
     job_flow = {
         "Name": f"movielens-similarity {run_id}",
         "ReleaseLabel": config.release_label,
@@ -43,7 +61,8 @@ def build_job_flow(config, dag_id, run_id, log_uri, bootstrap_uri, settings=Clus
         },
         "BootstrapActions": [{
             "Name": "install the job's Python requirements",
-            "ScriptBootstrapAction": {"Path": bootstrap_uri, "Args": []},
+            "ScriptBootstrapAction": {"Path": job_files["bootstrap"], "Args": [
+                job_files["wheelhouse"], job_files["requirements"], node.binary, node.packages_dir]},
         }],
         "AutoTerminationPolicy": {"IdleTimeout": IDLE_TIMEOUT_SECONDS},
         "JobFlowRole": settings.job_flow_role,
@@ -53,6 +72,7 @@ def build_job_flow(config, dag_id, run_id, log_uri, bootstrap_uri, settings=Clus
             {"Key": PIPELINE_TAG[0], "Value": PIPELINE_TAG[1]},
             {"Key": "movielens:dag_id", "Value": dag_id},
             {"Key": "movielens:run_id", "Value": run_id},
+            {"Key": MANAGED_POLICY_TAG[0], "Value": MANAGED_POLICY_TAG[1]},
         ],
     }
     if settings.subnet_id:
@@ -61,6 +81,11 @@ def build_job_flow(config, dag_id, run_id, log_uri, bootstrap_uri, settings=Clus
     if security_configuration:
         job_flow["SecurityConfiguration"] = security_configuration
     return job_flow
+
+
+def node_python_for(config, settings):
+    """The NodePython of the run's cluster; ValueError when its release has no such Python."""
+    return node_python(settings.node_python, config.release_label, config.instance_type)
 
 
 def chosen_security_configuration(config, settings):

@@ -52,5 +52,8 @@ def settings_from_env(environ=None):
             service_role=env.get("MOVIELENS_EMR_SERVICE_ROLE") or cluster_defaults.service_role,
             subnet_id=env.get("MOVIELENS_EMR_SUBNET_ID", ""),
             security_configuration=env.get("MOVIELENS_EMR_SECURITY_CONFIGURATION", ""),
+            node_python=env.get("MOVIELENS_EMR_PYTHON") or cluster_defaults.node_python,
+            wheelhouse_dir=env.get("MOVIELENS_EMR_WHEELHOUSE", ""),
+            requirements_file=env.get("MOVIELENS_EMR_REQUIREMENTS", ""),
         ),
     )

@@ -2,17 +2,22 @@
 import posixpath
 import shlex
 
+from movielens_emr.wheelhouse import NodePython
+
 STAGE_NAMES = ("group ratings by user", "pair statistics and similarity", "both directions, titles and ranking")
 # A failed stage cancels the stages after it and leaves the cluster for the teardown to terminate.
 ACTION_ON_FAILURE = "CANCEL_AND_WAIT"
+DEFAULT_NODE = NodePython()
 
 
 def stage_output_uri(output_uri, stage):
     return f"{output_uri.rstrip('/')}/stage-{stage}"
 
 
-def build_stage_steps(job, task_args, job_uri, movies_uri, input_uris, output_uri, reducers, run_id):
-    """One EMR step per stage of job.steps(); task_args are the job's options with --items a local name."""
+def build_stage_steps(job, task_args, job_uri, movies_uri, input_uris, output_uri, reducers, run_id,
+                      node=DEFAULT_NODE):
+    """One EMR step per stage of job.steps(); task_args are the job's options with --items a local name. The
+    tasks run under node's Python with the packages the bootstrap installed for it on their PYTHONPATH."""
     job_name, items_name = posixpath.basename(job_uri), posixpath.basename(movies_uri)
     files = f"{job_uri}#{job_name},{movies_uri}#{items_name}"
     stages = job.steps()
@@ -23,11 +28,12 @@ def build_stage_steps(job, task_args, job_uri, movies_uri, input_uris, output_ur
         inputs = input_uris if number == 1 else [stage_output_uri(output_uri, number - 1)]
         args = ["hadoop-streaming", "-files", files,
                 "-D", f"mapreduce.job.reduces={int(reducers)}",
-                "-D", f"mapreduce.job.name=movielens-similarity stage {number} {run_id}"]
+                "-D", f"mapreduce.job.name=movielens-similarity stage {number} {run_id}",
+                "-cmdenv", f"PYTHONPATH={node.packages_dir}"]
         for uri in inputs:
             args += ["-input", uri]
         args += ["-output", stage_output_uri(output_uri, number)]
-        args += _task_commands(stage.description(number - 1), number - 1, job_name, task_args)
+        args += _task_commands(stage.description(number - 1), number - 1, job_name, task_args, node.binary)
         steps.append({
             "Name": step_name(number, run_id),
             "ActionOnFailure": ACTION_ON_FAILURE,
@@ -40,11 +46,11 @@ def step_name(number, run_id):
     return f"stage {number} of {len(STAGE_NAMES)}: {STAGE_NAMES[number - 1]} [{run_id}]"
 
 
-def _task_commands(description, step_num, job_name, task_args):
+def _task_commands(description, step_num, job_name, task_args, python):
     commands = []
     for task_type in ("mapper", "combiner", "reducer"):
         if task_type in description:
-            command = ["python3", job_name, f"--step-num={step_num}", f"--{task_type}", *task_args]
+            command = [python, job_name, f"--step-num={step_num}", f"--{task_type}", *task_args]
             commands += [f"-{task_type}", shlex.join(command)]
         elif task_type == "mapper":
             commands += ["-mapper", "cat"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from airflow.sdk import Asset, Variable, get_current_context
 
-from movielens_emr.cluster import build_job_flow, chosen_security_configuration, task_slots
+from movielens_emr.cluster import build_job_flow, chosen_security_configuration, node_python_for, task_slots
 from movielens_emr.collect import collect_output
 from movielens_emr.datasets import get_dataset
 from movielens_emr.emr_logs import (
@@ -33,6 +33,7 @@ from movielens_emr.settings import AWS_CLIENT_CONFIG, settings_from_env
 from movielens_emr.staging import dataset_source_files, stage_dataset as stage_dataset_files, stage_job_files
 from movielens_emr.steps import build_stage_steps
 from movielens_emr.storage import claim_run_folder, open_storage, run_folder
+from movielens_emr.wheelhouse import node_wheels
 
 log = logging.getLogger(__name__)
 RESULTS_ASSET = Asset("movielens_similarities")
@@ -61,6 +62,11 @@ def validate_config(params):
     if config.target == "emr" and not settings.storage_root.startswith("s3://"):
         raise InvalidParam(f"target: emr needs an s3:// storage root (MOVIELENS_STORAGE_ROOT is "
                            f"{settings.storage_root!r})")
+    if config.target == "emr":
+        try:
+            node_python_for(config, settings.cluster)
+        except ValueError as error:
+            raise InvalidParam(str(error)) from None
     if not settings.storage_root.startswith("s3://"):  # an S3 bucket may be created by stage_dataset
         check_writable(_storage(settings))
     log.info("run configuration: %s", config)
@@ -125,7 +131,10 @@ def stage_dataset(config, run_id):
     files = dataset_source_files(dataset, settings.source_dir, settings.cache_dir)
     staged = stage_dataset_files(storage, dataset, files)
     if config.target == "emr":
-        staged["job_files"] = stage_job_files(storage, claim_run_folder(storage, run_id))
+        node, cluster = node_python_for(config, settings.cluster), settings.cluster
+        wheels = node_wheels(node, settings.cache_dir, cluster.wheelhouse_dir, cluster.requirements)
+        staged["job_files"] = stage_job_files(storage, claim_run_folder(storage, run_id), node, wheels,
+                                              cluster.requirements)
     return staged
 
 
@@ -150,9 +159,10 @@ def plan_emr_run(config, staged, dag_id, run_id):
     task_args = job_args(config, movie_blocks_for(slots), items_name)
     steps = build_stage_steps(
         job_class()(task_args), task_args, staged["job_files"]["job"], staged["movies_uri"],
-        staged["ratings_uris"], storage.uri(f"{run_prefix}/output"), slots, run_id)
+        staged["ratings_uris"], storage.uri(f"{run_prefix}/output"), slots, run_id,
+        node_python_for(config, settings.cluster))
     job_flow = build_job_flow(config, dag_id, run_id, storage.uri(f"{run_prefix}/logs/"),
-                              staged["job_files"]["bootstrap"], settings.cluster)
+                              staged["job_files"], settings.cluster)
     timeout = settings.stage_timeout_seconds or wait_timeout_seconds(config, get_dataset(config.dataset))
     log.info("cluster: %s nodes of %s; %d task slots; stage wait up to %d s",
              config.node_count, config.instance_type, slots, timeout)

@@ -17,7 +17,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from movielens_emr.cluster import PIPELINE_TAG
+from movielens_emr.cluster import MANAGED_POLICY_TAG, PIPELINE_TAG
 from movielens_emr.metrics import parse_hadoop_counters
 from movielens_emr.steps import STAGE_NAMES, step_name
 from movielens_emr.storage import run_folder
@@ -93,6 +93,9 @@ def emr_runs(dagbag):
             first_states=task_states(first), second_states=task_states(second),
             staged=staged, staged_again=xcom(second, "stage_dataset"),
             cluster=emr.describe_cluster(ClusterId=cluster_id)["Cluster"],
+            bootstrap_actions=emr.list_bootstrap_actions(ClusterId=cluster_id)["BootstrapActions"],
+            second_bootstrap_actions=emr.list_bootstrap_actions(
+                ClusterId=xcom(second, "create_cluster"))["BootstrapActions"],
             job_flow=emr.describe_job_flows(JobFlowIds=[cluster_id])["JobFlows"][0],
             instance_groups=emr.list_instance_groups(ClusterId=cluster_id)["InstanceGroups"],
             listed_steps=emr.list_steps(ClusterId=cluster_id)["Steps"],
@@ -122,7 +125,8 @@ def test_emr_cluster_is_terminated_tagged_and_sized_as_requested(emr_runs):
     assert {"CreationDateTime", "ReadyDateTime", "EndDateTime"} <= set(cluster["Status"]["Timeline"])
     tags = {tag["Key"]: tag["Value"] for tag in cluster["Tags"]}
     assert tags == {PIPELINE_TAG[0]: PIPELINE_TAG[1], "movielens:dag_id": DAG_ID,
-                    "movielens:run_id": first.run_id}
+                    "movielens:run_id": first.run_id, MANAGED_POLICY_TAG[0]: MANAGED_POLICY_TAG[1]}
+    assert cluster["ServiceRole"] == "EMR_DefaultRole_V2"
     assert cluster["LogUri"] == f"{S3_ROOT}/{run_folder(first.run_id)}/logs/"
     assert cluster["ReleaseLabel"] == "emr-7.9.0"
     assert cluster["AutoTerminate"] is False
@@ -193,6 +197,25 @@ def test_emr_metrics_come_from_the_emr_timeline_and_the_step_counters(emr_runs):
     # the second run sampled a fifth of the users: every rating read, fewer pairs
     assert emr_runs.second_metrics["input_ratings"] == RATINGS
     assert 0 < emr_runs.second_metrics["output_pairs"] < metrics["output_pairs"]
+
+
+def test_emr_bootstrap_installs_the_staged_wheels_uploaded_once_for_both_runs(emr_runs):
+    (action,) = emr_runs.bootstrap_actions
+    wheelhouse, requirements, python, packages_dir = action["Args"]
+    run_job = f"{S3_ROOT}/{run_folder(emr_runs.first.run_id)}/job"
+    assert action["ScriptPath"] == f"{run_job}/install_job_requirements.sh"
+    assert (requirements, python, packages_dir) == (
+        f"{run_job}/emr_requirements.txt", "python3.9", "/usr/local/lib/movielens-job/python3.9")
+    assert wheelhouse.startswith(f"{S3_ROOT}/wheelhouses/cp39-x86_64/")
+    # the test deployment's wheelhouse (MOVIELENS_EMR_WHEELHOUSE), its pins staged with the job
+    local = Path(os.environ["MOVIELENS_EMR_WHEELHOUSE"])
+    staged = sorted(key.rsplit("/", 1)[1] for key in emr_runs.first_s3_keys
+                    if key.startswith(wheelhouse.removeprefix(f"s3://{BUCKET}/") + "/"))
+    assert staged == sorted([*(path.name for path in local.glob("*.whl")), "_STAGED.json"])
+    assert s3_key(emr_runs.first, "job/emr_requirements.txt") in emr_runs.first_s3_keys
+    # the second run reuses the wheelhouse: one copy in the bucket
+    assert emr_runs.second_bootstrap_actions[0]["Args"][0] == wheelhouse
+    assert len({key.rsplit("/", 1)[0] for key in emr_runs.s3_keys if "/wheelhouses/" in key}) == 1
 
 
 def test_emr_dataset_is_uploaded_once(emr_runs):

@@ -77,6 +77,8 @@ GENERIC_OPTIONS = ("-files", "-D", "-cmdenv")
 SINGLE_OPTIONS = ("-output", "-mapper", "-combiner", "-reducer")
 COUNTER_LINE = "reporter:counter:"
 TASK_TIMEOUT_SECONDS = 900
+# The nodes' Pythons a step may name (EMR 7 has 3.9, and 3.11 from 7.1.0): all are this interpreter here.
+PYTHON_NAMES = ("python3", "python3.9", "python3.11")
 
 
 class StepArgsError(ValueError):
@@ -302,9 +304,10 @@ class StreamingRunner:
 
     def _make_shim(self, python):
         self.shim.mkdir(parents=True)
-        shim = self.shim / "python3"
-        shim.write_text(f"#!/bin/sh\nexec {shlex.quote(str(python))} \"$@\"\n")
-        shim.chmod(0o755)
+        for name in PYTHON_NAMES:
+            shim = self.shim / name
+            shim.write_text(f"#!/bin/sh\nexec {shlex.quote(str(python))} \"$@\"\n")
+            shim.chmod(0o755)
 
     def run(self):
         reduces = self.job.reduces

@@ -148,8 +148,9 @@ def test_parse_streaming_args_of_the_pipeline_steps():
     assert all(job.reduces == 8 for job in jobs)
     assert jobs[0].files == [("s3://b/run/job/movie_similarities.py", "movie_similarities.py"),
                              ("s3://b/ds/movies.csv", "movies.csv")]
-    assert jobs[1].mapper.startswith("python3 movie_similarities.py --step-num=1 --mapper")
-    assert jobs[2].reducer.startswith("python3 movie_similarities.py --step-num=2 --reducer")
+    assert jobs[1].mapper.startswith("python3.9 movie_similarities.py --step-num=1 --mapper")
+    assert jobs[2].reducer.startswith("python3.9 movie_similarities.py --step-num=2 --reducer")
+    assert jobs[1].cmdenv == {"PYTHONPATH": "/usr/local/lib/movielens-job/python3.9"}
     with pytest.raises(StepArgsError, match="only hadoop-streaming"):
         parse_streaming_args(["spark-submit", "job.py"])
     with pytest.raises(StepArgsError, match="unrecognized option"):

@@ -1,14 +1,19 @@
 """The EMR job flow request built from a run's parameters."""
 import pytest
 
-from movielens_emr.cluster import ClusterSettings, build_job_flow, task_slots
+from movielens_emr.cluster import ClusterSettings, build_job_flow, node_python_for, task_slots
 from movielens_emr.params import validate_run_config
+from movielens_emr.wheelhouse import NodePython
+
+
+JOB_FILES = {"job": "s3://b/runs/r/job/movie_similarities.py", "bootstrap": "s3://b/runs/r/job/install.sh",
+             "requirements": "s3://b/runs/r/job/emr_requirements.txt", "wheelhouse": "s3://b/wheelhouses/cp39/c"}
 
 
 def job_flow(settings=ClusterSettings(), **params):
     config = validate_run_config({"target": "emr", **params}, max_node_count=20)
-    return build_job_flow(config, "movielens_similarity", "manual__1", "s3://b/runs/r/logs/",
-                          "s3://b/runs/r/job/install.sh", settings)
+    return build_job_flow(config, "movielens_similarity", "manual__1", "s3://b/runs/r/logs/", JOB_FILES,
+                          settings)
 
 
 def test_one_master_and_node_count_minus_one_core_nodes_as_integers():
@@ -28,16 +33,43 @@ def test_release_hadoop_logs_bootstrap_and_backstops():
     assert request["ReleaseLabel"] == "emr-7.2.0"
     assert request["Applications"] == [{"Name": "Hadoop"}]
     assert request["LogUri"] == "s3://b/runs/r/logs/"
-    assert request["BootstrapActions"][0]["ScriptBootstrapAction"]["Path"] == "s3://b/runs/r/job/install.sh"
     assert request["Instances"]["KeepJobFlowAliveWhenNoSteps"] is True
     assert request["Instances"]["TerminationProtected"] is False
     assert request["AutoTerminationPolicy"]["IdleTimeout"] == 3600
 
 
-def test_tags_name_the_dag_and_the_run():
+def test_tags_name_the_dag_and_the_run_and_carry_the_managed_policys_tag():
     tags = {tag["Key"]: tag["Value"] for tag in job_flow()["Tags"]}
     assert tags == {"movielens:pipeline": "movielens-similarity", "movielens:dag_id": "movielens_similarity",
-                    "movielens:run_id": "manual__1"}
+                    "movielens:run_id": "manual__1", "for-use-with-amazon-emr-managed-policies": "true"}
+
+
+def test_the_default_roles_are_emrs_current_ones():
+    request = job_flow()
+    assert (request["ServiceRole"], request["JobFlowRole"]) == ("EMR_DefaultRole_V2", "EMR_EC2_DefaultRole")
+
+
+def test_the_bootstrap_installs_the_staged_wheels_for_the_nodes_python():
+    action = job_flow()["BootstrapActions"][0]["ScriptBootstrapAction"]
+    assert action == {"Path": "s3://b/runs/r/job/install.sh", "Args": [
+        "s3://b/wheelhouses/cp39/c", "s3://b/runs/r/job/emr_requirements.txt", "python3.9",
+        "/usr/local/lib/movielens-job/python3.9"]}
+
+
+def test_python_3_11_reaches_the_bootstrap_where_the_release_has_it():
+    action = job_flow(ClusterSettings(node_python="3.11"), release_label="emr-7.1.0",
+                      instance_type="m7g.xlarge")["BootstrapActions"][0]["ScriptBootstrapAction"]
+    assert action["Args"][2:] == ["python3.11", "/usr/local/lib/movielens-job/python3.11"]
+
+
+def test_python_3_11_on_a_release_without_it_is_refused():
+    with pytest.raises(ValueError, match="release_label: emr-7.0.0 has no Python 3.11"):
+        job_flow(ClusterSettings(node_python="3.11"), release_label="emr-7.0.0")
+
+
+def test_node_python_for_gives_the_arm_wheels_to_graviton_clusters():
+    config = validate_run_config({"target": "emr", "instance_type": "m6g.xlarge"}, max_node_count=20)
+    assert node_python_for(config, ClusterSettings()) == NodePython("3.9", "aarch64")
 
 
 def test_deployment_settings_reach_the_request():
@@ -66,10 +98,10 @@ def test_no_security_configuration_from_form_or_environment_leaves_the_key_out()
 
 
 def test_build_job_flow_takes_the_settings_the_plan_task_passes():
-    # tasks.plan_emr_run passes the ClusterSettings positionally, after the bootstrap URI.
+    # tasks.plan_emr_run passes the ClusterSettings positionally, after the staged job files.
     config = validate_run_config({"target": "emr", "security_configuration": "from-the-form"},
                                  max_node_count=20)
-    request = build_job_flow(config, "movielens_similarity", "manual__1", "s3://b/logs/", "s3://b/install.sh",
+    request = build_job_flow(config, "movielens_similarity", "manual__1", "s3://b/logs/", JOB_FILES,
                              ClusterSettings(security_configuration="from-the-environment"))
     assert request["SecurityConfiguration"] == "from-the-form"
 

@@ -6,6 +6,7 @@ import pytest
 from movielens_emr.job import job_args, job_class, movie_blocks_for
 from movielens_emr.params import validate_run_config
 from movielens_emr.steps import ACTION_ON_FAILURE, STAGE_NAMES, build_stage_steps
+from movielens_emr.wheelhouse import NodePython
 
 
 @pytest.fixture
@@ -56,11 +57,30 @@ def test_task_commands_run_the_job_file_with_the_run_options(steps):
         args = step["HadoopJarStep"]["Args"]
         for task_type in ("mapper", "reducer"):
             command = shlex.split(arg_after(args, f"-{task_type}")[0])
-            assert command[:4] == ["python3", "movie_similarities.py", f"--step-num={step_num}", f"--{task_type}"]
+            assert command[:4] == [
+                "python3.9", "movie_similarities.py", f"--step-num={step_num}", f"--{task_type}"]
             options = dict(zip(command[4::2], command[5::2]))
             assert options == {"--metric": "pearson", "--min-score": "0.5", "--min-co-ratings": "10",
                                "--sample-fraction": "0.25", "--movie-blocks": "5", "--items": "movies.csv"}
         assert "-combiner" not in args
+
+
+def test_tasks_find_the_bootstrapped_packages_on_their_pythonpath(steps):
+    for step in steps:
+        args = step["HadoopJarStep"]["Args"]
+        assert arg_after(args, "-cmdenv") == ["PYTHONPATH=/usr/local/lib/movielens-job/python3.9"]
+        assert args.index("-cmdenv") < args.index("-input")
+
+
+def test_the_tasks_run_under_the_nodes_python_it_was_given():
+    config = validate_run_config({}, max_node_count=20)
+    args = job_args(config, 4, "movies.csv")
+    steps = build_stage_steps(job_class()(args), args, "s3://b/job.py", "s3://b/movies.csv", ["s3://b/r.csv"],
+                              "s3://b/out", 4, "manual__1", NodePython("3.11", "aarch64"))
+    for step in steps:
+        args = step["HadoopJarStep"]["Args"]
+        assert shlex.split(arg_after(args, "-reducer")[0])[0] == "python3.11"
+        assert arg_after(args, "-cmdenv") == ["PYTHONPATH=/usr/local/lib/movielens-job/python3.11"]
 
 
 @pytest.mark.parametrize("slots, blocks", [(1, 4), (10, 4), (12, 5), (28, 7), (76, 12)])
