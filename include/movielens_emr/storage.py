@@ -98,7 +98,7 @@ class LocalStorage:
 
     def put_file(self, local_path, key):
         with open(local_path, "rb") as source:
-            _write_atomically(self.root / key, lambda out: shutil.copyfileobj(source, out, 1 << 20))
+            _write_atomically(self.root / key, lambda out: shutil.copyfileobj(source, out))
 
     def put_bytes(self, data, key):
         _write_atomically(self.root / key, lambda out: out.write(data))
