@@ -1,11 +1,11 @@
-"""A thin layer over the Amazon provider where its operators lack one behaviour the pipeline needs."""
+"""The provider's EMR operators and sensors, each with one behaviour the pipeline needs, over emr.py."""
 import ast
 
 from airflow.providers.amazon.aws.operators.emr import EmrAddStepsOperator, EmrCreateJobFlowOperator
 from airflow.sdk.exceptions import TaskDeferred
 from botocore.exceptions import ClientError
 
-from movielens_emr.diagnosis import cluster_fault
+from movielens_emr.emr import EmrClient
 
 
 class ClusterEndedError(RuntimeError):
@@ -25,7 +25,7 @@ def already_submitted(listed_steps, wanted_names):
     if all(found):
         return found
     if any(found):
-        missing = [name for name, step_id in zip(wanted_names, found) if not step_id]
+        missing = [name for name, step_id in zip(wanted_names, found, strict=True) if not step_id]
         raise DuplicateStepsError(f"the cluster has some of this run's steps but not {missing}")
     return None
 
@@ -48,18 +48,18 @@ class EmrAddStepsOnceOperator(EmrAddStepsOperator):
 
     def _cluster_fault(self):
         try:
-            return cluster_fault(self.hook.conn.describe_cluster(ClusterId=self.job_flow_id)["Cluster"])
+            return EmrClient(hook=self.hook).cluster_fault(self.job_flow_id)
         except ClientError:
             return None
 
     def _add_steps_once(self, context):
         steps = ast.literal_eval(self.steps) if isinstance(self.steps, str) else self.steps
         if self.job_flow_id:
-            paginator = self.hook.conn.get_paginator("list_steps")
-            listed = [step for page in paginator.paginate(ClusterId=self.job_flow_id) for step in page["Steps"]]
+            listed = EmrClient(hook=self.hook).list_steps(self.job_flow_id)
             step_ids = already_submitted(listed, [step["Name"] for step in steps])
             if step_ids:
-                self.log.info("Steps already submitted to %s by an earlier try: %s", self.job_flow_id, step_ids)
+                self.log.info("Steps already submitted to %s by an earlier try: %s",
+                              self.job_flow_id, step_ids)
                 context["ti"].xcom_push(key="job_flow_id", value=self.job_flow_id)
                 return step_ids
         return super().execute(context)
@@ -89,9 +89,9 @@ class LeakProofEmrCreateJobFlowOperator(EmrCreateJobFlowOperator):
         self.log.error("Creating the cluster failed after EMR created %s (%s: %s); terminating %s",
                        cluster_id, type(error).__name__, error, cluster_id)
         try:
-            self.hook.conn.terminate_job_flows(JobFlowIds=[cluster_id])
+            EmrClient(hook=self.hook).terminate(cluster_id)
         except Exception:  # the original error is the one to report; this one is logged
-            self.log.exception("Could not terminate %s: the movielens_cluster_reaper DAG will, within the hour, "
-                               "or its idle auto-termination policy", cluster_id)
+            self.log.exception("Could not terminate %s: the movielens_cluster_reaper DAG will, within the "
+                               "hour, or its idle auto-termination policy", cluster_id)
         else:
             self.log.info("Terminated %s, created by this failed try", cluster_id)

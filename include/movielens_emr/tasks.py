@@ -9,20 +9,14 @@ from airflow.sdk import Asset, Variable, get_current_context
 from movielens_emr import results as results_module
 from movielens_emr.cluster import build_job_flow, chosen_security_configuration, task_slots
 from movielens_emr.datasets import get_dataset
+from movielens_emr.emr import EmrClient
 from movielens_emr.job import job_args, job_class, movie_blocks_for
 from movielens_emr.local_run import run_local_job as run_job_locally
-from movielens_emr.metrics import (
-    emr_timings,
-    hourly_price,
-    metrics_table,
-    run_metrics,
-    seconds_between,
-)
+from movielens_emr.metrics import hourly_price, metrics_table, run_metrics, seconds_between
 from movielens_emr.params import DEFAULT_MAX_NODE_COUNT, InvalidParam, RunConfig, validate_run_config
-from movielens_emr.settings import AWS_CLIENT_CONFIG, settings_from_env
+from movielens_emr.settings import settings_from_env
 from movielens_emr.staging import dataset_source_files, stage_dataset as stage_dataset_files, stage_job_files
 from movielens_emr.steps import build_stage_steps
-from movielens_emr.emr_logs import node_log_folder, step_counters, step_log_folder, wait_for_object
 from movielens_emr.storage import open_storage, run_folder
 
 log = logging.getLogger(__name__)
@@ -184,7 +178,8 @@ def record_metrics(config, collected, run_id, dag_run, ti):
     cluster_id = None
     if config.target == "emr":
         cluster_id, step_ids = ti.xcom_pull(task_ids="create_cluster"), ti.xcom_pull(task_ids="submit_stages")
-        timings, counters = _emr_timings_and_counters(settings, storage, run_prefix, cluster_id, step_ids)
+        timings, counters = _emr_client(settings).timings_and_counters(
+            storage, run_prefix, cluster_id, step_ids)
         price = hourly_price(config.instance_type, Variable.get(PRICES_VARIABLE, default={}, deserialize_json=True))
     else:
         local_run = ti.xcom_pull(task_ids="run_local_job")
@@ -202,26 +197,8 @@ def record_metrics(config, collected, run_id, dag_run, ti):
     return metrics
 
 
-def _emr(settings):
-    """The boto3 EMR client of the pipeline's AWS connection, through the provider's hook."""
-    from airflow.providers.amazon.aws.hooks.emr import EmrHook
-
-    return EmrHook(aws_conn_id=settings.aws_conn_id, config=AWS_CLIENT_CONFIG).conn
-
-
-def _describe_steps(emr, cluster_id, step_ids):
-    return [emr.describe_step(ClusterId=cluster_id, StepId=step_id)["Step"] for step_id in step_ids]
-
-
-def _emr_timings_and_counters(settings, storage, run_prefix, cluster_id, step_ids):
-    emr = _emr(settings)
-    cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
-    steps = _describe_steps(emr, cluster_id, step_ids)
-    timings = emr_timings(cluster["Status"]["Timeline"], [step["Status"]["Timeline"] for step in steps])
-    counters = {}
-    for step_id in step_ids:
-        counters.update(step_counters(storage, run_prefix, cluster_id, step_id))
-    return timings, counters
+def _emr_client(settings):
+    return EmrClient(settings.aws_conn_id)
 
 
 def reap_clusters():
@@ -231,41 +208,28 @@ def reap_clusters():
     from movielens_emr.reaper import ACTIVE_CLUSTER_STATES, clusters_to_reap, pipeline_clusters
 
     settings = settings_from_env()
-    emr = _emr(settings)
-    summaries = [c for page in emr.get_paginator("list_clusters").paginate(ClusterStates=list(ACTIVE_CLUSTER_STATES))
-                 for c in page["Clusters"]]
-    described = [emr.describe_cluster(ClusterId=summary["Id"])["Cluster"] for summary in summaries]
+    client = _emr_client(settings)
+    described = client.describe_clusters_in(ACTIVE_CLUSTER_STATES)
 
     def run_is_active(dag_id, run_id):
-        return RuntimeTaskInstance.get_dr_count(dag_id=dag_id, run_ids=[run_id], states=["queued", "running"]) > 0
+        return RuntimeTaskInstance.get_dr_count(
+            dag_id=dag_id, run_ids=[run_id], states=["queued", "running"]) > 0
 
-    doomed = clusters_to_reap(pipeline_clusters(described), run_is_active,
-                              datetime.datetime.now(datetime.timezone.utc), datetime.timedelta(hours=settings.cluster_max_age_hours))
+    now = datetime.datetime.now(datetime.timezone.utc)
+    max_age = datetime.timedelta(hours=settings.cluster_max_age_hours)
+    doomed = clusters_to_reap(pipeline_clusters(described), run_is_active, now, max_age)
     for cluster, reason in doomed:
         log.warning("terminating %s: %s", cluster.cluster_id, reason)
-        emr.terminate_job_flows(JobFlowIds=[cluster.cluster_id])
+        client.terminate(cluster.cluster_id)
     log.info("%d live clusters, %d of this pipeline's terminated", len(described), len(doomed))
     return [cluster.cluster_id for cluster, _ in doomed]
 
 
+
 def explain_stage_failure(context):
-    """on_failure_callback of wait_for_stages: which stage failed and why, or why the wait ended, in the task log.
-
-    EMR's reason for the step, the tail of its stderr (waiting a bounded time for EMR to deliver
-    it), and the cluster's own fault when it ended by one (a failed bootstrap, say).
-    """
-    from movielens_emr.diagnosis import first_failed_stage, stage_failure_report, stderr_tail
-
+    """on_failure_callback of wait_for_stages: which stage failed and why, or why the wait ended."""
     ti, settings = context["ti"], settings_from_env()
     cluster_id, step_ids = ti.xcom_pull(task_ids="create_cluster"), ti.xcom_pull(task_ids="submit_stages")
-    emr = _emr(settings)
-    cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
-    steps = _describe_steps(emr, cluster_id, step_ids)
-    number, step = first_failed_stage(steps)
-    storage, run_prefix = _storage(settings), run_folder(context["run_id"])
-    stderr, log_folder = None, step_log_folder(run_prefix, cluster_id, step_ids[(number or 1) - 1])
-    if step is not None and step["Status"]["State"] == "FAILED":  # only a step that ran has logs to wait for
-        stderr = wait_for_object(storage, f"{log_folder}/stderr.gz", settings.log_wait_seconds, settings.poll_seconds)
-    log.error("%s", stage_failure_report(
-        steps, stderr_tail(stderr) if stderr else None, storage.uri(log_folder), cluster=cluster,
-        node_log_location=storage.uri(node_log_folder(run_prefix, cluster_id)), wait_error=context.get("exception")))
+    log.error("%s", _emr_client(settings).explain_stage_failure(
+        _storage(settings), run_folder(context["run_id"]), cluster_id, step_ids, context.get("exception"),
+        settings.log_wait_seconds, settings.poll_seconds))
