@@ -108,10 +108,9 @@ def plan_emr_run(config, staged, dag_id, run_id):
 
 
 def prepare_stage_wait(step_ids, wait_timeout):
-    """Sensor arguments for the last stage's step: it ends last, and a failed stage cancels it."""
+    """EmrStagesSensor's arguments: every stage's step id (it waits for the last), the timeout, the poll."""
     poll = settings_from_env().poll_seconds
-    return [{"step_id": step_ids[-1], "timeout": wait_timeout, "poke_interval": poll,
-             "max_attempts": max(1, wait_timeout // poll)}]
+    return [{"stage_step_ids": step_ids, "timeout": wait_timeout, "poke_interval": poll}]
 
 
 def run_local_job(config, staged, run_id):
@@ -225,11 +224,3 @@ def reap_clusters():
     return [cluster.cluster_id for cluster, _ in doomed]
 
 
-
-def explain_stage_failure(context):
-    """on_failure_callback of wait_for_stages: which stage failed and why, or why the wait ended."""
-    ti, settings = context["ti"], settings_from_env()
-    cluster_id, step_ids = ti.xcom_pull(task_ids="create_cluster"), ti.xcom_pull(task_ids="submit_stages")
-    log.error("%s", _emr_client(settings).explain_stage_failure(
-        _storage(settings), run_folder(context["run_id"]), cluster_id, step_ids, context.get("exception"),
-        settings.log_wait_seconds, settings.poll_seconds))
