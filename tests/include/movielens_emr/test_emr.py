@@ -1,6 +1,10 @@
 """emr.py: the EMR client on moto with the EMR double, and the cluster-ended wait's waiter and trigger."""
+import asyncio
+import json
+
 import boto3
 import pytest
+from airflow.providers.amazon.aws.triggers.emr import EmrTerminateJobFlowTrigger
 from moto import mock_aws
 from movielens_emr.emr import (
     CLUSTER_ENDED_WAITER_OVERRIDES,
@@ -141,3 +145,30 @@ def test_the_cluster_ended_trigger_serializes_to_itself_with_the_overrides():
     acceptors = CLUSTER_ENDED_WAITER_OVERRIDES["acceptors"]
     assert {acceptor["expected"]: acceptor["state"] for acceptor in acceptors} == {
         "TERMINATED": "success", "TERMINATED_WITH_ERRORS": "success"}
+
+
+async def first_event(trigger):
+    async for event in trigger.run():
+        return event.payload
+
+
+@pytest.mark.parametrize("trigger_class, fault, status", [
+    (EmrClusterEndedTrigger, False, "success"),
+    (EmrClusterEndedTrigger, True, "success"),
+    (EmrTerminateJobFlowTrigger, True, "error"),  # the provider's: why the pipeline has its own
+])
+def test_the_cluster_ended_trigger_fires_success_on_either_end_state(moto_server, monkeypatch, trigger_class,
+                                                                   fault, status):
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(
+        {"conn_type": "aws", "extra": {"endpoint_url": moto_server, "region_name": REGION}}))
+    emr = boto3.client("emr", region_name=REGION, endpoint_url=moto_server)
+    cluster_id = new_cluster(emr)
+    with emr_streaming_double() as double:
+        if fault:
+            double.fail_bootstrap(before_steps=True)  # at this first describe_cluster
+            emr.describe_cluster(ClusterId=cluster_id)
+        emr.terminate_job_flows(JobFlowIds=[cluster_id])
+        trigger = trigger_class(job_flow_id=cluster_id, waiter_delay=1, waiter_max_attempts=3,
+                                aws_conn_id="aws_default")
+        event = asyncio.run(first_event(trigger))
+    assert event["status"] == status, event
