@@ -105,20 +105,25 @@ def test_the_deferred_stage_wait_uses_the_computed_timeout(emr):
     assert deferred.value.timeout.total_seconds() == 3600
 
 
-@pytest.mark.parametrize("next_method, next_kwargs", [
-    ("execute_complete", {"event": {"status": "error", "message": "Error while waiting: terminal failure"}}),
-    ("__fail__", {"error": "Trigger/execution timeout"}),
+@pytest.mark.parametrize("next_method, next_kwargs, raised", [
+    ("execute_complete", {"event": {"status": "error", "message": "Waiter encountered a terminal failure"}},
+     StagesFailedError),
+    ("__fail__", {"error": "Trigger failure"}, StagesFailedError),
+    ("__fail__", {"error": "Trigger timeout"}, AirflowSensorTimeout),  # the deferral's own timeout
 ])
-def test_a_deferred_wait_that_fails_logs_the_diagnosis_before_failing(emr, capfd, next_method, next_kwargs):
+def test_a_deferred_wait_that_fails_logs_the_diagnosis_before_failing(emr, capfd, next_method, next_kwargs,
+                                                                      raised):
     cluster_id = new_cluster(emr)
     step_ids = stage_steps(emr, cluster_id, broken=(1,))
     sensor = stages_sensor(cluster_id, step_ids, deferrable=True)
     with emr_streaming_double():
         for _ in range(3):  # what the trigger's polls did: stage 1 runs, fails, and stage 2 is cancelled
             emr.describe_step(ClusterId=cluster_id, StepId=step_ids[-1])
-        with pytest.raises(StagesFailedError, match=r"^stage 1 of 2 \(stage 1 of 2\) ended FAILED"):
+        with pytest.raises(raised):
             sensor.resume_execution(next_method, next_kwargs, context())
-    assert "last lines of its stderr (s3://" in capfd.readouterr().out
+    logged = capfd.readouterr().out
+    assert "[error    ] stage 1 of 2 (stage 1 of 2) ended FAILED: " in logged
+    assert "last lines of its stderr (s3://" in logged
 
 
 def test_a_deferred_wait_that_succeeds_explains_nothing(emr, capfd):
