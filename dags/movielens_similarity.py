@@ -18,11 +18,15 @@ import datetime
 
 import pendulum
 from airflow.providers.amazon.aws.operators.emr import EmrTerminateJobFlowOperator
-from airflow.providers.amazon.aws.sensors.emr import EmrJobFlowSensor, EmrStepSensor
 from airflow.sdk import Param, TriggerRule, dag, task
 
 from movielens_emr import history, tasks
-from movielens_emr.operators import EmrAddStepsOnceOperator, LeakProofEmrCreateJobFlowOperator
+from movielens_emr.operators import (
+    EmrAddStepsOnceOperator,
+    EmrClusterEndedSensor,
+    EmrStagesSensor,
+    LeakProofEmrCreateJobFlowOperator,
+)
 from movielens_emr.params import param_schemas
 from movielens_emr.settings import AWS_CLIENT_CONFIG, settings_from_env
 
@@ -54,14 +58,15 @@ def movielens_similarity():
     submit_stages = EmrAddStepsOnceOperator(
         task_id="submit_stages", job_flow_id=create_cluster.output, steps=plan["steps"], **AWS)
     wait = task(task_id="prepare_stage_wait")(tasks.prepare_stage_wait)(submit_stages.output, plan["wait_timeout"])
-    wait_for_stages = EmrStepSensor.partial(
-        task_id="wait_for_stages", job_flow_id=create_cluster.output, retries=0,
-        on_failure_callback=tasks.explain_stage_failure, **AWS).expand_kwargs(wait)
+    # Polls, or defers under AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE; explains a failed stage in its own log.
+    wait_for_stages = EmrStagesSensor.partial(
+        task_id="wait_for_stages", job_flow_id=create_cluster.output, retries=0, **AWS).expand_kwargs(wait)
+    # Asks EMR to terminate and returns; wait_for_termination waits, for either end state.
     terminate_cluster = EmrTerminateJobFlowOperator(
-        task_id="terminate_cluster", job_flow_id=create_cluster.output, **AWS)
-    wait_for_termination = EmrJobFlowSensor(
+        task_id="terminate_cluster", job_flow_id=create_cluster.output, deferrable=False, **AWS)
+    wait_for_termination = EmrClusterEndedSensor(
         task_id="wait_for_termination", job_flow_id=create_cluster.output, poke_interval=SETTINGS.poll_seconds,
-        target_states=["TERMINATED", "TERMINATED_WITH_ERRORS"], failed_states=[], timeout=3600, **AWS)
+        timeout=3600, **AWS)
 
     local_run = task(task_id="run_local_job")(tasks.run_local_job)(config, staged)
     collected = task(task_id="collect_results", outlets=[tasks.RESULTS_ASSET],

@@ -10,29 +10,15 @@ from airflow.sdk import Asset, Variable, get_current_context
 from movielens_emr.cluster import build_job_flow, chosen_security_configuration, node_python_for, task_slots
 from movielens_emr.collect import collect_output
 from movielens_emr.datasets import get_dataset
-from movielens_emr.emr_logs import (
-    container_log_folder,
-    node_log_folder,
-    run_counters,
-    step_log_folder,
-    task_failure_traceback,
-    wait_for_object,
-)
+from movielens_emr.emr import EmrClient
 from movielens_emr.job import job_args, job_class, movie_blocks_for
 from movielens_emr.local_run import run_local_job as run_job_locally
-from movielens_emr.metrics import (
-    emr_timings,
-    hourly_price,
-    metrics_table,
-    run_metrics,
-    run_started_at,
-    seconds_between,
-)
+from movielens_emr.metrics import hourly_price, metrics_table, run_metrics, run_started_at, seconds_between
 from movielens_emr.params import DEFAULT_MAX_NODE_COUNT, InvalidParam, RunConfig, validate_run_config
-from movielens_emr.settings import AWS_CLIENT_CONFIG, settings_from_env
+from movielens_emr.settings import settings_from_env
 from movielens_emr.staging import dataset_source_files, stage_dataset as stage_dataset_files, stage_job_files
 from movielens_emr.steps import build_stage_steps
-from movielens_emr.storage import claim_run_folder, open_storage, run_folder
+from movielens_emr.storage import claim_run_folder, open_storage
 from movielens_emr.wheelhouse import node_wheels
 
 log = logging.getLogger(__name__)
@@ -170,10 +156,9 @@ def plan_emr_run(config, staged, dag_id, run_id):
 
 
 def prepare_stage_wait(step_ids, wait_timeout):
-    """Sensor arguments for the last stage's step: it ends last, and a failed stage cancels it."""
+    """EmrStagesSensor's arguments: every stage's step id (it waits for the last), the timeout, the poll."""
     poll = settings_from_env().poll_seconds
-    return [{"step_id": step_ids[-1], "timeout": wait_timeout, "poke_interval": poll,
-             "max_attempts": max(1, wait_timeout // poll)}]
+    return [{"stage_step_ids": step_ids, "timeout": wait_timeout, "poke_interval": poll}]
 
 
 def run_local_job(config, staged, run_id):
@@ -239,8 +224,8 @@ def record_metrics(config, collected, run_id, dag_run, ti):
     cluster_id = None
     if config.target == "emr":
         cluster_id, step_ids = ti.xcom_pull(task_ids="create_cluster"), ti.xcom_pull(task_ids="submit_stages")
-        timings, counters, counter_sources = _emr_timings_and_counters(
-            settings, storage, run_prefix, cluster_id, step_ids)
+        timings, counters, counter_sources = _emr_client(settings).timings_and_counters(
+            storage, run_prefix, cluster_id, step_ids, settings.log_wait_seconds, settings.poll_seconds)
         price = run_price(config)
     else:
         local_run = ti.xcom_pull(task_ids="run_local_job")
@@ -258,25 +243,8 @@ def record_metrics(config, collected, run_id, dag_run, ti):
     return metrics
 
 
-def _emr(settings):
-    """The boto3 EMR client of the pipeline's AWS connection, through the provider's hook."""
-    from airflow.providers.amazon.aws.hooks.emr import EmrHook
-
-    return EmrHook(aws_conn_id=settings.aws_conn_id, config=AWS_CLIENT_CONFIG).conn
-
-
-def _describe_steps(emr, cluster_id, step_ids):
-    return [emr.describe_step(ClusterId=cluster_id, StepId=step_id)["Step"] for step_id in step_ids]
-
-
-def _emr_timings_and_counters(settings, storage, run_prefix, cluster_id, step_ids):
-    emr = _emr(settings)
-    cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
-    steps = _describe_steps(emr, cluster_id, step_ids)
-    timings = emr_timings(cluster["Status"]["Timeline"], [step["Status"]["Timeline"] for step in steps])
-    counters = run_counters(storage, run_prefix, cluster_id, step_ids, settings.log_wait_seconds,
-                            settings.poll_seconds)
-    return timings, counters.counters, counters.read_from
+def _emr_client(settings):
+    return EmrClient(settings.aws_conn_id)
 
 
 def reap_clusters():
@@ -286,19 +254,19 @@ def reap_clusters():
     from movielens_emr.reaper import ACTIVE_CLUSTER_STATES, clusters_to_reap, pipeline_clusters
 
     settings = settings_from_env()
-    emr = _emr(settings)
-    summaries = [c for page in emr.get_paginator("list_clusters").paginate(ClusterStates=list(ACTIVE_CLUSTER_STATES))
-                 for c in page["Clusters"]]
-    described = [emr.describe_cluster(ClusterId=summary["Id"])["Cluster"] for summary in summaries]
+    client = _emr_client(settings)
+    described = client.describe_clusters_in(ACTIVE_CLUSTER_STATES)
 
     def run_is_active(dag_id, run_id):
-        return RuntimeTaskInstance.get_dr_count(dag_id=dag_id, run_ids=[run_id], states=["queued", "running"]) > 0
+        return RuntimeTaskInstance.get_dr_count(
+            dag_id=dag_id, run_ids=[run_id], states=["queued", "running"]) > 0
 
-    doomed = clusters_to_reap(pipeline_clusters(described), run_is_active,
-                              datetime.datetime.now(datetime.timezone.utc), datetime.timedelta(hours=settings.cluster_max_age_hours))
+    now = datetime.datetime.now(datetime.timezone.utc)
+    max_age = datetime.timedelta(hours=settings.cluster_max_age_hours)
+    doomed = clusters_to_reap(pipeline_clusters(described), run_is_active, now, max_age)
     for cluster, reason in doomed:
         log.warning("terminating %s: %s", cluster.cluster_id, reason)
-        emr.terminate_job_flows(JobFlowIds=[cluster.cluster_id])
+        client.terminate(cluster.cluster_id)
     log.info("%d live clusters, %d of this pipeline's terminated", len(described), len(doomed))
     return [cluster.cluster_id for cluster, _ in doomed]
 
@@ -321,32 +289,3 @@ def reap_local_jobs():
     stopped = stop_jobs_of_ended_runs(settings.storage_root, run_is_active)
     log.info("%d local jobs of ended runs stopped: %s", len(stopped), ", ".join(stopped) or "none")
     return stopped
-
-
-def explain_stage_failure(context):
-    """on_failure_callback of wait_for_stages: which stage failed and why, or why the wait ended, in the task log.
-
-    EMR's reason for the step, the failed task's own error from its container's log and the tail
-    of the step's stderr (waiting a bounded time for EMR to deliver them), and the cluster's own
-    fault when it ended by one (a failed bootstrap, say).
-    """
-    from movielens_emr.diagnosis import first_failed_stage, stage_failure_report, stderr_tail
-
-    ti, settings = context["ti"], settings_from_env()
-    cluster_id, step_ids = ti.xcom_pull(task_ids="create_cluster"), ti.xcom_pull(task_ids="submit_stages")
-    emr = _emr(settings)
-    cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
-    steps = _describe_steps(emr, cluster_id, step_ids)
-    number, step = first_failed_stage(steps)
-    storage, run_prefix = _storage(settings), run_folder(context["run_id"])
-    step_id = step_ids[(number or 1) - 1]
-    stderr, log_folder = None, step_log_folder(run_prefix, cluster_id, step_id)
-    if step is not None and step["Status"]["State"] == "FAILED":  # only a step that ran has logs to wait for
-        stderr = wait_for_object(storage, f"{log_folder}/stderr.gz", settings.log_wait_seconds, settings.poll_seconds)
-    traceback = task_failure_traceback(storage, run_prefix, cluster_id, step_id, settings.log_wait_seconds,
-                                       settings.poll_seconds) if stderr else None
-    log.error("%s", stage_failure_report(
-        steps, stderr_tail(stderr) if stderr else None, storage.uri(log_folder), cluster=cluster,
-        node_log_location=storage.uri(node_log_folder(run_prefix, cluster_id)),
-        wait_error=context.get("exception"), task_traceback=traceback,
-        container_log_location=storage.uri(container_log_folder(run_prefix, cluster_id))))

@@ -19,6 +19,7 @@ from moto import mock_aws
 
 from movielens_emr.cluster import MANAGED_POLICY_TAG, PIPELINE_TAG
 from movielens_emr.metrics import parse_hadoop_counters
+from movielens_emr.operators import EmrClusterEndedSensor, EmrStagesSensor
 from movielens_emr.steps import STAGE_NAMES, step_name
 from movielens_emr.storage import run_folder
 from tests.support.credential_scan import files_under, find_leaks, make_canary, run_values, s3_objects
@@ -291,3 +292,16 @@ def test_cli_dags_test_runs_the_emr_target_against_a_moto_server(moto_server, ai
     places = {"the output of airflow dags test": output, **files_under(log_folder), **stored, **written}
     leaks = find_leaks(places, canary)
     assert not leaks, "the run copied its AWS credentials to:\n" + "\n".join(leaks)
+
+
+# c. the EMR tasks' waiting, whatever [operators] default_deferrable says ----------------------------
+
+def test_only_the_sensors_wait_and_the_stage_wait_explains_failures_itself(dagbag):
+    dag = dagbag.get_dag(DAG_ID)
+    submit, terminate = dag.get_task("submit_stages"), dag.get_task("terminate_cluster")
+    assert (submit.wait_for_completion, submit.deferrable) == (False, False)
+    assert terminate.deferrable is False
+    wait_for_stages = dag.get_task("wait_for_stages")
+    assert wait_for_stages.operator_class is EmrStagesSensor  # a mapped sensor: its class, not an instance
+    assert not wait_for_stages.partial_kwargs.get("on_failure_callback")  # no callback: the sensor explains
+    assert isinstance(dag.get_task("wait_for_termination"), EmrClusterEndedSensor)

@@ -1,0 +1,224 @@
+"""movielens_similarity's EMR target in deferrable mode, under a real scheduler and triggerer.
+
+scripts/airflow_services.sh starts Airflow (LocalExecutor, SQLite) with
+AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE=True and an AWS connection whose endpoint is a moto server in
+this process, where the EMR double (tests/support/emr_double.py) really runs the steps. Four runs go
+at once, each with its own fault: none, a failing stage, a failed bootstrap, and stages that outlast
+the provider's default waiter (60 polls; here one second apart). One start of the services serves all.
+"""
+import contextlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+import requests
+from moto.server import ThreadedMotoServer
+
+from tests.deploy.test_airflow_services import Services, recorded_session, run_script, services_env
+from tests.support.dag_runs import BUCKET, DAG_ID, EMR_TASK_STATES, REGION, S3_ROOT, full_conf
+from tests.support.emr_double import EmrStreamingDouble
+
+CONF = {"target": "emr", "dataset": "ml-latest-small", "node_count": 2, "sample_fraction": 0.2}
+RUNS = {"success": "deferred__success", "failing_stage": "deferred__failing_stage",
+        "bootstrap": "deferred__bootstrap", "long": "deferred__long"}
+# The provider's EmrStepSensor waits 60 attempts by default (a minute at one poll a second): the
+# long run's first stage stays RUNNING for more polls than that.
+DEFAULT_WAITER_ATTEMPTS, HELD_POLLS = 60, 70
+# Generous: on a loaded machine the services alone can take minutes to start.
+START_TIMEOUT_S, RUN_TIMEOUT_S, API_TIMEOUT_S = 600, 900, 120
+FAILED_STAGE, FAILED_STAGE_OPTION = 2, "--movie-blocks 0"
+FAILED_STAGE_MESSAGE = "--movie-blocks must be at least 1"
+STAGES_FAILED = {**EMR_TASK_STATES, "wait_for_stages[0]": "failed", "collect_results": "upstream_failed",
+                 "record_metrics": "upstream_failed"}
+
+
+class FaultsByRun(EmrStreamingDouble):
+    """The EMR double with each fault confined to one run's cluster or steps, so that runs go at once."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.fail_bootstrap()
+        self.held_polls = 0
+        self.hold_steps(self._held)
+
+    def _fail_bootstrap_of(self, cluster):
+        tags = {tag["Key"]: tag["Value"] for tag in cluster.tags}
+        if tags.get("movielens:run_id") == RUNS["bootstrap"]:
+            super()._fail_bootstrap_of(cluster)
+
+    def _held(self, step_name):
+        """Stage 1 of the long run, held RUNNING for its first HELD_POLLS polls (a poll moves it on)."""
+        if not (step_name.startswith("stage 1 of 3") and f"[{RUNS['long']}]" in step_name):
+            return False
+        self.held_polls += 1
+        return self.held_polls <= HELD_POLLS
+
+    def run_step(self, backend, cluster, step):
+        if step.name.startswith(f"stage {FAILED_STAGE} of 3") and f"[{RUNS['failing_stage']}]" in step.name:
+            args = step.args  # its reducer given a bad option: the stage's tasks exit non-zero
+            args[args.index("-reducer") + 1] += f" {FAILED_STAGE_OPTION}"
+        return super().run_step(backend, cluster, step)
+
+
+@dataclass(frozen=True)
+class Run:
+    state: str
+    tasks: dict
+    logs: dict  # {task id: its first try's log text}
+    cluster_id: str
+    cluster_state: str
+
+
+def moto_server():
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    return server, f"http://{host}:{port}"
+
+
+@contextlib.contextmanager
+def running_services(home, **settings):
+    """scripts/airflow_services.sh's services with `home` as AIRFLOW_HOME; always stopped on the way out."""
+    env = services_env(home, AIRFLOW_START_TIMEOUT=str(START_TIMEOUT_S - 30), **settings)
+    try:
+        started = run_script("start", env, timeout=START_TIMEOUT_S)
+        assert started.returncode == 0, started.stdout + started.stderr
+        yield Services(env, f"http://127.0.0.1:{env['AIRFLOW_PORT']}", recorded_session(home), started.stdout)
+    finally:
+        stopped = run_script("stop", env, timeout=180)
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+
+
+def api(services, method, path, body=None):
+    """A REST call to the services' API (no login: every local user is an admin); (status, JSON body)."""
+    response = requests.request(method, f"{services.url}/api/v2{path}", json=body, timeout=API_TIMEOUT_S)
+    return response.status_code, response.json()
+
+
+def wait_for_dag(services):
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if api(services, "GET", f"/dags/{DAG_ID}")[0] == 200:
+            return
+        time.sleep(2)
+    _, errors = api(services, "GET", "/importErrors")
+    raise AssertionError(f"{DAG_ID} not parsed after {START_TIMEOUT_S} s; import errors: {errors}")
+
+
+def trigger(services, run_id):
+    status, body = api(services, "POST", f"/dags/{DAG_ID}/dagRuns",
+                       {"dag_run_id": run_id, "logical_date": None, "conf": full_conf(CONF)})
+    assert status == 200, body
+
+
+def wait_for_end(services, run_id):
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while time.monotonic() < deadline:
+        _, run = api(services, "GET", f"/dags/{DAG_ID}/dagRuns/{run_id}")
+        if run["state"] in ("success", "failed"):
+            return run["state"]
+        time.sleep(2)
+    raise AssertionError(f"{run_id} did not end within {RUN_TIMEOUT_S} s: {task_states(services, run_id)}")
+
+
+def task_states(services, run_id):
+    _, body = api(services, "GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances?limit=100")
+    return {ti["task_id"] if ti["map_index"] < 0 else f"{ti['task_id']}[{ti['map_index']}]": ti["state"]
+            for ti in body["task_instances"]}
+
+
+def task_logs(home, run_id):
+    """{task id: text} of each task's first try: its log file and its triggers' (attempt=1.log.trigger.*)."""
+    run_folder = Path(home, "logs", f"dag_id={DAG_ID}", f"run_id={run_id}")
+    logs = {}
+    for path in sorted(run_folder.glob("task_id=*/**/attempt=1.log*")):
+        task_id = path.relative_to(run_folder).parts[0].removeprefix("task_id=")
+        logs[task_id] = logs.get(task_id, "") + path.read_text(errors="replace")
+    return logs
+
+
+def cluster_of(emr, run_id):
+    for cluster in emr.list_clusters()["Clusters"]:
+        described = emr.describe_cluster(ClusterId=cluster["Id"])["Cluster"]
+        tags = {tag["Key"]: tag["Value"] for tag in described["Tags"]}
+        if tags.get("movielens:run_id") == run_id:
+            return cluster["Id"], cluster["Status"]["State"]
+    return None, None
+
+
+@pytest.fixture(scope="module")
+def deferred_runs(tmp_path_factory):
+    """The four runs, at once, in one start of the services; what each left behind. All started stops."""
+    home = tmp_path_factory.mktemp("airflow-deferrable")
+    server, url = moto_server()
+    double = FaultsByRun()
+    try:
+        requests.post(f"{url}/moto-api/reset", timeout=10)
+        clients = {service: boto3.client(service, region_name=REGION, endpoint_url=url,
+                                         aws_access_key_id="testing", aws_secret_access_key="testing")
+                   for service in ("s3", "emr")}
+        clients["s3"].create_bucket(Bucket=BUCKET)
+        settings = {
+            "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
+                {"conn_type": "aws", "extra": {"endpoint_url": url, "region_name": REGION}}),
+            "MOVIELENS_STORAGE_ROOT": S3_ROOT, "MOVIELENS_POLL_SECONDS": "1", "MOVIELENS_TASK_RETRIES": "0",
+            "MOVIELENS_LOG_WAIT_SECONDS": "10"}
+        with double.installed(), running_services(home, **settings) as services:
+            wait_for_dag(services)
+            started = time.monotonic()
+            for run_id in RUNS.values():
+                trigger(services, run_id)
+            states = {run_id: wait_for_end(services, run_id) for run_id in RUNS.values()}
+            print(f"four deferred runs ended in {time.monotonic() - started:.0f} s")
+            yield {name: Run(states[run_id], task_states(services, run_id), task_logs(home, run_id),
+                             *cluster_of(clients["emr"], run_id))
+                   for name, run_id in RUNS.items()}
+    finally:
+        requests.post(f"{url}/moto-api/reset", timeout=10)  # the backends outlive the server
+        server.stop()
+
+
+def test_a_deferred_run_succeeds_and_its_stage_wait_deferred(deferred_runs):
+    run = deferred_runs["success"]
+    assert run.state == "success", run.tasks
+    assert run.tasks == EMR_TASK_STATES
+    assert run.cluster_state == "TERMINATED"
+    # the wait ran in the triggerer: its trigger's polls are in the task's log
+    assert "Step is still in non-terminal state" in run.logs["wait_for_stages"]
+
+
+def test_a_failing_stage_is_explained_in_the_stage_waits_own_log_with_no_retry(deferred_runs):
+    run = deferred_runs["failing_stage"]
+    assert run.state == "failed"
+    assert run.tasks == STAGES_FAILED
+    assert run.cluster_state == "TERMINATED"
+    log = run.logs["wait_for_stages"]
+    assert f"stage {FAILED_STAGE} of 3 (stage {FAILED_STAGE} of 3: " in log
+    assert "last lines of its stderr (" in log
+    assert log.count(FAILED_STAGE_MESSAGE) >= 2  # EMR's reason and the stderr tail
+    assert "StagesFailedError" in log
+
+
+def test_a_failed_bootstrap_fails_the_run_but_not_its_teardown(deferred_runs):
+    run = deferred_runs["bootstrap"]
+    assert run.state == "failed"
+    assert run.tasks == STAGES_FAILED  # terminate_cluster and wait_for_termination succeed
+    assert run.cluster_state == "TERMINATED_WITH_ERRORS"
+    log = run.logs["wait_for_stages"]
+    assert f"cluster {run.cluster_id} ended TERMINATED_WITH_ERRORS: BOOTSTRAP_FAILURE" in log
+    assert "its bootstrap and node logs are under" in log
+
+
+def test_stages_longer_than_the_providers_default_waiter_succeed(deferred_runs):
+    run = deferred_runs["long"]
+    assert run.state == "success", run.tasks
+    assert run.tasks == EMR_TASK_STATES
+    assert run.cluster_state == "TERMINATED"
+    polls = run.logs["wait_for_stages"].count("Step is still in non-terminal state")
+    assert polls > DEFAULT_WAITER_ATTEMPTS, polls  # more than the provider's default, in one deferral
+    assert run.logs["wait_for_stages"].count("Pausing task as DEFERRED") == 1
