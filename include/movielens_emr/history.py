@@ -47,7 +47,7 @@ RUN_PARAMS = ("node_count", "target", "dataset", "metric", "min_score", "min_co_
               "release_label", "sample_fraction")
 METRICS = ("cluster_id", "wall_seconds", "cluster_seconds", "provisioning_seconds", "overhead_seconds",
            "node_minutes", "price_per_node_hour_usd", "estimated_cost_usd", "input_ratings", "bad_lines",
-           "output_pairs", "pair_work", "stage_2_skew", "security_configuration")
+           "output_pairs", "pair_work", "stage2_work_skew", "security_configuration")
 STAGES = 3
 FAILED_STATES = frozenset({"failed", "upstream_failed"})
 METRICS_TASK_ID = "record_metrics"
@@ -91,7 +91,7 @@ def _columns_v1():
 def _columns_v2():
     """The sizing advisor's figures: the run's pair work and stage 2 skew, the prediction and its error."""
     return [
-        Column("pair_work", BigInteger), Column("stage_2_skew", Float),
+        Column("pair_work", BigInteger), Column("stage2_work_skew", Float),
         Column("security_configuration", String(256)),
         Column("predicted_cluster_seconds", Float), Column("prediction_error", Float),
     ]
@@ -130,7 +130,7 @@ def _add_sizing_columns_v2(connection):
 
 MIGRATIONS = (
     Migration(1, f"create {TABLE_NAME}", _create_history_v1),
-    Migration(2, "add pair_work, stage_2_skew, security_configuration and the sizing prediction",
+    Migration(2, "add pair_work, stage2_work_skew, security_configuration and the sizing prediction",
               _add_sizing_columns_v2),
 )
 
