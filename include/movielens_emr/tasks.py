@@ -16,7 +16,8 @@ from movielens_emr.local_run import run_local_job as run_job_locally
 from movielens_emr.metrics import hourly_price, metrics_table, run_metrics, run_started_at, seconds_between
 from movielens_emr.params import DEFAULT_MAX_NODE_COUNT, InvalidParam, RunConfig, validate_run_config
 from movielens_emr.settings import settings_from_env
-from movielens_emr.staging import dataset_source_files, stage_dataset as stage_dataset_files, stage_job_files
+from movielens_emr.staging import dataset_source_files, stage_job_files
+from movielens_emr.staging import stage_dataset as stage_dataset_files
 from movielens_emr.steps import build_stage_steps
 from movielens_emr.storage import claim_run_folder, open_storage
 from movielens_emr.wheelhouse import node_wheels

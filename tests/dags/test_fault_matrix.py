@@ -13,10 +13,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
-import boto3
 from unittest import mock
 
+import boto3
 import pytest
 from moto import mock_aws
 
@@ -24,6 +23,7 @@ from movielens_emr import tasks
 from movielens_emr.operators import DuplicateStepsError, EmrAddStepsOnceOperator
 from movielens_emr.steps import step_name
 from movielens_emr.storage import open_storage, run_folder
+
 from tests.support.aws_faults import S3_SLOW_DOWN, THROTTLING, Fault, aws_faults
 from tests.support.dag_runs import (
     DAG_ID,

@@ -22,6 +22,7 @@ from movielens_emr.metrics import parse_hadoop_counters
 from movielens_emr.operators import EmrClusterEndedSensor, EmrStagesSensor
 from movielens_emr.steps import STAGE_NAMES, step_name
 from movielens_emr.storage import run_folder
+
 from tests.support.credential_scan import files_under, find_leaks, make_canary, run_values, s3_objects
 from tests.support.dag_runs import (
     BUCKET,

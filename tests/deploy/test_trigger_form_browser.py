@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from movielens_emr.params import SECURITY_CONFIGURATION_PATTERN
 from movielens_emr.storage import run_folder
 

@@ -18,7 +18,6 @@ from movielens_emr import report as benchmark_report
 from movielens_emr.benchmark import summarize
 from movielens_emr.history import TABLE_NAME, engine_for_url, ensure_schema, run_record, upsert_run
 from movielens_emr.storage import run_folder
-
 from plugins import movielens_benchmarks as plugin
 from plugins.movielens_benchmarks import find_similar, report_html, summary_blocks
 

@@ -16,7 +16,6 @@ import contextlib
 import dataclasses
 import json
 import threading
-
 from unittest import mock
 
 from botocore.awsrequest import AWSResponse

@@ -10,6 +10,7 @@ from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
 from movielens_emr.metrics import parse_hadoop_counters
+
 from tests.support.emr_double import (
     StepArgsError,
     emr_streaming_double,

@@ -2,6 +2,7 @@ import json
 import math
 
 import pytest
+
 from movielens_emr.advise import main, plan_run, planned_pair_work, run_advice, usable_runs
 from movielens_emr.sizing import NoNodeCountFits, NotEnoughHistory
 

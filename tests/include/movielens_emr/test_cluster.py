@@ -5,7 +5,6 @@ from movielens_emr.cluster import ClusterSettings, build_job_flow, node_python_f
 from movielens_emr.params import validate_run_config
 from movielens_emr.wheelhouse import NodePython
 
-
 JOB_FILES = {"job": "s3://b/runs/r/job/movie_similarities.py", "bootstrap": "s3://b/runs/r/job/install.sh",
              "requirements": "s3://b/runs/r/job/emr_requirements.txt", "wheelhouse": "s3://b/wheelhouses/cp39/c"}
 

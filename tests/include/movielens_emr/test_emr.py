@@ -6,6 +6,7 @@ import boto3
 import pytest
 from airflow.providers.amazon.aws.triggers.emr import EmrTerminateJobFlowTrigger
 from moto import mock_aws
+
 from movielens_emr.emr import (
     CLUSTER_ENDED_WAITER_OVERRIDES,
     EmrClient,

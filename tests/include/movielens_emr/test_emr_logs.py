@@ -6,6 +6,7 @@ import threading
 import boto3
 import pytest
 from moto import mock_aws
+
 from movielens_emr.emr_logs import (
     container_log_folder,
     hadoop_client_job,

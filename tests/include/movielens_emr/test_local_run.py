@@ -9,9 +9,11 @@ import textwrap
 import time
 
 import pytest
-from conftest import MOVIELENS, REPO
+
 from movielens_emr import local_run
 from movielens_emr.storage import RUN_OWNER_MARKER
+
+from conftest import MOVIELENS, REPO
 
 SAMPLE = REPO / "include" / "sample_data" / "ml-latest-small-sample"
 

@@ -7,10 +7,10 @@ from movielens_emr.metrics import (
     emr_timings,
     flatten_counters,
     hourly_price,
-    run_started_at,
     metrics_table,
     parse_hadoop_counters,
     run_metrics,
+    run_started_at,
 )
 from movielens_emr.params import validate_run_config
 

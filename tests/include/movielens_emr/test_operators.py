@@ -6,6 +6,7 @@ import pytest
 from airflow.providers.amazon.aws.triggers.emr import EmrStepSensorTrigger
 from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferred
 from moto import mock_aws
+
 from movielens_emr.emr import EmrClusterEndedTrigger
 from movielens_emr.operators import (
     EmrAddStepsOnceOperator,

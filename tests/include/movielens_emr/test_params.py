@@ -3,6 +3,7 @@ import math
 
 import jsonschema
 import pytest
+
 from movielens_emr.params import InvalidParam, RunConfig, param_schemas, validate_run_config
 
 

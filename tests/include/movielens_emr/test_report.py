@@ -2,6 +2,7 @@
 import json
 
 import pytest
+
 from movielens_emr import report
 from movielens_emr.benchmark import summarize
 from movielens_emr.storage import run_folder

@@ -1,6 +1,7 @@
 import math
 
 import pytest
+
 from movielens_emr.sizing import (
     NoNodeCountFits,
     NotEnoughHistory,

@@ -1,6 +1,7 @@
 import math
 
 import pytest
+
 from movielens_emr.sizing import Observation, fit_time_model, predictions
 from movielens_emr.sizing_report import balanced_choice, plot_sizing, sizing_lines, sizing_section
 

@@ -8,8 +8,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import MOVIELENS, REPO
 from moto import mock_aws
+
 from movielens_emr.datasets import UnknownDataset, get_dataset
 from movielens_emr.staging import (
     STAGED_MARKER,
@@ -23,6 +23,7 @@ from movielens_emr.staging import (
 from movielens_emr.storage import LocalStorage, dataset_folder, open_storage
 from movielens_emr.wheelhouse import NodePython, locked_requirements, select_wheels
 
+from conftest import MOVIELENS, REPO
 from tests.support.wheels import tiny_wheelhouse
 
 SAMPLE = REPO / "include" / "sample_data" / "ml-latest-small-sample"

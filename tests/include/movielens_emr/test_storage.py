@@ -5,6 +5,7 @@ import threading
 import boto3
 import pytest
 from moto import mock_aws
+
 from movielens_emr.storage import (
     RUN_OWNER_MARKER,
     LocalStorage,
