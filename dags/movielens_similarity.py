@@ -51,13 +51,15 @@ def movielens_similarity():
     staged = task(task_id="stage_dataset")(tasks.stage_dataset)(config)
     branch = task.branch(task_id="choose_target")(tasks.choose_target)(config)
 
-    plan = task(task_id="plan_emr_run", multiple_outputs=True)(tasks.plan_emr_run)(config, staged, dag_id="{{ dag.dag_id }}")
+    plan = task(task_id="plan_emr_run", multiple_outputs=True)(tasks.plan_emr_run)(
+        config, staged, dag_id="{{ dag.dag_id }}")
     # Not retried: a try that failed has terminated its cluster, and a new cluster is a new cost.
     create_cluster = LeakProofEmrCreateJobFlowOperator(
         task_id="create_cluster", job_flow_overrides=plan["job_flow"], emr_conn_id=None, retries=0, **AWS)
     submit_stages = EmrAddStepsOnceOperator(
         task_id="submit_stages", job_flow_id=create_cluster.output, steps=plan["steps"], **AWS)
-    wait = task(task_id="prepare_stage_wait")(tasks.prepare_stage_wait)(submit_stages.output, plan["wait_timeout"])
+    wait = task(task_id="prepare_stage_wait")(tasks.prepare_stage_wait)(
+        submit_stages.output, plan["wait_timeout"])
     # Polls, or defers under AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE; explains a failed stage in its own log.
     wait_for_stages = EmrStagesSensor.partial(
         task_id="wait_for_stages", job_flow_id=create_cluster.output, retries=0, **AWS).expand_kwargs(wait)
@@ -65,8 +67,8 @@ def movielens_similarity():
     terminate_cluster = EmrTerminateJobFlowOperator(
         task_id="terminate_cluster", job_flow_id=create_cluster.output, deferrable=False, **AWS)
     wait_for_termination = EmrClusterEndedSensor(
-        task_id="wait_for_termination", job_flow_id=create_cluster.output, poke_interval=SETTINGS.poll_seconds,
-        timeout=3600, **AWS)
+        task_id="wait_for_termination", job_flow_id=create_cluster.output,
+        poke_interval=SETTINGS.poll_seconds, timeout=3600, **AWS)
 
     local_run = task(task_id="run_local_job")(tasks.run_local_job)(config, staged)
     collected = task(task_id="collect_results", outlets=[tasks.RESULTS_ASSET],

@@ -31,10 +31,12 @@ CATALOGUE = {
     dataset.name: dataset
     for dataset in (
         Dataset("ml-100k", ("u.data",), "u.item", 100_000, 1_682, "0e33842e24a9c977be4e0107933c0723"),
-        Dataset("ml-1m", ("ratings.dat",), "movies.dat", 1_000_209, 3_706, "c4d9eecfca2ab87c1945afe126590906"),
+        Dataset("ml-1m", ("ratings.dat",), "movies.dat", 1_000_209, 3_706,
+                "c4d9eecfca2ab87c1945afe126590906"),
         Dataset("ml-latest-small", ("ratings.csv",), "movies.csv", 100_836, 9_742,
                 "31a303aabbc519bd33d025e44d6c2570"),
-        Dataset("ml-25m", ("ratings.csv",), "movies.csv", 25_000_095, 62_423, "6b51fb2759a8657d3bfcbfc42b592ada"),
+        Dataset("ml-25m", ("ratings.csv",), "movies.csv", 25_000_095, 62_423,
+                "6b51fb2759a8657d3bfcbfc42b592ada"),
         Dataset("ml-latest-small-sample", ("ratings.csv",), "movies.csv", 22_303, 5_017, "", bundled=True),
     )
 }

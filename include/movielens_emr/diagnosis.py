@@ -22,13 +22,14 @@ def failure_reason(step):
     """EMR's own words for a step's failure: FailureDetails when present, else the state change reason."""
     status = step["Status"]
     details = status.get("FailureDetails") or {}
-    parts = [details.get("Reason"), details.get("Message"), (status.get("StateChangeReason") or {}).get("Message")]
+    parts = [details.get("Reason"), details.get("Message"),
+             (status.get("StateChangeReason") or {}).get("Message")]
     text = "; ".join(dict.fromkeys(part for part in parts if part))
     return text or f"the step ended {status['State']} without a reason"
 
 
 def cluster_fault(cluster):
-    """EMR's account of a cluster that ended by a fault (a failed bootstrap, lost instances...); None otherwise."""
+    """EMR's account of a cluster ended by a fault (a failed bootstrap, lost instances...); else None."""
     status = cluster["Status"]
     reason = status.get("StateChangeReason") or {}
     if status["State"] not in ENDED_CLUSTER_STATES or reason.get("Code") in ORDINARY_END_CODES:
@@ -76,7 +77,8 @@ def stage_failure_report(steps, stderr_of_failed=None, log_location="", cluster=
     lines = []
     if step is None:
         ended = f" ({type(wait_error).__name__}: {wait_error})" if wait_error else ""
-        lines.append(f"the wait for the stages failed{ended} with no stage failed on EMR: {stage_states(steps)}")
+        lines.append(f"the wait for the stages failed{ended} with no stage failed on EMR: "
+                     f"{stage_states(steps)}")
     else:
         lines.append(f"stage {number} of {len(steps)} ({step['Name']}) ended {step['Status']['State']}: "
                      f"{failure_reason(step)}")

@@ -71,7 +71,8 @@ def param_schemas(max_node_count, default_target):
                         "local: this machine, no AWS account."),
         "dataset": dict(
             default="ml-latest-small-sample", type="string", enum=list(CATALOGUE), title="Dataset",
-            description="MovieLens release (ml-latest-small-sample is bundled, for a first run offline): " + "; ".join(
+            description="MovieLens release (ml-latest-small-sample is bundled, for a first run offline): "
+                        + "; ".join(
                 f"{name} ({dataset.ratings:,} ratings)" for name, dataset in CATALOGUE.items())),
         "metric": dict(
             default="cosine", type="string", enum=list(METRICS), title="Similarity metric",
@@ -115,7 +116,10 @@ def param_schemas(max_node_count, default_target):
 
 
 def validated_values(params, schemas):
-    """{field: value or default}, each checked against its schema; InvalidParam names the first unknown or bad field."""
+    """{field: value or default}, each checked against its schema; InvalidParam names the first bad field.
+
+    A field is bad when it is unknown or its value fails its schema.
+    """
     unknown = sorted(set(params) - set(schemas))
     if unknown:
         raise InvalidParam(f"{unknown[0]}: not a parameter of this DAG (known: {', '.join(schemas)})")

@@ -1,4 +1,4 @@
-"""Which of this pipeline's EMR clusters to terminate: those whose run has ended, and any past a maximum age."""
+"""Which of this pipeline's EMR clusters to terminate: those whose run ended, and any past a maximum age."""
 import datetime
 from dataclasses import dataclass
 

@@ -1,4 +1,4 @@
-"""Movie similarities computed in one process with scipy sparse algebra: the yardstick for the MapReduce job."""
+"""Movie similarities computed in one process with scipy sparse algebra: the MapReduce job's yardstick."""
 import csv
 import io
 import zlib
@@ -61,7 +61,8 @@ def sample_users(ratings, fraction):
     if fraction >= 1:
         return ratings
     chosen = np.array([zlib.crc32(user.encode()) < fraction * 2**32 for user in ratings.users], dtype=bool)
-    return Ratings(*(column[chosen] for column in (ratings.users, ratings.movies, ratings.ratings, ratings.timestamps)))
+    columns = (ratings.users, ratings.movies, ratings.ratings, ratings.timestamps)
+    return Ratings(*(column[chosen] for column in columns))
 
 
 def similar_pairs(ratings, metric="cosine", min_score=0.95, min_co_ratings=10):
@@ -83,7 +84,8 @@ def similar_pairs(ratings, metric="cosine", min_score=0.95, min_co_ratings=10):
     kept = scores > min_score
     pairs = {}
     for a, b, score, count in zip(
-            movie_ids[i[kept]].tolist(), movie_ids[j[kept]].tolist(), scores[kept].tolist(), n[kept].tolist()):
+            movie_ids[i[kept]].tolist(), movie_ids[j[kept]].tolist(), scores[kept].tolist(),
+            n[kept].tolist()):
         pairs[(a, b)] = pairs[(b, a)] = (score, int(count))
     return pairs
 

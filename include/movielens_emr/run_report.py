@@ -14,7 +14,8 @@ EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Mismatch|InvalidP
 
 def newest_run(storage_root):
     """The run folder whose metrics.json is newest, or None."""
-    runs = sorted(Path(storage_root).expanduser().glob("runs/*/metrics.json"), key=lambda path: path.stat().st_mtime)
+    runs = sorted(Path(storage_root).expanduser().glob("runs/*/metrics.json"),
+                  key=lambda path: path.stat().st_mtime)
     return runs[-1].parent if runs else None
 
 
@@ -31,7 +32,8 @@ def report(storage_root, log_path, status):
     """The text to show after a run; `status` is the exit status of `airflow dags test`."""
     if status != 0:
         errors = failure_lines(Path(log_path).read_text(errors="replace"))
-        return "\n".join(["movielens_similarity FAILED:", *("  " + line for line in errors or ["(no exception in the log)"]),
+        shown = errors or ["(no exception in the log)"]
+        return "\n".join(["movielens_similarity FAILED:", *("  " + line for line in shown),
                           f"full log: {log_path}"])
     folder = newest_run(storage_root)
     if folder is None:

@@ -29,7 +29,7 @@ class Settings:
 
     @property
     def default_target(self):
-        """emr when the storage root is on S3 (an AWS deployment), else local: a fresh install works offline."""
+        """emr if the storage root is on S3 (an AWS deployment), else local: a fresh install works offline."""
         return "emr" if self.storage_root.startswith("s3://") else "local"
 
 
@@ -44,9 +44,11 @@ def settings_from_env(environ=None):
         aws_conn_id=env.get("MOVIELENS_AWS_CONN_ID") or defaults.aws_conn_id,
         poll_seconds=int(env.get("MOVIELENS_POLL_SECONDS") or defaults.poll_seconds),
         task_retries=int(env.get("MOVIELENS_TASK_RETRIES") or defaults.task_retries),
-        cluster_max_age_hours=float(env.get("MOVIELENS_CLUSTER_MAX_AGE_HOURS") or defaults.cluster_max_age_hours),
+        cluster_max_age_hours=float(
+            env.get("MOVIELENS_CLUSTER_MAX_AGE_HOURS") or defaults.cluster_max_age_hours),
         log_wait_seconds=int(env.get("MOVIELENS_LOG_WAIT_SECONDS") or defaults.log_wait_seconds),
-        stage_timeout_seconds=int(env.get("MOVIELENS_STAGE_TIMEOUT_SECONDS") or defaults.stage_timeout_seconds),
+        stage_timeout_seconds=int(
+            env.get("MOVIELENS_STAGE_TIMEOUT_SECONDS") or defaults.stage_timeout_seconds),
         cluster=ClusterSettings(
             job_flow_role=env.get("MOVIELENS_EMR_JOB_FLOW_ROLE") or cluster_defaults.job_flow_role,
             service_role=env.get("MOVIELENS_EMR_SERVICE_ROLE") or cluster_defaults.service_role,

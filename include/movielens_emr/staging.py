@@ -1,4 +1,7 @@
-"""Getting a dataset's files (a source folder or a verified GroupLens download) and staging them once by checksum."""
+"""Getting a dataset's files and staging them once by checksum.
+
+The files come from a source folder or a verified GroupLens download.
+"""
 import hashlib
 import json
 import logging
@@ -23,7 +26,10 @@ class ChecksumMismatch(RuntimeError):
 
 
 def dataset_source_files(dataset, source_dir, cache_dir, base_url=GROUPLENS):
-    """{file name: local path} of a release: bundled, from source_dir/<name>/ when given, else a verified download."""
+    """{file name: local path} of a release: bundled, from source_dir/<name>/ if given, else a download.
+
+    A download is verified against the checksum GroupLens publishes.
+    """
     if dataset.bundled or source_dir:
         folder = (SAMPLE_DATA if dataset.bundled else Path(source_dir)) / dataset.name
         missing = [name for name in dataset.files if not (folder / name).is_file()]
@@ -42,7 +48,8 @@ def _downloaded_files(dataset, cache_dir, url):
     actual = file_md5(archive)
     if actual != dataset.zip_md5:
         archive.unlink()
-        raise ChecksumMismatch(f"{url}: md5 {actual}, but GroupLens publishes {dataset.zip_md5}; download removed")
+        raise ChecksumMismatch(
+            f"{url}: md5 {actual}, but GroupLens publishes {dataset.zip_md5}; download removed")
     folder = cache_dir / dataset.name
     folder.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(archive) as zipped:

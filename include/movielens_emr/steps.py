@@ -1,10 +1,11 @@
-"""The job's MapReduce stages as EMR steps: Hadoop streaming through command-runner.jar, one step per stage."""
+"""The job's MapReduce stages as EMR steps: Hadoop streaming via command-runner.jar, one step per stage."""
 import posixpath
 import shlex
 
 from movielens_emr.wheelhouse import NodePython
 
-STAGE_NAMES = ("group ratings by user", "pair statistics and similarity", "both directions, titles and ranking")
+STAGE_NAMES = (
+    "group ratings by user", "pair statistics and similarity", "both directions, titles and ranking")
 # A failed stage cancels the stages after it and leaves the cluster for the teardown to terminate.
 ACTION_ON_FAILURE = "CANCEL_AND_WAIT"
 DEFAULT_NODE = NodePython()

@@ -154,7 +154,8 @@ class S3Storage:
 
     # A put completes as one object: S3 shows a reader the old object or the whole new one, never a part.
     def put_file(self, local_path, key):
-        self.hook.load_file(str(local_path), self.key(key), bucket_name=self.bucket, replace=True, encrypt=True)
+        self.hook.load_file(
+            str(local_path), self.key(key), bucket_name=self.bucket, replace=True, encrypt=True)
 
     def put_bytes(self, data, key):
         self.hook.load_bytes(data, self.key(key), bucket_name=self.bucket, replace=True, encrypt=True)

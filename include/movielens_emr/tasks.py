@@ -1,4 +1,7 @@
-"""The callables behind movielens_similarity's tasks: each reads its inputs, calls the package, returns plain data."""
+"""The callables behind movielens_similarity's tasks.
+
+Each reads its inputs, calls the package and returns plain data.
+"""
 import dataclasses
 import datetime
 import json
@@ -130,7 +133,7 @@ def choose_target(config):
 
 
 def wait_timeout_seconds(config, dataset):
-    """A generous ceiling on the stages' time: 30 minutes plus an hour per million ratings per 4 task slots."""
+    """A generous ceiling on the stages' time: 30 minutes + an hour per million ratings per 4 task slots."""
     work_hours = dataset.ratings * config.sample_fraction / 1e6 * 4 / task_slots(config)
     return int(1800 + 3600 * work_hours)
 
@@ -163,7 +166,7 @@ def prepare_stage_wait(step_ids, wait_timeout):
 
 
 def run_local_job(config, staged, run_id):
-    """The job run on this machine by mrjob's local runner, node_count tasks at a time, output in the run folder.
+    """The job run here by mrjob's local runner, node_count tasks at a time, output in the run folder.
 
     Its process records and scratch go to local-job/ in the run folder (under the cache folder when
     the storage root is on S3); a job left running by an earlier try is stopped first.
@@ -214,7 +217,7 @@ def collect_final_output(storage, run_prefix):
 
 
 def record_metrics(config, collected, run_id, dag_run, ti):
-    """metrics.json in the run folder, from EMR's timestamps or the local run's own clock; logged as a table."""
+    """metrics.json in the run folder, from EMR's timestamps or the local run's clock; logged as a table."""
     config, settings = RunConfig(**config), settings_from_env()
     storage = _storage(settings)
     run_prefix = claim_run_folder(storage, run_id)
@@ -240,7 +243,8 @@ def record_metrics(config, collected, run_id, dag_run, ti):
                **run_metrics(config, timings, seconds_between(started, now), counters,
                              collected["output_pairs"], price, counter_sources)}
     storage.put_bytes(json.dumps(metrics, indent=1).encode(), f"{run_prefix}/metrics.json")
-    log.info("metrics of %s (%s):\n%s", run_id, storage.uri(f"{run_prefix}/metrics.json"), metrics_table(metrics))
+    log.info("metrics of %s (%s):\n%s", run_id, storage.uri(f"{run_prefix}/metrics.json"),
+             metrics_table(metrics))
     return metrics
 
 
