@@ -1,4 +1,4 @@
-"""Test-wide settings: an isolated Airflow home and storage root, and the real MovieLens files from ../shared."""
+"""Test-wide settings: an isolated Airflow home and storage root; the real MovieLens files from ../shared."""
 import os
 import subprocess
 import sys
@@ -15,7 +15,8 @@ MOVIELENS = SHARED / "data" / "movielens"
 
 # Airflow reads its settings when first imported, so they are set before any test module imports it.
 # Kept in the environment so that a second import of this module (or a subprocess) shares the home.
-_AIRFLOW_HOME = Path(os.environ.get("MOVIELENS_TEST_AIRFLOW_HOME") or tempfile.mkdtemp(prefix="movielens-airflow-home-"))
+_AIRFLOW_HOME = Path(os.environ.get("MOVIELENS_TEST_AIRFLOW_HOME")
+                     or tempfile.mkdtemp(prefix="movielens-airflow-home-"))
 TEST_ENV = {
     "MOVIELENS_TEST_AIRFLOW_HOME": str(_AIRFLOW_HOME),
     "AIRFLOW_HOME": str(_AIRFLOW_HOME),
@@ -32,7 +33,8 @@ TEST_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
-    "PYTHONPATH": os.pathsep.join([str(REPO / "include"), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+    "PYTHONPATH": os.pathsep.join(
+        [str(REPO / "include"), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
 }
 # The EMR nodes' wheels: a small wheelhouse made here and its own pins, so that no test downloads from PyPI.
 _WHEELHOUSE, _REQUIREMENTS = tiny_wheelhouse(_AIRFLOW_HOME / "emr-wheelhouse")
@@ -66,7 +68,10 @@ def storage_root(tmp_path, monkeypatch):
 
 @pytest.fixture
 def moto_server():
-    """A moto server in this process (the EMR double runs its steps there too), reset after the test; its URL."""
+    """A moto server in this process (the EMR double runs its steps there too), reset after the test.
+
+    The fixture's value is the server's URL.
+    """
     import requests
     from moto.server import ThreadedMotoServer
 

@@ -1,4 +1,4 @@
-"""The IAM policy shipped for Airflow's AWS connection covers every AWS call the pipeline makes, and no more."""
+"""The IAM policy shipped for Airflow's AWS connection covers every AWS call the pipeline makes, no more."""
 import json
 import re
 
@@ -13,14 +13,16 @@ def test_every_emr_call_of_the_pipeline_is_allowed():
     source = "".join(path.read_text() for path in (REPO / "include" / "movielens_emr").glob("*.py"))
     calls = set(re.findall(r"emr\.(describe_cluster|describe_step|terminate_job_flows|list_steps)\(", source))
     needed = {"elasticmapreduce:" + "".join(word.capitalize() for word in call.split("_")) for call in calls}
-    needed |= {"elasticmapreduce:RunJobFlow", "elasticmapreduce:AddJobFlowSteps", "elasticmapreduce:ListClusters"}
+    needed |= {"elasticmapreduce:RunJobFlow", "elasticmapreduce:AddJobFlowSteps",
+               "elasticmapreduce:ListClusters"}
     assert needed <= ALLOWED, needed - ALLOWED
 
 
 def test_no_wildcard_actions_and_termination_is_limited_to_tagged_clusters():
     assert not [action for action in ALLOWED if "*" in action]
     [terminate] = [s for s in POLICY["Statement"] if s["Action"] == "elasticmapreduce:TerminateJobFlows"]
-    assert terminate["Condition"]["StringEquals"] == {"elasticmapreduce:ResourceTag/movielens:pipeline": "movielens-similarity"}
+    assert terminate["Condition"]["StringEquals"] == {
+        "elasticmapreduce:ResourceTag/movielens:pipeline": "movielens-similarity"}
 
 
 def test_the_default_emr_roles_may_be_handed_to_the_cluster():

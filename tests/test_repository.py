@@ -1,4 +1,4 @@
-"""The repository itself: the README's two commands, CI running the same test command, nothing that must not ship."""
+"""The repository itself: the README's two commands, CI running the same test command, nothing unshippable."""
 import re
 import subprocess
 
@@ -24,7 +24,8 @@ def test_ci_runs_the_readmes_test_command():
 
 
 def tracked_files():
-    return subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    return subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
+                          check=True).stdout.split()
 
 
 def test_no_movielens_100k_or_1m_files_are_tracked():

@@ -173,7 +173,8 @@ def test_create_cluster_failing_after_the_cluster_exists_terminates_it(dagbag, e
     assert {states[task] for task in ("submit_stages", "prepare_stage_wait", "wait_for_stages",
                                       "collect_results", "record_metrics")} == {"upstream_failed"}
     assert states["record_run_history"] == "success"
-    assert faults.count("emr", "DescribeCluster") == 1 and faults.count("emr", "RunJobFlow", injected=False) == 1
+    assert (faults.count("emr", "DescribeCluster") == 1
+            and faults.count("emr", "RunJobFlow", injected=False) == 1)
     (cluster_id,) = cluster_states(emr)
     assert cluster_states(emr) == {cluster_id: "TERMINATED"}
     log = task_log()
@@ -192,7 +193,8 @@ def test_collect_results_failing_keeps_the_computed_output_for_a_second_try(dagb
         dag_run = run_dag(dagbag, CONF)
 
     assert run_state(dag_run) == "failed"
-    assert task_states(dag_run) == {**EMR_TASK_STATES, "collect_results": "failed", "record_metrics": "upstream_failed"}
+    assert task_states(dag_run) == {**EMR_TASK_STATES, "collect_results": "failed",
+                                    "record_metrics": "upstream_failed"}
     assert live_clusters(emr) == {} and set(cluster_states(emr).values()) == {"TERMINATED"}
     final_output = f"{S3_ROOT}/{run_folder(dag_run.run_id)}/output/stage-3"
     log = task_log()
@@ -210,7 +212,10 @@ def test_collect_results_failing_keeps_the_computed_output_for_a_second_try(dagb
 # 5b. the teardown itself fails ---------------------------------------------------------------------
 
 def test_a_failed_teardown_fails_the_run_and_the_reaper_ends_the_cluster(dagbag, emr_env, task_log):
-    """TerminateJobFlows is denied: the results are kept, the run fails, and the hourly reaper ends the cluster."""
+    """TerminateJobFlows is denied.
+
+    The results are kept, the run fails, and the hourly reaper ends the cluster.
+    """
     emr, s3 = emr_env
     denied = ("AccessDeniedException", "not authorized to perform: elasticmapreduce:TerminateJobFlows", 400)
     with emr_streaming_double(), aws_faults([Fault("emr", "TerminateJobFlows", denied)]) as faults:
@@ -218,7 +223,8 @@ def test_a_failed_teardown_fails_the_run_and_the_reaper_ends_the_cluster(dagbag,
     cluster_id = xcom(dag_run, "create_cluster")
 
     assert run_state(dag_run) == "failed"
-    assert task_states(dag_run) == {**EMR_TASK_STATES, "terminate_cluster": "failed", "wait_for_termination": "upstream_failed",
+    assert task_states(dag_run) == {**EMR_TASK_STATES, "terminate_cluster": "failed",
+                                    "wait_for_termination": "upstream_failed",
                                     "record_metrics": "upstream_failed"}
     assert faults.count("emr", "TerminateJobFlows") == 1
     assert live_clusters(emr) == {cluster_id: "WAITING"}
@@ -247,7 +253,8 @@ def test_a_failed_bootstrap_fails_the_run_with_emrs_reason(dagbag, emr_env, task
     assert states == ["CANCELLED"] * 3 and double.executions == []
     assert not results_keys(s3, dag_run)
     log = task_log()
-    assert f"cluster {cluster_id} ended TERMINATED_WITH_ERRORS: BOOTSTRAP_FAILURE: On the master instance (i-" in log
+    assert (f"cluster {cluster_id} ended TERMINATED_WITH_ERRORS: BOOTSTRAP_FAILURE: "
+            "On the master instance (i-") in log
     assert "bootstrap action 1 returned a non-zero return code" in log
     node_logs = f"{S3_ROOT}/{run_folder(dag_run.run_id)}/logs/{cluster_id}/node/"
     assert f"its bootstrap and node logs are under {node_logs}" in log
@@ -264,11 +271,12 @@ def test_a_bootstrap_failing_before_the_stages_are_submitted_fails_submit_stages
     assert run_state(dag_run) == "failed"
     not_submitted = {task: state for task, state in STAGES_FAILED.items() if task != "wait_for_stages[0]"}
     assert task_states(dag_run) == {**not_submitted, "submit_stages": "failed",
-                                    "prepare_stage_wait": "upstream_failed", "wait_for_stages": "upstream_failed"}
+                                    "prepare_stage_wait": "upstream_failed",
+                                    "wait_for_stages": "upstream_failed"}
     assert cluster_states(emr) == {cluster_id: "TERMINATED_WITH_ERRORS"}
     assert emr.list_steps(ClusterId=cluster_id)["Steps"] == [] and double.executions == []
-    assert (f"ClusterEndedError: the stages cannot be submitted: cluster {cluster_id} ended TERMINATED_WITH_ERRORS: "
-            "BOOTSTRAP_FAILURE: On the master instance (i-") in task_log()
+    assert (f"ClusterEndedError: the stages cannot be submitted: cluster {cluster_id} ended "
+            "TERMINATED_WITH_ERRORS: BOOTSTRAP_FAILURE: On the master instance (i-") in task_log()
 
 
 # 7. AWS throttles -----------------------------------------------------------------------------------
@@ -303,7 +311,8 @@ def set_run_state(dag_id, run_id, state):
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        session.query(DagRun).filter(DagRun.dag_id == dag_id, DagRun.run_id == run_id).update({"state": state})
+        session.query(DagRun).filter(DagRun.dag_id == dag_id, DagRun.run_id == run_id).update(
+            {"state": state})
 
 
 def wait_for(condition, timeout, what):
@@ -316,11 +325,12 @@ def wait_for(condition, timeout, what):
     raise AssertionError(f"gave up waiting for {what} after {timeout} s")
 
 
-def test_a_cluster_left_by_a_dead_worker_is_terminated_by_the_reaper(dagbag, moto_server, monkeypatch, tmp_path,
-                                                                      task_log):
+def test_a_cluster_left_by_a_dead_worker_is_terminated_by_the_reaper(
+        dagbag, moto_server, monkeypatch, tmp_path, task_log):
     from conftest import TEST_ENV
 
-    connection = json.dumps({"conn_type": "aws", "extra": {"endpoint_url": moto_server, "region_name": REGION}})
+    connection = json.dumps(
+        {"conn_type": "aws", "extra": {"endpoint_url": moto_server, "region_name": REGION}})
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", connection)
     monkeypatch.setenv("MOVIELENS_STORAGE_ROOT", S3_ROOT)
     env = {**TEST_ENV, **os.environ}
@@ -328,7 +338,8 @@ def test_a_cluster_left_by_a_dead_worker_is_terminated_by_the_reaper(dagbag, mot
     emr = boto3.client("emr", region_name=REGION, endpoint_url=moto_server)
     airflow = Path(sys.executable).parent / "airflow"
     with emr_streaming_double() as double, open(tmp_path / "worker.log", "wb") as log:
-        double.hold_steps(lambda name: name.startswith("stage 1 of 3"))  # the run is mid-stage when its worker dies
+        # The run is mid-stage when its worker dies.
+        double.hold_steps(lambda name: name.startswith("stage 1 of 3"))
         worker = subprocess.Popen([str(airflow), "dags", "test", DAG_ID, "-c", json.dumps(CONF)], env=env,
                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
@@ -337,7 +348,8 @@ def test_a_cluster_left_by_a_dead_worker_is_terminated_by_the_reaper(dagbag, mot
         finally:
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
-        tags = {tag["Key"]: tag["Value"] for tag in emr.describe_cluster(ClusterId=cluster_id)["Cluster"]["Tags"]}
+        cluster_tags = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]["Tags"]
+        tags = {tag["Key"]: tag["Value"] for tag in cluster_tags}
         run_id = tags["movielens:run_id"]
 
         # The run still counts as running: the reaper leaves its cluster alone.
@@ -353,7 +365,8 @@ def test_a_cluster_left_by_a_dead_worker_is_terminated_by_the_reaper(dagbag, mot
 
 # the local target: the job fails ---------------------------------------------------------------------
 
-def test_a_failing_local_job_fails_the_run_with_the_jobs_own_traceback(dagbag, tmp_path, monkeypatch, task_log):
+def test_a_failing_local_job_fails_the_run_with_the_jobs_own_traceback(
+        dagbag, tmp_path, monkeypatch, task_log):
     """Most lines of the ratings file are not ratings: the job refuses the file, and the log shows why."""
     source = tmp_path / "source" / "ml-latest-small"
     source.mkdir(parents=True)
@@ -378,7 +391,8 @@ def test_a_failing_local_job_fails_the_run_with_the_jobs_own_traceback(dagbag, t
 
 
 # 9. a retried task repeats no work ------------------------------------------------------------------
-# A rerun of stage_dataset uploads nothing: test_movielens_similarity_emr.py::test_emr_dataset_is_uploaded_once.
+# A rerun of stage_dataset uploads nothing:
+# test_movielens_similarity_emr.py::test_emr_dataset_is_uploaded_once.
 
 SINGLE_NODE = {"MasterInstanceType": "m5.xlarge", "InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True}
 

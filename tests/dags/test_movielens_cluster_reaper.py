@@ -7,7 +7,8 @@ from moto import mock_aws
 def run_cluster(emr, name, tags):
     return emr.run_job_flow(
         Name=name, ReleaseLabel="emr-7.9.0",
-        Instances={"MasterInstanceType": "m5.xlarge", "InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True},
+        Instances={"MasterInstanceType": "m5.xlarge", "InstanceCount": 1,
+                   "KeepJobFlowAliveWhenNoSteps": True},
         JobFlowRole="EMR_EC2_DefaultRole", ServiceRole="EMR_DefaultRole",
         Tags=[{"Key": k, "Value": v} for k, v in tags.items()])["JobFlowId"]
 

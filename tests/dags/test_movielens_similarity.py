@@ -71,8 +71,9 @@ def test_every_param_has_a_title_and_description(dag):
 
 
 @pytest.mark.parametrize("conf, message", [
-    ({"node_count": 0}, "node_count"), ({"node_count": 21}, "node_count"), ({"node_count": 2.5}, "node_count"),
-    ({"dataset": "ml-5m"}, "dataset"), ({"target": "gcp"}, "target"), ({"sample_fraction": 0}, "sample_fraction"),
+    ({"node_count": 0}, "node_count"), ({"node_count": 21}, "node_count"),
+    ({"node_count": 2.5}, "node_count"), ({"dataset": "ml-5m"}, "dataset"), ({"target": "gcp"}, "target"),
+    ({"sample_fraction": 0}, "sample_fraction"),
     ({"security_configuration": "at rest"}, "security_configuration"),
 ])
 def test_the_form_schema_refuses_bad_values(dag, conf, message):
@@ -99,7 +100,8 @@ def test_a_bad_field_that_reaches_a_run_fails_its_first_task(dag, storage_root):
     assert states["validate_config"] == "failed"
     assert states["stage_dataset"] == "upstream_failed"
     assert states["record_run_history"] == "success"
-    assert [(row["outcome"], row["failed_tasks"]) for row in history_rows(storage_root)] == [("failed", "validate_config")]
+    assert [(row["outcome"], row["failed_tasks"]) for row in history_rows(storage_root)] == [
+        ("failed", "validate_config")]
     assert not (storage_root / "runs").exists()
 
 
@@ -112,7 +114,8 @@ def history_rows(storage_root):
 def direct_job_csv(dataset, ratings_files, movies_file):
     """similarities.csv made from the job run directly (inline runner), not through the DAG."""
     paths = [str(MOVIELENS / dataset / name) for name in ratings_files]
-    job = job_class()(["-r", "inline", "--no-conf", "--items", str(MOVIELENS / dataset / movies_file), *paths])
+    job = job_class()(
+        ["-r", "inline", "--no-conf", "--items", str(MOVIELENS / dataset / movies_file), *paths])
     with job.make_runner() as runner:
         runner.run()
         lines = [line.decode("utf-8") for line in runner.cat_output()]
@@ -153,7 +156,8 @@ def test_local_target_end_to_end(dag, storage_root, dataset, ratings_files, movi
     # each figure is rounded to the millisecond: three stage roundings and the total's may add 2 ms
     assert sum(metrics["stage_seconds"]) <= metrics["cluster_seconds"] + 0.002
     assert metrics["cluster_seconds"] <= metrics["wall_seconds"] < 3600
-    assert metrics["overhead_seconds"] == pytest.approx(metrics["wall_seconds"] - metrics["cluster_seconds"], abs=1e-3)
+    assert metrics["overhead_seconds"] == pytest.approx(
+        metrics["wall_seconds"] - metrics["cluster_seconds"], abs=1e-3)
     assert metrics["node_minutes"] == pytest.approx(2 * metrics["cluster_seconds"] / 60, abs=1e-3)
     assert metrics["advice"]["chosen_by"] == "advisor" and metrics["advice"]["node_count"] == 2
     assert metrics["advice"]["predicted_cluster_seconds"] == pytest.approx(25, abs=0.1)
@@ -174,7 +178,8 @@ def seed_history_for_the_advisor(storage_root, dataset):
     for nodes in (1, 2):
         for fraction in (0.5, 1.0):
             work = 1e9 * fraction
-            metrics = {"target": "local", "dataset": dataset, "node_count": nodes, "sample_fraction": fraction,
-                       "pair_work": work, "provisioning_seconds": 0.0, "cluster_seconds": 5 + 4e-8 * work / nodes}
+            metrics = {"target": "local", "dataset": dataset, "node_count": nodes,
+                       "sample_fraction": fraction, "pair_work": work, "provisioning_seconds": 0.0,
+                       "cluster_seconds": 5 + 4e-8 * work / nodes}
             upsert_run(engine, run_record("movielens_similarity", f"seed-{nodes}-{fraction}", {}, metrics,
                                           {"record_metrics": "success"}, None, None))

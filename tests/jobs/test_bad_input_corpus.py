@@ -1,4 +1,4 @@
-"""The bad-input corpus: every kind of bad input with its expected outcome, a named error or a counted skip."""
+"""The bad-input corpus: each kind of bad input with its expected outcome, a named error or a counted skip."""
 import dataclasses
 import gzip
 import math
@@ -29,12 +29,16 @@ class BadRatings:
 
 RATINGS_CORPUS = [
     BadRatings("empty file", b"", counters=(("input: ratings read", 0),)),
-    BadRatings("wrong delimiter", b"1;2;3;4\n5;6;4;4\n", error=r"2 of 2 ratings lines in .*wrong_delimiter are bad.*\(no known delimiter\)"),
-    BadRatings("wrong field count", GOOD.encode() + b"1::2::3\n", counters=(("bad lines: wrong field count", 1),)),
-    BadRatings("non-numeric rating", GOOD.encode() + b"1::2::great::7\n", counters=(("bad lines: non-numeric rating", 1),)),
+    BadRatings("wrong delimiter", b"1;2;3;4\n5;6;4;4\n",
+               error=r"2 of 2 ratings lines in .*wrong_delimiter are bad.*\(no known delimiter\)"),
+    BadRatings("wrong field count", GOOD.encode() + b"1::2::3\n",
+               counters=(("bad lines: wrong field count", 1),)),
+    BadRatings("non-numeric rating", GOOD.encode() + b"1::2::great::7\n",
+               counters=(("bad lines: non-numeric rating", 1),)),
     BadRatings("rating out of range", GOOD.encode() + b"1::2::7::7\n1::3::0::7\n",
                counters=(("bad lines: rating out of range", 2),)),
-    BadRatings("header in the middle", GOOD.encode() + b"userId::movieId::rating::timestamp\n" + GOOD.encode(),
+    BadRatings("header in the middle",
+               GOOD.encode() + b"userId::movieId::rating::timestamp\n" + GOOD.encode(),
                counters=(("input: header or blank lines skipped", 1),
                          ("input: duplicate ratings dropped (latest kept)", 100))),
     BadRatings("undecodable bytes in a ratings line", GOOD.encode() + b"1::\xff2::3::7\n",

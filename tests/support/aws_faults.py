@@ -66,7 +66,8 @@ class FaultInjector:
         """The error response for this call, or None to let moto answer it."""
         _, service, operation = event_name.split(".", 2)  # before-send.<service>.<Operation>
         with self._lock:
-            matching = [rule for rule in self.rules if rule.applies(service, operation, request.url)]  # every rule counts the call
+            # Every rule counts the call, so each rule is asked, not only up to the first match.
+            matching = [rule for rule in self.rules if rule.applies(service, operation, request.url)]
             rule = matching[0] if matching else None
             (self.injected if rule else self.passed).append((service, operation))
         return error_response(service, request, *rule.error) if rule else None

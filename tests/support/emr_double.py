@@ -625,7 +625,8 @@ class EmrStreamingDouble:
         self._epochs = {}
         self._lock = threading.RLock()
 
-    def fail_bootstrap(self, message="bootstrap action 1 returned a non-zero return code", before_steps=False):
+    def fail_bootstrap(self, message="bootstrap action 1 returned a non-zero return code",
+                       before_steps=False):
         """Make every cluster's bootstrap fail with EMR's reason message."""
         self.bootstrap_failure, self.bootstrap_fails_before_steps = message, before_steps
 
@@ -657,7 +658,8 @@ class EmrStreamingDouble:
         def add_job_flow_steps(backend, job_flow_id, steps):
             cluster = backend.clusters.get(job_flow_id)
             if cluster is not None and cluster.state in ENDED_CLUSTER_STATES:
-                raise ValidationException("A job flow that is shutting down, terminated, or finished may not be modified.")
+                raise ValidationException(
+                    "A job flow that is shutting down, terminated, or finished may not be modified.")
             added = original_add_steps(backend, job_flow_id, steps)
             for step in added:  # EMR queues new steps; the scheduler starts them (moto starts the first)
                 if step.start_date_time is None:

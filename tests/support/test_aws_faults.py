@@ -39,7 +39,8 @@ def test_a_denied_call_raises_awss_error_and_moto_does_not_carry_it_out(s3):
         s3.put_object(Bucket="faults-test", Key="run/output/part-00000", Body=b"1")
         with pytest.raises(botocore.exceptions.ClientError, match=r"\(AccessDenied\).*PutObject"):
             s3.put_object(Bucket="faults-test", Key="run/results/similarities.csv", Body=b"1")
-        s3.put_object(Bucket="faults-test", Key="run/results/similarities.csv", Body=b"2")  # the fault was once
+        # The fault was once: the second put goes through.
+        s3.put_object(Bucket="faults-test", Key="run/results/similarities.csv", Body=b"2")
     assert faults.count("s3", "PutObject") == 1 and faults.count("s3", "PutObject", injected=False) == 2
     assert sorted(keys(s3)) == ["run/output/part-00000", "run/results/similarities.csv"]
 

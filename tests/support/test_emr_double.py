@@ -318,7 +318,8 @@ def test_a_failed_bootstrap_ends_the_cluster_with_emrs_reason_and_cancels_its_st
     assert status["State"] == "TERMINATED_WITH_ERRORS"
     assert status["StateChangeReason"]["Code"] == "BOOTSTRAP_FAILURE"
     assert status["StateChangeReason"]["Message"].startswith("On the master instance (i-")
-    assert status["StateChangeReason"]["Message"].endswith("bootstrap action 1 returned a non-zero return code")
+    assert status["StateChangeReason"]["Message"].endswith(
+        "bootstrap action 1 returned a non-zero return code")
 
 
 def test_a_bootstrap_failing_before_steps_makes_emr_refuse_them(aws):

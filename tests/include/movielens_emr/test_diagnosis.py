@@ -30,7 +30,8 @@ def test_the_failed_stage_wins_over_the_cancelled_ones_after_it():
 
 
 def test_a_cancelled_stage_is_reported_when_none_failed():
-    number, _ = first_failed_stage([step("a", "COMPLETED"), step("b", "CANCELLED", reason="cluster terminated")])
+    number, _ = first_failed_stage(
+        [step("a", "COMPLETED"), step("b", "CANCELLED", reason="cluster terminated")])
     assert number == 2
 
 
@@ -89,10 +90,11 @@ def cluster(state, code=None, message=None):
 
 
 def test_a_cluster_fault_is_emrs_code_and_message():
-    failed = cluster("TERMINATED_WITH_ERRORS", "BOOTSTRAP_FAILURE", "On the master instance (i-1), bootstrap action 1 "
-                                                                     "returned a non-zero return code")
-    assert cluster_fault(failed) == ("cluster j-1 ended TERMINATED_WITH_ERRORS: BOOTSTRAP_FAILURE: On the master "
-                                     "instance (i-1), bootstrap action 1 returned a non-zero return code")
+    failed = cluster("TERMINATED_WITH_ERRORS", "BOOTSTRAP_FAILURE",
+                     "On the master instance (i-1), bootstrap action 1 returned a non-zero return code")
+    assert cluster_fault(failed) == (
+        "cluster j-1 ended TERMINATED_WITH_ERRORS: BOOTSTRAP_FAILURE: On the master "
+        "instance (i-1), bootstrap action 1 returned a non-zero return code")
     assert cluster_fault(cluster("TERMINATED", "INSTANCE_FAILURE", "lost the master")) == (
         "cluster j-1 ended TERMINATED: INSTANCE_FAILURE: lost the master")
 
@@ -119,5 +121,5 @@ def test_report_of_a_timed_out_wait_names_the_error_and_each_stages_state():
     steps = [step("stage 1", "COMPLETED"), step("stage 2", "RUNNING"), step("stage 3", "PENDING")]
     report = stage_failure_report(steps, None, "s3://b/logs", cluster=cluster("RUNNING"),
                                   wait_error=TimeoutError("Sensor has timed out"))
-    assert report == ("the wait for the stages failed (TimeoutError: Sensor has timed out) with no stage failed on "
-                      "EMR: stage 1: COMPLETED, stage 2: RUNNING, stage 3: PENDING")
+    assert report == ("the wait for the stages failed (TimeoutError: Sensor has timed out) "
+                      "with no stage failed on EMR: stage 1: COMPLETED, stage 2: RUNNING, stage 3: PENDING")

@@ -130,7 +130,8 @@ def test_a_later_migration_adds_a_column_and_keeps_the_rows(engine):
 def test_a_version_1_table_gains_the_sizing_columns_and_keeps_its_rows(engine):
     ensure_schema(engine, MIGRATIONS[:1])
     with engine.begin() as connection:
-        connection.execute(text(f"INSERT INTO {TABLE_NAME} (dag_id, run_id, run_folder, outcome, recorded_at) "
+        connection.execute(text(f"INSERT INTO {TABLE_NAME} "
+                                "(dag_id, run_id, run_folder, outcome, recorded_at) "
                                 "VALUES ('movielens_similarity', 'old-run', 'runs/old-run', 'success', "
                                 "CURRENT_TIMESTAMP)"))
     assert ensure_schema(engine) == 2

@@ -23,7 +23,8 @@ def at(minutes, seconds=0):
 
 def test_emr_timings_from_cluster_and_step_timelines():
     cluster = {"CreationDateTime": at(0), "ReadyDateTime": at(7, 30), "EndDateTime": at(29, 33)}
-    steps = [{"StartDateTime": at(8), "EndDateTime": at(10)}, {"StartDateTime": at(10), "EndDateTime": at(25, 30)},
+    steps = [{"StartDateTime": at(8), "EndDateTime": at(10)},
+             {"StartDateTime": at(10), "EndDateTime": at(25, 30)},
              {"StartDateTime": at(25, 30)}]
     assert emr_timings(cluster, steps) == {
         "cluster_seconds": 1773.0, "provisioning_seconds": 450.0, "stage_seconds": [120.0, 930.0, None]}
@@ -32,7 +33,8 @@ def test_emr_timings_from_cluster_and_step_timelines():
 def test_run_metrics_on_the_reference_study_figures():
     # 4 nodes, 31 m 8 s wall, 29 m 33 s of cluster time: 118.2 node-minutes of cluster time.
     config = validate_run_config({"node_count": 4, "target": "emr"}, max_node_count=20)
-    timings = {"cluster_seconds": 1773.0, "provisioning_seconds": 450.0, "stage_seconds": [120.0, 930.0, 600.0]}
+    timings = {"cluster_seconds": 1773.0, "provisioning_seconds": 450.0,
+               "stage_seconds": [120.0, 930.0, 600.0]}
     counters = {"input: ratings read": 1_000_209, "input: bad lines skipped": 3}
     metrics = run_metrics(config, timings, 1868.0, counters, 52, hourly_price("m5.xlarge"))
     assert metrics["overhead_seconds"] == 95.0
@@ -43,8 +45,8 @@ def test_run_metrics_on_the_reference_study_figures():
 
 def test_unknown_cluster_time_leaves_derived_figures_empty():
     config = validate_run_config({}, max_node_count=20)
-    metrics = run_metrics(config, {"cluster_seconds": None, "provisioning_seconds": None, "stage_seconds": []},
-                          10.0, {}, 0, None)
+    unknown = {"cluster_seconds": None, "provisioning_seconds": None, "stage_seconds": []}
+    metrics = run_metrics(config, unknown, 10.0, {}, 0, None)
     assert metrics["node_minutes"] is None and metrics["estimated_cost_usd"] is None
     assert metrics["bad_lines"] is None and metrics["input_ratings"] is None
 
@@ -96,14 +98,15 @@ def test_missing_first_stage_counters_leave_the_counts_empty_and_are_named():
 
 
 def test_flatten_counters_sums_over_steps():
-    assert flatten_counters([{"input": {"ratings read": 5}}, {"pairs": {"kept": 2}}, {"input": {"ratings read": 1}}]) == {
-        "input: ratings read": 6, "pairs: kept": 2}
+    steps = [{"input": {"ratings read": 5}}, {"pairs": {"kept": 2}}, {"input": {"ratings read": 1}}]
+    assert flatten_counters(steps) == {"input: ratings read": 6, "pairs: kept": 2}
 
 
 def test_metrics_table_lists_every_figure():
-    table = metrics_table({"wall_seconds": 1868.0, "stage_seconds": [1.5, 2.0], "cluster_id": None, "output_pairs": 1234})
-    assert table.splitlines() == ["wall_seconds      1,868.000", "stage_seconds[1]  1.500", "stage_seconds[2]  2.000",
-                                  "cluster_id        -", "output_pairs      1,234"]
+    table = metrics_table(
+        {"wall_seconds": 1868.0, "stage_seconds": [1.5, 2.0], "cluster_id": None, "output_pairs": 1234})
+    assert table.splitlines() == ["wall_seconds      1,868.000", "stage_seconds[1]  1.500",
+                                  "stage_seconds[2]  2.000", "cluster_id        -", "output_pairs      1,234"]
 
 
 def test_a_run_dated_in_the_past_started_when_it_was_made():

@@ -9,8 +9,8 @@ from movielens_emr.params import InvalidParam, RunConfig, param_schemas, validat
 
 def test_defaults_make_a_valid_local_run():
     config = validate_run_config({}, max_node_count=20)
-    assert config == RunConfig(node_count=4, target="local", dataset="ml-latest-small-sample", metric="cosine",
-                               min_score=0.95, min_co_ratings=10, instance_type="m5.xlarge",
+    assert config == RunConfig(node_count=4, target="local", dataset="ml-latest-small-sample",
+                               metric="cosine", min_score=0.95, min_co_ratings=10, instance_type="m5.xlarge",
                                release_label="emr-7.9.0", sample_fraction=1.0,
                                security_configuration="")
     assert config.core_node_count == 3

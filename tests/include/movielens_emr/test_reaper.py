@@ -25,7 +25,8 @@ def test_only_clusters_tagged_by_the_pipeline_are_considered():
 
 
 def cluster(cluster_id, run_id, hours_old):
-    return PipelineCluster(cluster_id, "movielens_similarity", run_id, NOW - datetime.timedelta(hours=hours_old))
+    return PipelineCluster(
+        cluster_id, "movielens_similarity", run_id, NOW - datetime.timedelta(hours=hours_old))
 
 
 def test_a_cluster_whose_run_ended_is_reaped_and_a_live_ones_is_kept():

@@ -37,4 +37,5 @@ def test_report_shows_the_first_rows_of_a_compressed_csv(tmp_path):
 
 def test_report_of_a_failure_shows_the_errors(tmp_path):
     (tmp_path / "log").write_text("ValueError: boom\n")
-    assert report(tmp_path, tmp_path / "log", 1).splitlines()[:2] == ["movielens_similarity FAILED:", "  ValueError: boom"]
+    assert report(tmp_path, tmp_path / "log", 1).splitlines()[:2] == [
+        "movielens_similarity FAILED:", "  ValueError: boom"]
