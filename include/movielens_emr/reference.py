@@ -23,7 +23,8 @@ class Ratings:
 def read_ratings(paths):
     """Read MovieLens ratings files of any release (tab, '::' or CSV with header) into Ratings."""
     columns = [_read_ratings_file(path) for path in paths]
-    users, movies, ratings, timestamps = (np.concatenate(parts) for parts in zip(*columns))
+    # Each file gives the same four columns.
+    users, movies, ratings, timestamps = (np.concatenate(parts) for parts in zip(*columns, strict=True))
     return _latest_per_user_and_movie(Ratings(users, movies, ratings, timestamps))
 
 
@@ -37,7 +38,8 @@ def _read_ratings_file(path):
         rows = [line.split("\t") for line in text.splitlines() if line]
     else:
         rows = [row for row in csv.reader(io.StringIO(text)) if row and row[0].isdigit()]
-    users, movies, ratings, timestamps = zip(*rows) if rows else ((), (), (), ())
+    # Not strict: the rows are read as they come, so their field counts are not known to agree.
+    users, movies, ratings, timestamps = zip(*rows, strict=False) if rows else ((), (), (), ())
     # Ids as the job writes them: integers as text, without leading zeros ("0001" is movie "1").
     return (
         np.array(users, dtype=np.int64).astype(str),
@@ -85,7 +87,7 @@ def similar_pairs(ratings, metric="cosine", min_score=0.95, min_co_ratings=10):
     pairs = {}
     for a, b, score, count in zip(
             movie_ids[i[kept]].tolist(), movie_ids[j[kept]].tolist(), scores[kept].tolist(),
-            n[kept].tolist()):
+            n[kept].tolist(), strict=True):  # one mask over i, j, n and their scores
         pairs[(a, b)] = pairs[(b, a)] = (score, int(count))
     return pairs
 

@@ -609,6 +609,36 @@ def emr_step_logs(execution, step_number, args, counter_groups, started):
     return logs
 
 
+def _model_patches():
+    """(owner, name, replacement) for moto's models, as EMR behaves.
+
+    A status carries EMR's failure details and reason code; terminating an ended cluster does nothing.
+    """
+    original_status = Step.status
+    original_cluster_status = Cluster.status
+    original_terminate = Cluster.terminate
+
+    def status(step):
+        status_dict = original_status.fget(step)
+        if getattr(step, "failure_details", None):
+            status_dict["FailureDetails"] = step.failure_details
+        return status_dict
+
+    def cluster_status(cluster):
+        status_dict = original_cluster_status.fget(cluster)
+        if getattr(cluster, "state_change_reason_code", None):
+            status_dict["StateChangeReason"]["Code"] = cluster.state_change_reason_code
+        return status_dict
+
+    def terminate(cluster):
+        if cluster.state not in ENDED_CLUSTER_STATES:
+            original_terminate(cluster)
+
+    return ((Step, "status", property(status)),
+            (Cluster, "status", property(cluster_status)),
+            (Cluster, "terminate", terminate))
+
+
 class EmrStreamingDouble:
     """Install with `with EmrStreamingDouble().installed():` (or the emr_streaming_double() helper)."""
 
@@ -636,13 +666,17 @@ class EmrStreamingDouble:
 
     @contextlib.contextmanager
     def installed(self):
+        with contextlib.ExitStack() as stack:
+            for owner, name, replacement in (*self._backend_patches(), *_model_patches()):
+                stack.enter_context(mock.patch.object(owner, name, replacement))
+            yield self
+
+    def _backend_patches(self):
+        """(owner, name, replacement) for the backend calls the double steers: polls advance its steps."""
         double = self
         original_describe_step = ElasticMapReduceBackend.describe_step
         original_describe_cluster = ElasticMapReduceBackend.describe_cluster
         original_add_steps = ElasticMapReduceBackend.add_job_flow_steps
-        original_status = Step.status
-        original_cluster_status = Cluster.status
-        original_terminate = Cluster.terminate
 
         def describe_step(backend, cluster_id, step_id):
             double.advance(backend, cluster_id)
@@ -666,32 +700,9 @@ class EmrStreamingDouble:
                     step.state = "PENDING"
             return added
 
-        def status(step):
-            status_dict = original_status.fget(step)
-            if getattr(step, "failure_details", None):
-                status_dict["FailureDetails"] = step.failure_details
-            return status_dict
-
-        def cluster_status(cluster):
-            status_dict = original_cluster_status.fget(cluster)
-            if getattr(cluster, "state_change_reason_code", None):
-                status_dict["StateChangeReason"]["Code"] = cluster.state_change_reason_code
-            return status_dict
-
-        def terminate(cluster):
-            if cluster.state not in ENDED_CLUSTER_STATES:
-                original_terminate(cluster)
-
-        with contextlib.ExitStack() as stack:
-            for owner, name, replacement in (
-                    (ElasticMapReduceBackend, "describe_step", describe_step),
-                    (ElasticMapReduceBackend, "describe_cluster", describe_cluster),
-                    (ElasticMapReduceBackend, "add_job_flow_steps", add_job_flow_steps),
-                    (Step, "status", property(status)),
-                    (Cluster, "status", property(cluster_status)),
-                    (Cluster, "terminate", terminate)):
-                stack.enter_context(mock.patch.object(owner, name, replacement))
-            yield self
+        return ((ElasticMapReduceBackend, "describe_step", describe_step),
+                (ElasticMapReduceBackend, "describe_cluster", describe_cluster),
+                (ElasticMapReduceBackend, "add_job_flow_steps", add_job_flow_steps))
 
     def advance(self, backend, cluster_id):
         """One state transition of the cluster's steps, in order; runs a step on its RUNNING -> end move."""

@@ -7,9 +7,10 @@ from movielens_emr.wheelhouse import NodePython
 
 JOB_FILES = {"job": "s3://b/runs/r/job/movie_similarities.py", "bootstrap": "s3://b/runs/r/job/install.sh",
              "requirements": "s3://b/runs/r/job/emr_requirements.txt", "wheelhouse": "s3://b/wheelhouses/cp39/c"}
+DEFAULT_SETTINGS = ClusterSettings()
 
 
-def job_flow(settings=ClusterSettings(), **params):
+def job_flow(settings=DEFAULT_SETTINGS, **params):
     config = validate_run_config({"target": "emr", **params}, max_node_count=20)
     return build_job_flow(config, "movielens_similarity", "manual__1", "s3://b/runs/r/logs/", JOB_FILES,
                           settings)
