@@ -119,7 +119,7 @@ def test_block_pairs_for_user(blocks_present, needs_marginals, expected):
 
 def test_rank_neighbours_orders_by_score_then_by_movie_id():
     ranked = rank_neighbours(["10 0.9 12", "9 0.99 11", "2 0.9 30"])
-    assert ranked == [("9", 0.99, 11), ("2", 0.9, 30), ("10", 0.9, 12)]
+    assert ranked == [["9", "0.99", "11"], ["2", "0.9", "30"], ["10", "0.9", "12"]]
 
 
 def test_read_titles_decodes_ml_100k_items_as_latin_1():
