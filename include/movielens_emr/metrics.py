@@ -1,6 +1,8 @@
 """Timing and cost figures of a run, from EMR's own timestamps (or the local run's clock), as one flat record."""
 import re
 
+from movielens_emr.job import work_metrics
+
 PRICE_REGION = "us-east-1"
 # On-demand USD per node-hour in us-east-1: the EC2 price plus the EMR charge, from the AWS price
 # lists of 2025. Override per instance type with the Variable movielens_hourly_prices (JSON).
@@ -73,6 +75,8 @@ def run_metrics(config, timings, wall_seconds, counters, output_pairs, price_per
         "input_ratings": counters.get("input: ratings read"),
         "bad_lines": counters.get("input: bad lines skipped", 0) if counters else None,
         "output_pairs": output_pairs,
+        # W = sum over users of n_u^2, and stage 2's reduce task work, max / mean.
+        **work_metrics(counters),
     }
 
 

@@ -56,6 +56,9 @@ def test_task_commands_run_the_job_file_with_the_run_options(steps):
         args = step["HadoopJarStep"]["Args"]
         for task_type in ("mapper", "reducer"):
             command = shlex.split(arg_after(args, f"-{task_type}")[0])
+            if command == ["cat"]:  # stage 3 has no mapper: its input passes through
+                assert (step_num, task_type) == (2, "mapper")
+                continue
             assert command[:4] == ["python3", "movie_similarities.py", f"--step-num={step_num}", f"--{task_type}"]
             options = dict(zip(command[4::2], command[5::2]))
             assert options == {"--metric": "pearson", "--min-score": "0.5", "--min-co-ratings": "10",
