@@ -1,7 +1,6 @@
 """Time, task memory, stage 2 skew and shuffle of the similarity job on 1M- to 25M-shaped data, here."""
 import argparse
 import json
-import math
 import re
 import sys
 import tempfile
@@ -20,13 +19,18 @@ from movielens_emr.job import (  # noqa: E402
     balanced_routes,
     block_pair_work,
     dealt_routes_for,
-    hash_blocks,
     mass_blocks,
     movie_blocks_for,
     routed_skew,
     write_block_plan,
 )
-from movielens_emr.synthetic import PRESETS, SyntheticShape, generate_ratings, write_ml1m_ratings, write_movies_dat  # noqa: E402,E501
+from movielens_emr.synthetic import (  # noqa: E402,E501
+    PRESETS,
+    SyntheticShape,
+    generate_ratings,
+    write_ml1m_ratings,
+    write_movies_dat,
+)
 
 # 5M-shaped: between ml-1m and ml-10m (half of ml-10m's users and ratings, most of its movies).
 SHAPES = {
@@ -82,12 +86,17 @@ def planned_skews(users, movies, movie_count):
     rows = []
     for slots in TASK_SLOTS:
         blocks = movie_blocks_for(slots, movie_count)
-        hashed = block_pair_work(users, movies, hash_blocks(movies, blocks), blocks)
+        hashed = block_pair_work(users, movies, hashed_blocks(movies, blocks), blocks)
         massed = block_pair_work(users, movies, mass_blocks(movies, blocks), blocks)
         rows.append({"slots": slots, "blocks": blocks,
                      "hash_dealt": routed_skew(hashed, dealt_routes_for(blocks, slots), slots),
                      "mass_routed": routed_skew(massed, balanced_routes(massed, slots), slots)})
     return rows
+
+
+def hashed_blocks(movie_ids, movie_blocks):
+    """{movie: block} as the job hashes integer movie ids: crc32 of the id's text."""
+    return {movie: zlib.crc32(str(movie).encode()) % movie_blocks for movie in np.unique(movie_ids).tolist()}
 
 
 def task_counters(job_dir, stage):
@@ -106,9 +115,13 @@ def run_size(name, args, work_dir, data_root):
     sampled = in_sample(ratings, fraction)
     figures = {"size": name, "sample_fraction": fraction, "full": shape_figures(ratings),
                "run": shape_figures(sampled)}
-    users, movies = sampled["user_id"].astype(str), sampled["movie_id"].astype(str)
+    # Integer ids: the plan's JSON keys are their text, as the job reads them.
+    users, movies = sampled["user_id"], sampled["movie_id"]
+    log(f"{name}: stage 2 skews planned for {', '.join(map(str, TASK_SLOTS))} task slots")
+    figures["planned"] = planned_skews(ratings["user_id"], ratings["movie_id"], figures["full"]["movies"])
     del ratings
     blocks = movie_blocks_for(args.num_cores, figures["full"]["movies"])
+    work_dir.mkdir(parents=True)
     write_block_plan(work_dir / "plan.json", users, movies, blocks, args.num_cores)
     job_args = ["--items", str(movies_path), "--movie-blocks", str(blocks), "--block-plan",
                 str(work_dir / "plan.json"), "--sample-fraction", repr(fraction)]
@@ -125,7 +138,7 @@ def run_size(name, args, work_dir, data_root):
         counted_pair_work=sum(sum(amounts) for (group, _), amounts in task_counters(run.job_dir, 1).items()
                               if group == "work"),
         local_skew=max(stage2) / (sum(stage2) / len(stage2)) if sum(stage2) else None,
-        stage2_work=sum(stage2), planned=planned_skews(users, movies, figures["full"]["movies"]))
+        stage2_work=sum(stage2))
     if name in args.check_exact:
         figures["exact"] = check_exact(sampled, run.output, name)
     if name == "1M":
@@ -154,7 +167,8 @@ def growth_exponent(points):
 # Report: Markdown tables, pasted into the README as they are.
 def report(results, args):
     sizes = results["sizes"]
-    full_runs = [(size["run"]["pair_work"], size["seconds"]) for size in sizes if size["sample_fraction"] == 1]
+    full_runs = [(size["run"]["pair_work"], size["seconds"]) for size in sizes
+                 if size["sample_fraction"] == 1]
     exponent = growth_exponent(full_runs)
     lines = [f"# Scale benchmark, {results['machine']['date']}",
              f"CPU: {results['machine']['cpu']}, {results['machine']['cores']} cores; local runner, "
@@ -167,8 +181,7 @@ def report(results, args):
              job_speed.table(("size", "start-up", "stage 1", "stage 2", "stage 3"),
                              [share_row(size) for size in sizes]),
              "", "Peak RSS per stage and phase, MB (every task wrapped by GNU time)", "",
-             job_speed.table(("size", *memory_columns(sizes)), [memory_row(size, memory_columns(sizes))
-                                                                   for size in sizes]),
+             memory_table(sizes),
              "", "Stage 2 work skew (max / mean over reduce tasks) if run on N task slots: hashed blocks "
                  "dealt in turn (no plan) / mass blocks routed by measured work (--block-plan)", "",
              job_speed.table(("size", *(f"{slots} slots (G)" for slots in TASK_SLOTS)),
@@ -194,6 +207,12 @@ def share_row(size):
                             for stage in ("start-up", 1, 2, 3)))
 
 
+def memory_table(sizes):
+    columns = memory_columns(sizes)
+    return job_speed.table(("size", *(f"{stage} {phase}" for stage, phase in columns)),
+                           [memory_row(size, columns) for size in sizes])
+
+
 def memory_columns(sizes):
     return sorted({(group["stage"], group["phase"]) for size in sizes for group in size["memory"]})
 
@@ -212,7 +231,8 @@ def answer_lines(sizes):
     lines = []
     for size in sizes:
         if "exact" in size:
-            lines.append(f"- {size['size']}: job vs scipy reference: {job_speed.agreement_text(size['exact'])}; "
+            agreement = job_speed.agreement_text(size["exact"])
+            lines.append(f"- {size['size']}: job vs scipy reference: {agreement}; "
                          f"{size['exact']['job_pairs']:,} ordered pairs")
         lines.append(f"- {size['size']}: W counted by stage 1 {size['counted_pair_work']:,} "
                      f"(from the data {size['run']['pair_work']:,})")
@@ -253,6 +273,7 @@ def parse_args(argv=None):
     parser.add_argument("--num-cores", type=int, default=2, help="local runner's task slots (default 2)")
     parser.add_argument("--data-dir", type=Path, help="keep the generated data here between runs")
     parser.add_argument("--json", type=Path, help="also write every figure as JSON to this path")
+    parser.add_argument("--report-from", type=Path, help="print the report of an earlier --json, run nothing")
     args = parser.parse_args(argv)
     args.sizes, args.check_exact = args.sizes.split(","), args.check_exact.split(",")
     unknown = set(args.sizes) - set(SHAPES)
@@ -263,6 +284,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.report_from:
+        print(report(json.loads(args.report_from.read_text()), args))
+        return 0
     results = {"machine": job_speed.machine_facts(), "job": job_speed.job_version(), "sizes": []}
     with tempfile.TemporaryDirectory(prefix="scale-") as work_dir:
         data_root = args.data_dir or Path(work_dir) / "data"

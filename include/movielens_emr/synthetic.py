@@ -470,6 +470,8 @@ _OPTION_HELP = {
     "movies": "number of distinct rated movies, ids drawn from 1..max(3952, N)",
     "ratings": "exact number of ratings",
     "min_ratings_per_user": "fewest ratings any user has",
+    "max_ratings_per_user": "the heaviest user's exact number of ratings (none: at most movies)",
+    "max_raters_per_movie": "raters the most-rated movie aims at (none: ml-1m's popularity curve)",
     "seed": "random seed; the same seed writes the same bytes",
 }
 
