@@ -33,7 +33,13 @@ def job_class():
 
 
 def job_args(config, movie_blocks, items_path):
-    """The job's own options for a run's parameters (no runner options, no inputs)."""
+    """The job's own options for a run's parameters (no runner options, no inputs).
+
+    movie_blocks is raised, if need be, to the fewest that keep the dataset's blocks within
+    MAX_BLOCK_MOVIES, so no stage 2 task outgrows its memory bound.
+    """
+    from movielens_emr.datasets import get_dataset
+    movie_blocks = max(movie_blocks, math.ceil(get_dataset(config.dataset).movies / MAX_BLOCK_MOVIES))
     return [
         "--metric", config.metric,
         "--min-score", repr(config.min_score),

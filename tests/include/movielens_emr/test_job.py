@@ -11,12 +11,14 @@ from movielens_emr.job import (
     block_pair_work,
     block_plan,
     dealt_skew,
+    job_args,
     mass_blocks,
     movie_blocks_for,
     routed_skew,
     work_metrics,
     write_block_plan,
 )
+from movielens_emr.params import validate_run_config
 
 
 @pytest.mark.parametrize("slots, movies, blocks", [(1, 0, 4), (8, 3_706, 5), (12, 0, 6), (64, 0, 15),
@@ -25,6 +27,13 @@ def test_movie_blocks_bound_block_size_and_deal_evenly(slots, movies, blocks):
     assert movie_blocks_for(slots, movies) == blocks
     assert math.ceil(movies / blocks) <= MAX_BLOCK_MOVIES
     assert dealt_skew(blocks * (blocks + 1) // 2, slots) <= TARGET_DEALT_SKEW
+
+
+@pytest.mark.parametrize("dataset, given, blocks", [("ml-1m", 4, 4), ("ml-25m", 4, 23), ("ml-25m", 30, 30)])
+def test_job_args_raise_the_blocks_to_the_memory_bound_of_the_dataset(dataset, given, blocks):
+    config = validate_run_config({"dataset": dataset}, max_node_count=20)
+    args = job_args(config, given, "movies.csv")
+    assert args[args.index("--movie-blocks") + 1] == str(blocks)
 
 
 def test_mass_blocks_have_equal_movie_counts_and_close_mass():

@@ -3,7 +3,7 @@ import shlex
 
 import pytest
 
-from movielens_emr.job import job_args, job_class, movie_blocks_for
+from movielens_emr.job import job_args, job_class
 from movielens_emr.params import validate_run_config
 from movielens_emr.steps import ACTION_ON_FAILURE, STAGE_NAMES, build_stage_steps
 
@@ -64,9 +64,3 @@ def test_task_commands_run_the_job_file_with_the_run_options(steps):
             assert options == {"--metric": "pearson", "--min-score": "0.5", "--min-co-ratings": "10",
                                "--sample-fraction": "0.25", "--movie-blocks": "5", "--items": "movies.csv"}
         assert "-combiner" not in args
-
-
-@pytest.mark.parametrize("slots, blocks", [(1, 4), (10, 4), (12, 5), (28, 7), (76, 12)])
-def test_movie_blocks_give_every_task_slot_a_reduce_key(slots, blocks):
-    assert movie_blocks_for(slots) == blocks
-    assert blocks * (blocks + 1) // 2 >= slots
