@@ -2,12 +2,15 @@
 
 Usage: python jobs/movie_similarities.py [-r inline|local|hadoop|emr] --items MOVIES RATINGS...
 
-1. group ratings by user;
+1. group ratings by user (and count the pair work W = sum over users of n_u^2);
 2. split each user's ratings into movie blocks and compute, per pair of blocks, the pair
    statistics of every movie pair co-rated by enough users and its similarity (dense
    matrix products over chunks of users, so each unordered pair is computed exactly once
-   and nothing per pair is shuffled);
-3. emit both directions of every kept pair, attach titles, rank each movie's neighbours.
+   and nothing per pair is shuffled); each block pair's key is salted so that Hadoop's
+   HashPartitioner sends it to the reduce task its route names (dealt in turn, or from a
+   --block-plan measured on the data), and each reduce task counts its work; both
+   directions of every kept pair are written;
+3. attach titles and rank each movie's neighbours (no mapper of its own).
 
 The input format is detected from each line (ml-100k tab, ml-1m/ml-10m '::', ml-latest /
 ml-20m / ml-25m CSV with header); several ratings files may be given. Output: one line
@@ -17,16 +20,19 @@ per kept ordered pair, JSON protocol, key [movie_id, movie_title], value
 Peak memory of one task, with m = the most movies one user rated, M = distinct movies,
 G = --movie-blocks, C = --user-chunk, S = sums per pair (cosine 4, pearson 6, jaccard 1)
 and B = the movies of the larger block of a block pair (movies are hashed into blocks,
-so B is M/G within a few per cent once M is in the thousands), beyond the interpreter:
+so B is M/G within a few per cent once M is in the thousands; a --block-plan makes blocks
+equal to one movie), beyond the interpreter:
   stage 1 mapper:  O(1)    at most 100,000 buffered ratings
   stage 1 reducer: O(m)    one user's ratings
-  stage 2 mapper:  O(m)    one user's ratings and their block split
+  stage 2 mapper:  O(m)    one user's ratings and their block split, the plan's O(M) blocks
   stage 2 reducer: 12.5*(S+2)*B^2 + 20*C*B + 8*(S+5)*256*B + 64*C*m bytes: the block
                    pair's sums (25% growth headroom, one more while growing, one gathered
                    for an update), a chunk's dense matrices, one 256-row slice of pairs
                    being scored, and one chunk of users' ratings
   stage 3 reducer: O(M)    titles, one movie's neighbours
 e.g. ml-1m (M=3,706, m=2,314), G=4 (B about 960), C=1024, cosine: at most 258 MB.
+The pipeline keeps B <= 2,800 (movielens_emr.job.MAX_BLOCK_MOVIES): ml-25m (M=59,047) gets
+G >= 22 blocks, and its stage 2 sums stay under 0.8 GB even for pearson.
 """
 import csv
 import json
@@ -650,7 +656,7 @@ class MRMovieSimilarities(MRJob):
             self._counters["pairs: over min co-ratings"] += len(i)
             self._counters["pairs: kept"] += int(kept.sum())
             for a, b, score, co_raters in zip(
-                    i[kept].tolist(), j[kept].tolist(), scores[kept].tolist(), sums["n"][kept].tolist()):
+                    i[kept].tolist(), j[kept].tolist(), scores[kept].tolist(), sums["n"][kept].tolist(), strict=True):
                 movie_a, movie_b, rest = movies_a[a], movies_b[b], f"{score!r} {int(co_raters)}"
                 yield movie_a, f"{movie_b} {rest}"
                 yield movie_b, f"{movie_a} {rest}"
