@@ -655,8 +655,8 @@ class MRMovieSimilarities(MRJob):
             kept = scores > self.options.min_score
             self._counters["pairs: over min co-ratings"] += len(i)
             self._counters["pairs: kept"] += int(kept.sum())
-            for a, b, score, co_raters in zip(
-                    i[kept].tolist(), j[kept].tolist(), scores[kept].tolist(), sums["n"][kept].tolist(), strict=True):
+            columns = (i[kept].tolist(), j[kept].tolist(), scores[kept].tolist(), sums["n"][kept].tolist())
+            for a, b, score, co_raters in zip(*columns, strict=True):
                 movie_a, movie_b, rest = movies_a[a], movies_b[b], f"{score!r} {int(co_raters)}"
                 yield movie_a, f"{movie_b} {rest}"
                 yield movie_b, f"{movie_a} {rest}"
