@@ -251,7 +251,8 @@ def evaluate_bound(formula, sizes):
 def stage2_bound(shape, formula):
     """The formula at the job's defaults for this input, or None when it is not plain arithmetic."""
     sizes = {"M": shape["distinct_movies"], "m": shape["max_movies_per_user"], "G": MOVIE_BLOCKS,
-             "C": USER_CHUNK, "S": COSINE_STATS, "B": shape["largest_block"]}
+             "C": USER_CHUNK, "S": COSINE_STATS, "B": shape["largest_block"],
+             "r": min(shape["max_movies_per_user"], 2 * shape["largest_block"])}
     try:
         return evaluate_bound(formula, sizes) if formula else None
     except (SyntaxError, ValueError):

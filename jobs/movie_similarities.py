@@ -25,12 +25,14 @@ equal to one movie), beyond the interpreter:
   stage 1 mapper:  O(1)    at most 100,000 buffered ratings
   stage 1 reducer: O(m)    one user's ratings
   stage 2 mapper:  O(m)    one user's ratings and their block split, the plan's O(M) blocks
-  stage 2 reducer: 12.5*(S+2)*B^2 + 20*C*B + 8*(S+5)*256*B + 64*C*m bytes: the block
+  stage 2 reducer: 12.5*(S+2)*B^2 + 20*C*B + 8*(S+5)*256*B + 64*C*r bytes: the block
                    pair's sums (25% growth headroom, one more while growing, one gathered
                    for an update), a chunk's dense matrices, one 256-row slice of pairs
-                   being scored, and one chunk of users' ratings
+                   being scored, and one chunk of users' ratings, r = min(m, 2*B) of them
+                   a user (a row holds only the movies of the pair's two blocks)
   stage 3 reducer: O(M)    titles, one movie's neighbours
-e.g. ml-1m (M=3,706, m=2,314), G=4 (B about 960), C=1024, cosine: at most 258 MB.
+e.g. ml-1m (M=3,706, m=2,314), G=4 (B about 960), C=1024, cosine: at most 232 MB;
+ml-25m (M=59,047, m=32,202), G=22 (B about 2,700), cosine: at most 1.0 GB.
 The pipeline keeps B <= 2,800 (movielens_emr.job.MAX_BLOCK_MOVIES): ml-25m (M=59,047) gets
 G >= 22 blocks, and its stage 2 sums stay under 0.8 GB even for pearson.
 """
