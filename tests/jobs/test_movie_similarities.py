@@ -25,6 +25,7 @@ from jobs.movie_similarities import (
     run_summary,
     text_hash,
 )
+from tests.support.emr_double import hash_partition as doubles_hash_partition
 
 REPO = Path(__file__).resolve().parents[2]
 JOB_FILE = REPO / "jobs" / "movie_similarities.py"
@@ -137,6 +138,11 @@ def test_routed_keys_reach_their_planned_task(reduce_tasks):
     for pair, task in dealt_routes(5, reduce_tasks).items():
         key = routed_key(pair, task, reduce_tasks)
         assert key.split("@")[0] == pair and hash_partition(key, reduce_tasks) == task
+
+
+def test_routed_keys_reach_their_task_under_the_emr_doubles_partitioner():
+    for pair, task in dealt_routes(12, 40).items():
+        assert doubles_hash_partition(routed_key(pair, task, 40).encode(), 40) == task
 
 
 def test_dealt_routes_give_each_task_floor_or_ceil_of_the_block_pairs():
