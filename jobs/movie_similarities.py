@@ -2,12 +2,15 @@
 
 Usage: python jobs/movie_similarities.py [-r inline|local|hadoop|emr] --items MOVIES RATINGS...
 
-1. group ratings by user;
+1. group ratings by user (and count the pair work W = sum over users of n_u^2);
 2. split each user's ratings into movie blocks and compute, per pair of blocks, the pair
    statistics of every movie pair co-rated by enough users and its similarity (dense
    matrix products over chunks of users, so each unordered pair is computed exactly once
-   and nothing per pair is shuffled);
-3. emit both directions of every kept pair, attach titles, rank each movie's neighbours.
+   and nothing per pair is shuffled); each block pair's key is salted so that Hadoop's
+   HashPartitioner sends it to the reduce task its route names (dealt in turn, or from a
+   --block-plan measured on the data), and each reduce task counts its work; both
+   directions of every kept pair are written;
+3. attach titles and rank each movie's neighbours (no mapper of its own).
 
 The input format is detected from each line (ml-100k tab, ml-1m/ml-10m '::', ml-latest /
 ml-20m / ml-25m CSV with header); several ratings files may be given. Output: one line
@@ -17,16 +20,21 @@ per kept ordered pair, JSON protocol, key [movie_id, movie_title], value
 Peak memory of one task, with m = the most movies one user rated, M = distinct movies,
 G = --movie-blocks, C = --user-chunk, S = sums per pair (cosine 4, pearson 6, jaccard 1)
 and B = the movies of the larger block of a block pair (movies are hashed into blocks,
-so B is M/G within a few per cent once M is in the thousands), beyond the interpreter:
+so B is M/G within a few per cent once M is in the thousands; a --block-plan makes blocks
+equal to one movie), beyond the interpreter:
   stage 1 mapper:  O(1)    at most 100,000 buffered ratings
   stage 1 reducer: O(m)    one user's ratings
-  stage 2 mapper:  O(m)    one user's ratings and their block split
-  stage 2 reducer: 12.5*(S+2)*B^2 + 20*C*B + 8*(S+5)*256*B + 64*C*m bytes: the block
+  stage 2 mapper:  O(m)    one user's ratings and their block split, the plan's O(M) blocks
+  stage 2 reducer: 12.5*(S+2)*B^2 + 20*C*B + 8*(S+5)*256*B + 64*C*r bytes: the block
                    pair's sums (25% growth headroom, one more while growing, one gathered
                    for an update), a chunk's dense matrices, one 256-row slice of pairs
-                   being scored, and one chunk of users' ratings
+                   being scored, and one chunk of users' ratings, r = min(m, 2*B) of them
+                   a user (a row holds only the movies of the pair's two blocks)
   stage 3 reducer: O(M)    titles, one movie's neighbours
-e.g. ml-1m (M=3,706, m=2,314), G=4 (B about 960), C=1024, cosine: at most 258 MB.
+e.g. ml-1m (M=3,706, m=2,314), G=4 (B about 960), C=1024, cosine: at most 232 MB;
+ml-25m (M=59,047, m=32,202), G=22 (B about 2,700), cosine: at most 1.0 GB.
+The pipeline keeps B <= 2,800 (movielens_emr.job.MAX_BLOCK_MOVIES): ml-25m (M=59,047) gets
+G >= 22 blocks, and its stage 2 sums stay under 0.8 GB even for pearson.
 """
 import bz2
 import csv
@@ -79,6 +87,15 @@ INPUT_QUALITY_KEY = "#input-quality"
 SCORING_ROWS = 256
 # Ratings a stage 1 mapper holds before writing them out grouped by user (about 3 MB).
 USER_BUFFER = 100_000
+# Stage 2 keys are 'a,b' or 'a,b@salt': the salt steers the key onto its planned reduce task.
+ROUTE_SALT = "@"
+# Counters of the work W = sum over users of n_u^2 (stage 1) and of each stage 2 reduce task's
+# work, sum over its block pairs and users of n_a*n_b (n_a*n_a on a diagonal block pair).
+WORK_GROUP = "work"
+PAIR_WORK_COUNTER = "pair work sum n_u^2"
+TASK_WORK_GROUP = "stage 2 work"
+# Hadoop allows 120 counters a job by default: per-task counters only for the first tasks.
+MAX_TASK_WORK_COUNTERS = 96
 
 
 class BadRatingLine(ValueError):
@@ -212,6 +229,57 @@ def block_pairs_for_user(blocks_present, movie_blocks, needs_marginals):
     ]
 
 
+class BadBlockPlan(ValueError):
+    """A --block-plan file that does not fit this run's --movie-blocks."""
+
+
+def load_block_plan(path, movie_blocks):
+    """The plan {"movie_blocks", "blocks": {movie: block}, "reduce_tasks", "routes": {"a,b": task}},
+    or {} without a path; refuses a plan made for another number of blocks."""
+    if not path:
+        return {}
+    with open(path, encoding="utf-8") as plan_file:
+        plan = json.load(plan_file)
+    if plan.get("movie_blocks") != movie_blocks:
+        raise BadBlockPlan(f"the block plan {path} is for {plan.get('movie_blocks')} movie blocks, "
+                           f"this run has --movie-blocks {movie_blocks}")
+    return plan
+
+
+def text_hash(key):
+    """Hadoop's Text.hashCode of an ASCII key: h = 31*h + byte from 1, as a signed 32-bit int."""
+    h = 1
+    for byte in key.encode():
+        h = (31 * h + byte) & 0xFFFFFFFF
+    return h - (1 << 32) if h & 0x80000000 else h
+
+
+def hash_partition(key, reduce_tasks):
+    """The reduce task Hadoop's default HashPartitioner gives a key: (hash & 0x7fffffff) % tasks."""
+    return (text_hash(key) & 0x7FFFFFFF) % reduce_tasks
+
+
+def routed_key(block_pair, task, reduce_tasks):
+    """block_pair, with the first salt that makes the HashPartitioner send it to `task`.
+
+    Exactness never depends on it: every row of a block pair carries the same key, wherever it goes.
+    """
+    salt = 0
+    while hash_partition(f"{block_pair}{ROUTE_SALT}{salt}", reduce_tasks) != task:
+        salt += 1
+    return f"{block_pair}{ROUTE_SALT}{salt}"
+
+
+def dealt_routes(movie_blocks, reduce_tasks):
+    """Block pairs dealt onto reduce tasks in turn: each task gets floor or ceil(pairs / tasks).
+
+    With no measurement every block pair is taken to weigh the same: blocks hold equal shares of
+    movies, and the dense products of a block pair cost the same on and off the diagonal.
+    """
+    pairs = [f"{a},{b}" for a in range(movie_blocks) for b in range(a, movie_blocks)]
+    return {pair: number % reduce_tasks for number, pair in enumerate(pairs)}
+
+
 class BlockAccumulator:
     """Exact co-rating sums for every movie pair of one block pair (a, b), fed chunks of users.
 
@@ -239,7 +307,10 @@ class BlockAccumulator:
         return list(self.index_a if self.diagonal else self.index_b)
 
     def add_users(self, rows):
-        """Add one chunk of user rows (at most 65,536 users, to keep float32 sums exact)."""
+        """Add one chunk of user rows (at most 65,536 users, to keep float32 sums exact).
+
+        Returns the chunk's work: the sum over its users of n_a * n_b.
+        """
         import numpy as np
         left, right = self._chunk_matrices(rows)
         self._grow(len(self.index_a), len(self.index_a if self.diagonal else self.index_b))
@@ -255,8 +326,10 @@ class BlockAccumulator:
         cells = np.ix_(cols_a, cols_b)
         for name in self.stats:
             self.sums[name][cells] += products[name]()
-        self.raters_a[cols_a] += rated_a.sum(axis=0)
-        self.raters_b[cols_b] += rated_b.sum(axis=0)
+        raters_a, raters_b = rated_a.sum(axis=0), rated_b.sum(axis=0)
+        self.raters_a[cols_a] += raters_a
+        self.raters_b[cols_b] += raters_b
+        return int(rated_a.sum(axis=1, dtype=np.float64) @ rated_b.sum(axis=1, dtype=np.float64))
 
     def _chunk_matrices(self, rows):
         split_rows = [row.split("|") for row in rows]
@@ -394,17 +467,30 @@ def _decode_title_line(raw_line, fallback, counters):
 
 
 def rank_neighbours(values):
-    """Sort 'movie score co_raters' values by score descending, then by movie id."""
-    neighbours = []
-    for value in values:
-        movie, score, co_raters = value.split(" ")
-        neighbours.append((-float(score), _id_order(movie), movie, int(co_raters)))
-    neighbours.sort()
-    return [(movie, -negative_score, co_raters) for negative_score, _, movie, co_raters in neighbours]
+    """Sort 'movie score co_raters' values by score descending, then by movie id.
+
+    Returns (movie, score, co_raters) with score and co_raters as the text they came in: the
+    score is repr(float), which is already its JSON form.
+    """
+    neighbours = [value.split(" ") for value in values]
+    neighbours.sort(key=_neighbour_order)
+    return neighbours
 
 
-def _id_order(movie_id):
-    return (0, int(movie_id), "") if movie_id.isdigit() else (1, 0, movie_id)
+def _neighbour_order(neighbour):
+    movie, score, _ = neighbour
+    return (-float(score), 0, int(movie), "") if movie.isdigit() else (-float(score), 1, 0, movie)
+
+
+class PreformattedJSONProtocol(JSONProtocol):
+    """mrjob's JSON protocol for reading; writes keys and values that are JSON text already.
+
+    The final reducer formats each line itself, each movie's id and title encoded once (with
+    json.dumps' defaults, as JSONProtocol writes them) rather than once per neighbour line.
+    """
+
+    def write(self, key, value):
+        return f"{key}\t{value}".encode("utf-8")
 
 
 class MRMovieSimilarities(MRJob):
@@ -412,7 +498,7 @@ class MRMovieSimilarities(MRJob):
 
     INPUT_PROTOCOL = BytesValueProtocol
     INTERNAL_PROTOCOL = RawProtocol
-    OUTPUT_PROTOCOL = JSONProtocol
+    OUTPUT_PROTOCOL = PreformattedJSONProtocol
 
     def configure_args(self):
         super().configure_args()
@@ -439,9 +525,18 @@ class MRMovieSimilarities(MRJob):
             help="use only this fraction of users, chosen deterministically by user id (default 1)")
         self.add_passthru_arg(
             "--movie-blocks", type=int, default=4,
-            help="movies are hashed into this many blocks; stage 2 has one reduce key per block "
+            help="movies are split into this many blocks; stage 2 has one reduce key per block "
                  "pair (blocks*(blocks+1)/2 keys), each rating is shuffled this many times, and "
                  "a stage 2 task's memory falls with its square (default 4)")
+        self.add_file_arg(
+            "--block-plan",
+            help="JSON from movielens_emr.job.write_block_plan: each movie's block (balanced by "
+                 "rating mass; movies it lacks are hashed) and each block pair's reduce task "
+                 "(balanced by measured work) for its number of reduce tasks (optional)")
+        self.add_passthru_arg(
+            "--reduce-tasks", type=int, default=0,
+            help="stage 2 reduce tasks that block pairs are routed onto through Hadoop's "
+                 "HashPartitioner (default 0: the jobconf mapreduce.job.reduces if set, else no routing)")
         self.add_passthru_arg(
             "--user-chunk", type=int, default=1024,
             help="users per dense matrix product in stage 2, at most 65536 (default 1024)")
@@ -455,6 +550,8 @@ class MRMovieSimilarities(MRJob):
             self.arg_parser.error("--max-bad-fraction must be in [0, 1]")
         if options.movie_blocks < 1:
             self.arg_parser.error("--movie-blocks must be at least 1")
+        if options.reduce_tasks < 0:
+            self.arg_parser.error("--reduce-tasks must be at least 0")
         if not 1 <= options.user_chunk <= 65536:
             self.arg_parser.error("--user-chunk must be in 1..65536")
         if options.min_co_ratings < 0:
@@ -467,14 +564,16 @@ class MRMovieSimilarities(MRJob):
             MRStep(mapper_init=self.mapper_init_counters,
                    mapper=self.mapper_parse_rating,
                    mapper_final=self.mapper_final_flush_users,
-                   reducer=self.reducer_group_by_user),
+                   reducer_init=self.reducer_init_counters,
+                   reducer=self.reducer_group_by_user,
+                   reducer_final=self.flush_counters),
             MRStep(mapper_init=self.mapper_init_blocks,
                    mapper=self.mapper_split_user_into_blocks,
                    reducer_init=self.reducer_init_counters,
                    reducer=self.reducer_compute_block_similarities,
-                   reducer_final=self.flush_counters),
-            MRStep(mapper=self.mapper_emit_both_directions,
-                   reducer_init=self.reducer_init_load_titles,
+                   reducer_final=self.reducer_final_report_work),
+            # No mapper: stage 2 already wrote both directions of every kept pair.
+            MRStep(reducer_init=self.reducer_init_load_titles,
                    reducer=self.reducer_rank_neighbours,
                    reducer_final=self.flush_counters),
         ]
@@ -543,14 +642,22 @@ class MRMovieSimilarities(MRJob):
         ratings, duplicates = latest_ratings(tokens)
         if duplicates:
             self.increment_counter("input", "duplicate ratings dropped (latest kept)", duplicates)
+        self._counters[f"{WORK_GROUP}: {PAIR_WORK_COUNTER}"] += len(ratings) ** 2
         yield user, " ".join(ratings) + "|" + "".join(ratings.values())
 
     # Stage 2: pair statistics and similarity, one reduce key per block pair.
     def mapper_init_blocks(self):
-        self._block_of = {}
+        plan = load_block_plan(self.options.block_plan, self.options.movie_blocks)
+        self._block_of = dict(plan.get("blocks", {}))
+        reduce_tasks = self.options.reduce_tasks or int(jobconf_from_env("mapreduce.job.reduces", 0) or 0)
+        self._keys = {}
+        if reduce_tasks > 1:
+            routes = plan.get("routes") if plan.get("reduce_tasks") == reduce_tasks else None
+            routes = routes or dealt_routes(self.options.movie_blocks, reduce_tasks)
+            self._keys = {pair: routed_key(pair, task, reduce_tasks) for pair, task in routes.items()}
 
     def mapper_split_user_into_blocks(self, _, ratings):
-        """(user_id, 'movies|letters') -> ('a,b', 'movies_a|letters_a|movies_b|letters_b')"""
+        """(user_id, 'movies|letters') -> ('a,b[@salt]', 'movies_a|letters_a|movies_b|letters_b')"""
         movies, letters = ratings.split("|")
         blocks = {}
         for movie, letter in zip(movies.split(" "), letters):
@@ -563,24 +670,34 @@ class MRMovieSimilarities(MRJob):
         side = {block: " ".join(ms) + "|" + "".join(ls) for block, (ms, ls) in blocks.items()}
         pairs = block_pairs_for_user(blocks, self.options.movie_blocks, self.options.metric == "jaccard")
         for a, b in pairs:
-            yield f"{a},{b}", side[a] if a == b else side.get(a, "|") + "|" + side.get(b, "|")
+            pair = f"{a},{b}"
+            yield self._keys.get(pair, pair), side[a] if a == b else side.get(a, "|") + "|" + side.get(b, "|")
 
     def reducer_init_counters(self):
         self._counters = Counter()
+        self._task_work = 0
 
-    def reducer_compute_block_similarities(self, block_pair, user_rows):
-        """('a,b', user rows) -> (movie_id, 'similar_movie_id score co_raters'), each kept pair once"""
-        a, b = block_pair.split(",")
+    def reducer_compute_block_similarities(self, key, user_rows):
+        """('a,b[@salt]', user rows) -> (movie_id, 'similar_movie_id score co_raters'), both
+        directions of each kept pair"""
+        a, b = key.split(ROUTE_SALT)[0].split(",")
         accumulator = BlockAccumulator(METRIC_STATS[self.options.metric], diagonal=a == b)
         chunk = []
         for row in user_rows:
             chunk.append(row)
             if len(chunk) == self.options.user_chunk:
-                accumulator.add_users(chunk)
+                self._task_work += accumulator.add_users(chunk)
                 chunk = []
         if chunk:
-            accumulator.add_users(chunk)
+            self._task_work += accumulator.add_users(chunk)
         yield from self._kept_pairs(accumulator)
+
+    def reducer_final_report_work(self):
+        """This task's work as a counter of its own, even when 0: the skew's mean counts idle tasks."""
+        self.flush_counters()
+        task = int(jobconf_from_env("mapreduce.task.partition", 0) or 0)
+        if task < MAX_TASK_WORK_COUNTERS:
+            self.increment_counter(TASK_WORK_GROUP, f"reduce task {task:03d}", self._task_work)
 
     def _kept_pairs(self, accumulator):
         movies_a, movies_b = accumulator.movies_a, accumulator.movies_b
@@ -592,17 +709,13 @@ class MRMovieSimilarities(MRJob):
             kept = scores > self.options.min_score
             self._counters["pairs: over min co-ratings"] += len(i)
             self._counters["pairs: kept"] += int(kept.sum())
-            for a, b, score, co_raters in zip(
-                    i[kept].tolist(), j[kept].tolist(), scores[kept].tolist(), sums["n"][kept].tolist()):
-                yield movies_a[a], f"{movies_b[b]} {score!r} {int(co_raters)}"
+            columns = (i[kept].tolist(), j[kept].tolist(), scores[kept].tolist(), sums["n"][kept].tolist())
+            for a, b, score, co_raters in zip(*columns, strict=True):
+                movie_a, movie_b, rest = movies_a[a], movies_b[b], f"{score!r} {int(co_raters)}"
+                yield movie_a, f"{movie_b} {rest}"
+                yield movie_b, f"{movie_a} {rest}"
 
-    # Stage 3: both directions, titles, neighbours ranked by score.
-    def mapper_emit_both_directions(self, movie, value):
-        """(movie, 'other score n') -> the same and (other, 'movie score n')"""
-        other, rest = value.split(" ", 1)
-        yield movie, value
-        yield other, f"{movie} {rest}"
-
+    # Stage 3: titles, neighbours ranked by score.
     def reducer_init_load_titles(self):
         self._counters = Counter()
         # Every stage 3 reducer reads the whole movies file; only the first reports what it found
@@ -610,16 +723,25 @@ class MRMovieSimilarities(MRJob):
         first_reducer = jobconf_from_env("mapreduce.task.partition", "0") == "0"
         title_counters = self._counters if first_reducer else Counter()
         self._titles = read_titles(self.options.items, title_counters) if self.options.items else {}
+        self._movie_json = {}
 
     def reducer_rank_neighbours(self, movie, values):
-        """(movie, neighbours) -> ([movie_id, title], [similar_id, similar_title, score, co_raters])"""
-        title = self._titles.get(movie)
-        if title is None:
+        """(movie, 'similar_id score co_raters' values) -> ([movie_id, title],
+        [similar_id, similar_title, score, co_raters]) as JSON text, best neighbour first"""
+        if movie not in self._titles:
             self._counters["output: movies without a title"] += 1
-        key = [movie, title]
-        for other, score, co_raters in rank_neighbours(values):
-            self._counters["output: ordered pairs"] += 1
-            yield key, [other, self._titles.get(other), score, co_raters]
+        key = f"[{self._id_and_title(movie)}]"
+        neighbours = rank_neighbours(values)
+        self._counters["output: ordered pairs"] += len(neighbours)
+        for other, score, co_raters in neighbours:
+            yield key, f"[{self._id_and_title(other)}, {score}, {co_raters}]"
+
+    def _id_and_title(self, movie):
+        """'"id", "title"' (or null), JSON-encoded once per movie."""
+        encoded = self._movie_json.get(movie)
+        if encoded is None:
+            encoded = self._movie_json[movie] = f"{json.dumps(movie)}, {json.dumps(self._titles.get(movie))}"
+        return encoded
 
     def make_runner(self):
         """mrjob's runner, once --items is found readable; a failed step raises the task's own error."""

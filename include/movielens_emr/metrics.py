@@ -1,6 +1,8 @@
 """Timing and cost figures of a run, from EMR's own timestamps (or the local run's clock), as one flat record."""
 import re
 
+from movielens_emr.job import work_metrics
+
 PRICE_REGION = "us-east-1"
 # On-demand USD per node-hour in us-east-1: the EC2 price plus the EMR charge, from the AWS price
 # lists of 2025. Override per instance type with the Variable movielens_hourly_prices (JSON).
@@ -103,6 +105,8 @@ def run_metrics(config, timings, wall_seconds, counters, output_pairs, price_per
         "counters_read_from": counter_sources,
         "counters_missing_stages": [number for number, source in enumerate(counter_sources or [], start=1)
                                     if source is None],
+        # W = sum over users of n_u^2, and stage 2's reduce task work, max / mean.
+        **work_metrics(counters),
     }
 
 

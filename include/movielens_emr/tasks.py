@@ -146,7 +146,7 @@ def plan_emr_run(config, staged, dag_id, run_id):
     storage.delete_prefix(f"{run_prefix}/output")  # Hadoop refuses to write into an existing output folder
     slots = task_slots(config)
     items_name = staged["movies_uri"].rsplit("/", 1)[-1]
-    task_args = job_args(config, movie_blocks_for(slots), items_name)
+    task_args = job_args(config, movie_blocks_for(slots, get_dataset(config.dataset).movies), items_name)
     steps = build_stage_steps(
         job_class()(task_args), task_args, staged["job_files"]["job"], staged["movies_uri"],
         staged["ratings_uris"], storage.uri(f"{run_prefix}/output"), slots, run_id,

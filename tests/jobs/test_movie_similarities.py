@@ -2,12 +2,15 @@
 import bz2
 import gzip
 import math
-from collections import Counter
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
+from movielens_emr import reference
+from movielens_emr.job import block_pair_work, hash_blocks
 
 from jobs.movie_similarities import (
     BadRatingLine,
@@ -15,13 +18,17 @@ from jobs.movie_similarities import (
     MRMovieSimilarities,
     TooManyBadLines,
     block_pairs_for_user,
+    dealt_routes,
+    hash_partition,
     latest_ratings,
     parse_rating_line,
     rank_neighbours,
     read_titles,
+    routed_key,
     run_summary,
+    text_hash,
 )
-from movielens_emr import reference
+from tests.support.emr_double import hash_partition as doubles_hash_partition
 
 REPO = Path(__file__).resolve().parents[2]
 JOB_FILE = REPO / "jobs" / "movie_similarities.py"
@@ -138,9 +145,48 @@ def test_block_pairs_for_user(blocks_present, needs_marginals, expected):
     assert block_pairs_for_user(blocks_present, 3, needs_marginals) == expected
 
 
+@pytest.mark.parametrize("key, java_string_hash", [("", 0), ("a", 97), ("hello", 99_162_322),
+                                                   ("Hello World", -862_545_276)])
+def test_text_hash_is_hadoops_text_hashcode(key, java_string_hash):
+    # Text.hashCode starts from 1 where Java's String.hashCode starts from 0, so over n ASCII
+    # bytes it is 31^n + String.hashCode, in 32-bit ints; the String values are Java's own.
+    text_hashcode = (31 ** len(key) + java_string_hash) & 0xFFFFFFFF
+    assert text_hash(key) == text_hashcode - (1 << 32) * (text_hashcode >= 1 << 31)
+
+
+@pytest.mark.parametrize("reduce_tasks", [1, 7, 64])
+def test_routed_keys_reach_their_planned_task(reduce_tasks):
+    for pair, task in dealt_routes(5, reduce_tasks).items():
+        key = routed_key(pair, task, reduce_tasks)
+        assert key.split("@")[0] == pair and hash_partition(key, reduce_tasks) == task
+
+
+def test_routed_keys_reach_their_task_under_the_emr_doubles_partitioner():
+    for pair, task in dealt_routes(12, 40).items():
+        assert doubles_hash_partition(routed_key(pair, task, 40).encode(), 40) == task
+
+
+def test_dealt_routes_give_each_task_floor_or_ceil_of_the_block_pairs():
+    per_task = Counter(dealt_routes(5, 4).values())
+    assert sorted(per_task.values()) == [3, 4, 4, 4]
+
+
+def test_routing_and_work_counters_leave_the_answer_unchanged(hand_ratings):
+    args = ("--min-co-ratings", "1", "--min-score", "0", "--movie-blocks", "2")
+    baseline, _, _ = run_job(*args, hand_ratings)
+    pairs, _, totals = run_job(*args, "--reduce-tasks", "3", hand_ratings, runner="local")
+    assert pairs == baseline
+    # W = 3^2 + 2^2 + 3^2 + 1^2; each task's work, n_a * n_b over its block pairs' users.
+    assert totals["work: pair work sum n_u^2"] == 23
+    users, movies = (np.array([str(row[field]) for row in HAND_RATINGS]) for field in (0, 1))
+    expected = block_pair_work(users, movies, hash_blocks(movies, 2), 2)
+    task_work = [amount for name, amount in totals.items() if name.startswith("stage 2 work: reduce task ")]
+    assert task_work and sum(task_work) == sum(expected.values())
+
+
 def test_rank_neighbours_orders_by_score_then_by_movie_id():
     ranked = rank_neighbours(["10 0.9 12", "9 0.99 11", "2 0.9 30"])
-    assert ranked == [("9", 0.99, 11), ("2", 0.9, 30), ("10", 0.9, 12)]
+    assert ranked == [["9", "0.99", "11"], ["2", "0.9", "30"], ["10", "0.9", "12"]]
 
 
 def test_read_titles_decodes_ml_100k_items_as_latin_1():

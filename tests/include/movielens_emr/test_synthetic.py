@@ -1,4 +1,4 @@
-"""Tests for the deterministic MovieLens-1M-shaped synthetic data generator."""
+"""Tests for the deterministic MovieLens-shaped (1M, 10M, 25M) synthetic data generator."""
 
 import functools
 import os
@@ -8,12 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
+from movielens_emr import synthetic
 from movielens_emr.synthetic import (
     FIRST_TIMESTAMP,
     GENRES,
     LAST_TIMESTAMP,
     ML1M_MOVIE_ID_SPACE,
+    PRESETS,
     RATINGS_DTYPE,
     SyntheticShape,
     generate_movies,
@@ -259,3 +260,67 @@ def test_cli_help_describes_the_options():
 def test_cli_rejects_an_infeasible_shape(tmp_path):
     result = run_cli(str(tmp_path), "--users", "10", "--movies", "5", "--ratings", "1000")
     assert result.returncode == 2 and "infeasible" in result.stderr
+
+
+# --- heavier shapes: presets, the bulk draws, half stars ---------------------------------------
+
+HEAVY = SyntheticShape(users=400, movies=300, ratings=20_000, max_ratings_per_user=280,
+                       max_raters_per_movie=350, activity_sigma=1.2, half_stars=True, seed=3)
+
+
+@pytest.fixture
+def bulk_draws(monkeypatch):
+    """The bulk draws of the 10M and 25M shapes, on a shape small enough for a test."""
+    monkeypatch.setattr(synthetic, "BULK_ABOVE_CELLS", 0)
+
+
+def test_bulk_draws_keep_the_shape_exact(bulk_draws):
+    ratings = generate_ratings(HEAVY)
+    pairs = ratings["user_id"].astype(np.int64) * 10_000 + ratings["movie_id"]
+    counts = per_user_counts(ratings)
+    assert (ratings.size, np.unique(pairs).size, np.unique(ratings["movie_id"]).size) == (20_000, 20_000, 300)
+    assert counts.min() >= HEAVY.min_ratings_per_user and counts.max() == HEAVY.max_ratings_per_user
+
+
+def test_bulk_draws_follow_popularity_like_the_exact_draws(bulk_draws, monkeypatch):
+    bulk = per_movie_counts(generate_ratings(HEAVY))
+    monkeypatch.setattr(synthetic, "BULK_ABOVE_CELLS", 10**12)
+    exact = per_movie_counts(generate_ratings(HEAVY))
+    assert np.corrcoef(np.sort(bulk), np.sort(exact))[0, 1] > 0.99
+
+
+def test_most_rated_movie_reaches_about_its_target():
+    assert per_movie_counts(generate_ratings(HEAVY)).max() == pytest.approx(350, rel=0.1)
+
+
+def test_half_star_shapes_rate_in_half_stars_and_write_them_as_ml10m_does(tmp_path):
+    ratings = generate_ratings(HEAVY)
+    assert set(np.unique(ratings["rating"]).tolist()) == {value / 2 for value in range(1, 11)}
+    write_ml1m_ratings(tmp_path / "ratings.dat", HEAVY, ratings)
+    written = {line.split("::")[2] for line in (tmp_path / "ratings.dat").read_text().splitlines()}
+    assert written == {"0.5", "1", "1.5", "2", "2.5", "3", "3.5", "4", "4.5", "5"}
+
+
+@pytest.mark.parametrize("name, users, movies, ratings, heaviest, most_rated", [
+    ("ml-10m", 71_567, 10_681, 10_000_054, 7_359, 34_864),
+    ("ml-25m", 162_541, 59_047, 25_000_095, 32_202, 81_491),
+])
+def test_presets_carry_the_published_figures(name, users, movies, ratings, heaviest, most_rated):
+    shape = PRESETS[name]
+    assert (shape.users, shape.movies, shape.ratings, shape.max_ratings_per_user,
+            shape.max_raters_per_movie, shape.half_stars) == (
+                users, movies, ratings, heaviest, most_rated, True)
+
+
+def test_a_heaviest_user_beyond_the_catalogue_is_rejected():
+    with pytest.raises(ValueError, match="max_ratings_per_user outside"):
+        SyntheticShape(users=10, movies=50, ratings=300, max_ratings_per_user=60)
+
+
+def test_cli_preset_options_override_the_preset(tmp_path):
+    result = run_cli(str(tmp_path), "--preset", "ml-10m", "--users", "300", "--movies", "200",
+                     "--ratings", "15000", "--seed", "7", "--max-ratings-per-user", "150",
+                     "--max-raters-per-movie", "250")
+    assert result.returncode == 0, result.stderr
+    assert "15000 ratings by 300 users of 200 movies" in result.stdout
+    assert "::4.5::" in (tmp_path / "ratings.dat").read_text()

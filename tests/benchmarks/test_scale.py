@@ -1,0 +1,30 @@
+"""The scale benchmark's own figures: the user sample it runs on, the growth exponent, the skew table."""
+import numpy as np
+import pytest
+from movielens_emr import reference
+from movielens_emr.synthetic import SyntheticShape, generate_ratings
+
+from benchmarks import scale
+
+SMALL = SyntheticShape(users=300, movies=200, ratings=15_000, seed=7)
+
+
+def test_sample_is_the_users_the_job_and_the_reference_keep():
+    ratings = generate_ratings(SMALL)
+    sampled = scale.in_sample(ratings, 0.3)
+    as_reference = reference.Ratings(ratings["user_id"].astype(str), ratings["movie_id"].astype(str),
+                                     ratings["rating"].astype(float), ratings["timestamp"])
+    expected = reference.sample_users(as_reference, 0.3)
+    assert np.array_equal(sampled["user_id"].astype(str), expected.users)
+
+
+def test_growth_exponent_is_the_slope_in_log_log():
+    assert scale.growth_exponent([(1e8, 2.0), (1e9, 20.0), (1e10, 200.0)]) == pytest.approx(1.0)
+    assert scale.growth_exponent([(1e8, 2.0)]) is None
+
+
+def test_planned_skews_cover_every_slot_count_and_stay_at_least_one():
+    ratings = generate_ratings(SMALL)
+    rows = scale.planned_skews(ratings["user_id"], ratings["movie_id"], SMALL.movies)
+    assert [row["slots"] for row in rows] == list(scale.TASK_SLOTS)
+    assert all(row["hash_dealt"] >= 1 and row["mass_routed"] >= 1 for row in rows)
