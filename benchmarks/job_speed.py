@@ -1,7 +1,7 @@
 """Time, shuffle and task memory of the similarity job against the pairs baseline and scipy, here."""
 import argparse
-import hashlib
 import ast
+import hashlib
 import json
 import os
 import platform
@@ -25,6 +25,7 @@ sys.path.insert(0, str(REPO_ROOT / "include"))
 import mrjob  # noqa: E402
 import numpy as np  # noqa: E402
 import scipy  # noqa: E402
+
 from movielens_emr import reference  # noqa: E402
 from movielens_emr.synthetic import SyntheticShape, write_ml1m_ratings, write_movies_dat  # noqa: E402
 
@@ -137,7 +138,7 @@ def phase_seconds(run):
     """Seconds of start-up, then per stage of each STEP_PHASES span and the whole stage."""
     stages = [{"stage": "start-up", "total": run.step_starts[0] - run.launched}]
     ends = run.step_starts[1:] + [run.ended]
-    for step_num, (start, end) in enumerate(zip(run.step_starts, ends)):
+    for step_num, (start, end) in enumerate(zip(run.step_starts, ends, strict=False)):
         step_dir = run.job_dir / "step" / f"{step_num:03d}"
         marks = [start,
                  latest_mtime(step_dir.glob("mapper/[0-9]*/input")),
@@ -146,7 +147,8 @@ def phase_seconds(run):
                  latest_mtime(step_dir.glob("reducer/[0-9]*/input")),
                  latest_mtime(reducer_outputs(run.job_dir, step_num, len(run.step_starts))),
                  end]
-        spans = {name: later - earlier for name, earlier, later in zip(STEP_PHASES, marks, marks[1:])}
+        spans = {name: later - earlier
+                 for name, earlier, later in zip(STEP_PHASES, marks, marks[1:], strict=False)}
         stages.append({"stage": step_num + 1, "total": end - start, **spans})
     return stages
 
@@ -313,7 +315,7 @@ def time_reference(ratings_path, repeat):
         compute.append(time.perf_counter() - parsed)
         parse.append(parsed - started)
         other_cpu.append(other_cpu_since(cpu))
-    totals = [a + b for a, b in zip(parse, compute)]
+    totals = [a + b for a, b in zip(parse, compute, strict=False)]
     return {"parse_s": statistics.median(parse), "compute_s": statistics.median(compute),
             "total_s": statistics.median(totals), "runs_s": totals, "other_cpu_s": other_cpu}, ratings, pairs
 

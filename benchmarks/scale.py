@@ -14,6 +14,7 @@ BENCHMARKS = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCHMARKS))
 
 import job_speed  # noqa: E402  (also puts include/ on sys.path)
+
 from movielens_emr import reference  # noqa: E402
 from movielens_emr.job import (  # noqa: E402
     balanced_routes,

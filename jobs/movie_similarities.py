@@ -513,7 +513,8 @@ class MRMovieSimilarities(MRJob):
                  "over them (pairs with constant ratings have none and are dropped); jaccard: "
                  "co-raters / users who rated either movie")
         self.add_passthru_arg(
-            "--min-score", type=float, default=0.95, help="keep pairs scoring strictly above this (default 0.95)")
+            "--min-score", type=float, default=0.95,
+            help="keep pairs scoring strictly above this (default 0.95)")
         self.add_passthru_arg(
             "--min-co-ratings", type=int, default=10,
             help="keep pairs with strictly more co-raters than this (default 10)")
@@ -611,7 +612,8 @@ class MRMovieSimilarities(MRJob):
         if not in_sample(user, self.options.sample_fraction):
             self._counters["input: ratings outside the sample"] += 1
             return
-        self._user_tokens.setdefault(user, []).append(f"{movie}:{chr(RATING_LETTER_BASE + doubled)}:{timestamp}")
+        token = f"{movie}:{chr(RATING_LETTER_BASE + doubled)}:{timestamp}"
+        self._user_tokens.setdefault(user, []).append(token)
         self._buffered += 1
         if self._buffered >= USER_BUFFER:
             yield from self._flush_users()
@@ -660,7 +662,7 @@ class MRMovieSimilarities(MRJob):
         """(user_id, 'movies|letters') -> ('a,b[@salt]', 'movies_a|letters_a|movies_b|letters_b')"""
         movies, letters = ratings.split("|")
         blocks = {}
-        for movie, letter in zip(movies.split(" "), letters):
+        for movie, letter in zip(movies.split(" "), letters, strict=False):
             block = self._block_of.get(movie)
             if block is None:
                 block = self._block_of[movie] = zlib.crc32(movie.encode()) % self.options.movie_blocks
@@ -703,7 +705,8 @@ class MRMovieSimilarities(MRJob):
         movies_a, movies_b = accumulator.movies_a, accumulator.movies_b
         # Scored a slice of rows at a time, so the temporaries stay small next to the sums.
         for first_row in range(0, len(movies_a), SCORING_ROWS):
-            i, j = accumulator.candidate_pairs(self.options.min_co_ratings, first_row, first_row + SCORING_ROWS)
+            i, j = accumulator.candidate_pairs(
+                self.options.min_co_ratings, first_row, first_row + SCORING_ROWS)
             sums = accumulator.pair_sums(i, j)
             scores = similarity_scores(self.options.metric, sums)
             kept = scores > self.options.min_score

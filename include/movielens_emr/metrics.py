@@ -1,4 +1,4 @@
-"""Timing and cost figures of a run, from EMR's own timestamps (or the local run's clock), as one flat record."""
+"""Timing and cost figures of a run, from EMR's timestamps (or the local run's clock), as one flat record."""
 import re
 
 from movielens_emr.job import work_metrics
@@ -71,7 +71,8 @@ def hourly_price(instance_type, overrides=None):
 
 def emr_timings(cluster_timeline, step_timelines):
     """Cluster, provisioning and per-stage seconds from describe_cluster / describe_step timelines."""
-    created, ready, ended = (cluster_timeline.get(key) for key in ("CreationDateTime", "ReadyDateTime", "EndDateTime"))
+    created, ready, ended = (cluster_timeline.get(key)
+                             for key in ("CreationDateTime", "ReadyDateTime", "EndDateTime"))
     return {
         "cluster_seconds": seconds_between(created, ended) if created and ended else None,
         "provisioning_seconds": seconds_between(created, ready) if created and ready else None,

@@ -145,7 +145,7 @@ class _Users:
 def _streams(seed: int) -> dict[str, np.random.Generator]:
     """Independent named generators, so e.g. the catalogue does not depend on the user count."""
     names = ("catalogue", "users", "picks", "scores", "times", "order")
-    return dict(zip(names, np.random.default_rng(seed).spawn(len(names))))
+    return dict(zip(names, np.random.default_rng(seed).spawn(len(names)), strict=False))
 
 
 def _draw_movie_ids(movies: int, rng: np.random.Generator) -> np.ndarray:
@@ -391,7 +391,7 @@ def generate_movies(shape: SyntheticShape) -> np.ndarray:
     movies["movie_id"] = catalogue.movie_ids
     movies["title"] = [
         f"Synthetic Movie {movie_id} ({year})"
-        for movie_id, year in zip(catalogue.movie_ids.tolist(), catalogue.years.tolist())
+        for movie_id, year in zip(catalogue.movie_ids.tolist(), catalogue.years.tolist(), strict=False)
     ]
     genre_names = np.array(GENRES)
     movies["genres"] = ["|".join(genre_names[row]) for row in catalogue.genres]
@@ -436,7 +436,7 @@ def format_ratings(ratings: np.ndarray) -> str:
 def format_movies(movies: np.ndarray) -> str:
     """ml-1m movies.dat text: one "MovieID::Title::Genres" line per row, LF-ended."""
     columns = (movies[name].tolist() for name in MOVIES_DTYPE.names)
-    return "".join(f"{movie}::{title}::{genres}\n" for movie, title, genres in zip(*columns))
+    return "".join(f"{movie}::{title}::{genres}\n" for movie, title, genres in zip(*columns, strict=False))
 
 
 def _write_text(path: str | Path, text: str, encoding: str) -> int:

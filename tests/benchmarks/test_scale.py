@@ -1,10 +1,10 @@
 """The scale benchmark's own figures: the user sample it runs on, the growth exponent, the skew table."""
 import numpy as np
 import pytest
-from movielens_emr import reference
-from movielens_emr.synthetic import SyntheticShape, generate_ratings
 
 from benchmarks import scale
+from movielens_emr import reference
+from movielens_emr.synthetic import SyntheticShape, generate_ratings
 
 SMALL = SyntheticShape(users=300, movies=200, ratings=15_000, seed=7)
 

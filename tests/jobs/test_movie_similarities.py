@@ -9,8 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from movielens_emr import reference
-from movielens_emr.job import block_pair_work, hash_blocks
 
 from jobs.movie_similarities import (
     BadRatingLine,
@@ -28,6 +26,9 @@ from jobs.movie_similarities import (
     run_summary,
     text_hash,
 )
+from movielens_emr import reference
+from movielens_emr.job import block_pair_work, hash_blocks
+
 from tests.support.emr_double import hash_partition as doubles_hash_partition
 
 REPO = Path(__file__).resolve().parents[2]
@@ -257,7 +258,8 @@ def test_run_summary_of_a_failed_run_ends_with_the_jobs_error():
 def test_cosine_on_hand_computed_fixture(hand_ratings):
     pairs, _, _ = run_job("--min-co-ratings", "1", "--min-score", "0", hand_ratings)
     # (1,2): x=(5,3,4) y=(4,3,5): 49/sqrt(50*50); (1,3): x=(5,4) y=(1,2): 13/sqrt(41*5); (2,3): 14/sqrt(41*5)
-    expected = {("1", "2"): (0.98, 3), ("1", "3"): (13 / math.sqrt(205), 2), ("2", "3"): (14 / math.sqrt(205), 2)}
+    expected = {("1", "2"): (0.98, 3), ("1", "3"): (13 / math.sqrt(205), 2),
+                ("2", "3"): (14 / math.sqrt(205), 2)}
     expected.update({(b, a): value for (a, b), value in expected.items()})
     assert pairs.keys() == expected.keys()
     for pair, (score, co_raters) in expected.items():
@@ -349,7 +351,8 @@ def test_too_many_bad_lines_fails_naming_the_file_and_an_example(tmp_path):
     ratings = write_ratings(tmp_path / "ratings.dat", HAND_RATINGS)
     with ratings.open("a") as extra:
         extra.write("1::2::five::100\n")
-    with pytest.raises(TooManyBadLines, match=r"1 of 10 ratings lines in .*ratings\.dat .*'1::2::five::100' \(non-numeric rating\)"):
+    expected = r"1 of 10 ratings lines in .*ratings\.dat .*'1::2::five::100' \(non-numeric rating\)"
+    with pytest.raises(TooManyBadLines, match=expected):
         run_job("--max-bad-fraction", "0.05", ratings)
 
 
@@ -497,6 +500,7 @@ def test_sample_fraction_uses_the_same_users_as_the_reference():
     paths = [SAMPLE / "ratings.csv"]
     sampled = reference.sample_users(reference.read_ratings(paths), 0.5)
     expected = reference.similar_pairs(sampled, "cosine", 0.9, 5)
-    pairs, _, totals = run_job("--sample-fraction", "0.5", "--min-score", "0.9", "--min-co-ratings", "5", *paths)
+    pairs, _, totals = run_job("--sample-fraction", "0.5", "--min-score", "0.9", "--min-co-ratings", "5",
+                               *paths)
     assert 0 < len(expected) and pairs.keys() == expected.keys()
     assert 0 < totals["input: ratings outside the sample"] < totals["input: ratings read"]

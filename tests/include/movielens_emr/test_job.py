@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+
 from movielens_emr.job import (
     MAX_BLOCK_MOVIES,
     TARGET_DEALT_SKEW,

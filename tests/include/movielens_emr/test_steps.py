@@ -62,7 +62,7 @@ def test_task_commands_run_the_job_file_with_the_run_options(steps):
                 continue
             assert command[:4] == [
                 "python3.9", "movie_similarities.py", f"--step-num={step_num}", f"--{task_type}"]
-            options = dict(zip(command[4::2], command[5::2]))
+            options = dict(zip(command[4::2], command[5::2], strict=False))
             assert options == {"--metric": "pearson", "--min-score": "0.5", "--min-co-ratings": "10",
                                "--sample-fraction": "0.25", "--movie-blocks": "5", "--items": "movies.csv"}
         assert "-combiner" not in args

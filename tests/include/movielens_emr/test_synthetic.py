@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from movielens_emr import synthetic
 from movielens_emr.synthetic import (
     FIRST_TIMESTAMP,
