@@ -15,10 +15,11 @@ MOVIELENS = SHARED / "data" / "movielens"
 
 # Airflow reads its settings when first imported, so they are set before any test module imports it.
 # Kept in the environment so that a second import of this module (or a subprocess) shares the home.
-_AIRFLOW_HOME = Path(os.environ.get("MOVIELENS_TEST_AIRFLOW_HOME")
-                     or tempfile.mkdtemp(prefix="movielens-airflow-home-"))
+# Each pytest-xdist worker gets a home (and so a metadata database) of its own.
+_HOME_VARIABLE = "MOVIELENS_TEST_AIRFLOW_HOME_" + os.environ.get("PYTEST_XDIST_WORKER", "main")
+_AIRFLOW_HOME = Path(os.environ.get(_HOME_VARIABLE) or tempfile.mkdtemp(prefix="movielens-airflow-home-"))
 TEST_ENV = {
-    "MOVIELENS_TEST_AIRFLOW_HOME": str(_AIRFLOW_HOME),
+    _HOME_VARIABLE: str(_AIRFLOW_HOME),
     "AIRFLOW_HOME": str(_AIRFLOW_HOME),
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
