@@ -14,6 +14,7 @@ from movielens_emr import benchmark, report
 from movielens_emr.params import InvalidParam
 from movielens_emr.run_report import failure_lines
 from movielens_emr.settings import settings_from_env
+from movielens_emr.sizing_report import member_price, sizing_section
 from movielens_emr.storage import open_storage, run_folder
 from movielens_emr.tasks import max_node_count
 
@@ -170,7 +171,8 @@ def report_benchmark(config, members, run_id, ti):
     storage = _storage()
     records = [with_metrics(storage, record) for record in member_records(config, members, ti)]
     document = {"benchmark_run_id": run_id, "params": config, "host_cpus": os.cpu_count(),
-                **benchmark.summarize(records), "member_runs": records}
+                **benchmark.summarize(records), "member_runs": records,
+                "sizing": sizing_section(records, member_price(records))}
     folder = report.report_folder(run_id)
     for name, data in report.report_files(document).items():
         storage.put_bytes(data, f"{folder}/{name}")

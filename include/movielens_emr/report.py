@@ -3,6 +3,7 @@ import io
 import itertools
 import json
 
+from movielens_emr.sizing_report import plot_sizing, sizing_lines
 from movielens_emr.storage import run_folder
 
 CONVENTIONS = (
@@ -148,6 +149,8 @@ def report_markdown(document):
     ]
     if document["input_growth"]:
         lines += ["## Input size", "", *growth_lines(document["input_growth"]), ""]
+    if document.get("sizing"):
+        lines += ["## Sizing", "", *sizing_lines(document["sizing"]), ""]
     lines += ["## Plots", "", *(f"![{name}]({name})" for name in document["plots"]), "",
               "## Member runs", "", member_table(document["member_runs"]), ""]
     return "\n".join(lines)
@@ -287,11 +290,13 @@ def plot_time_vs_input(document):
 def plot_names(document):
     """The plots a document gets: time vs input only when some node count was measured at several inputs."""
     names = ["time_vs_nodes.png", "time_breakdown.png", "cost_vs_time.png"]
-    return names + (["time_vs_input.png"] if document["input_growth"] else [])
+    names += ["time_vs_input.png"] if document["input_growth"] else []
+    return names + (["sizing.png"] if "model" in (document.get("sizing") or {}) else [])
 
 
 PLOTTERS = {"time_vs_nodes.png": plot_time_vs_nodes, "time_breakdown.png": plot_time_breakdown,
-            "cost_vs_time.png": plot_cost_vs_time, "time_vs_input.png": plot_time_vs_input}
+            "cost_vs_time.png": plot_cost_vs_time, "time_vs_input.png": plot_time_vs_input,
+            "sizing.png": plot_sizing}
 
 
 def report_files(document):

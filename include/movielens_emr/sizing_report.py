@@ -23,6 +23,13 @@ def member_observations(records):
     return observed
 
 
+def member_price(records):
+    """USD per node-hour the member runs were priced at (their median); None when none was."""
+    prices = [(record.get("metrics") or {}).get("price_per_node_hour_usd") for record in records]
+    prices = [price for price in prices if price is not None]
+    return statistics.median(prices) if prices else None
+
+
 def full_input_work(records):
     """The pair work of the whole input, from the member runs' own counts and sample fractions."""
     works = [record["metrics"]["pair_work"] / (record["metrics"].get("sample_fraction") or 1.0)

@@ -3,7 +3,13 @@ import math
 import pytest
 
 from movielens_emr.sizing import Observation, fit_time_model, predictions
-from movielens_emr.sizing_report import balanced_choice, plot_sizing, sizing_lines, sizing_section
+from movielens_emr.sizing_report import (
+    balanced_choice,
+    member_price,
+    plot_sizing,
+    sizing_lines,
+    sizing_section,
+)
 
 FULL_WORK = 3e9
 
@@ -62,3 +68,28 @@ def test_the_report_lines_and_plot_are_made(tmp_path):
     assert "Leave-one-out error" in text and "Balanced choice" in text
     png = plot_sizing({"sizing": section})
     assert png.startswith(b"\x89PNG")
+
+
+def test_the_members_price_is_their_median_and_none_without_one():
+    priced = [member(n, 1.0, price_per_node_hour_usd=price) for n, price in ((2, 0.24), (4, 0.24), (8, 0.3))]
+    assert member_price(priced) == 0.24
+    assert member_price(members()) is None
+
+
+def test_the_benchmark_report_has_a_sizing_section_and_plot():
+    from movielens_emr import report
+    from movielens_emr.benchmark import summarize
+
+    records = [{**record, "index": index, "conf": {"node_count": record["metrics"]["node_count"],
+                                                   "sample_fraction": record["metrics"]["sample_fraction"]},
+                "error": None, "metrics": {**record["metrics"], "wall_seconds": 900.0,
+                                           "stage_seconds": [100.0, 200.0, 100.0], "overhead_seconds": 30.0,
+                                           "node_minutes": 40.0, "estimated_cost_usd": 0.2}}
+               for index, record in enumerate(members())]
+    params = {"dataset": "ml-1m", "target": "emr", "node_counts": [2, 4, 8], "sample_fractions": [0.5, 1.0],
+              "repetitions": 1, "member_runs": "cli", "parallel": False}
+    document = {"benchmark_run_id": "b1", "params": params, "host_cpus": 2, **summarize(records),
+                "member_runs": records, "sizing": sizing_section(records, 0.24)}
+    files = report.report_files(document)
+    assert "sizing.png" in files and files["sizing.png"].startswith(b"\x89PNG")
+    assert "## Sizing" in files["report.md"].decode() and "Balanced choice" in files["report.md"].decode()
