@@ -373,10 +373,13 @@ def test_too_many_bad_lines_on_the_command_line_ends_with_the_summary_and_the_jo
     result = subprocess.run([sys.executable, JOB_FILE, "-r", "local", "--no-bootstrap-mrjob",
                              "--max-bad-fraction", "0.05", ratings], capture_output=True, text=True)
     assert result.returncode == 1
-    last_lines = result.stderr.rstrip("\n").splitlines()[-3:]
-    assert last_lines[0] == "  input: bad lines skipped: 1" and last_lines[1] == "  input: ratings read: 9"
-    assert last_lines[2].startswith("TooManyBadLines: 1 of 10 ratings lines in ")
-    assert last_lines[2].endswith("e.g. '1::2::five::100' (non-numeric rating)")
+    lines = result.stderr.rstrip("\n").splitlines()
+    summary_start = max(number for number, line in enumerate(lines) if line.endswith("Run summary:"))
+    summary, last_line = lines[summary_start + 1:-1], lines[-1]
+    assert "  input: bad lines skipped: 1" in summary and "  input: ratings read: 9" in summary
+    assert all(line.startswith("  ") for line in summary)  # nothing but the counters between the two
+    assert last_line.startswith("TooManyBadLines: 1 of 10 ratings lines in ")
+    assert last_line.endswith("e.g. '1::2::five::100' (non-numeric rating)")
 
 
 def test_zero_padded_ids_are_the_same_movies_and_users_in_the_job_and_the_reference(tmp_path):
