@@ -41,7 +41,22 @@ class ClusterSettings:
 
 def task_slots(config):
     """Concurrent tasks the cluster runs: vCPUs of the core nodes (of the master when it is alone)."""
-    return max(config.core_node_count, 1) * INSTANCE_VCPUS.get(config.instance_type, DEFAULT_VCPUS)
+    return cluster_task_slots(config.node_count, config.instance_type)
+
+
+def cluster_task_slots(node_count, instance_type):
+    """Concurrent tasks of a cluster of node_count nodes (1 master + node_count - 1 core) of one type."""
+    return max(node_count - 1, 1) * INSTANCE_VCPUS.get(instance_type, DEFAULT_VCPUS)
+
+
+def run_task_slots(target, node_count, instance_type):
+    """Concurrent tasks of a run: the cluster's on EMR; locally node_count (mrjob's --num-cores)."""
+    return cluster_task_slots(node_count, instance_type) if target == "emr" else node_count
+
+
+def task_slots_by_node_count(target, instance_type, largest):
+    """{node count: concurrent tasks} of runs of 1 to `largest` nodes."""
+    return {count: run_task_slots(target, count, instance_type) for count in range(1, largest + 1)}
 
 
 def build_job_flow(config, dag_id, run_id, log_uri, job_files, settings=ClusterSettings()):

@@ -13,6 +13,10 @@ Amazon S3"), under <log URI>/<cluster id>/:
   A streaming task's own stderr (a Python traceback) is only there, in its container's stderr; the
   application master's container (id ending _000001) logs which container ran which attempt.
 * node/<instance id>/...: the nodes' logs, the bootstrap actions' included.
+* hadoop-mapreduce/history/...: the MapReduce job history files of the cluster's jobs, one .jhist.gz
+  per job named after its job id (job_<...>-<submit time>-<user>-<job name>-...jhist.gz), beside its
+  _conf.xml.gz; mrjob 0.7 looks for them there (EmrJobRunner._stream_history_log_dirs) on every
+  release from 4. They hold each task's start and finish (task_times.parse_job_history).
 
 EMR uploads logs about every five minutes: they arrive minutes after a step ends, the containers' last.
 """
@@ -23,6 +27,14 @@ import re
 import time
 
 from movielens_emr.metrics import parse_hadoop_counters
+from movielens_emr.task_times import (
+    HISTORY_SOURCE,
+    history_file_keys,
+    job_id_of,
+    parse_job_history,
+    task_times_record,
+    unknown_task_times,
+)
 
 log = logging.getLogger(__name__)
 # Where a command-runner step's counter block may be, most likely first.
@@ -53,6 +65,11 @@ def node_log_folder(run_prefix, cluster_id):
 def container_log_folder(run_prefix, cluster_id, application_id=""):
     """Where EMR delivers the YARN containers' logs: of one application, or (without one) of all."""
     return f"{run_prefix}/logs/{cluster_id}/containers/{application_id}".rstrip("/")
+
+
+def history_log_folder(run_prefix, cluster_id):
+    """Where EMR archives the cluster's MapReduce job history files (in dated subfolders)."""
+    return f"{run_prefix}/logs/{cluster_id}/hadoop-mapreduce/history"
 
 
 def read_log(storage, key):
@@ -202,3 +219,57 @@ def task_error_text(task_stderr, lines=TASK_ERROR_LINES):
     if PYTHON_TRACEBACK in kept:
         kept = kept[kept.index(PYTHON_TRACEBACK):]
     return "\n".join(kept[-lines:]) or None
+
+
+def run_task_times(storage, run_prefix, cluster_id, step_ids, wait_seconds=0, poll_seconds=30):
+    """metrics.json's task_times of a run's steps, from their job history files (task_times_record).
+
+    Each step's job is the application its hadoop client submitted (its stderr or syslog). Waits up
+    to wait_seconds in all for EMR to archive the files; a step whose history is not there by then is
+    named in a warning and its tasks are unknown (None), never guessed. Reading never fails the run:
+    an error of the store leaves the task times unknown, saying why.
+    """
+    found, jobs = {}, {}
+
+    def all_found():
+        _find_histories(storage, run_prefix, cluster_id, step_ids, jobs, found)
+        return len(found) == len(step_ids)
+
+    try:
+        poll(all_found, wait_seconds, poll_seconds)
+    except Exception as error:  # a refused or failed read: the run's metrics go on without task times
+        log.warning("the steps' job history could not be read (%s: %s): task times unknown",
+                    type(error).__name__, error)
+        return unknown_task_times(len(step_ids), f"reading the job history failed: {error}")
+    missing = [f"stage {number} ({jobs.get(step_id) or 'no job id in its logs'})"
+               for number, step_id in enumerate(step_ids, start=1) if step_id not in found]
+    if missing:
+        log.warning("no job history under %s for %s: their task times are unknown",
+                    storage.uri(history_log_folder(run_prefix, cluster_id)), ", ".join(missing))
+    return task_times_record(
+        HISTORY_SOURCE, [found[step_id][0] if step_id in found else None for step_id in step_ids],
+        read_from=[found[step_id][1] if step_id in found else None for step_id in step_ids],
+        missing=f"no job history of {', '.join(missing)}" if missing else None)
+
+
+def _find_histories(storage, run_prefix, cluster_id, step_ids, jobs, found):
+    """Add to found {step id: (its tasks, the history's URI)} the steps whose history has arrived."""
+    keys = None
+    for step_id in step_ids:
+        if step_id in found:
+            continue
+        if not jobs.get(step_id):
+            folder = step_log_folder(run_prefix, cluster_id, step_id)
+            client_log = "\n".join(read_log(storage, f"{folder}/{name}") or "" for name in CLIENT_LOGS)
+            jobs[step_id] = job_id_of(hadoop_client_job(client_log)[0])
+        if jobs[step_id]:
+            keys = storage.list_keys(history_log_folder(run_prefix, cluster_id)) if keys is None else keys
+            histories = history_file_keys(keys, jobs[step_id])
+            if histories:  # the newest name of a job's history (one, unless re-archived)
+                found[step_id] = (parse_job_history(_log_lines(storage, histories[-1])),
+                                  storage.uri(histories[-1]))
+
+
+def _log_lines(storage, key):
+    data = storage.get_bytes(key)
+    return (gzip.decompress(data) if key.endswith(".gz") else data).decode("utf-8", "replace").splitlines()

@@ -9,6 +9,7 @@ which cannot start inside a task.)
 """
 import collections
 import ctypes
+import functools
 import json
 import logging
 import os
@@ -16,12 +17,20 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from movielens_emr.job import job_class
 from movielens_emr.metrics import flatten_counters
 from movielens_emr.storage import RUN_OWNER_MARKER
+from movielens_emr.task_times import (
+    LOCAL_SOURCE,
+    local_record_path,
+    read_local_task_times,
+    task_times_record,
+    timed_task,
+)
 
 log = logging.getLogger(__name__)
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # include/, which holds movielens_emr
@@ -36,7 +45,8 @@ class LocalJobFailed(RuntimeError):
 
 
 def run_local_job(job_args, input_paths, output_dir, parallel_tasks, work_dir):
-    """Run the job with `parallel_tasks` concurrent tasks; {"seconds", "stage_seconds", "counters"}.
+    """Run the job with `parallel_tasks` concurrent tasks; {"seconds", "stage_seconds", "counters",
+    "task_times"} (task_times as metrics.json holds them, see task_times.task_times_record).
 
     work_dir is this run's folder on this machine. It holds job.json (the job's process group and
     start, so that a later try stops a job this one leaves behind) and mrjob's scratch folder tmp/
@@ -174,9 +184,11 @@ def run_in_this_process(job_args, input_paths, output_dir, parallel_tasks, local
                    "--num-cores", str(parallel_tasks), "--output-dir", str(output_dir)]
     if local_tmp_dir:
         runner_args += ["--local-tmp-dir", str(local_tmp_dir)]
+        Path(local_tmp_dir).mkdir(parents=True, exist_ok=True)
     job = job_class()([*job_args, *runner_args, *map(str, input_paths)])
     stage_seconds = []
-    with job.make_runner() as runner:
+    with job.make_runner() as runner, tempfile.TemporaryDirectory(prefix="task-times-",
+                                                                  dir=local_tmp_dir) as task_records:
         run_step = runner._run_step
 
         # mrjob has no per-step timing of its own; wrapping its step method measures each stage.
@@ -187,11 +199,41 @@ def run_in_this_process(job_args, input_paths, output_dir, parallel_tasks, local
             log.info("stage %d finished in %.1f s", step_num + 1, stage_seconds[-1])
 
         runner._run_step = timed_step
+        record_task_times(runner, task_records)
         started = time.monotonic()
         runner.run()
         seconds = round(time.monotonic() - started, 3)
         counters = flatten_counters(runner.counters())
-    return {"seconds": seconds, "stage_seconds": stage_seconds, "counters": counters}
+        task_times = task_times_record(LOCAL_SOURCE, read_local_task_times(task_records, len(job.steps())))
+    return {"seconds": seconds, "stage_seconds": stage_seconds, "counters": counters,
+            "task_times": task_times}
+
+
+def record_task_times(runner, folder):
+    """Make each map task (its mapper and combiner) and reduce task of mrjob's local runner write its
+    start and duration to folder (task_times.timed_task), where read_local_task_times finds them.
+
+    The clock runs in the runner's pool process, around mrjob's own task function: it measures the
+    time the task held one of the --num-cores slots, the sort of its combiner's input included (a
+    Hadoop map task runs its combiner too), with no extra process per task and no change to the job.
+    A --task-python-bin wrapper would time only the Python processes, a map task's mapper and
+    combiner apart, and start one more process per task. The two methods are mrjob 0.7's
+    (constraints.txt pins it), as _run_step above is.
+    """
+    map_task, any_task = runner._run_mapper_and_combiner_func, runner._run_task_func
+
+    def timed_map_task(step_num, task_num, map_split):
+        return functools.partial(timed_task, map_task(step_num, task_num, map_split),
+                                 local_record_path(folder, step_num, "mapper", task_num))
+
+    def timed_reduce_task(task_type, step_num, task_num, map_split=None):
+        task = any_task(task_type, step_num, task_num, map_split)
+        if task_type != "reducer":
+            return task  # a mapper or a combiner: timed as part of its map task
+        return functools.partial(timed_task, task, local_record_path(folder, step_num, "reducer", task_num))
+
+    runner._run_mapper_and_combiner_func = timed_map_task
+    runner._run_task_func = timed_reduce_task
 
 
 def die_with_parent(parent_pid):

@@ -2,6 +2,7 @@
 import re
 
 from movielens_emr.job import work_metrics
+from movielens_emr.task_times import one_run_prediction_lines, task_times_lines
 
 PRICE_REGION = "us-east-1"
 # On-demand USD per node-hour in us-east-1: the EC2 price plus the EMR charge, from the AWS price
@@ -122,11 +123,17 @@ def input_counts(counters):
     return {"input_ratings": counters[INPUT_RATINGS], "bad_lines": counters.get(BAD_LINES, 0)}
 
 
+# Records too large for a row each of their figures: summarised in a few rows.
+SUMMARISED = {"task_times": task_times_lines, "one_run_prediction": one_run_prediction_lines}
+
+
 def metrics_table(metrics):
     """A readable two-column table of a metrics record, for the task log."""
     rows = []
     for name, value in metrics.items():
-        if isinstance(value, list) and value:
+        if name in SUMMARISED and isinstance(value, dict):
+            rows += SUMMARISED[name](value)
+        elif isinstance(value, list) and value:
             rows += [(f"{name}[{number}]", item) for number, item in enumerate(value, start=1)]
         else:
             rows.append((name, value))

@@ -252,3 +252,34 @@ def predict_stage_seconds(stage_seconds, phase_task_seconds, measured_slots, slo
     measured_waves = sum(wave_makespan(tasks, measured_slots) for tasks in phase_task_seconds)
     fixed = max(stage_seconds - measured_waves, 0.0)
     return fixed + sum(wave_makespan(tasks, slots) for tasks in phase_task_seconds)
+
+
+def predict_run_seconds(cluster_seconds, stage_seconds, stage_phases, measured_slots, slots):
+    """(cluster seconds, [stage seconds]) of the same run on `slots` slots, from one measured run.
+
+    stage_phases: per stage, its phases' task durations in start order ([map tasks, reduce tasks]).
+    Each stage is predicted by predict_stage_seconds; the cluster's time outside the stages
+    (provisioning, bootstrap, the gaps between steps) is kept as measured.
+    """
+    stages = [predict_stage_seconds(seconds, phases, measured_slots, slots)
+              for seconds, phases in zip(stage_seconds, stage_phases, strict=True)]
+    return cluster_seconds - sum(stage_seconds) + sum(stages), stages
+
+
+def one_run_predictions(cluster_seconds, stage_seconds, stage_phases, measured_slots, slots_by_node_count,
+                        price_per_node_hour=None):
+    """The one-run prediction of every node count in slots_by_node_count ({node count: task slots}).
+
+    The task list is the measured run's: on more slots than it has tasks a phase does not get
+    faster, although a run on more nodes would get more reduce tasks (the pipeline gives each
+    stage one per slot), so predictions above the measured slots lean slow.
+    """
+    predicted = []
+    for node_count, slots in sorted(slots_by_node_count.items()):
+        cluster, stages = predict_run_seconds(cluster_seconds, stage_seconds, stage_phases, measured_slots,
+                                              slots)
+        cost = None if price_per_node_hour is None else node_count * cluster / 3600 * price_per_node_hour
+        predicted.append({"node_count": node_count, "task_slots": slots, "cluster_seconds": round(cluster, 1),
+                          "stage_seconds": [round(seconds, 1) for seconds in stages],
+                          "cost_usd": None if cost is None else round(cost, 4)})
+    return predicted

@@ -6,14 +6,22 @@ import dataclasses
 import datetime
 import json
 import logging
+import time
 from pathlib import Path
 
 from airflow.sdk import Asset, Variable, get_current_context
 
-from movielens_emr.cluster import build_job_flow, chosen_security_configuration, node_python_for, task_slots
+from movielens_emr.cluster import (
+    build_job_flow,
+    chosen_security_configuration,
+    node_python_for,
+    task_slots,
+    task_slots_by_node_count,
+)
 from movielens_emr.collect import collect_output
 from movielens_emr.datasets import get_dataset
 from movielens_emr.emr import EmrClient
+from movielens_emr.emr_logs import run_task_times
 from movielens_emr.job import job_args, job_class, movie_blocks_for
 from movielens_emr.local_run import run_local_job as run_job_locally
 from movielens_emr.metrics import hourly_price, metrics_table, run_metrics, run_started_at, seconds_between
@@ -23,6 +31,7 @@ from movielens_emr.staging import dataset_source_files, stage_job_files
 from movielens_emr.staging import stage_dataset as stage_dataset_files
 from movielens_emr.steps import build_stage_steps
 from movielens_emr.storage import claim_run_folder, open_storage
+from movielens_emr.task_times import one_run_prediction, unknown_task_times
 from movielens_emr.wheelhouse import node_wheels
 
 log = logging.getLogger(__name__)
@@ -228,20 +237,29 @@ def record_metrics(config, collected, run_id, dag_run, ti):
     cluster_id = None
     if config.target == "emr":
         cluster_id, step_ids = ti.xcom_pull(task_ids="create_cluster"), ti.xcom_pull(task_ids="submit_stages")
+        logs_due = time.monotonic() + settings.log_wait_seconds  # one wait for the counters and histories
         timings, counters, counter_sources = _emr_client(settings).timings_and_counters(
             storage, run_prefix, cluster_id, step_ids, settings.log_wait_seconds, settings.poll_seconds)
+        task_times = run_task_times(storage, run_prefix, cluster_id, step_ids,
+                                    max(logs_due - time.monotonic(), 0), settings.poll_seconds)
         price = run_price(config)
     else:
         local_run = ti.xcom_pull(task_ids="run_local_job")
         timings = {"cluster_seconds": local_run["seconds"], "provisioning_seconds": 0.0,
                    "stage_seconds": local_run["stage_seconds"]}
         counters, counter_sources, price = local_run["counters"], None, 0.0
+        task_times = local_run.get("task_times") or unknown_task_times(
+            FINAL_STAGE, "the local run did not time its tasks")
+    slots = task_slots_by_node_count(config.target, config.instance_type,
+                                     max(max_node_count(), config.node_count))
     metrics = {"run_id": run_id, **dataclasses.asdict(config), "cluster_id": cluster_id,
                # the form's field may be empty while the deployment's setting applied
                "cluster_security_configuration": (
                    chosen_security_configuration(config, settings.cluster) if cluster_id else None),
                **run_metrics(config, timings, seconds_between(started, now), counters,
-                             collected["output_pairs"], price, counter_sources)}
+                             collected["output_pairs"], price, counter_sources),
+               "task_times": task_times,
+               "one_run_prediction": one_run_prediction(task_times, timings, config.node_count, slots, price)}
     storage.put_bytes(json.dumps(metrics, indent=1).encode(), f"{run_prefix}/metrics.json")
     log.info("metrics of %s (%s):\n%s", run_id, storage.uri(f"{run_prefix}/metrics.json"),
              metrics_table(metrics))

@@ -26,7 +26,13 @@ shim. Counters come from the tasks' `reporter:counter:<group>,<counter>,<amount>
 logs go where and as EMR delivers them for a command-runner.jar step (see "EMR's log layout" below):
 `<LogUri>/<cluster id>/steps/<step id>/{controller,stderr,stdout,syslog}.gz`, the hadoop client's
 output (application id, failed attempts, counter block) in `stderr.gz`, and each task attempt's own
-stderr only in `<LogUri>/<cluster id>/containers/<application id>/<container id>/stderr.gz`.
+stderr only in `<LogUri>/<cluster id>/containers/<application id>/<container id>/stderr.gz`. Each
+job's MapReduce job history goes where EMR archives it, `<LogUri>/<cluster id>/hadoop-mapreduce/
+history/<yyyy>/<mm>/<dd>/000000/<job id>-<submit ms>-hadoop-<job name>-<finish ms>-<maps>-<reduces>-
+<status>-default-<start ms>.jhist.gz` beside `<job id>_conf.xml.gz`: Hadoop's Avro-JSON events
+(Events.avpr: AM_STARTED, JOB_SUBMITTED, TASK_STARTED, MAP_ATTEMPT_STARTED, MAP_ATTEMPT_FINISHED or
+_FAILED, TASK_FINISHED or TASK_FAILED, ..., JOB_FINISHED or JOB_FAILED) with the tasks' real start and
+finish times (a map task ends with its combiner), which mrjob's history parser reads too.
 
 Faults, for the tests of what the pipeline does when EMR goes wrong:
 
@@ -45,11 +51,14 @@ in the same process share: the double works in both (with the server, steps run 
 A step runs inside the describe_step call that ends it, so that call lasts as long as the step: keep
 test jobs well under botocore's 60 s read timeout. Not modelled: task retries, input splits of large
 files, speculative execution, step concurrency above 1, Spark or other non-streaming steps (FAILED), the
-minutes EMR takes to deliver logs (the double writes them all as the step ends).
+minutes EMR takes to deliver logs (the double writes them all as the step ends), a job history's full
+schema line (trimmed to the record names) and its tasks' Hadoop counters (only their reporter counters).
 """
 import contextlib
 import dataclasses
+import datetime
 import gzip
+import json
 import os
 import re
 import shlex
@@ -60,6 +69,7 @@ import tempfile
 import threading
 import time
 import traceback
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from unittest import mock
@@ -265,6 +275,8 @@ class TaskRun:
     input_records: int
     output_records: int
     seconds: float = 0.0
+    started: float = 0.0  # seconds since the epoch, as the job history records a task's start and finish
+    finished: float = 0.0
 
     def failure_reason(self):
         """What the job client and EMR say of a failed streaming task: its exit code, not what it wrote."""
@@ -395,7 +407,7 @@ class StreamingRunner:
         for _, name in self.job.files:
             (task_dir / name).symlink_to(self.cache / name)
         env = self._task_env(attempt, extra_env)
-        started = time.monotonic()
+        started, started_at = time.monotonic(), time.time()
         try:
             words = shlex.split(command)
             done = subprocess.run(words, input=stdin_data, capture_output=True, cwd=task_dir, env=env,
@@ -405,7 +417,7 @@ class StreamingRunner:
             returncode, stdout, stderr = 127, b"", f"cannot run {command!r}: {error}\n".encode()
         run = TaskRun(attempt, kind, command, input_uri, returncode, stderr,
                       input_records=len(split_lines(stdin_data)), output_records=len(split_lines(stdout)),
-                      seconds=round(time.monotonic() - started, 3))
+                      seconds=round(time.monotonic() - started, 3), started=started_at, finished=time.time())
         return run, stdout
 
     def _task_env(self, attempt, extra_env):
@@ -595,6 +607,171 @@ def task_syslog(run, ended):
     return "\n".join(lines) + "\n"
 
 
+# Hadoop's MapReduce job history, as hadoop-mapreduce-client-core's Events.avpr defines it (the
+# fields mrjob's logs/history.py and this pipeline read, and the rest of each record): the
+# application master writes one Avro-JSON file per job, "Avro-Json", the Event schema, then one
+# event a line, times in ms since the epoch; the job history server moves it to its done folder,
+# <yyyy>/<mm>/<dd>/<serial>/, named after the job (FileNameIndexUtils), beside <job id>_conf.xml;
+# EMR archives that folder under <LogUri>/<cluster id>/hadoop-mapreduce/history/, where mrjob
+# looks for it. The double runs one attempt per task.
+HISTORY_NAMESPACE = "org.apache.hadoop.mapreduce.jobhistory"
+HISTORY_RECORDS = {  # event type: its record, the branch of the Event union
+    "AM_STARTED": "AMStarted", "JOB_SUBMITTED": "JobSubmitted", "JOB_INITED": "JobInited",
+    "JOB_INFO_CHANGED": "JobInfoChange", "TASK_STARTED": "TaskStarted",
+    "MAP_ATTEMPT_STARTED": "TaskAttemptStarted", "REDUCE_ATTEMPT_STARTED": "TaskAttemptStarted",
+    "MAP_ATTEMPT_FINISHED": "MapAttemptFinished", "REDUCE_ATTEMPT_FINISHED": "ReduceAttemptFinished",
+    "MAP_ATTEMPT_FAILED": "TaskAttemptUnsuccessfulCompletion",
+    "REDUCE_ATTEMPT_FAILED": "TaskAttemptUnsuccessfulCompletion",
+    "TASK_FINISHED": "TaskFinished", "TASK_FAILED": "TaskFailed",
+    "JOB_FINISHED": "JobFinished", "JOB_FAILED": "JobUnsuccessfulCompletion",
+}
+HISTORY_USER = "hadoop"
+JOB_NAME_LIMIT = 50  # mapreduce.jobhistory.jobname.limit
+NODE_HOST, NODE_PORT, NODE_HTTP_PORT, SHUFFLE_PORT = "ip-10-0-0-2.ec2.internal", 8041, 8042, 13562
+HISTORY_FOLDER = "hadoop-mapreduce/history"
+
+
+def epoch_ms(moment):
+    """Milliseconds since the epoch of a naive UTC datetime (moto's) or of seconds since the epoch."""
+    if isinstance(moment, datetime.datetime):
+        moment = moment.replace(tzinfo=datetime.timezone.utc).timestamp()
+    return int(moment * 1000)
+
+
+def history_event(kind, **fields):
+    """One job history record: {"type": kind, "event": {<namespace>.<record>: fields}}."""
+    return {"type": kind, "event": {f"{HISTORY_NAMESPACE}.{HISTORY_RECORDS[kind]}": fields}}
+
+
+def jh_counters(name, groups):
+    """A JhCounters record of {group: {counter: amount}}."""
+    return {"name": name, "groups": [
+        {"name": group, "displayName": group, "counts": [
+            {"name": counter, "displayName": counter, "value": amount}
+            for counter, amount in counters.items()]}
+        for group, counters in groups.items()]}
+
+
+def task_counter_groups(*runs):
+    """{group: {counter: amount}} of the reporter lines of one task's processes."""
+    reported = {}
+    for run in runs:
+        add_counters(reported, parse_counter_lines(run.stderr))
+    groups = {}
+    for (group, counter), amount in sorted(reported.items()):
+        groups.setdefault(group, {})[counter] = amount
+    return groups
+
+
+def task_history_events(run, combined, container):
+    """[(ms, record)] of one task and its attempt: started, then finished or failed."""
+    kind = "MAP" if run.kind == "map" else "REDUCE"
+    task_id = run.attempt.replace("attempt_", "task_", 1).rsplit("_", 1)[0]
+    started, finished = epoch_ms(run.started), epoch_ms((combined or run).finished)
+    counters = jh_counters("COUNTERS", task_counter_groups(*(task for task in (run, combined) if task)))
+    events = [
+        (started, history_event("TASK_STARTED", taskid=task_id, taskType=kind, startTime=started,
+                                splitLocations=NODE_HOST if kind == "MAP" else "")),
+        (started, history_event(f"{kind}_ATTEMPT_STARTED", taskid=task_id, taskType=kind,
+                                attemptId=run.attempt, startTime=started, trackerName=NODE_HOST,
+                                httpPort=NODE_HTTP_PORT, shufflePort=SHUFFLE_PORT, containerId=container,
+                                locality={"string": "NODE_LOCAL"}, avataar={"string": "VIRGIN"}))]
+    where = {"hostname": NODE_HOST, "port": NODE_PORT, "rackname": "/default-rack"}
+    usage = {"clockSplits": [], "cpuUsages": [], "vMemKbytes": [], "physMemKbytes": []}
+    if run.returncode != 0:
+        error = f"Error: {PIPE_FAILED} {run.returncode}"
+        return events + [
+            (finished, history_event(f"{kind}_ATTEMPT_FAILED", taskid=task_id, taskType=kind,
+                                     attemptId=run.attempt, finishTime=finished, **where, status="FAILED",
+                                     error=error, counters=counters, **usage)),
+            (finished, history_event("TASK_FAILED", taskid=task_id, taskType=kind, finishTime=finished,
+                                     error=error, failedDueToAttempt={"string": run.attempt}, status="FAILED",
+                                     counters=counters))]
+    phase_ends = ({"mapFinishTime": epoch_ms(run.finished)} if kind == "MAP"
+                  else {"shuffleFinishTime": started, "sortFinishTime": started})
+    return events + [
+        (finished, history_event(f"{kind}_ATTEMPT_FINISHED", taskid=task_id, attemptId=run.attempt,
+                                 taskType=kind, taskStatus="SUCCEEDED", **phase_ends, finishTime=finished,
+                                 **where, state=run.kind, counters=counters, **usage)),
+        (finished, history_event("TASK_FINISHED", taskid=task_id, taskType=kind, finishTime=finished,
+                                 status="SUCCEEDED", counters=counters, successfulAttemptId=run.attempt))]
+
+
+def job_history_events(execution, counter_groups, started, ended):
+    """[(ms, record)] of the step's job, in the order its application master writes them."""
+    application_id = execution.application_id
+    job_id, attempt_id = (application_id.replace("application_", prefix, 1)
+                          for prefix in ("job_", "appattempt_"))
+    submitted, finished = epoch_ms(started), epoch_ms(ended)
+    containers = container_ids(application_id, execution.tasks)
+    runs = {run.attempt: run for run in execution.tasks}
+    attempts = task_attempts(execution.tasks)
+    totals = {kind: sum(run.kind == kind for run in attempts) for kind in ("map", "reduce")}
+    done = {kind: sum(run.kind == kind and run.returncode == 0 for run in attempts) for kind in totals}
+    events = [
+        (submitted, history_event(
+            "AM_STARTED", applicationAttemptId=f"{attempt_id}_000001", startTime=submitted,
+            containerId=application_id.replace("application_", "container_", 1) + "_01_000001",
+            nodeManagerHost=NODE_HOST, nodeManagerPort=NODE_PORT, nodeManagerHttpPort=NODE_HTTP_PORT)),
+        (submitted, history_event(
+            "JOB_SUBMITTED", jobid=job_id, jobName=job_name(execution), userName=HISTORY_USER,
+            submitTime=submitted, jobConfPath=f"hdfs://{NODE_HOST}:8020/tmp/hadoop-yarn/staging/{HISTORY_USER}"
+                                              f"/.staging/{job_id}/job.xml",
+            acls={}, jobQueueName="default", workflowId="", workflowName="", workflowNodeName="",
+            workflowAdjacencies="")),
+        (submitted, history_event("JOB_INITED", jobid=job_id, launchTime=submitted, totalMaps=totals["map"],
+                                  totalReduces=totals["reduce"], jobStatus="INITED", uberized=False)),
+        (submitted, history_event("JOB_INFO_CHANGED", jobid=job_id, submitTime=submitted,
+                                  launchTime=submitted))]
+    for run in attempts:
+        events += task_history_events(run, runs.get(f"{run.attempt}_combine"), containers[run.attempt])
+    if execution.state == "COMPLETED":
+        events.append((finished, history_event(
+            "JOB_FINISHED", jobid=job_id, finishTime=finished, finishedMaps=done["map"],
+            finishedReduces=done["reduce"], failedMaps=0, failedReduces=0,
+            totalCounters=jh_counters("TOTAL_COUNTERS", counter_groups),
+            mapCounters=jh_counters("MAP_COUNTERS", {}), reduceCounters=jh_counters("REDUCE_COUNTERS", {}))))
+    else:
+        events.append((finished, history_event("JOB_FAILED", jobid=job_id, finishTime=finished,
+                                               finishedMaps=done["map"], finishedReduces=done["reduce"],
+                                               jobStatus="FAILED")))
+    return sorted(events, key=lambda event: event[0]), done
+
+
+def job_name(execution):
+    """The job's name: its mapreduce.job.name, else hadoop-streaming's own."""
+    return execution.job.jobconf.get("mapreduce.job.name") or "streamjob.jar"
+
+
+def history_file_name(execution, done, submitted, finished):
+    """The done file's name: the job's index fields joined by "-", each with its own "-" escaped."""
+    def field(text):
+        return "%2D".join(urllib.parse.quote(part, safe="") for part in str(text).split("-"))
+
+    job_id = execution.application_id.replace("application_", "job_", 1)
+    status = "SUCCEEDED" if execution.state == "COMPLETED" else "FAILED"
+    fields = [job_id, submitted, HISTORY_USER, field(job_name(execution)[:JOB_NAME_LIMIT]), finished,
+              done["map"], done["reduce"], status, "default", submitted]
+    return "-".join(map(str, fields)) + ".jhist"
+
+
+def job_history_logs(execution, counter_groups, started, ended):
+    """{hadoop-mapreduce/history/<yyyy>/<mm>/<dd>/000000/<file>: text}: the step job's .jhist and conf."""
+    events, done = job_history_events(execution, counter_groups, started, ended)
+    schema = {"type": "record", "name": "Event", "namespace": HISTORY_NAMESPACE, "fields": [
+        {"name": "type", "type": {"type": "enum", "name": "EventType", "symbols": list(HISTORY_RECORDS)}},
+        {"name": "event", "type": sorted(set(HISTORY_RECORDS.values()))}]}
+    lines = ["Avro-Json", json.dumps(schema, separators=(",", ":")),
+             *(json.dumps(record, separators=(",", ":")) for _, record in events)]
+    folder = f"{HISTORY_FOLDER}/{ended:%Y/%m/%d}/000000"
+    name = history_file_name(execution, done, epoch_ms(started), epoch_ms(ended))
+    job_id = execution.application_id.replace("application_", "job_", 1)
+    conf = ('<?xml version="1.0" encoding="UTF-8" standalone="no"?><configuration>'
+            f"<property><name>mapreduce.job.name</name><value>{job_name(execution)}</value></property>"
+            "</configuration>")
+    return {f"{folder}/{name}": "\n".join(lines) + "\n", f"{folder}/{job_id}_conf.xml": conf}
+
+
 def emr_step_logs(execution, step_number, args, counter_groups, started):
     """{path under <LogUri>/<cluster id>/: text} of every log EMR delivers for one step."""
     ended = utcnow()
@@ -606,6 +783,7 @@ def emr_step_logs(execution, step_number, args, counter_groups, started):
             f"{folder}/syslog": ""}
     if execution.application_id:
         logs.update(container_logs(execution, started, ended))
+        logs.update(job_history_logs(execution, counter_groups, started, ended))
     return logs
 
 

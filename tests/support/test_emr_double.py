@@ -8,8 +8,10 @@ import pytest
 import requests
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
+from mrjob.logs.history import _match_history_log_path, _parse_yarn_history_log
 
 from movielens_emr.metrics import parse_hadoop_counters
+from movielens_emr.task_times import parse_job_history
 
 from tests.support.emr_double import (
     StepArgsError,
@@ -224,6 +226,32 @@ def test_word_count_step_runs_one_transition_per_poll(aws):
     assert len(folders) == 1 + 2 + 3 and folders[0].endswith("_01_000001")
     master = gunzipped(s3, f"{containers}{folders[0]}/syslog.gz")
     assert master.count("RMContainerAllocator: Assigned container container_") == 5
+    # the job's history, archived where EMR puts it: mrjob's parser and the pipeline's both read it
+    jhist, lines = job_history(s3, cluster_id, execution.application_id)
+    assert lines[0] == "Avro-Json\n"
+    parsed = _parse_yarn_history_log(lines)
+    assert parsed["counters"]["words"]["mapped"] == total_words
+    assert sorted(parsed["attempt_to_container_id"].values()) == folders[1:]
+    tasks = parse_job_history(lines)
+    assert sorted(task.phase for task in tasks) == ["mapper"] * 2 + ["reducer"] * 3
+    runs = {run.attempt.replace("attempt_", "task_").rsplit("_", 1)[0]: run for run in execution.tasks
+            if run.kind != "combine"}
+    combined = {run.attempt.removesuffix("_combine"): run for run in execution.tasks if run.kind == "combine"}
+    for task in tasks:  # a map task's span ends with its combiner's
+        run = runs[task.task]
+        last = combined.get(run.attempt, run)
+        assert task.started == pytest.approx(run.started, abs=0.001)
+        assert task.seconds == pytest.approx(last.finished - run.started, abs=0.002)
+
+
+def job_history(s3, cluster_id, application_id):
+    """(key, lines) of a job's .jhist in the cluster's archived job history, beside the job's conf."""
+    job_id = application_id.replace("application_", "job_", 1)
+    keys = list_keys(s3, f"logs/{cluster_id}/hadoop-mapreduce/history/")
+    (jhist,) = [key for key in keys if key.rsplit("/", 1)[1].startswith(f"{job_id}-")]
+    assert jhist.endswith(".jhist.gz") and jhist.rsplit("/", 1)[0] + f"/{job_id}_conf.xml.gz" in keys
+    assert _match_history_log_path(f"s3://{BUCKET}/{jhist}") == {"job_id": job_id, "yarn": True}
+    return jhist, gunzipped(s3, jhist).splitlines(keepends=True)
 
 
 def list_keys(s3, prefix):
@@ -272,6 +300,13 @@ def test_failed_step_cancels_the_later_steps(aws):
     container = master.split(f" to {attempt}")[0].rsplit("Assigned container ", 1)[1]
     assert gunzipped(s3, f"{containers}{container}/stderr.gz") == "boom in the mapper\n"
     assert "YarnChild: Exception running child" in gunzipped(s3, f"{containers}{container}/syslog.gz")
+    # its history has the failed attempt, and the tasks that did finish
+    jhist, lines = job_history(s3, cluster_id, failed.application_id)
+    assert "-FAILED-default-" in jhist
+    assert sorted(error["attempt_id"] for error in _parse_yarn_history_log(lines)["errors"]) == sorted(
+        run.attempt for run in failed.tasks if run.returncode)
+    finished_maps = sum(run.returncode == 0 for run in failed.tasks if run.kind == "map")
+    assert len(parse_job_history(lines)) == finished_maps
     keys = [item["Key"] for item in s3.list_objects_v2(Bucket=BUCKET, Prefix="out-")["Contents"]]
     assert all(key.startswith("out-1/") for key in keys)  # the failed step wrote nothing
 
