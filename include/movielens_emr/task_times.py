@@ -186,11 +186,11 @@ def _why_no_prediction(task_times, timings):
     stage_seconds = timings.get("stage_seconds") or []
     if timings.get("cluster_seconds") is None or not stage_seconds or None in stage_seconds:
         return "the run's cluster or stage times are unknown"
-    unknown = [number for number, stage in enumerate(task_times.get("task_seconds") or [], start=1)
-               if stage is None]
-    if len(task_times.get("task_seconds") or []) != len(stage_seconds) or unknown:
-        return f"the task times of stages {unknown or 'all'} are unknown"
-    return None
+    stages = task_times.get("task_seconds") or []
+    if len(stages) != len(stage_seconds):
+        return f"task times of {len(stages)} stages for a run of {len(stage_seconds)}"
+    unknown = [number for number, stage in enumerate(stages, start=1) if stage is None]
+    return f"the task times of stages {unknown} are unknown" if unknown else None
 
 
 def task_times_lines(task_times):

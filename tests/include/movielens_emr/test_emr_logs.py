@@ -1,5 +1,6 @@
 """Reading EMR's logs where EMR delivers them: a step's counters, and a failed task's own error."""
 import gzip
+import json
 import logging
 import threading
 
@@ -10,13 +11,16 @@ from moto import mock_aws
 from movielens_emr.emr_logs import (
     container_log_folder,
     hadoop_client_job,
+    history_log_folder,
     run_counters,
+    run_task_times,
     step_counters,
     step_log_folder,
     task_error_text,
     task_failure_traceback,
 )
 from movielens_emr.storage import LocalStorage
+from movielens_emr.task_times import HISTORY_SOURCE
 
 from tests.support.emr_double import emr_streaming_double
 
@@ -184,3 +188,81 @@ def test_the_traceback_of_a_task_that_failed_on_the_emr_double(storage):
     assert found.splitlines()[0].startswith("task attempt_") and "_m_000000_0 (container_" in found
     assert found.splitlines()[1] == "Traceback (most recent call last):"
     assert found.endswith("ValueError: bad rating on line 7")
+
+
+def put_job_history(storage, application, map_seconds, reduce_seconds, gzipped=True):
+    """A job's .jhist where EMR archives it: one map and one reduce task of the given seconds."""
+    job = application.replace("application_", "job_")
+    lines = ["Avro-Json", "{}"]
+    for phase, kind, start, seconds in (("m", "MAP", 1_000, map_seconds),
+                                        ("r", "REDUCE", 9_000, reduce_seconds)):
+        task = f"{job.replace('job_', 'task_')}_{phase}_000000"
+        lines += [history_line("TASK_STARTED", "TaskStarted", taskid=task, taskType=kind, startTime=start,
+                               splitLocations=""),
+                  history_line("TASK_FINISHED", "TaskFinished", taskid=task, taskType=kind,
+                               finishTime=start + seconds * 1000, status="SUCCEEDED",
+                               counters={"name": "COUNTERS", "groups": []})]
+    text = "\n".join(lines) + "\n"
+    folder = f"{history_log_folder(RUN, CLUSTER)}/2026/12/02/000000"
+    key = f"{folder}/{job}-1-hadoop-stage-2-1-1-SUCCEEDED-default-1.jhist"
+    if gzipped:
+        put_log(storage, f"{key}.gz", text)
+    else:
+        storage.put_bytes(text.encode(), key)
+    return storage.uri(f"{key}.gz" if gzipped else key)
+
+
+def history_line(kind, branch, **fields):
+    return json.dumps({"type": kind, "event": {f"org.apache.hadoop.mapreduce.jobhistory.{branch}": fields}})
+
+
+def client_stderr(application):
+    return CLIENT_STDERR.replace(APP, application)
+
+
+def test_task_times_come_from_each_steps_job_history(storage):
+    second = APP.replace("_0002", "_0003")
+    put_step_log(storage, "s-1", "stderr", CLIENT_STDERR)
+    put_step_log(storage, "s-2", "syslog", client_stderr(second))  # EMR 5's client logged to syslog
+    first_uri = put_job_history(storage, APP, 4, 2)
+    second_uri = put_job_history(storage, second, 3, 1, gzipped=False)
+    times = run_task_times(storage, RUN, CLUSTER, ["s-1", "s-2"])
+    assert times["source"] == HISTORY_SOURCE and times["missing"] is None
+    assert times["read_from"] == [first_uri, second_uri]
+    assert times["task_seconds"] == [{"mapper": [4.0], "reducer": [2.0]}, {"mapper": [3.0], "reducer": [1.0]}]
+
+
+def test_a_step_whose_history_never_arrives_has_unknown_task_times(storage, caplog):
+    put_step_log(storage, "s-1", "stderr", CLIENT_STDERR)
+    put_step_log(storage, "s-2", "stderr", client_stderr(APP.replace("_0002", "_0003")))
+    put_job_history(storage, APP, 4, 2)
+    with caplog.at_level(logging.WARNING):
+        times = run_task_times(storage, RUN, CLUSTER, ["s-1", "s-2", "s-3"], wait_seconds=0.2,
+                               poll_seconds=0.05)
+    assert times["source"] == HISTORY_SOURCE and times["stages"][1:] == [None, None]
+    assert times["missing"] == ("no job history of stage 2 (job_1764680000000_0003), stage 3 (no job id in "
+                                "its logs)")
+    assert "no job history under" in caplog.text and times["read_from"][1:] == [None, None]
+
+
+def test_the_job_history_is_waited_for_until_emr_archives_it(storage):
+    put_step_log(storage, "s-1", "stderr", CLIENT_STDERR)
+    late = threading.Timer(0.3, put_job_history, (storage, APP, 4, 2))
+    late.start()
+    try:
+        times = run_task_times(storage, RUN, CLUSTER, ["s-1"], wait_seconds=10, poll_seconds=0.05)
+    finally:
+        late.join()
+    assert times["task_seconds"] == [{"mapper": [4.0], "reducer": [2.0]}]
+
+
+def test_a_store_that_refuses_the_history_leaves_the_task_times_unknown_without_failing(storage, monkeypatch):
+    put_step_log(storage, "s-1", "stderr", CLIENT_STDERR)
+
+    def refused(prefix):
+        raise PermissionError("AccessDenied: s3:ListBucket")
+
+    monkeypatch.setattr(storage, "list_keys", refused)
+    times = run_task_times(storage, RUN, CLUSTER, ["s-1"])
+    assert times["source"] is None and times["stages"] == [None]
+    assert times["missing"] == "reading the job history failed: AccessDenied: s3:ListBucket"

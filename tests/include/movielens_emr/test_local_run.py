@@ -98,6 +98,12 @@ def test_a_later_try_stops_the_job_an_earlier_one_left_running(tmp_path, leftove
     assert f"still running (process group {leftover_group}, 2 processes): stopping it" in caplog.text
     assert result["counters"] and len(result["stage_seconds"]) == 3
     assert list((tmp_path / "output").glob("part-*"))
+    # every map and reduce task timed; on 2 slots a stage's tasks add up to at most twice its time
+    times = result["task_times"]
+    assert (times["source"], times["missing"]) == ("local task times", None)
+    for stage, seconds in zip(times["stages"], result["stage_seconds"], strict=True):
+        assert stage["mapper"]["tasks"] >= 1 and stage["reducer"]["tasks"] >= 1
+        assert stage["mapper"]["total_seconds"] + stage["reducer"]["total_seconds"] <= 2 * seconds + 0.01
     assert sorted(path.name for path in work_dir.iterdir()) == ["result.json"]  # no record, no scratch
 
 

@@ -9,8 +9,10 @@ from movielens_emr.sizing import (
     extrapolation_notes,
     fit_time_model,
     leave_one_out_errors,
+    one_run_predictions,
     pareto_front,
     predict,
+    predict_run_seconds,
     predict_stage_seconds,
     predictions,
     recommend,
@@ -139,3 +141,20 @@ def test_a_stage_keeps_its_fixed_part_and_reruns_its_waves_on_other_slots():
     measured = 15 + wave_makespan(maps, 4) + wave_makespan(reduces, 4)  # 15 s start-up and shuffle
     assert predict_stage_seconds(measured, [maps, reduces], 4, 8) == 15 + 20 + 40
     assert predict_stage_seconds(measured, [maps, reduces], 4, 2) == 15 + 80 + 80
+
+
+def test_a_run_keeps_its_time_outside_the_stages_and_reruns_each_stages_waves():
+    maps, reduces = [10] * 4, [20] * 2
+    stage_1 = 3 + wave_makespan(maps, 2) + wave_makespan(reduces, 2)  # 3 + 20 + 20
+    cluster, stages = predict_run_seconds(100.0, [stage_1, 5.0], [[maps, reduces], [[5], []]], 2, 4)
+    assert stages == [3 + 10 + 20, 5.0]
+    assert cluster == 100 - (43 + 5) + (33 + 5)  # provisioning and the gaps between stages kept
+
+
+def test_one_run_predictions_cover_each_node_count_with_its_slots_and_cost():
+    phases = [[[10] * 4, [20] * 2]]
+    options = one_run_predictions(70.0, [40.0], phases, 2, {3: 2, 1: 1, 5: 4}, price_per_node_hour=0.24)
+    assert [(o["node_count"], o["task_slots"], o["cluster_seconds"]) for o in options] == [
+        (1, 1, 30 + 80), (3, 2, 70), (5, 4, 30 + 30)]
+    assert options[0]["stage_seconds"] == [80] and options[2]["cost_usd"] == round(5 * 60 / 3600 * 0.24, 4)
+    assert one_run_predictions(70.0, [40.0], phases, 2, {3: 2})[0]["cost_usd"] is None
