@@ -160,6 +160,15 @@ def test_local_target_end_to_end(dag, storage_root, dataset, ratings_files, movi
         metrics["wall_seconds"] - metrics["cluster_seconds"], abs=1e-3)
     assert metrics["node_minutes"] == pytest.approx(2 * metrics["cluster_seconds"] / 60, abs=1e-3)
     assert metrics["advice"]["chosen_by"] == "advisor" and metrics["advice"]["node_count"] == 2
+    # every map and reduce task of the local runner timed, and their waves replayed on other node counts
+    times, prediction = metrics["task_times"], metrics["one_run_prediction"]
+    assert (times["source"], times["missing"]) == ("local task times", None)
+    assert all(stage["mapper"]["tasks"] >= 1 and stage["reducer"]["tasks"] >= 1 for stage in times["stages"])
+    assert prediction["missing"] is None
+    assert (prediction["from_node_count"], prediction["from_task_slots"]) == (2, 2)
+    by_nodes = {option["node_count"]: option for option in prediction["predictions"]}
+    assert by_nodes[2]["cluster_seconds"] == pytest.approx(metrics["cluster_seconds"], rel=0.05)
+    assert by_nodes[1]["task_slots"] == 1 and by_nodes[1]["cluster_seconds"] > by_nodes[2]["cluster_seconds"]
     assert metrics["advice"]["predicted_cluster_seconds"] == pytest.approx(25, abs=0.1)
     [row] = [row for row in history_rows(storage_root) if row["run_id"] == run.run_id]
     assert (row["outcome"], row["output_pairs"]) == ("success", len(rows))

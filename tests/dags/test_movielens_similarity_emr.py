@@ -201,6 +201,32 @@ def test_emr_metrics_come_from_the_emr_timeline_and_the_step_counters(emr_runs):
     assert 0 < emr_runs.second_metrics["output_pairs"] < metrics["output_pairs"]
 
 
+def test_emr_task_times_come_from_the_job_history_and_predict_other_node_counts(emr_runs):
+    metrics = emr_runs.metrics
+    times = metrics["task_times"]
+    assert (times["source"], times["missing"]) == ("job history", None)
+    logs = f"{S3_ROOT}/{run_folder(emr_runs.first.run_id)}/logs/{emr_runs.cluster_id}"
+    histories = f"{logs}/hadoop-mapreduce/history/"
+    assert all(uri.startswith(histories) and uri.endswith(".jhist.gz") for uri in times["read_from"])
+    assert [(stage["mapper"]["tasks"], stage["reducer"]["tasks"]) for stage in times["stages"]] == [
+        (1, 8), (8, 8), (8, 8)]
+    # the durations are the tasks' own, as the double ran them (a map task's ends with its combiner)
+    for stage, step_id in zip(times["task_seconds"], emr_runs.step_ids, strict=True):
+        runs = emr_runs.double.execution(step_id).tasks
+        reduces = sorted(run.finished - run.started for run in runs if run.kind == "reduce")
+        assert sorted(stage["reducer"]) == pytest.approx(reduces, abs=0.002)
+    prediction = metrics["one_run_prediction"]
+    assert prediction["missing"] is None
+    assert (prediction["from_node_count"], prediction["from_task_slots"]) == (3, 8)  # 2 core m5.xlarge
+    by_nodes = {option["node_count"]: option for option in prediction["predictions"]}
+    assert sorted(by_nodes) == list(range(1, 21)) and by_nodes[5]["task_slots"] == 16
+    # its own node count predicts what was measured; fewer slots never run faster
+    assert by_nodes[3]["cluster_seconds"] == pytest.approx(metrics["cluster_seconds"], abs=0.1)
+    assert by_nodes[3]["cost_usd"] == pytest.approx(metrics["estimated_cost_usd"], abs=1e-3)
+    assert by_nodes[1]["cluster_seconds"] >= by_nodes[3]["cluster_seconds"] >= by_nodes[20]["cluster_seconds"]
+    assert emr_runs.second_metrics["one_run_prediction"]["missing"] is None
+
+
 def test_emr_bootstrap_installs_the_staged_wheels_uploaded_once_for_both_runs(emr_runs):
     (action,) = emr_runs.bootstrap_actions
     wheelhouse, requirements, python, packages_dir = action["Args"]
