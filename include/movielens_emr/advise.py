@@ -4,10 +4,13 @@
     python -m movielens_emr.advise --dataset ml-1m --budget-usd 0.50 --json
 
 The model is fitted to the run history (`movielens_run_history`) of one target and instance type;
-see movielens_emr.sizing for the model and README "Planning a run" for the rules.
+see movielens_emr.sizing for the model and README "Planning a run" for the rules. Beside it, the
+one-run prediction of the newest run of the same input that has one (its metrics.json): that run's
+task waves replayed on each node count's task slots.
 """
 import argparse
 import json
+import math
 import statistics
 import sys
 
@@ -21,6 +24,8 @@ from movielens_emr.sizing import (
 )
 
 DEFAULT_NODE_COUNTS = range(1, 21)
+# metrics.json files read at most, newest run first, in search of a one-run prediction.
+ONE_RUN_READS = 5
 
 
 def usable_runs(rows, target, instance_type):
@@ -54,13 +59,38 @@ def planned_pair_work(rows, dataset, sample_fraction):
     return statistics.median(full) * sample_fraction
 
 
+def one_run_candidates(rows, dataset, target, instance_type, sample_fraction):
+    """The run ids, newest first, of the successful runs whose one-run prediction fits a plan: the same
+    dataset, sample fraction, target and (on EMR) instance type, so the same input and the same tasks."""
+    return [row["run_id"] for row in rows
+            if row.get("outcome") == "success" and row.get("dataset") == dataset
+            and row.get("target") == target and (target != "emr" or row.get("instance_type") == instance_type)
+            and math.isclose(row.get("sample_fraction") or 1.0, sample_fraction)]
+
+
+def latest_one_run(run_ids, metrics_of, reads=ONE_RUN_READS):
+    """{"run_id", **its one_run_prediction} of the newest of the runs that has one; None if none of the
+    first `reads` has. metrics_of(run_id) is the run's metrics.json, or None."""
+    for run_id in run_ids[:reads]:
+        prediction = (metrics_of(run_id) or {}).get("one_run_prediction")
+        if prediction and prediction.get("predictions"):
+            return {"run_id": run_id, **prediction}
+    return None
+
+
 def plan_run(rows, dataset, target="emr", instance_type="m5.xlarge", price_per_node_hour=None,
-             sample_fraction=1.0, node_counts=DEFAULT_NODE_COUNTS, deadline_minutes=None, budget_usd=None):
-    """Predictions for every node count, the Pareto front and, for a deadline or budget, the choice."""
+             sample_fraction=1.0, node_counts=DEFAULT_NODE_COUNTS, deadline_minutes=None, budget_usd=None,
+             one_run=None):
+    """Predictions for every node count, the Pareto front and, for a deadline or budget, the choice.
+
+    one_run (latest_one_run's) puts a measured run's one-run prediction beside each fitted one.
+    """
     runs, skipped = usable_runs(rows, target, instance_type)
     model = fit_time_model([observation(row) for row in runs])
     pair_work = planned_pair_work(runs, dataset, sample_fraction)
     options = predictions(model, list(node_counts), pair_work, price_per_node_hour)
+    one_run_seconds = {option["node_count"]: option["cluster_seconds"]
+                       for option in (one_run or {}).get("predictions", [])}
     chosen = None
     if deadline_minutes is not None or budget_usd is not None:
         chosen = recommend(options, deadline_minutes, budget_usd)
@@ -71,10 +101,14 @@ def plan_run(rows, dataset, target="emr", instance_type="m5.xlarge", price_per_n
                   "runs": model.runs, "runs_skipped": skipped, "node_range": list(model.node_range),
                   "work_range": list(model.work_range), "provisioning_seconds": model.provisioning_seconds,
                   "loo_median_error": model.loo_median_error, "loo_p90_error": model.loo_p90_error},
-        "predictions": [option.as_dict() for option in options],
+        "predictions": [
+            {**option.as_dict(), "one_run_cluster_seconds": one_run_seconds.get(option.node_count)}
+            for option in options],
         "pareto_node_counts": [option.node_count for option in pareto_front(options)],
         "deadline_minutes": deadline_minutes, "budget_usd": budget_usd,
         "recommendation": chosen.as_dict() if chosen else None,
+        "one_run": None if one_run is None else {
+            name: one_run[name] for name in ("run_id", "from_node_count", "from_task_slots")},
     }
 
 
@@ -122,13 +156,17 @@ def format_plan(plan):
         f"nodes {model['node_range'][0]}-{model['node_range'][1]}; leave-one-out error "
         + ("unknown" if error is None
            else f"median {error:.0%}, 90th percentile {model['loo_p90_error']:.0%}"),
+        *one_run_lines(plan["one_run"]),
         "",
-        "nodes  minutes  node-min  cost USD  confidence  note",
+        "nodes  minutes" + ("  one-run" if plan["one_run"] else "")
+        + "  node-min  cost USD  confidence  note",
     ]
     for option in plan["predictions"]:
         mark = "*" if option["node_count"] in plan["pareto_node_counts"] else " "
         cost = "-" if option["cost_usd"] is None else f"{option['cost_usd']:.2f}"
-        lines.append(f"{option['node_count']:>4}{mark} {option['cluster_seconds'] / 60:>8.1f} "
+        one_run = option["one_run_cluster_seconds"]
+        beside = f" {'-' if one_run is None else f'{one_run / 60:.1f}':>8}" if plan["one_run"] else ""
+        lines.append(f"{option['node_count']:>4}{mark} {option['cluster_seconds'] / 60:>8.1f}{beside} "
                      f"{option['node_minutes']:>9.1f} {cost:>9} {option['confidence']:>11}  "
                      + "; ".join(option["extrapolation"]))
     lines.append("* on the cost-time Pareto front")
@@ -138,6 +176,15 @@ def format_plan(plan):
                      f"{'-' if chosen['cost_usd'] is None else '$%.2f' % chosen['cost_usd']} "
                      f"({chosen['confidence']} confidence)")
     return "\n".join(lines)
+
+
+def one_run_lines(one_run):
+    """The plan's lines about its one-run column."""
+    if not one_run:
+        return ["no one-run prediction: no recent run of this input (dataset, sample fraction, target, "
+                "instance type) has its task times"]
+    return [f"one-run: run {one_run['run_id']} ({one_run['from_node_count']} nodes, "
+            f"{one_run['from_task_slots']} task slots), its task waves replayed on each count's task slots"]
 
 
 def parse_args(argv):
@@ -154,26 +201,46 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def main(argv=None, rows=None):
-    """The command line; rows (history rows) are read from the run history database when not given."""
+def main(argv=None, rows=None, metrics_of=None):
+    """The command line; rows (history rows) are read from the run history database, and metrics_of(run_id)
+    (a run's metrics.json) from the storage root, when not given."""
     from movielens_emr.metrics import hourly_price
 
     args = parse_args(argv)
     if rows is None:
-        from movielens_emr.history import fetch_runs, history_engine
-        from movielens_emr.settings import settings_from_env
-
-        rows = fetch_runs(history_engine(settings_from_env()), target=args.target, outcome="success",
-                          limit=10_000)
+        rows, metrics_of = stored_history(args.target)
     price = hourly_price(args.instance_type) if args.target == "emr" else 0.0
+    one_run = None
+    if metrics_of is not None:
+        one_run = latest_one_run(one_run_candidates(rows, args.dataset, args.target, args.instance_type,
+                                                    args.sample_fraction), metrics_of)
     try:
         plan = plan_run(rows, args.dataset, args.target, args.instance_type, price, args.sample_fraction,
-                        range(1, args.max_nodes + 1), args.deadline_minutes, args.budget_usd)
+                        range(1, args.max_nodes + 1), args.deadline_minutes, args.budget_usd, one_run)
     except ValueError as error:  # NotEnoughHistory, NoNodeCountFits: a plain answer, not a traceback
         print(f"advise: {error}", file=sys.stderr)
         return 2
     print(json.dumps(plan, indent=1) if args.json else format_plan(plan))
     return 0
+
+
+def stored_history(target):
+    """(the target's successful history rows, a reader of a run's metrics.json) from this deployment."""
+    from movielens_emr.history import fetch_runs, history_engine, read_metrics
+    from movielens_emr.settings import settings_from_env
+    from movielens_emr.storage import open_storage
+
+    settings = settings_from_env()
+    rows = fetch_runs(history_engine(settings), target=target, outcome="success", limit=10_000)
+    storage = open_storage(settings.storage_root, settings.aws_conn_id)
+
+    def metrics_of(run_id):
+        try:
+            return read_metrics(storage, run_id)
+        except Exception:  # an unreadable metrics.json costs the plan its one-run column, nothing more
+            return None
+
+    return rows, metrics_of
 
 
 if __name__ == "__main__":

@@ -3,7 +3,15 @@ import math
 
 import pytest
 
-from movielens_emr.advise import main, plan_run, planned_pair_work, run_advice, usable_runs
+from movielens_emr.advise import (
+    latest_one_run,
+    main,
+    one_run_candidates,
+    plan_run,
+    planned_pair_work,
+    run_advice,
+    usable_runs,
+)
 from movielens_emr.sizing import NoNodeCountFits, NotEnoughHistory
 
 FULL_WORK = {"ml-1m": 4e9, "ml-100k": 2e8}
@@ -99,3 +107,53 @@ def test_a_run_that_asks_the_advisor_nothing_gets_no_advice():
 def test_an_impossible_deadline_is_refused_before_the_run_starts():
     with pytest.raises(NoNodeCountFits, match="no node count fits"):
         run_advice(history(), "ml-1m", "emr", "m5.xlarge", 0.24, 1.0, None, 20, deadline_minutes=2)
+
+
+def one_run_metrics(from_nodes, seconds_by_nodes):
+    """A metrics.json holding a one-run prediction from a run on from_nodes nodes."""
+    return {"one_run_prediction": {"from_node_count": from_nodes, "from_task_slots": 4 * (from_nodes - 1),
+                                   "missing": None, "predictions": [
+                                       {"node_count": nodes, "task_slots": 4 * max(nodes - 1, 1),
+                                        "cluster_seconds": seconds, "stage_seconds": [], "cost_usd": None}
+                                       for nodes, seconds in seconds_by_nodes.items()]}}
+
+
+def test_a_one_run_prediction_comes_from_a_run_of_the_same_input_on_the_same_instances():
+    rows = [history_row(8, run_id="newest-other-type", instance_type="r5.xlarge"),
+            history_row(8, run_id="newest-sample", fraction=0.25),
+            history_row(4, run_id="failed", outcome="failed"), history_row(4, run_id="match-1"),
+            history_row(2, run_id="other-dataset", dataset="ml-100k"), history_row(2, run_id="match-3")]
+    assert one_run_candidates(rows, "ml-1m", "emr", "m5.xlarge", 1.0) == ["match-1", "match-3"]
+    assert one_run_candidates(rows, "ml-1m", "emr", "m5.xlarge", 0.25) == ["newest-sample"]
+    assert one_run_candidates(rows, "ml-1m", "local", "m5.xlarge", 1.0) == []
+
+
+def test_the_newest_run_with_a_one_run_prediction_is_used_and_only_a_few_are_read():
+    stored = {"a": None, "b": {"one_run_prediction": {"missing": "no job history", "predictions": []}},
+              "c": one_run_metrics(4, {2: 900.0}), "d": one_run_metrics(8, {2: 800.0})}
+    read = []
+
+    def metrics_of(run_id):
+        read.append(run_id)
+        return stored[run_id]
+
+    assert latest_one_run(["a", "b", "c", "d"], metrics_of)["run_id"] == "c"
+    assert read == ["a", "b", "c"]
+    assert latest_one_run(["a", "b", "c"], metrics_of, reads=2) is None
+
+
+def test_the_command_line_shows_the_one_run_prediction_beside_the_fitted_one(capsys):
+    rows = history()
+    newest = rows[0]["run_id"]
+    metrics = {newest: one_run_metrics(2, {1: 1500.0, 2: 1200.0, 3: 900.0})}
+    assert main(["--dataset", "ml-1m", "--max-nodes", "4", "--sample-fraction", "0.25"], rows=rows,
+                metrics_of=metrics.get) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert (f"one-run: run {newest} (2 nodes, 4 task slots), its task waves replayed on each count's task "
+            "slots") in out
+    header = out.index("nodes  minutes  one-run  node-min  cost USD  confidence  note")
+    assert [line.split()[2] for line in out[header + 1:header + 5]] == ["25.0", "20.0", "15.0", "-"]
+    assert main(["--dataset", "ml-1m", "--json"], rows=rows, metrics_of=metrics.get) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["one_run"] is None  # no full-input run has one
+    assert all(option["one_run_cluster_seconds"] is None for option in plan["predictions"])
