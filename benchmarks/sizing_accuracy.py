@@ -24,7 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "include"))
 
 from movielens_emr import reference  # noqa: E402
-from movielens_emr.sizing import Observation, fit_time_model, predict, predict_stage_seconds  # noqa: E402
+from movielens_emr.sizing import Observation, fit_time_model, predict, predict_run_seconds  # noqa: E402
 from movielens_emr.synthetic import SyntheticShape, write_ml1m_ratings  # noqa: E402
 
 JOB_SCRIPT = REPO_ROOT / "jobs" / "movie_similarities.py"
@@ -103,10 +103,10 @@ def run_job(ratings_path, fraction, slots, folder):
 
 def one_run_prediction(source, slots):
     """Seconds of a run on `slots` slots from one measured run's stages and task durations."""
-    seconds, stages, phases = source["seconds"], source["stages"], source["phases"]
-    outside = seconds - sum(stages.values())
-    return outside + sum(predict_stage_seconds(stages[stage], phases.get(stage, []), source["slots"], slots)
-                         for stage in stages)
+    numbers = sorted(source["stages"])
+    return predict_run_seconds(source["seconds"], [source["stages"][number] for number in numbers],
+                               [source["phases"].get(number, []) for number in numbers], source["slots"],
+                               slots)[0]
 
 
 def measure(plan, ratings_path, ratings, work_dir):

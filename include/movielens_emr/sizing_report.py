@@ -44,6 +44,31 @@ def balanced_choice(front):
                key=lambda option: option.node_count)
 
 
+def one_run_curve(records, work, measured):
+    """The one-run prediction of the full-input member run on the most nodes, and its error against the
+    measured medians of the other node counts; None when no such member has one.
+
+    The run on the most nodes, because its task list has the most reduce tasks: replayed on fewer
+    slots they fill every wave, while a run on fewer nodes has too few tasks for more slots.
+    """
+    candidates = [record for record in records if record.get("state") == "success"
+                  and (record.get("metrics") or {}).get("pair_work") == work
+                  and (record["metrics"].get("one_run_prediction") or {}).get("predictions")]
+    if not candidates:
+        return None
+    source = max(candidates, key=lambda record: record["metrics"]["node_count"])
+    prediction = source["metrics"]["one_run_prediction"]
+    predicted = {option["node_count"]: option["cluster_seconds"] for option in prediction["predictions"]}
+    errors = [abs(predicted[int(nodes)] - seconds) / seconds for nodes, seconds in measured.items()
+              if int(nodes) != prediction["from_node_count"] and int(nodes) in predicted]
+    return {"run_id": source["run_id"], "from_node_count": prediction["from_node_count"],
+            "from_task_slots": prediction["from_task_slots"],
+            "predictions": [{"node_count": nodes, "cluster_seconds": seconds}
+                            for nodes, seconds in sorted(predicted.items())],
+            "median_error": statistics.median(errors) if errors else None,
+            "compared_node_counts": len(errors)}
+
+
 def sizing_section(records, price_per_node_hour):
     """The model, predictions, Pareto front, balanced choice and measured medians; or {"error": why not}."""
     try:
@@ -59,6 +84,7 @@ def sizing_section(records, price_per_node_hour):
         if observation.pair_work == work:  # runs of the whole input, compared with the curve
             measured.setdefault(observation.node_count, []).append(
                 observation.work_seconds + observation.provisioning_seconds)
+    measured = {str(nodes): statistics.median(seconds) for nodes, seconds in sorted(measured.items())}
     return {
         "model": {"coefficients": list(model.coefficients), "runs": model.runs,
                   "node_range": list(model.node_range), "provisioning_seconds": model.provisioning_seconds,
@@ -67,7 +93,8 @@ def sizing_section(records, price_per_node_hour):
         "predictions": [option.as_dict() for option in options],
         "pareto_node_counts": [option.node_count for option in front],
         "recommendation": balanced_choice(front).as_dict(),
-        "measured": {str(nodes): statistics.median(seconds) for nodes, seconds in sorted(measured.items())},
+        "measured": measured,
+        "one_run": one_run_curve(records, work, measured),
     }
 
 
@@ -93,7 +120,22 @@ def sizing_lines(section):
         + ("no price" if chosen["cost_usd"] is None else f"${chosen['cost_usd']:.2f}")
         + f" ({chosen['confidence']} confidence). For a deadline or budget: "
         "`python -m movielens_emr.advise`.",
+        "",
+        one_run_line(section.get("one_run")),
     ]
+
+
+def one_run_line(one_run):
+    """The report's sentence on the one-run prediction beside the fitted model."""
+    if not one_run:
+        return "No one-run prediction: no full-input member run has its task times."
+    error = one_run["median_error"]
+    compared = ("no other node count measured to compare with." if error is None else
+                f"off the measured medians of {one_run['compared_node_counts']} other node counts by "
+                f"{error:.0%} (median).")
+    return (f"One-run prediction (dashed): the task waves of {one_run['run_id']} "
+            f"({one_run['from_node_count']} nodes, {one_run['from_task_slots']} task slots) replayed on each "
+            f"node count's slots, its other figures kept; {compared}")
 
 
 def plot_sizing(document):
@@ -110,6 +152,11 @@ def plot_sizing(document):
     measured = section["measured"]
     left.plot([int(n) for n in measured], [s / 60 for s in measured.values()], "o", color="#e6550d",
               label="measured median")
+    one_run = section.get("one_run")
+    if one_run:
+        shown = [o for o in one_run["predictions"] if o["node_count"] <= options[-1]["node_count"]]
+        left.plot([o["node_count"] for o in shown], [o["cluster_seconds"] / 60 for o in shown], "--",
+                  color="#756bb1", label=f"one-run (task waves of {one_run['from_node_count']} nodes)")
     left.set(title="Cluster time vs nodes", xlabel="nodes", ylabel="minutes")
     front = [o for o in options if o["node_count"] in section["pareto_node_counts"]]
     cost = "cost_usd" if all(o["cost_usd"] is not None for o in options) else "node_minutes"

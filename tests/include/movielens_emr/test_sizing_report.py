@@ -70,6 +70,32 @@ def test_the_report_lines_and_plot_are_made(tmp_path):
     assert png.startswith(b"\x89PNG")
 
 
+def with_one_run(record, scale):
+    """The member with a one-run prediction `scale` times the true cluster time of every node count."""
+    nodes, work = record["metrics"]["node_count"], record["metrics"]["pair_work"]
+    prediction = {"from_node_count": nodes, "from_task_slots": 4 * (nodes - 1), "missing": None,
+                  "predictions": [{"node_count": n, "cluster_seconds": scale * (360 + minutes(n, work))}
+                                  for n in range(1, 21)]}
+    return {**record, "metrics": {**record["metrics"], "one_run_prediction": prediction}}
+
+
+def test_the_one_run_curve_comes_from_the_full_input_member_on_the_most_nodes(tmp_path):
+    scales = {"m-4-1.0": 1.1, "m-8-1.0": 1.2, "m-8-0.5": 1.5}
+    records = [with_one_run(record, scales[record["run_id"]]) if record["run_id"] in scales else record
+               for record in members()]
+    section = sizing_section(records, 0.24)
+    one_run = section["one_run"]
+    assert (one_run["run_id"], one_run["from_node_count"], one_run["from_task_slots"]) == ("m-8-1.0", 8, 28)
+    # compared with the measured medians of 2 and 4 nodes, not with its own run
+    assert one_run["compared_node_counts"] == 2 and one_run["median_error"] == pytest.approx(0.2)
+    assert "One-run prediction (dashed): the task waves of m-8-1.0 (8 nodes, 28 task slots)" in "\n".join(
+        sizing_lines(section))
+    assert "by 20% (median)" in sizing_lines(section)[-1]
+    assert plot_sizing({"sizing": section}).startswith(b"\x89PNG")
+    assert sizing_section(members(), 0.24)["one_run"] is None
+    assert sizing_lines(sizing_section(members(), 0.24))[-1].startswith("No one-run prediction")
+
+
 def test_the_members_price_is_their_median_and_none_without_one():
     priced = [member(n, 1.0, price_per_node_hour_usd=price) for n, price in ((2, 0.24), (4, 0.24), (8, 0.3))]
     assert member_price(priced) == 0.24
