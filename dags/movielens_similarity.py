@@ -11,7 +11,8 @@ storage root (once per content checksum), then either
 
 then writes `results/similarities.csv` and `results/top_neighbours.json` and records
 `metrics.json` (wall, cluster, provisioning and per-stage seconds, overhead, node-minutes,
-estimated cost, ratings read, bad lines, pairs) under `runs/<run_id>/` of the storage root.
+estimated cost, ratings read, bad lines, pairs, the tasks' durations and the run's one-run
+prediction of other node counts) under `runs/<run_id>/` of the storage root.
 See the README for the settings (MOVIELENS_* environment variables) and the AWS set-up.
 """
 import datetime
