@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO_ROOT / "include"))
 from movielens_emr import reference  # noqa: E402
 from movielens_emr.sizing import Observation, fit_time_model, predict, predict_run_seconds  # noqa: E402
 from movielens_emr.synthetic import SyntheticShape, write_ml1m_ratings  # noqa: E402
+from movielens_emr.task_times import LOCAL_SOURCE, SPLIT_PHASES  # noqa: E402
 
 JOB_SCRIPT = REPO_ROOT / "jobs" / "movie_similarities.py"
 TRAINING = ((0.25, 1), (0.25, 2), (0.25, 4), (0.5, 1), (0.5, 2), (0.5, 4))
@@ -106,7 +107,7 @@ def one_run_prediction(source, slots):
     numbers = sorted(source["stages"])
     return predict_run_seconds(source["seconds"], [source["stages"][number] for number in numbers],
                                [source["phases"].get(number, []) for number in numbers], source["slots"],
-                               slots)[0]
+                               slots, SPLIT_PHASES[LOCAL_SOURCE])[0]
 
 
 def measure(plan, ratings_path, ratings, work_dir):

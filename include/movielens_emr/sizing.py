@@ -242,42 +242,72 @@ def wave_makespan(task_seconds, slots):
     return max(free_at)
 
 
-def predict_stage_seconds(stage_seconds, phase_task_seconds, measured_slots, slots):
+def resplit_tasks(task_seconds, measured_slots, slots):
+    """A phase's tasks on `slots` slots when its task count follows the slots, as reduce tasks do
+    (the pipeline gives EMR one reduce task per slot; mrjob's local runner cuts map and reduce input
+    by --num-cores): as many tasks per slot as measured, each new task taking its share of the
+    measured tasks in its place. The measured tasks are laid end to end, each 1/n of the phase's
+    input; new task j covers the span j/count to (j+1)/count and takes the seconds of the measured
+    tasks it overlaps, in proportion. The total stays as measured, and so does an uneven task's
+    share when tasks are split.
+    """
+    measured = len(task_seconds)
+    if not measured or slots == measured_slots:
+        return list(task_seconds)
+    count = max(1, round(measured * slots / measured_slots))
+    resplit, index = [], 0
+    for new in range(count):
+        start, end = new / count, (new + 1) / count
+        seconds = 0.0
+        while index < measured:
+            overlap = min((index + 1) / measured, end) - max(index / measured, start)
+            seconds += task_seconds[index] * measured * max(overlap, 0.0)
+            if (index + 1) / measured > end:
+                break
+            index += 1
+        resplit.append(seconds)
+    return resplit
+
+
+def predict_stage_seconds(stage_seconds, phase_task_seconds, measured_slots, slots, split_phases=()):
     """A stage's seconds on `slots` slots, from one run's stage time and its phases' task durations.
 
     The stage's time beyond the simulated waves at the measured slot count (start-up, the shuffle
     between phases) is kept as a fixed part; the waves are simulated again on the new slot count,
-    as Sparklens does for Spark's executors.
+    as Sparklens does for Spark's executors. The phases numbered in split_phases (0 the map tasks,
+    1 the reduce tasks) get as many tasks as the new slots would (resplit_tasks); the others keep
+    the measured tasks (EMR's map tasks follow the input's splits, not the slots).
     """
     measured_waves = sum(wave_makespan(tasks, measured_slots) for tasks in phase_task_seconds)
     fixed = max(stage_seconds - measured_waves, 0.0)
-    return fixed + sum(wave_makespan(tasks, slots) for tasks in phase_task_seconds)
+    return fixed + sum(
+        wave_makespan(resplit_tasks(tasks, measured_slots, slots) if phase in split_phases else tasks, slots)
+        for phase, tasks in enumerate(phase_task_seconds))
 
 
-def predict_run_seconds(cluster_seconds, stage_seconds, stage_phases, measured_slots, slots):
+def predict_run_seconds(cluster_seconds, stage_seconds, stage_phases, measured_slots, slots, split_phases=()):
     """(cluster seconds, [stage seconds]) of the same run on `slots` slots, from one measured run.
 
     stage_phases: per stage, its phases' task durations in start order ([map tasks, reduce tasks]).
     Each stage is predicted by predict_stage_seconds; the cluster's time outside the stages
     (provisioning, bootstrap, the gaps between steps) is kept as measured.
     """
-    stages = [predict_stage_seconds(seconds, phases, measured_slots, slots)
+    stages = [predict_stage_seconds(seconds, phases, measured_slots, slots, split_phases)
               for seconds, phases in zip(stage_seconds, stage_phases, strict=True)]
     return cluster_seconds - sum(stage_seconds) + sum(stages), stages
 
 
 def one_run_predictions(cluster_seconds, stage_seconds, stage_phases, measured_slots, slots_by_node_count,
-                        price_per_node_hour=None):
+                        price_per_node_hour=None, split_phases=()):
     """The one-run prediction of every node count in slots_by_node_count ({node count: task slots}).
 
-    The task list is the measured run's: on more slots than it has tasks a phase does not get
-    faster, although a run on more nodes would get more reduce tasks (the pipeline gives each
-    stage one per slot), so predictions above the measured slots lean slow.
+    split_phases: the phases whose task count follows the slots (predict_stage_seconds); the
+    others keep the measured run's tasks, and on more slots than they have tasks do not get faster.
     """
     predicted = []
     for node_count, slots in sorted(slots_by_node_count.items()):
         cluster, stages = predict_run_seconds(cluster_seconds, stage_seconds, stage_phases, measured_slots,
-                                              slots)
+                                              slots, split_phases)
         cost = None if price_per_node_hour is None else node_count * cluster / 3600 * price_per_node_hour
         predicted.append({"node_count": node_count, "task_slots": slots, "cluster_seconds": round(cluster, 1),
                           "stage_seconds": [round(seconds, 1) for seconds in stages],

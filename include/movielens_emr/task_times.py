@@ -16,6 +16,10 @@ from pathlib import Path
 PHASES = ("mapper", "reducer")
 HISTORY_SOURCE = "job history"
 LOCAL_SOURCE = "local task times"
+# The phases (indexes into PHASES) whose task count follows the task slots, by source: on EMR the
+# reduce tasks (the pipeline asks for one per slot; map tasks follow the input's splits), locally
+# both (mrjob's local runner cuts map and reduce input by --num-cores).
+SPLIT_PHASES = {HISTORY_SOURCE: (1,), LOCAL_SOURCE: (0, 1)}
 # A task's span: its first start (task or attempt) to its successful finish.
 START_EVENTS = ("TASK_STARTED", "MAP_ATTEMPT_STARTED", "REDUCE_ATTEMPT_STARTED")
 FINISH_EVENTS = {"TASK_FINISHED": "status", "MAP_ATTEMPT_FINISHED": "taskStatus",
@@ -178,7 +182,7 @@ def one_run_prediction(task_times, timings, node_count, slots_by_node_count, pri
         phases = [[stage[phase] for phase in PHASES] for stage in task_times["task_seconds"]]
         record["predictions"] = one_run_predictions(
             timings["cluster_seconds"], timings["stage_seconds"], phases, record["from_task_slots"],
-            slots_by_node_count, price_per_node_hour)
+            slots_by_node_count, price_per_node_hour, SPLIT_PHASES[task_times["source"]])
     return record
 
 

@@ -16,6 +16,7 @@ from movielens_emr.sizing import (
     predict_stage_seconds,
     predictions,
     recommend,
+    resplit_tasks,
     wave_makespan,
 )
 
@@ -141,6 +142,30 @@ def test_a_stage_keeps_its_fixed_part_and_reruns_its_waves_on_other_slots():
     measured = 15 + wave_makespan(maps, 4) + wave_makespan(reduces, 4)  # 15 s start-up and shuffle
     assert predict_stage_seconds(measured, [maps, reduces], 4, 8) == 15 + 20 + 40
     assert predict_stage_seconds(measured, [maps, reduces], 4, 2) == 15 + 80 + 80
+
+
+@pytest.mark.parametrize(("tasks", "measured_slots", "slots", "resplit"), [
+    ([40, 40, 40, 40], 4, 8, [20] * 8),            # twice the slots: twice the tasks, half as long
+    ([40, 40, 40, 40], 4, 2, [80, 80]),            # half the slots: half the tasks, twice as long
+    ([60, 20, 20, 20], 4, 8, [30, 30, 10, 10, 10, 10, 10, 10]),  # the skew kept: max / mean 2.0
+    ([10, 30], 2, 2, [10, 30]),                    # the measured slots: the measured tasks
+    ([10, 30], 2, 1, [40]),                        # never fewer than one task
+    ([10, 20, 30], 3, 2, [20, 40]),                # the middle task's input shared by both
+    ([], 2, 8, []),
+])
+def test_a_phase_that_follows_the_slots_is_dealt_again_with_its_total_and_skew(tasks, measured_slots, slots,
+                                                                                resplit):
+    assert resplit_tasks(tasks, measured_slots, slots) == pytest.approx(resplit)
+    assert sum(resplit_tasks(tasks, measured_slots, slots)) == pytest.approx(sum(tasks))
+
+
+def test_reduce_tasks_that_follow_the_slots_get_faster_where_a_fixed_task_list_would_not():
+    maps, reduces = [20] * 8, [40] * 4
+    measured = 15 + wave_makespan(maps, 4) + wave_makespan(reduces, 4)
+    # EMR: the map tasks follow the input's splits, the reduce tasks the slots.
+    assert predict_stage_seconds(measured, [maps, reduces], 4, 8, split_phases=(1,)) == 15 + 20 + 20
+    assert predict_stage_seconds(measured, [maps, reduces], 4, 16, split_phases=(1,)) == 15 + 20 + 10
+    assert predict_stage_seconds(measured, [maps, reduces], 4, 16, split_phases=(0, 1)) == 15 + 10 + 10
 
 
 def test_a_run_keeps_its_time_outside_the_stages_and_reruns_each_stages_waves():

@@ -189,9 +189,19 @@ def test_the_one_run_prediction_replays_the_waves_on_each_node_counts_slots():
     assert by_nodes[2]["cluster_seconds"] == 40.0 and by_nodes[2]["stage_seconds"] == [19, 5]
     # 1 slot: stage 1 = 5 + 16 + 12, stage 2 = 4 + 3; the 16 s outside the stages kept
     assert by_nodes[1]["stage_seconds"] == [33, 7] and by_nodes[1]["cluster_seconds"] == 56
-    # 4 slots: one wave of maps; the 2 reduce tasks gain nothing from the other 2 slots
-    assert by_nodes[4]["stage_seconds"] == [15, 5] and by_nodes[4]["cluster_seconds"] == 36
-    assert by_nodes[4]["cost_usd"] == pytest.approx(4 * 36 / 3600 * 0.5)
+    # 4 slots: locally map and reduce input are cut into twice the tasks: stage 1 = 5 + 4 + 3,
+    # stage 2 = 1 + 1.5
+    assert by_nodes[4]["stage_seconds"] == [12, 2.5] and by_nodes[4]["cluster_seconds"] == 30.5
+    assert by_nodes[4]["cost_usd"] == round(4 * 30.5 / 3600 * 0.5, 4)
+
+
+def test_on_emr_only_the_reduce_tasks_follow_the_slots():
+    times, timings = measured_run()
+    times["source"] = HISTORY_SOURCE
+    by_nodes = {option["node_count"]: option
+                for option in one_run_prediction(times, timings, 2, {2: 2, 4: 4})["predictions"]}
+    # stage 1 = 5 + one wave of the 4 measured maps + 4 reduce tasks of 3 s; stage 2 = 2 + 1.5
+    assert by_nodes[4]["stage_seconds"] == [12, 3.5] and by_nodes[4]["cluster_seconds"] == 31.5
 
 
 @pytest.mark.parametrize("change, reason", [
