@@ -30,7 +30,7 @@ from movielens_emr.metrics import hourly_price, parse_hadoop_counters
 from movielens_emr.operators import EmrClusterEndedSensor, EmrStagesSensor
 from movielens_emr.params import InvalidParam
 from movielens_emr.settings import settings_from_env
-from movielens_emr.sizing import CONFIDENCE_BOUNDS, NotEnoughHistory
+from movielens_emr.sizing import CONFIDENCE_BOUNDS, NotEnoughHistory, Observation, fit_time_model
 from movielens_emr.steps import STAGE_NAMES, step_name
 from movielens_emr.storage import run_folder
 
@@ -436,6 +436,10 @@ def test_the_advisor_plans_from_the_emr_rows_figures(advisor_runs):
                     deadline_minutes=30)
     model = plan["model"]
     assert (model["runs"], model["runs_skipped"], model["node_range"]) == (4, 0, [2, 3])
+    # fitted to the rows' own node counts, pair work and cluster seconds beyond provisioning
+    measured = [Observation(row["node_count"], row["pair_work"],
+                            row["cluster_seconds"] - row["provisioning_seconds"]) for row in rows]
+    assert list(model["coefficients"].values()) == pytest.approx(fit_time_model(measured).coefficients)
     works = [row["pair_work"] for row in rows]
     assert model["work_range"] == [min(works), max(works)]
     assert model["provisioning_seconds"] == statistics.median(row["provisioning_seconds"] for row in rows)
