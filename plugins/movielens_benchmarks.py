@@ -21,7 +21,6 @@ from movielens_emr import report as benchmark_report
 from movielens_emr.advise import plan_run
 from movielens_emr.datasets import CATALOGUE
 from movielens_emr.history import fetch_runs, history_engine
-from movielens_emr.metrics import hourly_price
 from movielens_emr.params import (
     DEFAULT_INSTANCE_TYPE,
     INSTANCE_TYPE_PATTERN,
@@ -29,6 +28,7 @@ from movielens_emr.params import (
     MAX_DEADLINE_MINUTES,
     TARGETS,
 )
+from movielens_emr.prices import BadPriceVariable, configured_overrides, price_in_force
 from movielens_emr.results import id_order
 from movielens_emr.settings import settings_from_env
 from movielens_emr.storage import LocalStorage, open_storage
@@ -381,9 +381,13 @@ def plan_json(dataset: Annotated[str, Query(pattern="|".join(map(re.escape, CATA
               target: Annotated[str, Query(pattern="^(emr|local)$")] = "emr",
               instance_type: InstanceType = DEFAULT_INSTANCE_TYPE, deadline_minutes: Deadline = None,
               budget_usd: Budget = None):
-    """The sizing advisor's plan (movielens_emr.advise.plan_run); 422 naming why when it has no answer."""
+    """The sizing advisor's plan (movielens_emr.advise.plan_run), priced as the pipeline prices its runs
+    (`price` says at what and from where); 422 naming why when it has no answer, 503 when the price
+    Variable cannot be read."""
     try:
         return _plan(dataset, target, instance_type, deadline_minutes, budget_usd)
+    except BadPriceVariable as error:  # the deployment's setting, not the request, is wrong
+        raise HTTPException(503, str(error)) from error
     except ValueError as error:  # too little history, or no node count meets the goal
         raise HTTPException(422, str(error)) from error
 
@@ -391,10 +395,12 @@ def plan_json(dataset: Annotated[str, Query(pattern="|".join(map(re.escape, CATA
 def _plan(dataset, target, instance_type, deadline_minutes, budget_usd):
     if not re.match(INSTANCE_TYPE_PATTERN, instance_type):
         raise ValueError(f"instance_type: {instance_type!r} is not an EC2 instance type such as m5.xlarge")
+    # The pipeline's rule (tasks.run_price): the Variable movielens_hourly_prices, else the built-in table.
+    price = price_in_force(instance_type, configured_overrides() if target == "emr" else {}, target)
     rows = _history(target=target, outcome="success", limit=10_000)
-    price = hourly_price(instance_type) if target == "emr" else 0.0
-    return plan_run(rows, dataset, target, instance_type, price, 1.0, range(1, PLAN_MAX_NODES + 1),
-                    deadline_minutes, budget_usd)
+    plan = plan_run(rows, dataset, target, instance_type, price.usd_per_node_hour, 1.0,
+                    range(1, PLAN_MAX_NODES + 1), deadline_minutes, budget_usd)
+    return {**plan, "price": price.as_dict()}
 
 
 @app.get("/reports/{folder}/plots/{name}")

@@ -3,10 +3,11 @@
     python -m movielens_emr.advise --dataset ml-1m --deadline-minutes 20
     python -m movielens_emr.advise --dataset ml-1m --budget-usd 0.50 --json
 
-The model is fitted to the run history (`movielens_run_history`) of one target and instance type;
-see movielens_emr.sizing for the model and README "Planning a run" for the rules. Beside it, the
-one-run prediction of the newest run of the same input that has one (its metrics.json): that run's
-task waves replayed on each node count's task slots.
+The model is fitted to the run history (`movielens_run_history`) of one target and instance type,
+and costs are at the pipeline's own prices (movielens_emr.prices); see movielens_emr.sizing for the
+model and README "Planning a run" for the rules. Beside it, the one-run prediction of the newest run
+of the same input that has one (its metrics.json): that run's task waves replayed on each node
+count's task slots.
 """
 import argparse
 import json
@@ -14,6 +15,7 @@ import math
 import statistics
 import sys
 
+from movielens_emr.prices import NOT_PRICED, configured_overrides, price_in_force
 from movielens_emr.sizing import (
     NotEnoughHistory,
     Observation,
@@ -157,6 +159,7 @@ def format_plan(plan):
         + ("unknown" if error is None
            else f"median {error:.0%}, 90th percentile {model['loo_p90_error']:.0%}"),
         *one_run_lines(plan["one_run"]),
+        *([price_line(plan["price"])] if plan.get("price") else []),
         "",
         "nodes  minutes" + ("  one-run" if plan["one_run"] else "")
         + "  node-min  cost USD  confidence  note",
@@ -187,6 +190,14 @@ def one_run_lines(one_run):
             f"{one_run['from_task_slots']} task slots), its task waves replayed on each count's task slots"]
 
 
+def price_line(price):
+    """Which prices a plan's costs are in (prices.Price.as_dict()), in one line."""
+    if price["usd_per_node_hour"] is None or price["source"] == NOT_PRICED:
+        return f"prices: {price['description']}"
+    return (f"prices: ${price['usd_per_node_hour']:.4g} per node-hour of {price['instance_type']}, "
+            f"{price['description']}")
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m movielens_emr.advise",
                                      description=__doc__.split("\n")[0])
@@ -201,25 +212,28 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def main(argv=None, rows=None, metrics_of=None):
-    """The command line; rows (history rows) are read from the run history database, and metrics_of(run_id)
-    (a run's metrics.json) from the storage root, when not given."""
-    from movielens_emr.metrics import hourly_price
-
+def main(argv=None, rows=None, metrics_of=None, price_overrides=None):
+    """The command line. rows (history rows) are read from the run history database, metrics_of(run_id)
+    (a run's metrics.json) from the storage root, and price_overrides from the Variable
+    movielens_hourly_prices, when not given: the prices the pipeline's runs use."""
     args = parse_args(argv)
     if rows is None:
         rows, metrics_of = stored_history(args.target)
-    price = hourly_price(args.instance_type) if args.target == "emr" else 0.0
     one_run = None
     if metrics_of is not None:
         one_run = latest_one_run(one_run_candidates(rows, args.dataset, args.target, args.instance_type,
                                                     args.sample_fraction), metrics_of)
     try:
-        plan = plan_run(rows, args.dataset, args.target, args.instance_type, price, args.sample_fraction,
-                        range(1, args.max_nodes + 1), args.deadline_minutes, args.budget_usd, one_run)
-    except ValueError as error:  # NotEnoughHistory, NoNodeCountFits: a plain answer, not a traceback
+        if price_overrides is None and args.target == "emr":
+            price_overrides = configured_overrides()
+        price = price_in_force(args.instance_type, price_overrides or {}, args.target)
+        plan = plan_run(rows, args.dataset, args.target, args.instance_type, price.usd_per_node_hour,
+                        args.sample_fraction, range(1, args.max_nodes + 1), args.deadline_minutes,
+                        args.budget_usd, one_run)
+    except ValueError as error:  # NotEnoughHistory, NoNodeCountFits, BadPriceVariable: a plain answer
         print(f"advise: {error}", file=sys.stderr)
         return 2
+    plan["price"] = price.as_dict()
     print(json.dumps(plan, indent=1) if args.json else format_plan(plan))
     return 0
 

@@ -24,8 +24,9 @@ from movielens_emr.emr import EmrClient
 from movielens_emr.emr_logs import run_task_times
 from movielens_emr.job import job_args, job_class, movie_blocks_for
 from movielens_emr.local_run import run_local_job as run_job_locally
-from movielens_emr.metrics import hourly_price, metrics_table, run_metrics, run_started_at, seconds_between
+from movielens_emr.metrics import metrics_table, run_metrics, run_started_at, seconds_between
 from movielens_emr.params import DEFAULT_MAX_NODE_COUNT, InvalidParam, RunConfig, validate_run_config
+from movielens_emr.prices import PRICES_VARIABLE, overrides_from_variable, price_in_force
 from movielens_emr.settings import settings_from_env
 from movielens_emr.staging import dataset_source_files, stage_job_files
 from movielens_emr.staging import stage_dataset as stage_dataset_files
@@ -37,7 +38,6 @@ from movielens_emr.wheelhouse import node_wheels
 log = logging.getLogger(__name__)
 RESULTS_ASSET = Asset("movielens_similarities")
 MAX_NODE_COUNT_VARIABLE = "movielens_max_node_count"
-PRICES_VARIABLE = "movielens_hourly_prices"
 FINAL_STAGE = 3
 LOCAL_MOVIE_BLOCKS = 4
 SIMILARITY_DAG_ID = "movielens_similarity"
@@ -66,6 +66,7 @@ def validate_config(params):
             node_python_for(config, settings.cluster)
         except ValueError as error:
             raise InvalidParam(str(error)) from None
+        run_price(config)  # a malformed price Variable fails here, not in record_metrics once the cluster ran
     if not settings.storage_root.startswith("s3://"):  # an S3 bucket may be created by stage_dataset
         check_writable(_storage(settings))
     log.info("run configuration: %s", config)
@@ -101,9 +102,10 @@ def with_sizing_advice(config, settings):
 
 
 def run_price(config):
-    """USD per node-hour of the run's instance type, the Variable's overrides first."""
-    overrides = Variable.get(PRICES_VARIABLE, default={}, deserialize_json=True)
-    return hourly_price(config.instance_type, overrides)
+    """USD per node-hour of the run's instance type, the Variable's overrides first (prices.price_in_force:
+    the benchmarks page and the advisor's command line price with the same rule); None when unknown."""
+    overrides = overrides_from_variable(Variable.get(PRICES_VARIABLE, default=None))
+    return price_in_force(config.instance_type, overrides).usd_per_node_hour
 
 
 class StorageRootUnusable(RuntimeError):

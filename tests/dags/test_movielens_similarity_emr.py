@@ -4,12 +4,16 @@ The EMR steps are run by tests/support/emr_double.py from their own HadoopJarSte
 file and movies file fetched from moto's S3, the mapper/reducer commands run as processes), so a
 wrong step definition, a wrong S3 layout or a wrong log location fails here.
 """
+import collections
 import csv
 import io
 import json
 import os
+import re
+import statistics
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,9 +21,16 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from movielens_emr import tasks
+from movielens_emr.advise import main as advise_main
+from movielens_emr.advise import plan_run, run_advice
 from movielens_emr.cluster import MANAGED_POLICY_TAG, PIPELINE_TAG
-from movielens_emr.metrics import parse_hadoop_counters
+from movielens_emr.history import engine_for_url, ensure_schema, fetch_runs, history_engine, upsert_run
+from movielens_emr.metrics import hourly_price, parse_hadoop_counters
 from movielens_emr.operators import EmrClusterEndedSensor, EmrStagesSensor
+from movielens_emr.params import InvalidParam
+from movielens_emr.settings import settings_from_env
+from movielens_emr.sizing import CONFIDENCE_BOUNDS, NotEnoughHistory, Observation, fit_time_model
 from movielens_emr.steps import STAGE_NAMES, step_name
 from movielens_emr.storage import run_folder
 
@@ -31,6 +42,7 @@ from tests.support.dag_runs import (
     PREFIX,
     REGION,
     S3_ROOT,
+    full_conf,
     run_dag,
     run_state,
     s3_bytes,
@@ -332,3 +344,179 @@ def test_only_the_sensors_wait_and_the_stage_wait_explains_failures_itself(dagba
     assert wait_for_stages.operator_class is EmrStagesSensor  # a mapped sensor: its class, not an instance
     assert not wait_for_stages.partial_kwargs.get("on_failure_callback")  # no callback: the sensor explains
     assert isinstance(dag.get_task("wait_for_termination"), EmrClusterEndedSensor)
+
+
+# d. the sizing advisor fed by the history rows of these emulated runs -------------------------------
+# The two runs of emr_runs (3 nodes) and two more on 2 nodes: runs on two node counts, as the advisor
+# needs; then a run whose node count it chooses from those four rows. Small samples: cheap runs that
+# still count their pair work. The emulated clusters' times are moto's timeline around steps that all
+# run on this machine, whatever the node count: the fit is whatever those times make of it, so the
+# checks are the advisor's rules applied to the rows' own figures, not a particular node count.
+MORE_HISTORY_CONFS = [{**EMR_CONF, "node_count": 2, "sample_fraction": fraction} for fraction in (0.1, 0.05)]
+ADVISED_CONF = {**EMR_CONF, "node_count": None, "deadline_minutes": 30, "sample_fraction": 0.05}
+ADVISED_MAX_NODES = 3
+# The Variable movielens_hourly_prices for the runs after emr_runs (which priced at the built-in table).
+PRICES = {"m5.xlarge": 0.5}
+
+
+def advisor_rows(engine):
+    """The history rows the advisor is fed, as validate_config and the command line read them."""
+    return fetch_runs(engine, target="emr", outcome="success", limit=10_000)
+
+
+def history_database(path, rows):
+    """A history database holding exactly `rows`; its SQLAlchemy URL."""
+    url = f"sqlite:///{path}"
+    engine = engine_for_url(url)
+    ensure_schema(engine)
+    for row in rows:
+        upsert_run(engine, row)
+    return url
+
+
+def pair_work_of(dataset, sample_fraction):
+    """Sum over the sampled users of (movies each rated)^2, counted here from the ratings file itself."""
+    movies = collections.defaultdict(set)
+    with open(Path(os.environ["MOVIELENS_SOURCE_DIR"]) / dataset / "ratings.csv") as lines:
+        next(lines)
+        for line in lines:
+            user, movie = line.split(",", 2)[:2]
+            if sample_fraction >= 1 or zlib.crc32(user.encode()) < sample_fraction * 2**32:
+                movies[user].add(movie)
+    return sum(len(rated) ** 2 for rated in movies.values())
+
+
+@pytest.fixture(scope="module")
+def advisor_runs(dagbag, emr_runs, tmp_path_factory):
+    """emr_runs' history rows, two more runs', and a run left to the advisor; read before moto resets."""
+    # emr_runs recorded its rows where the pipeline does by default, beside rows of other tests: those
+    # two rows are copied into a database of this fixture's own, which the later runs use.
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MOVIELENS_STORAGE_ROOT", S3_ROOT)
+        default_history = history_engine(settings_from_env())
+    run_ids = {emr_runs.first.run_id, emr_runs.second.run_id}
+    database = history_database(tmp_path_factory.mktemp("advisor-history") / "history.sqlite",
+                                [row for row in advisor_rows(default_history) if row["run_id"] in run_ids])
+    engine = engine_for_url(database)
+    with pytest.MonkeyPatch.context() as env, mock_aws(), emr_streaming_double():
+        env.setenv("MOVIELENS_STORAGE_ROOT", S3_ROOT)
+        env.setenv("AIRFLOW_CONN_MOVIELENS_HISTORY", database)
+        env.setenv("AIRFLOW_VAR_MOVIELENS_HOURLY_PRICES", json.dumps(PRICES))
+        env.setenv("AIRFLOW_VAR_MOVIELENS_MAX_NODE_COUNT", str(ADVISED_MAX_NODES))
+        emr_rows = advisor_rows(engine)
+        for conf in MORE_HISTORY_CONFS:
+            more = run_dag(dagbag, conf)
+            assert run_state(more) == "success", task_states(more)
+        rows = advisor_rows(engine)
+        advised = run_dag(dagbag, ADVISED_CONF)
+        assert run_state(advised) == "success", task_states(advised)
+        s3, emr = boto3.client("s3", region_name=REGION), boto3.client("emr", region_name=REGION)
+        groups = emr.list_instance_groups(ClusterId=xcom(advised, "create_cluster"))["InstanceGroups"]
+        return SimpleNamespace(
+            emr_rows=emr_rows, rows=rows, advised=advised, history=advisor_rows(engine),
+            metrics=json.loads(s3_bytes(s3, s3_key(advised, "metrics.json"))),
+            nodes={group["InstanceGroupType"]: group["RequestedInstanceCount"] for group in groups})
+
+
+def test_emr_runs_record_the_figures_the_advisor_fits(emr_runs, advisor_runs):
+    assert {row["run_id"] for row in advisor_runs.emr_rows} == {emr_runs.first.run_id, emr_runs.second.run_id}
+    confs = [EMR_CONF, SECOND_CONF, *MORE_HISTORY_CONFS]
+    by_fraction = {row["sample_fraction"]: row for row in advisor_runs.rows}
+    assert len(advisor_runs.rows) == 4
+    fractions = [conf.get("sample_fraction", 1.0) for conf in confs]
+    assert sorted(by_fraction) == sorted(fractions)
+    for conf, fraction in zip(confs, fractions, strict=True):
+        row = by_fraction[fraction]
+        assert (row["target"], row["instance_type"], row["dataset"], row["node_count"]) == (
+            "emr", "m5.xlarge", DATASET, conf["node_count"])
+        # the pair work counted by stage 1 on the emulated cluster, read from its step log
+        assert row["pair_work"] == pair_work_of(DATASET, fraction)
+        assert row["cluster_seconds"] > row["provisioning_seconds"] >= 0
+        assert row["predicted_cluster_seconds"] is None and row["prediction_error"] is None
+    # emr_runs priced at the built-in table, the later runs at the Variable
+    assert {row["price_per_node_hour_usd"] for row in advisor_runs.emr_rows} == {hourly_price("m5.xlarge")}
+    assert {row["price_per_node_hour_usd"] for row in advisor_runs.rows} - {hourly_price("m5.xlarge")} == {
+        PRICES["m5.xlarge"]}
+    assert by_fraction[1.0]["pair_work"] == emr_runs.metrics["pair_work"]
+
+
+def test_too_few_node_counts_in_the_emr_history_are_refused_with_the_reason(advisor_runs, tmp_path,
+                                                                            monkeypatch, capsys):
+    """emr_runs alone: two runs, both on 3 nodes. No fit: the plan, the command line and the form say why."""
+    reason = r"2 usable runs on node counts \[3\]: the model needs at least 4 successful runs"
+    with pytest.raises(NotEnoughHistory, match=reason):
+        plan_run(advisor_runs.emr_rows, DATASET, "emr", "m5.xlarge", 0.24, 0.05)
+    arguments = ["--dataset", DATASET, "--sample-fraction", "0.05", "--deadline-minutes", "30"]
+    assert advise_main(arguments, rows=advisor_runs.emr_rows, price_overrides={}) == 2
+    assert re.search(f"^advise: {reason}", capsys.readouterr().err)
+    monkeypatch.setenv("MOVIELENS_STORAGE_ROOT", S3_ROOT)
+    monkeypatch.setenv("AIRFLOW_CONN_MOVIELENS_HISTORY",
+                       history_database(tmp_path / "history.sqlite", advisor_runs.emr_rows))
+    with pytest.raises(InvalidParam, match=f"^node_count: the sizing advisor cannot choose it: {reason}"):
+        tasks.validate_config(full_conf(ADVISED_CONF))
+
+
+def test_the_advisor_plans_from_the_emr_rows_figures(advisor_runs):
+    rows, price = advisor_runs.rows, PRICES["m5.xlarge"]
+    plan = plan_run(rows, DATASET, "emr", "m5.xlarge", price, 0.05, range(1, ADVISED_MAX_NODES + 1),
+                    deadline_minutes=30)
+    model = plan["model"]
+    assert (model["runs"], model["runs_skipped"], model["node_range"]) == (4, 0, [2, 3])
+    # fitted to the rows' own node counts, pair work and cluster seconds beyond provisioning
+    measured = [Observation(row["node_count"], row["pair_work"],
+                            row["cluster_seconds"] - row["provisioning_seconds"]) for row in rows]
+    assert list(model["coefficients"].values()) == pytest.approx(fit_time_model(measured).coefficients)
+    works = [row["pair_work"] for row in rows]
+    assert model["work_range"] == [min(works), max(works)]
+    assert model["provisioning_seconds"] == statistics.median(row["provisioning_seconds"] for row in rows)
+    assert plan["pair_work"] == pytest.approx(
+        statistics.median(row["pair_work"] / row["sample_fraction"] for row in rows) * 0.05)
+    for option in plan["predictions"]:
+        assert option["cost_usd"] == pytest.approx(
+            option["node_count"] * option["cluster_seconds"] / 3600 * price, abs=1e-3)
+        # whatever the emulated times make of the fit: outside the measured counts the advisor says so,
+        # and its confidence follows from the leave-one-out error only within them
+        outside = not 2 <= option["node_count"] <= 3
+        assert any("nodes is outside the measured 2-3" in note for note in option["extrapolation"]) == outside
+        expected = "low" if option["extrapolation"] else next(
+            (label for label, bound in CONFIDENCE_BOUNDS.items() if model["loo_p90_error"] <= bound), "low")
+        assert option["confidence"] == expected
+    chosen = plan["recommendation"]
+    within = [option for option in plan["predictions"] if option["cluster_seconds"] <= 30 * 60]
+    assert chosen["cost_usd"] == min(option["cost_usd"] for option in within)
+
+
+def test_the_command_line_plans_from_the_emr_history_at_the_pipelines_prices(advisor_runs, tmp_path):
+    from conftest import TEST_ENV
+
+    env = {**TEST_ENV, **os.environ, "AIRFLOW_VAR_MOVIELENS_HOURLY_PRICES": json.dumps(PRICES),
+           "AIRFLOW_CONN_MOVIELENS_HISTORY": history_database(tmp_path / "history.sqlite", advisor_runs.rows)}
+    done = subprocess.run(
+        [sys.executable, "-m", "movielens_emr.advise", "--dataset", DATASET, "--sample-fraction", "0.05",
+         "--max-nodes", str(ADVISED_MAX_NODES), "--deadline-minutes", "30", "--json"],
+        env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    plan = plan_run(advisor_runs.rows, DATASET, "emr", "m5.xlarge", PRICES["m5.xlarge"], 0.05,
+                    range(1, ADVISED_MAX_NODES + 1), deadline_minutes=30)
+    printed = json.loads(done.stdout)
+    assert printed.pop("price") == {"instance_type": "m5.xlarge", "usd_per_node_hour": PRICES["m5.xlarge"],
+                                    "source": "variable",
+                                    "description": "from the Airflow Variable movielens_hourly_prices"}
+    assert printed == json.loads(json.dumps(plan))
+
+
+def test_a_run_left_to_the_advisor_records_its_prediction_and_error(advisor_runs):
+    advice = run_advice(advisor_runs.rows, DATASET, "emr", "m5.xlarge", PRICES["m5.xlarge"], 0.05, None,
+                        ADVISED_MAX_NODES, deadline_minutes=30)
+    metrics = advisor_runs.metrics
+    assert metrics["advice"] == advice and advice["chosen_by"] == "advisor"
+    assert metrics["node_count"] == advice["node_count"] and advice["model_runs"] == 4
+    assert advisor_runs.nodes["MASTER"] + advisor_runs.nodes.get("CORE", 0) == advice["node_count"]
+    [row] = [row for row in advisor_runs.history if row["run_id"] == advisor_runs.advised.run_id]
+    assert (row["node_count"], row["price_per_node_hour_usd"]) == (advice["node_count"], PRICES["m5.xlarge"])
+    assert row["cluster_seconds"] == metrics["cluster_seconds"]
+    assert row["predicted_cluster_seconds"] == advice["predicted_cluster_seconds"]
+    predicted = advice["predicted_cluster_seconds"]
+    assert row["prediction_error"] == round((row["cluster_seconds"] - predicted) / predicted, 4)
+    # and the run itself now informs the next plan
+    assert plan_run(advisor_runs.history, DATASET, "emr", "m5.xlarge", 0.5, 0.05)["model"]["runs"] == 5

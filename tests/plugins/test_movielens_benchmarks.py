@@ -17,6 +17,8 @@ from fastapi.testclient import TestClient
 from movielens_emr import report as benchmark_report
 from movielens_emr.benchmark import summarize
 from movielens_emr.history import TABLE_NAME, engine_for_url, ensure_schema, run_record, upsert_run
+from movielens_emr.metrics import HOURLY_PRICES_USD
+from movielens_emr.prices import PRICES_VARIABLE
 from movielens_emr.storage import run_folder
 from plugins import movielens_benchmarks as plugin
 from plugins.movielens_benchmarks import find_similar, report_html, summary_blocks
@@ -447,7 +449,7 @@ def wait_until_healthy(base, server, log_path, seconds=90):
     pytest.fail(f"airflow api-server not healthy after {seconds} s: {log_path.read_text()[-3000:]}")
 
 
-def test_the_page_through_a_real_api_server(api_server):
+def test_the_page_through_a_real_api_server(api_server, storage_root, price_variable):
     for path in ("/movielens/", "/movielens/docs", "/movielens/redoc", "/movielens/openapi.json"):
         assert httpx.get(f"{api_server}{path}").status_code == 401, path
     login = {"username": "admin", "password": ADMIN_PASSWORD}
@@ -458,6 +460,10 @@ def test_the_page_through_a_real_api_server(api_server):
         assert history_run_ids(page.text) == ["manual__new_failed", "manual__local", "manual__old_emr"]
         assert client.get("/movielens/api/similar", params={"title": "toy"}).json()["total"] == 3
         assert "/api/history" in client.get("/movielens/openapi.json").json()["paths"]
+        # the server reads the price Variable from the metadata database, as the pipeline's tasks do
+        add_sized_runs(storage_root)
+        plan = client.get("/movielens/api/plan", params={"dataset": "ml-1m", "budget_usd": 1}).json()
+        assert (plan["price"]["usd_per_node_hour"], plan["price"]["source"]) == (price_variable, "variable")
         plugins = client.get("/api/v2/plugins").json()["plugins"]
     with httpx.Client(base_url=api_server, cookies={"_token": token}) as browser:
         assert browser.get("/movielens/").status_code == 200  # with the session cookie, as in the UI
@@ -494,7 +500,55 @@ def test_page_plans_a_run_from_its_form(client, storage_root):
     add_sized_runs(storage_root)
     html = client.get("/", params={"plan_dataset": "ml-1m", "budget_usd": 1}).text
     assert "Recommended:" in html and 'class="chosen"' in html
+    assert ("Prices: $0.24 per node-hour of m5.xlarge, from the built-in us-east-1 on-demand table "
+            "(EC2 + EMR).") in html
     assert "No plan:" in client.get("/", params={"plan_dataset": "ml-25m", "budget_usd": 1}).text
+
+
+def plan_costs_at(plan, usd_per_node_hour):
+    return all(option["cost_usd"] == pytest.approx(
+        option["node_count"] * option["cluster_seconds"] / 3600 * usd_per_node_hour, abs=1e-3)
+        for option in plan["predictions"])
+
+
+def test_plan_json_prices_as_the_pipeline_does(client, storage_root, monkeypatch):
+    add_sized_runs(storage_root)
+    built_in = client.get("/api/plan", params={"dataset": "ml-1m", "budget_usd": 1}).json()
+    assert built_in["price"] == {
+        "instance_type": "m5.xlarge", "usd_per_node_hour": HOURLY_PRICES_USD["m5.xlarge"],
+        "source": "built-in", "description": "from the built-in us-east-1 on-demand table (EC2 + EMR)"}
+    assert plan_costs_at(built_in, HOURLY_PRICES_USD["m5.xlarge"])
+    monkeypatch.setenv("AIRFLOW_VAR_MOVIELENS_HOURLY_PRICES", '{"m5.xlarge": 0.5}')
+    plan = client.get("/api/plan", params={"dataset": "ml-1m", "budget_usd": 1}).json()
+    assert (plan["price"]["usd_per_node_hour"], plan["price"]["source"]) == (0.5, "variable")
+    assert plan_costs_at(plan, 0.5) and plan["model"] == built_in["model"]
+
+
+@pytest.fixture
+def price_variable(airflow_db):
+    """The Variable movielens_hourly_prices in the metadata database, as an admin sets it in the UI."""
+    from airflow.models import Variable
+
+    Variable.set(PRICES_VARIABLE, json.dumps({"m5.xlarge": 0.5}))
+    yield 0.5
+    Variable.delete(PRICES_VARIABLE)
+
+
+def test_page_says_which_prices_its_plan_used(client, storage_root, price_variable):
+    add_sized_runs(storage_root)
+    html = client.get("/", params={"plan_dataset": "ml-1m", "budget_usd": 1}).text
+    assert ("Prices: $0.5 per node-hour of m5.xlarge, from the Airflow Variable "
+            "movielens_hourly_prices.") in html
+
+
+def test_a_malformed_price_variable_is_said_not_guessed(client, storage_root, monkeypatch):
+    add_sized_runs(storage_root)
+    monkeypatch.setenv("AIRFLOW_VAR_MOVIELENS_HOURLY_PRICES", '{"m5.xlarge": "cheap"}')
+    answer = client.get("/api/plan", params={"dataset": "ml-1m", "budget_usd": 1})
+    reason = "the Variable movielens_hourly_prices: m5.xlarge&#39;s price &#39;cheap&#39; is not a number"
+    assert answer.status_code == 503 and answer.json()["detail"].startswith(reason.replace("&#39;", "'"))
+    html = client.get("/", params={"plan_dataset": "ml-1m", "budget_usd": 1}).text
+    assert f"No plan: {reason}" in html
 
 
 def test_plan_json_refuses_a_bad_instance_type(client, storage_root):

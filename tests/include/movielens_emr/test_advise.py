@@ -66,23 +66,40 @@ def test_a_deadline_is_met_by_the_cheapest_count_and_the_plan_says_so():
 
 
 def test_the_command_line_prints_the_table_and_the_recommendation(capsys):
-    assert main(["--dataset", "ml-1m", "--deadline-minutes", "20", "--max-nodes", "8"], rows=history()) == 0
+    assert main(["--dataset", "ml-1m", "--deadline-minutes", "20", "--max-nodes", "8"], rows=history(),
+                price_overrides={}) == 0
     out = capsys.readouterr().out
     assert "leave-one-out error median" in out
+    assert "prices: $0.24 per node-hour of m5.xlarge, from the built-in us-east-1 on-demand table" in out
     assert "recommended:" in out
     assert "8 nodes is outside" not in out and "1 nodes is outside the measured 2-8" in out
 
 
 def test_the_command_line_answers_json(capsys):
-    assert main(["--dataset", "ml-1m", "--budget-usd", "1", "--json"], rows=history()) == 0
+    arguments = ["--dataset", "ml-1m", "--budget-usd", "1", "--json"]
+    assert main(arguments, rows=history(), price_overrides={}) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["recommendation"]["cost_usd"] <= 1
     assert len(plan["predictions"]) == 20
 
 
 def test_the_command_line_explains_missing_history_without_a_traceback(capsys):
-    assert main(["--dataset", "ml-1m", "--deadline-minutes", "5"], rows=history()[:2]) == 2
+    arguments = ["--dataset", "ml-1m", "--deadline-minutes", "5"]
+    assert main(arguments, rows=history()[:2], price_overrides={}) == 2
     assert "the model needs at least 4 successful runs" in capsys.readouterr().err
+
+
+def test_the_command_line_prices_as_the_pipeline_does(capsys, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_VAR_MOVIELENS_HOURLY_PRICES", '{"m5.xlarge": 0.48}')
+    assert main(["--dataset", "ml-1m", "--budget-usd", "1", "--json"], rows=history()) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["price"] == {"instance_type": "m5.xlarge", "usd_per_node_hour": 0.48, "source": "variable",
+                             "description": "from the Airflow Variable movielens_hourly_prices"}
+    assert plan["predictions"] == plan_run(history(), "ml-1m", price_per_node_hour=0.48)["predictions"]
+    monkeypatch.setenv("AIRFLOW_VAR_MOVIELENS_HOURLY_PRICES", '{"m5.xlarge": "cheap"}')
+    assert main(["--dataset", "ml-1m", "--budget-usd", "1"], rows=history()) == 2
+    assert "advise: the Variable movielens_hourly_prices: m5.xlarge's price 'cheap' is not" in (
+        capsys.readouterr().err)
 
 
 def test_a_run_left_to_the_advisor_gets_the_recommended_count_and_its_prediction():
