@@ -88,7 +88,7 @@ def plan_run(rows, dataset, target="emr", instance_type="m5.xlarge", price_per_n
     one_run (latest_one_run's) puts a measured run's one-run prediction beside each fitted one.
     """
     runs, skipped = usable_runs(rows, target, instance_type)
-    model = fit_time_model([observation(row) for row in runs])
+    model = fit_time_model([observation(row) for row in runs], target=target)
     pair_work = planned_pair_work(runs, dataset, sample_fraction)
     options = predictions(model, list(node_counts), pair_work, price_per_node_hour)
     one_run_seconds = {option["node_count"]: option["cluster_seconds"]

@@ -6,6 +6,9 @@ Ernest (Venkataraman et al., NSDI 2016) models a job's time on m machines as
 overhead), each coefficient non-negative, fitted by non-negative least squares. W is the run's pair
 work, sum over users of n_u^2 (stage 1 counts it), so that runs on samples of users inform full runs.
 Provisioning does not depend on the work and is modelled apart, as its median per instance type.
+m counts the machines that run tasks: on EMR the core nodes (node count - 1; the master alone on 1
+node), so that 1 and 2 nodes, which run tasks on one machine each, are predicted alike; locally
+(target "local") the node count, which is the local runner's task slots.
 """
 import math
 import statistics
@@ -19,6 +22,11 @@ MIN_RUNS = 4
 # How far outside the measured node counts and work a prediction may go before it is flagged.
 WORK_MARGIN = 1.1
 CONFIDENCE_BOUNDS = {"high": 0.10, "medium": 0.25}
+
+
+def task_machines(node_count, target):
+    """The machines of a run that run tasks: EMR's core nodes (its master when alone), else node_count."""
+    return max(node_count - 1, 1) if target == "emr" else node_count
 
 
 class NotEnoughHistory(ValueError):
@@ -46,9 +54,10 @@ class TimeModel:
     provisioning_seconds: float
     runs: int
     loo_errors: tuple = field(default=())
+    target: str = "local"
 
     def work_seconds(self, node_count, pair_work):
-        return float(np.dot(self.coefficients, features(node_count, pair_work)))
+        return float(np.dot(self.coefficients, features(task_machines(node_count, self.target), pair_work)))
 
     @property
     def loo_median_error(self):
@@ -60,13 +69,13 @@ class TimeModel:
         return _quantile(self.loo_errors, 0.9) if self.loo_errors else None
 
 
-def features(node_count, pair_work):
-    """Ernest's terms for m nodes and work W: 1, W/m, log m, m."""
-    return np.array([1.0, pair_work / node_count, math.log(node_count), float(node_count)])
+def features(machines, pair_work):
+    """Ernest's terms for m machines running tasks and work W: 1, W/m, log m, m."""
+    return np.array([1.0, pair_work / machines, math.log(machines), float(machines)])
 
 
-def _solve(observations):
-    matrix = np.array([features(o.node_count, o.pair_work) for o in observations])
+def _solve(observations, target):
+    matrix = np.array([features(task_machines(o.node_count, target), o.pair_work) for o in observations])
     times = np.array([o.work_seconds for o in observations])
     # Columns differ by orders of magnitude (W/m ~ 1e9, log m ~ 1): scale them, solve, scale back.
     scale = np.abs(matrix).max(axis=0)
@@ -75,36 +84,44 @@ def _solve(observations):
     return tuple(float(value) for value in solution / scale)
 
 
-def fit_time_model(observations, min_runs=MIN_RUNS):
+def fit_time_model(observations, min_runs=MIN_RUNS, target="local"):
     """The Ernest model of observations (one instance type and target), with leave-one-out errors.
 
-    Raises NotEnoughHistory with fewer than min_runs runs or fewer than two node counts: with those
-    the fit would be a guess presented as a measurement.
+    Raises NotEnoughHistory with fewer than min_runs runs or fewer than two counts of machines that
+    run tasks (on EMR, 1 and 2 nodes are one): with those the fit would be a guess presented as a
+    measurement.
     """
     observations = [o for o in observations if o.pair_work and o.work_seconds and o.work_seconds > 0]
     node_counts = sorted({o.node_count for o in observations})
-    if len(observations) < min_runs or len(node_counts) < 2:
+    machines = {task_machines(count, target) for count in node_counts}
+    if len(observations) < min_runs or len(machines) < 2:
+        on_emr = ""
+        if target == "emr":
+            on_emr = " (on EMR, core nodes: 1 and 2 nodes both run tasks on one machine)"
         raise NotEnoughHistory(
             f"{len(observations)} usable runs on node counts {node_counts}: the model needs at least "
-            f"{min_runs} successful runs with a pair work count, on at least two node counts")
+            f"{min_runs} successful runs with a pair work count, on at least two counts of machines that "
+            f"run tasks{on_emr}")
     return TimeModel(
-        coefficients=_solve(observations),
+        coefficients=_solve(observations, target),
         node_range=(node_counts[0], node_counts[-1]),
         work_range=(min(o.pair_work for o in observations), max(o.pair_work for o in observations)),
         provisioning_seconds=statistics.median(o.provisioning_seconds or 0.0 for o in observations),
         runs=len(observations),
-        loo_errors=tuple(leave_one_out_errors(observations)),
+        loo_errors=tuple(leave_one_out_errors(observations, target)),
+        target=target,
     )
 
 
-def leave_one_out_errors(observations):
+def leave_one_out_errors(observations, target="local"):
     """|predicted - measured| / measured of each run, predicted by the model fitted on all the others."""
     errors = []
     for index, held_out in enumerate(observations):
         others = observations[:index] + observations[index + 1:]
-        if len({o.node_count for o in others}) < 2:
+        if len({task_machines(o.node_count, target) for o in others}) < 2:
             continue  # the others cannot separate the terms: no honest prediction of this run
-        predicted = float(np.dot(_solve(others), features(held_out.node_count, held_out.pair_work)))
+        held_out_machines = task_machines(held_out.node_count, target)
+        predicted = float(np.dot(_solve(others, target), features(held_out_machines, held_out.pair_work)))
         errors.append(abs(predicted - held_out.work_seconds) / held_out.work_seconds)
     return errors
 

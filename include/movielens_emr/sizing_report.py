@@ -8,6 +8,12 @@ BALANCED_SLOWDOWN = 0.10
 MAX_PLANNED_NODES = 64
 
 
+def members_target(records):
+    """The target the member runs ran on (one benchmark runs all its members on one target)."""
+    return next(((record.get("metrics") or {}).get("target") for record in records
+                 if (record.get("metrics") or {}).get("target")), "local")
+
+
 def member_observations(records):
     """Observations of the measured member runs that counted their pair work."""
     observed = []
@@ -72,7 +78,7 @@ def one_run_curve(records, work, measured):
 def sizing_section(records, price_per_node_hour):
     """The model, predictions, Pareto front, balanced choice and measured medians; or {"error": why not}."""
     try:
-        model = fit_time_model(member_observations(records))
+        model = fit_time_model(member_observations(records), target=members_target(records))
     except NotEnoughHistory as error:
         return {"error": str(error)}
     work = full_input_work(records)

@@ -57,7 +57,7 @@ def test_leave_one_out_skips_a_run_whose_removal_leaves_one_node_count():
 
 
 @pytest.mark.parametrize("observed, words", [
-    (runs(node_counts=(4,), works=(1e9, 2e9, 3e9, 4e9)), "at least two node counts"),
+    (runs(node_counts=(4,), works=(1e9, 2e9, 3e9, 4e9)), "at least two counts of machines"),
     (runs(node_counts=(4, 8), works=(1e9,)), "at least 4 successful runs"),
     ([Observation(n, 0, 100.0) for n in (2, 4, 8, 16)], "0 usable runs"),
 ])
@@ -183,3 +183,18 @@ def test_one_run_predictions_cover_each_node_count_with_its_slots_and_cost():
         (1, 1, 30 + 80), (3, 2, 70), (5, 4, 30 + 30)]
     assert options[0]["stage_seconds"] == [80] and options[2]["cost_usd"] == round(5 * 60 / 3600 * 0.24, 4)
     assert one_run_predictions(70.0, [40.0], phases, 2, {3: 2})[0]["cost_usd"] is None
+
+
+def test_on_emr_the_model_counts_the_core_nodes_that_run_the_tasks():
+    def seconds(nodes):
+        machines = max(nodes - 1, 1)
+        return 30 + 1e-7 * 2e9 / machines + 5 * machines
+
+    observed = [Observation(nodes, 2e9, seconds(nodes)) for nodes in (2, 3, 5, 9)]
+    model = fit_time_model(observed, target="emr")
+    # 1 node runs its tasks on the master, 2 nodes on one core node: one machine each.
+    assert model.work_seconds(1, 2e9) == pytest.approx(model.work_seconds(2, 2e9))
+    assert model.work_seconds(17, 2e9) == pytest.approx(seconds(17), rel=1e-6)
+    with pytest.raises(NotEnoughHistory, match="1 and 2 nodes both run tasks on one machine"):
+        fit_time_model([Observation(nodes, work, 100.0) for nodes in (1, 2) for work in (1e9, 2e9)],
+                       target="emr")
