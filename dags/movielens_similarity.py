@@ -74,7 +74,7 @@ def movielens_similarity():
     collected = task(task_id="collect_results", outlets=[tasks.RESULTS_ASSET],
                      trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)(tasks.collect_results)()
     metrics = task(task_id="record_metrics", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)(
-        tasks.record_metrics)(config, collected)
+        tasks.record_metrics)(config, collected, staged)
 
     # A teardown: it runs whatever failed, and it does not decide the run's state.
     run_history = task(task_id="record_run_history")(history.record_run_history)().as_teardown()
