@@ -8,7 +8,7 @@ import json
 import pytest
 
 from movielens_emr import results
-from movielens_emr.job import job_class
+from movielens_emr.job import TASK_WORK_PREFIX, job_class
 from movielens_emr.storage import RUN_OWNER_MARKER, run_folder
 
 from conftest import MOVIELENS
@@ -160,6 +160,15 @@ def test_local_target_end_to_end(dag, storage_root, dataset, ratings_files, movi
         metrics["wall_seconds"] - metrics["cluster_seconds"], abs=1e-3)
     assert metrics["node_minutes"] == pytest.approx(2 * metrics["cluster_seconds"] / 60, abs=1e-3)
     assert metrics["advice"]["chosen_by"] == "advisor" and metrics["advice"]["node_count"] == 2
+    # the run's block plan, made for its 4 blocks and 2 reducers: stage 2's tasks did the work it
+    # measured, which they would not on blocks hashed by movie id
+    plan = json.loads((folder / "job" / "block_plan.json").read_text())
+    assert metrics["block_plan"] == str(folder / "job" / "block_plan.json")
+    assert metrics["block_plan_skipped"] is None and metrics["stage2_planned_skew"] >= 1
+    assert (plan["movie_blocks"], plan["reduce_tasks"]) == (4, 2)
+    counters = run.get_task_instance("run_local_job").xcom_pull(task_ids="run_local_job")["counters"]
+    task_work = [amount for name, amount in counters.items() if name.startswith(TASK_WORK_PREFIX)]
+    assert sum(task_work) == sum(plan["pair_work"].values())
     assert metrics["advice"]["predicted_cluster_seconds"] == pytest.approx(25, abs=0.1)
     [row] = [row for row in history_rows(storage_root) if row["run_id"] == run.run_id]
     assert (row["outcome"], row["output_pairs"]) == ("success", len(rows))
