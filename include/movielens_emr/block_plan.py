@@ -1,9 +1,10 @@
 """A run's stage 2 block plan, measured on its own ratings files in bounded memory.
 
 Memory: the kept (user, movie) pairs as one sorted int64 array, 8 bytes a rating (200 MB for
-ml-25m's 25M ratings), plus one chunk of text being parsed (CHUNK_BYTES of lines: about 30 MB
-of fields) or one slice of ratings being counted (SLICE_RATINGS: about 60 MB of temporaries),
-plus tables of the distinct movies and the G x G block pair work: about 300 MB for ml-25m.
+ml-25m's 25M ratings), plus the temporaries of one chunk of text being parsed (CHUNK_BYTES of
+lines) or of one slice of ratings being counted (SLICE_RATINGS), and tables of the distinct
+movies and of the G x G block pair work: under 100 MB together. Measured on ml-25m-shaped data
+(25,000,095 ratings, 59,047 movies): 290 MB beyond the interpreter, 130 MB for a 10% sample.
 """
 import math
 import re
