@@ -2,7 +2,8 @@
 ### MovieLens movie similarity on EMR (or on this machine)
 
 Pick a dataset and a node count in the trigger form. The run stages the MovieLens files to the
-storage root (once per content checksum), then either
+storage root (once per content checksum) and measures on them the plan that balances stage 2's
+reduce tasks, then either
 
 * **emr**: creates an EMR cluster of `node_count` nodes (1 master + `node_count - 1` core),
   submits the job's three MapReduce stages as three Hadoop streaming steps, waits for the last,
