@@ -2,7 +2,8 @@
 ### MovieLens movie similarity on EMR (or on this machine)
 
 Pick a dataset and a node count in the trigger form. The run stages the MovieLens files to the
-storage root (once per content checksum), then either
+storage root (once per content checksum) and measures on them the plan that balances stage 2's
+reduce tasks, then either
 
 * **emr**: creates an EMR cluster of `node_count` nodes (1 master + `node_count - 1` core),
   submits the job's three MapReduce stages as three Hadoop streaming steps, waits for the last,
@@ -75,7 +76,7 @@ def movielens_similarity():
     collected = task(task_id="collect_results", outlets=[tasks.RESULTS_ASSET],
                      trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)(tasks.collect_results)()
     metrics = task(task_id="record_metrics", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)(
-        tasks.record_metrics)(config, collected)
+        tasks.record_metrics)(config, collected, staged)
 
     # A teardown: it runs whatever failed, and it does not decide the run's state.
     run_history = task(task_id="record_run_history")(history.record_run_history)().as_teardown()

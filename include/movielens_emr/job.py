@@ -80,15 +80,27 @@ def mass_blocks(movie_ids, movie_blocks):
     """{movie: block}: movies by rating count, most rated first, dealt in a snake (0..G-1, G-1..0)."""
     import numpy as np
     movies, counts = np.unique(movie_ids, return_counts=True)
+    return dict(zip(movies.tolist(), snake_blocks(counts, movie_blocks).tolist(), strict=True))
+
+
+def snake_blocks(counts, movie_blocks):
+    """The block of each movie (counts: its ratings, movies in id order): mass_blocks' deal, as an array."""
+    import numpy as np
     order = np.argsort(-counts, kind="stable")
     lap, place = np.divmod(np.arange(order.size), movie_blocks)
-    blocks = np.where(lap % 2 == 0, place, movie_blocks - 1 - place)
-    return dict(zip(movies[order].tolist(), blocks.tolist(), strict=True))
+    blocks = np.empty(order.size, dtype=np.int64)
+    blocks[order] = np.where(lap % 2 == 0, place, movie_blocks - 1 - place)
+    return blocks
+
+
+def job_module():
+    """The job file's module: its parsing rules and routes, for the pipeline to apply the same ones."""
+    return sys.modules[job_class().__module__]
 
 
 def dealt_routes_for(movie_blocks, reduce_tasks):
     """The job's routes without a plan: its block pairs dealt onto the reduce tasks in turn."""
-    return sys.modules[job_class().__module__].dealt_routes(movie_blocks, reduce_tasks)
+    return job_module().dealt_routes(movie_blocks, reduce_tasks)
 
 
 def hash_blocks(movie_ids, movie_blocks):
@@ -104,12 +116,25 @@ def block_pair_work(user_ids, movie_ids, block_of, movie_blocks):
     _, users = np.unique(user_ids, return_inverse=True)
     movies, movie_index = np.unique(movie_ids, return_inverse=True)
     blocks = np.array([block_of[movie] for movie in movies.tolist()], dtype=np.int64)[movie_index]
-    per_user = np.bincount(users * movie_blocks + blocks, minlength=(users.max() + 1) * movie_blocks)
-    per_user = per_user.reshape(-1, movie_blocks).astype(np.float64)
+    return pair_work_of(user_block_work(users, blocks, movie_blocks))
+
+
+def user_block_work(users, blocks, movie_blocks):
+    """The G x G matrix of sum over users of n_a * n_b, from each rating's user index (0..U-1) and block."""
+    import numpy as np
+    cells = (users.max(initial=-1) + 1) * movie_blocks
+    per_user = np.bincount(users * movie_blocks + blocks, minlength=cells).reshape(-1, movie_blocks)
+    per_user = per_user.astype(np.float64)
     work = per_user.T @ per_user
     # A user with one movie in a block sends no row to that block's diagonal pair.
     work[np.diag_indices(movie_blocks)] -= (per_user == 1).sum(axis=0)
-    return {f"{a},{b}": int(work[a, b]) for a in range(movie_blocks) for b in range(a, movie_blocks)}
+    return work
+
+
+def pair_work_of(work):
+    """{"a,b": work} for a <= b of a G x G work matrix."""
+    blocks = len(work)
+    return {f"{a},{b}": int(work[a, b]) for a in range(blocks) for b in range(a, blocks)}
 
 
 def balanced_routes(pair_work, reduce_tasks):
@@ -135,8 +160,18 @@ def block_plan(user_ids, movie_ids, movie_blocks, reduce_tasks):
     """The job's --block-plan for these ratings: mass-balanced blocks, work-balanced routes."""
     block_of = mass_blocks(movie_ids, movie_blocks)
     pair_work = block_pair_work(user_ids, movie_ids, block_of, movie_blocks)
+    return plan_of(block_of, pair_work, movie_blocks, reduce_tasks)
+
+
+def plan_of(block_of, pair_work, movie_blocks, reduce_tasks):
+    """The plan as the job reads it, its block pairs routed by their work."""
     return {"movie_blocks": movie_blocks, "reduce_tasks": reduce_tasks, "blocks": block_of,
             "routes": balanced_routes(pair_work, reduce_tasks), "pair_work": pair_work}
+
+
+def planned_skew(plan):
+    """The work skew (max / mean over reduce tasks) the plan's routes give its measured block pairs."""
+    return routed_skew(plan["pair_work"], plan["routes"], plan["reduce_tasks"])
 
 
 def write_block_plan(path, user_ids, movie_ids, movie_blocks, reduce_tasks):

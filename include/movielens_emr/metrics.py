@@ -86,11 +86,12 @@ def emr_timings(cluster_timeline, step_timelines):
 
 
 def run_metrics(config, timings, wall_seconds, counters, output_pairs, price_per_node_hour,
-                counter_sources=None):
+                counter_sources=None, block_plan=None):
     """The flat metrics record: timings plus overhead, node-minutes, cost and the job's counts.
 
     counter_sources: per stage, the log its counters were read from, None for a stage whose
     counters were found nowhere (EMR); None when the runner returned them itself (local).
+    block_plan: staging.stage_block_plan's summary of the run's stage 2 plan.
     """
     cluster_seconds = timings["cluster_seconds"]
     node_minutes = round(config.node_count * cluster_seconds / 60, 3) if cluster_seconds is not None else None
@@ -107,9 +108,17 @@ def run_metrics(config, timings, wall_seconds, counters, output_pairs, price_per
         "counters_read_from": counter_sources,
         "counters_missing_stages": [number for number, source in enumerate(counter_sources or [], start=1)
                                     if source is None],
-        # W = sum over users of n_u^2, and stage 2's reduce task work, max / mean.
+        # W = sum over users of n_u^2, and stage 2's reduce task work, max / mean: measured, then planned.
         **work_metrics(counters),
+        **block_plan_metrics(block_plan),
     }
+
+
+def block_plan_metrics(summary):
+    """Stage 2's planned work skew beside the measured one, the plan's file, or null and why not."""
+    summary = summary or {"uri": None, "skipped": "no block plan was computed for this run"}
+    return {"stage2_planned_skew": summary.get("planned_skew"), "block_plan": summary["uri"],
+            "block_plan_skipped": summary.get("skipped")}
 
 
 def input_counts(counters):

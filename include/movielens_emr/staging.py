@@ -6,12 +6,14 @@ import hashlib
 import json
 import logging
 import shutil
+import time
 import urllib.request
 import zipfile
 from pathlib import Path
 
+from movielens_emr.block_plan import BlockPlanUnavailable, run_block_plan
 from movielens_emr.datasets import GROUPLENS, SAMPLE_DATA
-from movielens_emr.job import JOB_FILE
+from movielens_emr.job import JOB_FILE, planned_skew
 from movielens_emr.storage import dataset_folder
 from movielens_emr.wheelhouse import REQUIREMENTS_FILE
 
@@ -19,6 +21,7 @@ log = logging.getLogger(__name__)
 STAGED_MARKER = "_STAGED.json"
 BOOTSTRAP_FILE = Path(__file__).resolve().parent / "bootstrap" / "install_job_requirements.sh"
 WHEELHOUSE_ROOT = "wheelhouses"
+BLOCK_PLAN_FILE = "block_plan.json"
 
 
 class ChecksumMismatch(RuntimeError):
@@ -169,3 +172,32 @@ def stage_wheelhouse(storage, node, wheels):
     storage.put_bytes(json.dumps({"files": sorted(wheels)}).encode(), f"{folder}/{STAGED_MARKER}")
     log.info("staged %d %s wheels at %s", len(wheels), node.name, storage.uri(folder))
     return storage.uri(folder)
+
+
+def stage_block_plan(storage, run_prefix, config, ratings_paths):
+    """The run's stage 2 block plan, from its ratings files (block_plan.run_block_plan), written to
+    the run's job/ folder; {"uri", "movie_blocks", "reduce_tasks", "planned_skew", "ratings", "seconds"}.
+
+    A plan only balances stage 2's reduce tasks: the answer is the same without one. So a plan that
+    cannot be made (ids too long for its keys, a file it cannot read, too little memory on this
+    worker) does not fail the run: stage 2 deals its block pairs in turn, as the job does without a
+    plan, the log warns, and the summary says why: {"uri": None, "skipped": reason}.
+    """
+    key = f"{run_prefix}/job/{BLOCK_PLAN_FILE}"
+    started = time.monotonic()
+    try:
+        plan, ratings = run_block_plan(ratings_paths, config)
+    except (BlockPlanUnavailable, OSError, MemoryError) as error:
+        storage.delete_key(key)  # an earlier try's plan is not this one's
+        reason = f"{type(error).__name__}: {error}"
+        log.warning("no stage 2 block plan (%s): stage 2 deals its block pairs onto its reduce tasks in turn",
+                    reason)
+        return {"uri": None, "skipped": reason}
+    storage.put_bytes(json.dumps(plan).encode(), key)
+    summary = {"uri": storage.uri(key), "movie_blocks": plan["movie_blocks"],
+               "reduce_tasks": plan["reduce_tasks"], "planned_skew": round(planned_skew(plan), 3),
+               "ratings": ratings, "seconds": round(time.monotonic() - started, 3)}
+    log.info("stage 2 block plan %s: measured on %d ratings in %.1f s; %d blocks, %d reduce tasks, "
+             "planned work skew %.3f", summary["uri"], ratings, summary["seconds"], summary["movie_blocks"],
+             summary["reduce_tasks"], summary["planned_skew"])
+    return summary

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from airflow.sdk import Asset, Variable, get_current_context
 
+from movielens_emr.block_plan import stage2_layout
 from movielens_emr.cluster import (
     build_job_flow,
     chosen_security_configuration,
@@ -22,13 +23,13 @@ from movielens_emr.collect import collect_output
 from movielens_emr.datasets import get_dataset
 from movielens_emr.emr import EmrClient
 from movielens_emr.emr_logs import run_task_times
-from movielens_emr.job import job_args, job_class, movie_blocks_for
+from movielens_emr.job import job_args, job_class
 from movielens_emr.local_run import run_local_job as run_job_locally
 from movielens_emr.metrics import metrics_table, run_metrics, run_started_at, seconds_between
 from movielens_emr.params import DEFAULT_MAX_NODE_COUNT, InvalidParam, RunConfig, validate_run_config
 from movielens_emr.prices import PRICES_VARIABLE, overrides_from_variable, price_in_force
 from movielens_emr.settings import settings_from_env
-from movielens_emr.staging import dataset_source_files, stage_job_files
+from movielens_emr.staging import dataset_source_files, stage_block_plan, stage_job_files
 from movielens_emr.staging import stage_dataset as stage_dataset_files
 from movielens_emr.steps import build_stage_steps
 from movielens_emr.storage import claim_run_folder, open_storage
@@ -39,7 +40,6 @@ log = logging.getLogger(__name__)
 RESULTS_ASSET = Asset("movielens_similarities")
 MAX_NODE_COUNT_VARIABLE = "movielens_max_node_count"
 FINAL_STAGE = 3
-LOCAL_MOVIE_BLOCKS = 4
 SIMILARITY_DAG_ID = "movielens_similarity"
 
 
@@ -123,7 +123,13 @@ def check_writable(storage):
 
 
 def stage_dataset(config, run_id):
-    """The dataset's files staged once under datasets/<name>/<checksum>/; the job files under the run."""
+    """The dataset's files staged once under datasets/<name>/<checksum>/; the job files and the run's
+    stage 2 block plan under the run.
+
+    The plan is measured here, for both targets, because here the ratings are on this machine (the
+    source files the staged copy was checked against: no download of them back from S3) and the run's
+    job/ folder is filled: the steps ship the plan beside the job file.
+    """
     config, settings = RunConfig(**config), settings_from_env()
     storage = _storage(settings)
     if config.target == "emr" and storage.ensure_bucket():
@@ -131,11 +137,13 @@ def stage_dataset(config, run_id):
     dataset = get_dataset(config.dataset)
     files = dataset_source_files(dataset, settings.source_dir, settings.cache_dir)
     staged = stage_dataset_files(storage, dataset, files)
+    run_prefix = claim_run_folder(storage, run_id)
     if config.target == "emr":
         node, cluster = node_python_for(config, settings.cluster), settings.cluster
         wheels = node_wheels(node, settings.cache_dir, cluster.wheelhouse_dir, cluster.requirements)
-        staged["job_files"] = stage_job_files(storage, claim_run_folder(storage, run_id), node, wheels,
-                                              cluster.requirements)
+        staged["job_files"] = stage_job_files(storage, run_prefix, node, wheels, cluster.requirements)
+    staged["block_plan"] = stage_block_plan(
+        storage, run_prefix, config, [files[name] for name in dataset.ratings_files])
     return staged
 
 
@@ -156,12 +164,13 @@ def plan_emr_run(config, staged, dag_id, run_id):
     run_prefix = claim_run_folder(storage, run_id)
     storage.delete_prefix(f"{run_prefix}/output")  # Hadoop refuses to write into an existing output folder
     slots = task_slots(config)
+    movie_blocks, reduce_tasks = stage2_layout(config)  # as the block plan was made for
     items_name = staged["movies_uri"].rsplit("/", 1)[-1]
-    task_args = job_args(config, movie_blocks_for(slots, get_dataset(config.dataset).movies), items_name)
+    task_args = job_args(config, movie_blocks, items_name)
     steps = build_stage_steps(
         job_class()(task_args), task_args, staged["job_files"]["job"], staged["movies_uri"],
-        staged["ratings_uris"], storage.uri(f"{run_prefix}/output"), slots, run_id,
-        node_python_for(config, settings.cluster))
+        staged["ratings_uris"], storage.uri(f"{run_prefix}/output"), reduce_tasks, run_id,
+        node_python_for(config, settings.cluster), staged["block_plan"]["uri"])
     job_flow = build_job_flow(config, dag_id, run_id, storage.uri(f"{run_prefix}/logs/"),
                               staged["job_files"], settings.cluster)
     timeout = settings.stage_timeout_seconds or wait_timeout_seconds(config, get_dataset(config.dataset))
@@ -189,10 +198,18 @@ def run_local_job(config, staged, run_id):
     output_dir = storage.uri(final_output_folder(run_prefix))
     work_dir = (storage.local_path(f"{run_prefix}/local-job")
                 or Path(settings.cache_dir).expanduser() / run_prefix / "local-job")
-    run = run_job_locally(job_args(config, LOCAL_MOVIE_BLOCKS, staged["movies_uri"]),
-                          staged["ratings_uris"], output_dir, config.node_count, work_dir)
+    run = run_job_locally(local_job_args(config, staged), staged["ratings_uris"], output_dir,
+                          config.node_count, work_dir)
     log.info("local run finished in %.1f s; stages %s", run["seconds"], run["stage_seconds"])
     return run
+
+
+def local_job_args(config, staged):
+    """The local job's options: the run's blocks (stage2_layout) and its block plan, if it has one."""
+    movie_blocks, _ = stage2_layout(config)
+    plan_uri = staged["block_plan"]["uri"]
+    plan_args = ["--block-plan", plan_uri] if plan_uri else []
+    return [*job_args(config, movie_blocks, staged["movies_uri"]), *plan_args]
 
 
 def final_output_folder(run_prefix):
@@ -227,8 +244,9 @@ def collect_final_output(storage, run_prefix):
     return summary
 
 
-def record_metrics(config, collected, run_id, dag_run, ti):
-    """metrics.json in the run folder, from EMR's timestamps or the local run's clock; logged as a table."""
+def record_metrics(config, collected, staged, run_id, dag_run, ti):
+    """metrics.json in the run folder, from EMR's timestamps or the local run's clock, with the stage 2
+    block plan the run used (staged's); logged as a table."""
     config, settings = RunConfig(**config), settings_from_env()
     storage = _storage(settings)
     run_prefix = claim_run_folder(storage, run_id)
@@ -259,7 +277,7 @@ def record_metrics(config, collected, run_id, dag_run, ti):
                "cluster_security_configuration": (
                    chosen_security_configuration(config, settings.cluster) if cluster_id else None),
                **run_metrics(config, timings, seconds_between(started, now), counters,
-                             collected["output_pairs"], price, counter_sources),
+                             collected["output_pairs"], price, counter_sources, staged.get("block_plan")),
                "task_times": task_times,
                "one_run_prediction": one_run_prediction(task_times, timings, config.node_count, slots, price)}
     storage.put_bytes(json.dumps(metrics, indent=1).encode(), f"{run_prefix}/metrics.json")

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from movielens_emr import results
-from movielens_emr.job import job_class
+from movielens_emr.job import TASK_WORK_PREFIX, job_class
 from movielens_emr.storage import RUN_OWNER_MARKER, run_folder
 
 from conftest import MOVIELENS
@@ -169,6 +169,15 @@ def test_local_target_end_to_end(dag, storage_root, dataset, ratings_files, movi
     by_nodes = {option["node_count"]: option for option in prediction["predictions"]}
     assert by_nodes[2]["cluster_seconds"] == pytest.approx(metrics["cluster_seconds"], rel=0.05)
     assert by_nodes[1]["task_slots"] == 1 and by_nodes[1]["cluster_seconds"] > by_nodes[2]["cluster_seconds"]
+    # the run's block plan, made for its 4 blocks and 2 reducers: stage 2's tasks did the work it
+    # measured, which they would not on blocks hashed by movie id
+    plan = json.loads((folder / "job" / "block_plan.json").read_text())
+    assert metrics["block_plan"] == str(folder / "job" / "block_plan.json")
+    assert metrics["block_plan_skipped"] is None and metrics["stage2_planned_skew"] >= 1
+    assert (plan["movie_blocks"], plan["reduce_tasks"]) == (4, 2)
+    counters = run.get_task_instance("run_local_job").xcom_pull(task_ids="run_local_job")["counters"]
+    task_work = [amount for name, amount in counters.items() if name.startswith(TASK_WORK_PREFIX)]
+    assert sum(task_work) == sum(plan["pair_work"].values())
     assert metrics["advice"]["predicted_cluster_seconds"] == pytest.approx(25, abs=0.1)
     [row] = [row for row in history_rows(storage_root) if row["run_id"] == run.run_id]
     assert (row["outcome"], row["output_pairs"]) == ("success", len(rows))

@@ -117,6 +117,7 @@ def emr_runs(dagbag):
             csv=s3_bytes(s3, s3_key(first, "results/similarities.csv")),
             neighbours=json.loads(s3_bytes(s3, s3_key(first, "results/top_neighbours.json"))),
             metrics=json.loads(s3_bytes(s3, s3_key(first, "metrics.json"))),
+            plan=json.loads(s3_bytes(s3, s3_key(first, "job/block_plan.json"))),
             second_metrics=json.loads(s3_bytes(s3, s3_key(second, "metrics.json"))),
             step_stderrs=[step_log(s3, first, cluster_id, step_id, "stderr.gz") for step_id in step_ids],
             first_s3_keys=first_s3_keys, s3_keys=s3_keys(s3, ""),
@@ -168,6 +169,29 @@ def test_emr_run_submits_exactly_three_streaming_stages_that_really_ran(emr_runs
     stage_outputs = [key for key in emr_runs.first_s3_keys if "/output/stage-" in key]
     assert sorted({key.rsplit("/", 1)[-1] for key in stage_outputs}) == (
         ["_SUCCESS"] + [f"part-{number:05d}" for number in range(8)])
+
+
+def test_emr_stage_2_gets_the_runs_block_plan_and_its_tasks_do_the_planned_work(emr_runs):
+    staged, metrics, plan = emr_runs.staged["block_plan"], emr_runs.metrics, emr_runs.plan
+    plan_uri = f"{S3_ROOT}/{run_folder(emr_runs.first.run_id)}/job/block_plan.json"
+    assert staged["uri"] == metrics["block_plan"] == plan_uri and metrics["block_plan_skipped"] is None
+    stage_args = [step["Config"]["Args"] for step in emr_runs.steps]
+    stage_2 = emr_runs.double.execution(emr_runs.step_ids[1]).job
+    assert (plan_uri, "block_plan.json") in stage_2.files
+    for command in (stage_2.mapper, stage_2.reducer):
+        assert command.endswith(f" --movie-blocks {plan['movie_blocks']} --items movies.csv "
+                                "--block-plan block_plan.json")
+    assert not any("block_plan" in arg for args in (stage_args[0], stage_args[2]) for arg in args)
+    # made for the run's layout: 2 core nodes x 4 vCPUs, and stage2_layout's blocks
+    assert (plan["movie_blocks"], plan["reduce_tasks"], stage_2.reduces) == (5, 8, 8)
+    assert (staged["movie_blocks"], staged["reduce_tasks"]) == (5, 8)
+    # Hadoop's partitioner followed the routes and each task did the work the plan measured, on the
+    # second run's sample of users too: the skews planned from the data and counted by the tasks agree.
+    assert staged["ratings"] == RATINGS
+    for run_metrics in (metrics, emr_runs.second_metrics):
+        assert 1 <= run_metrics["stage2_planned_skew"] == run_metrics["stage2_work_skew"] < 1.25
+        assert run_metrics["stage2_reduce_tasks"] == 8
+    assert emr_runs.staged_again["block_plan"]["ratings"] < RATINGS / 2
 
 
 def test_emr_results_are_byte_identical_to_the_local_targets(emr_runs, local_similarities_csv):

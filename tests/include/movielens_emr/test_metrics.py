@@ -4,6 +4,7 @@ import datetime
 import pytest
 
 from movielens_emr.metrics import (
+    block_plan_metrics,
     emr_timings,
     flatten_counters,
     hourly_price,
@@ -117,3 +118,25 @@ def test_a_run_dated_in_the_past_started_when_it_was_made():
     assert run_started_at(logical, made) == made
     assert run_started_at(made, logical) == made  # a backfill: made after the logical date it covers
     assert run_started_at(made, None) == made
+
+
+def test_the_planned_stage_2_skew_sits_beside_the_measured_one():
+    config = validate_run_config({}, max_node_count=20)
+    timings = {"cluster_seconds": 60.0, "provisioning_seconds": 0.0, "stage_seconds": [10.0, 10.0, 10.0]}
+    counters = {"stage 2 work: reduce task 000": 300, "stage 2 work: reduce task 001": 100}
+    plan = {"uri": "/root/runs/r/job/block_plan.json", "planned_skew": 1.04, "movie_blocks": 4}
+    metrics = run_metrics(config, timings, 70.0, counters, 5, 0.0, None, plan)
+    names = list(metrics)
+    assert names.index("stage2_planned_skew") == names.index("stage2_work_skew") + 1
+    assert (metrics["stage2_work_skew"], metrics["stage2_planned_skew"]) == (1.5, 1.04)
+    assert (metrics["block_plan"], metrics["block_plan_skipped"]) == (plan["uri"], None)
+
+
+@pytest.mark.parametrize("plan, reason", [
+    ({"uri": None, "skipped": "BlockPlanUnavailable: id 12345678901 has more than 9 digits"},
+     "BlockPlanUnavailable: id 12345678901 has more than 9 digits"),
+    (None, "no block plan was computed for this run"),
+])
+def test_a_run_without_a_block_plan_says_why(plan, reason):
+    assert block_plan_metrics(plan) == {
+        "stage2_planned_skew": None, "block_plan": None, "block_plan_skipped": reason}

@@ -84,3 +84,20 @@ def test_the_tasks_run_under_the_nodes_python_it_was_given():
         args = step["HadoopJarStep"]["Args"]
         assert shlex.split(arg_after(args, "-reducer")[0])[0] == "python3.11"
         assert arg_after(args, "-cmdenv") == ["PYTHONPATH=/usr/local/lib/movielens-job/python3.11"]
+
+
+def test_a_block_plan_reaches_only_stage_2s_tasks_under_its_own_name():
+    config = validate_run_config({}, max_node_count=20)
+    args = job_args(config, 5, "movies.csv")
+    steps = build_stage_steps(job_class()(args), args, "s3://b/runs/r/job/movie_similarities.py",
+                              "s3://b/ds/movies.csv", ["s3://b/ds/ratings.csv"], "s3://b/runs/r/output", 8,
+                              "manual__1", block_plan_uri="s3://b/runs/r/job/block_plan.json")
+    files = [arg_after(step["HadoopJarStep"]["Args"], "-files") for step in steps]
+    shared = "s3://b/runs/r/job/movie_similarities.py#movie_similarities.py,s3://b/ds/movies.csv#movies.csv"
+    assert files == [[shared], [f"{shared},s3://b/runs/r/job/block_plan.json#block_plan.json"], [shared]]
+    for number, step in enumerate(steps, start=1):
+        for task_type in ("mapper", "reducer"):
+            command = shlex.split(arg_after(step["HadoopJarStep"]["Args"], f"-{task_type}")[0])
+            if command == ["cat"]:
+                continue
+            assert (command[-2:] == ["--block-plan", "block_plan.json"]) == (number == 2), (number, command)
