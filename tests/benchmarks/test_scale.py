@@ -28,3 +28,14 @@ def test_planned_skews_cover_every_slot_count_and_stay_at_least_one():
     rows = scale.planned_skews(ratings["user_id"], ratings["movie_id"], SMALL.movies)
     assert [row["slots"] for row in rows] == list(scale.TASK_SLOTS)
     assert all(row["hash_dealt"] >= 1 and row["mass_routed"] >= 1 for row in rows)
+
+
+def test_a_sample_is_extrapolated_with_stage_1_as_measured_and_the_rest_by_the_work():
+    size = {"size": "25M", "sample_fraction": 0.05, "seconds": 400.0, "blocks": 22,
+            "full": {"pair_work": 4e10}, "run": {"pair_work": 1e9},
+            "phases": [{"stage": "start-up", "total": 1.0}, {"stage": 1, "total": 100.0},
+                       {"stage": 2, "total": 250.0}, {"stage": 3, "total": 49.0}]}
+    line = scale.extrapolation_line(size, 1.0, [4])
+    # 100 s + 300 s x 40
+    assert f"= {(100 + 300 * 40) / 3600:.1f} h" in line
+    assert "4 movie blocks, this size's on 22" in line
