@@ -7,7 +7,9 @@ whose full run this machine cannot finish. This runs the job's own stage 2 reduc
 streaming runs it (one process, the block pair's user rows on stdin), on one off-diagonal block
 pair of B movies on each side, under GNU time, for each metric asked: users rate movies spread
 over both blocks, so every movie of both blocks is seen and the sums reach B x B, and one user has
-rated every movie of both blocks (r = 2B, the bound's largest user row).
+rated every movie of both blocks (r = 2B, the bound's largest user row). Each user gives all their
+movies one rating, so every pair with enough co-raters scores 1 and is kept, for cosine and pearson
+alike: the most neighbours a block pair can hold waiting to be written.
 """
 import argparse
 import random
@@ -33,7 +35,8 @@ def block_pair_rows(movies_per_block, users, ratings_per_block, seed=11):
     """The user rows of block pair (0, 1), in the form stage 2's mapper writes them:
     'movies_a|letters_a|movies_b|letters_b'.
 
-    Block 0 holds movies 1..B and block 1 movies B+1..2B; user 0 rated all of them.
+    Block 0 holds movies 1..B and block 1 movies B+1..2B; user 0 rated all of them. Each user rates
+    all their movies alike.
     """
     chooser = random.Random(seed)
     block_a = [str(movie) for movie in range(1, movies_per_block + 1)]
@@ -41,8 +44,8 @@ def block_pair_rows(movies_per_block, users, ratings_per_block, seed=11):
     for user in range(users):
         side_a = block_a if user == 0 else chooser.sample(block_a, ratings_per_block)
         side_b = block_b if user == 0 else chooser.sample(block_b, ratings_per_block)
-        letters_a = "".join(chooser.choice(RATING_LETTERS) for _ in side_a)
-        letters_b = "".join(chooser.choice(RATING_LETTERS) for _ in side_b)
+        letter = chooser.choice(RATING_LETTERS)  # one rating for all the user's movies
+        letters_a, letters_b = letter * len(side_a), letter * len(side_b)
         yield f"{' '.join(side_a)}|{letters_a}|{' '.join(side_b)}|{letters_b}"
 
 
@@ -52,12 +55,16 @@ def run_reducer(metric, input_path, work_dir):
     command = ["/usr/bin/time", "-f", "%M %e", "-o", str(record), sys.executable, str(job_speed.JOB_SCRIPT),
                "--step-num=1", "--reducer", "--metric", metric, "--movie-blocks", "2",
                "--user-chunk", str(USER_CHUNK)]
-    with open(input_path, "rb") as stdin:
-        finished = subprocess.run(command, stdin=stdin, capture_output=True, check=False)
+    output = work_dir / f"{metric}.out"
+    with open(input_path, "rb") as stdin, open(output, "wb") as stdout:
+        finished = subprocess.run(command, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, check=False)
     if finished.returncode:
         raise RuntimeError(f"the stage 2 reducer failed:\n{finished.stderr.decode(errors='replace')[-2000:]}")
     kilobytes, seconds = record.read_text().split()
-    return int(kilobytes) * 1024, float(seconds), finished.stdout.count(b"\n")
+    with open(output, "rb") as lines:  # one line per movie and batch: count the entries, the kept pairs
+        kept = sum(line.count(b";") + 1 for line in lines)
+    output.unlink()
+    return int(kilobytes) * 1024, float(seconds), kept
 
 
 def bound_bytes(formula, movies_per_block, metric):
@@ -70,7 +77,8 @@ def parse_args(argv=None):
     parser.add_argument("--movies-per-block", type=int, default=MAX_BLOCK_MOVIES,
                         help=f"B (default the pipeline's cap, {MAX_BLOCK_MOVIES})")
     parser.add_argument("--users", type=int, default=4 * USER_CHUNK, help="user rows of the block pair")
-    parser.add_argument("--ratings-per-block", type=int, default=60, help="each user's movies in each block")
+    parser.add_argument("--ratings-per-block", type=int, default=300,
+                        help="each user's movies in each block (default 300: about 47 co-raters a pair)")
     parser.add_argument("--metrics", default="cosine,pearson",
                         help="comma-separated of cosine, pearson, jaccard")
     args = parser.parse_args(argv)

@@ -9,7 +9,8 @@ Usage: python jobs/movie_similarities.py [-r inline|local|hadoop|emr] --items MO
    and nothing per pair is shuffled); each block pair's key is salted so that Hadoop's
    HashPartitioner sends it to the reduce task its route names (dealt in turn, or from a
    --block-plan measured on the data), and each reduce task counts its work; both
-   directions of every kept pair are written;
+   directions of every kept pair are written, each movie's neighbours of a block pair as one
+   record;
 3. attach titles and rank each movie's neighbours (no mapper of its own).
 
 The input format is detected from each line (ml-100k tab, ml-1m/ml-10m '::', ml-latest /
@@ -25,16 +26,18 @@ equal to one movie), beyond the interpreter:
   stage 1 mapper:  O(1)    at most 100,000 buffered ratings
   stage 1 reducer: O(m)    one user's ratings
   stage 2 mapper:  O(m)    one user's ratings and their block split, the plan's O(M) blocks
-  stage 2 reducer: 12.5*(S+2)*B^2 + 20*C*B + 8*(S+5)*256*B + 64*C*r bytes: the block
-                   pair's sums (25% growth headroom, one more while growing, one gathered
-                   for an update), a chunk's dense matrices, one 256-row slice of pairs
-                   being scored, and one chunk of users' ratings, r = min(m, 2*B) of them
-                   a user (a row holds only the movies of the pair's two blocks)
+  stage 2 reducer: 12.5*(S+2)*B^2 + 20*C*B + 8*(S+5)*256*B + 64*C*r + 100*(256*B + 200000)
+                   bytes: the block pair's sums (25% growth headroom, one more while
+                   growing, one gathered for an update), a chunk's dense matrices, one
+                   256-row slice of pairs being scored, one chunk of users' ratings,
+                   r = min(m, 2*B) of them a user (a row holds only the movies of the pair's
+                   two blocks), and the kept neighbours waiting to be written (at most
+                   HELD_NEIGHBOURS plus one slice's, about 100 bytes each)
   stage 3 reducer: O(M)    titles, one movie's neighbours
-e.g. ml-1m (M=3,706, m=2,314), G=4 (B about 960), C=1024, cosine: at most 232 MB;
-ml-25m (M=59,047, m=32,202), G=22 (B about 2,700), cosine: at most 1.0 GB.
+e.g. ml-1m (M=3,706, m=2,314), G=4 (B about 960), C=1024, cosine: at most 277 MB;
+ml-25m (M=59,047, m=32,202), G=22 (B about 2,700), cosine: at most 1.1 GB.
 The pipeline keeps B <= 2,800 (movielens_emr.job.MAX_BLOCK_MOVIES): ml-25m (M=59,047) gets
-G >= 22 blocks, and its stage 2 sums stay under 0.8 GB even for pearson.
+G >= 22 blocks, and a stage 2 reducer stays under 1.4 GB even for pearson at B = 2,800.
 """
 import bz2
 import csv
@@ -85,6 +88,12 @@ COMPRESSED_OPENERS = ((b"\x1f\x8b", gzip.open), (b"BZh", bz2.open))
 INPUT_QUALITY_KEY = "#input-quality"
 # Rows of a block pair's sums scored at once in stage 2.
 SCORING_ROWS = 256
+# Stage 2 writes each movie's kept neighbours of a block pair as one record, 'movie score co_raters'
+# entries joined by NEIGHBOUR_SEPARATOR: one shuffled line per movie and block pair, not per pair,
+# spares mrjob's per-line costs (write, sort, split, read) on every kept pair. The entries for the
+# second movie of each pair wait in memory until there are at most HELD_NEIGHBOURS of them.
+NEIGHBOUR_SEPARATOR = ";"
+HELD_NEIGHBOURS = 200_000
 # Ratings a stage 1 mapper holds before writing them out grouped by user (about 3 MB).
 USER_BUFFER = 100_000
 # Stage 2 keys are 'a,b' or 'a,b@salt': the salt steers the key onto its planned reduce task.
@@ -467,12 +476,13 @@ def _decode_title_line(raw_line, fallback, counters):
 
 
 def rank_neighbours(values):
-    """Sort 'movie score co_raters' values by score descending, then by movie id.
+    """Sort the 'movie score co_raters' entries of values (each one or more entries joined by
+    NEIGHBOUR_SEPARATOR) by score descending, then by movie id.
 
     Returns (movie, score, co_raters) with score and co_raters as the text they came in: the
     score is repr(float), which is already its JSON form.
     """
-    neighbours = [value.split(" ") for value in values]
+    neighbours = [entry.split(" ") for value in values for entry in value.split(NEIGHBOUR_SEPARATOR)]
     neighbours.sort(key=_neighbour_order)
     return neighbours
 
@@ -702,7 +712,11 @@ class MRMovieSimilarities(MRJob):
             self.increment_counter(TASK_WORK_GROUP, f"reduce task {task:03d}", self._task_work)
 
     def _kept_pairs(self, accumulator):
+        """(movie, its kept neighbours in this block pair as NEIGHBOUR_SEPARATOR-joined entries), both
+        directions of each kept pair: a row's movie as soon as its slice is scored, a column's movie
+        when HELD_NEIGHBOURS entries wait or the block pair is done."""
         movies_a, movies_b = accumulator.movies_a, accumulator.movies_b
+        held, held_count = {}, 0
         # Scored a slice of rows at a time, so the temporaries stay small next to the sums.
         for first_row in range(0, len(movies_a), SCORING_ROWS):
             i, j = accumulator.candidate_pairs(
@@ -713,10 +727,28 @@ class MRMovieSimilarities(MRJob):
             self._counters["pairs: over min co-ratings"] += len(i)
             self._counters["pairs: kept"] += int(kept.sum())
             columns = (i[kept].tolist(), j[kept].tolist(), scores[kept].tolist(), sums["n"][kept].tolist())
+            row_movie, row_entries = None, []
+            # np.nonzero lists a slice's pairs row by row: each row's entries are consecutive.
             for a, b, score, co_raters in zip(*columns, strict=True):
                 movie_a, movie_b, rest = movies_a[a], movies_b[b], f"{score!r} {int(co_raters)}"
-                yield movie_a, f"{movie_b} {rest}"
-                yield movie_b, f"{movie_a} {rest}"
+                if movie_a != row_movie:
+                    if row_entries:
+                        yield row_movie, NEIGHBOUR_SEPARATOR.join(row_entries)
+                    row_movie, row_entries = movie_a, []
+                row_entries.append(f"{movie_b} {rest}")
+                held.setdefault(movie_b, []).append(f"{movie_a} {rest}")
+            if row_entries:
+                yield row_movie, NEIGHBOUR_SEPARATOR.join(row_entries)
+            held_count += len(columns[0])
+            if held_count > HELD_NEIGHBOURS:
+                yield from self._release(held)
+                held, held_count = {}, 0
+        yield from self._release(held)
+
+    @staticmethod
+    def _release(held):
+        for movie, entries in held.items():
+            yield movie, NEIGHBOUR_SEPARATOR.join(entries)
 
     # Stage 3: titles, neighbours ranked by score.
     def reducer_init_load_titles(self):

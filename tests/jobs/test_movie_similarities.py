@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from jobs import movie_similarities
 from jobs.movie_similarities import (
     BadRatingLine,
     ItemsFileUnusable,
@@ -188,6 +189,23 @@ def test_routing_and_work_counters_leave_the_answer_unchanged(hand_ratings):
 def test_rank_neighbours_orders_by_score_then_by_movie_id():
     ranked = rank_neighbours(["10 0.9 12", "9 0.99 11", "2 0.9 30"])
     assert ranked == [["9", "0.99", "11"], ["2", "0.9", "30"], ["10", "0.9", "12"]]
+
+
+def test_rank_neighbours_reads_a_movies_entries_batched_by_its_block_pairs():
+    ranked = rank_neighbours(["10 0.9 12;9 0.99 11", "2 0.9 30"])
+    assert ranked == [["9", "0.99", "11"], ["2", "0.9", "30"], ["10", "0.9", "12"]]
+
+
+def test_neighbours_released_early_give_the_same_answer(monkeypatch):
+    """Stage 2 holds the column movies' entries up to HELD_NEIGHBOURS; released after every slice, the
+    answer is the same, row for row."""
+    args = ("--items", MOVIELENS / "ml-100k" / "u.item", "--min-co-ratings", "5", "--min-score", "0.9",
+            MOVIELENS / "ml-100k" / "u.data")
+    _, rows, totals = run_job(*args)
+    monkeypatch.setattr(movie_similarities, "HELD_NEIGHBOURS", 0)
+    _, early_rows, early_totals = run_job(*args)
+    assert len(rows) > 10_000 and early_rows == rows
+    assert early_totals["output: ordered pairs"] == totals["output: ordered pairs"] == len(rows)
 
 
 def test_read_titles_decodes_ml_100k_items_as_latin_1():
