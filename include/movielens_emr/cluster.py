@@ -44,9 +44,14 @@ def task_slots(config):
     return cluster_task_slots(config.node_count, config.instance_type)
 
 
+def task_nodes(node_count):
+    """The nodes of a cluster that run tasks: its node_count - 1 core nodes, or the master when alone."""
+    return max(node_count - 1, 1)
+
+
 def cluster_task_slots(node_count, instance_type):
     """Concurrent tasks of a cluster of node_count nodes (1 master + node_count - 1 core) of one type."""
-    return max(node_count - 1, 1) * INSTANCE_VCPUS.get(instance_type, DEFAULT_VCPUS)
+    return task_nodes(node_count) * INSTANCE_VCPUS.get(instance_type, DEFAULT_VCPUS)
 
 
 def run_task_slots(target, node_count, instance_type):

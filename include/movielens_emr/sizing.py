@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import nnls
 
+from movielens_emr.cluster import task_nodes
+
 TERMS = ("fixed", "work_per_node", "log_nodes", "nodes")
 MIN_RUNS = 4
 # How far outside the measured node counts and work a prediction may go before it is flagged.
@@ -26,7 +28,7 @@ CONFIDENCE_BOUNDS = {"high": 0.10, "medium": 0.25}
 
 def task_machines(node_count, target):
     """The machines of a run that run tasks: EMR's core nodes (its master when alone), else node_count."""
-    return max(node_count - 1, 1) if target == "emr" else node_count
+    return task_nodes(node_count) if target == "emr" else node_count
 
 
 class NotEnoughHistory(ValueError):
