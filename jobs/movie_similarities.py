@@ -672,7 +672,7 @@ class MRMovieSimilarities(MRJob):
         """(user_id, 'movies|letters') -> ('a,b[@salt]', 'movies_a|letters_a|movies_b|letters_b')"""
         movies, letters = ratings.split("|")
         blocks = {}
-        for movie, letter in zip(movies.split(" "), letters, strict=False):
+        for movie, letter in zip(movies.split(" "), letters):
             block = self._block_of.get(movie)
             if block is None:
                 block = self._block_of[movie] = zlib.crc32(movie.encode()) % self.options.movie_blocks
@@ -729,7 +729,7 @@ class MRMovieSimilarities(MRJob):
             columns = (i[kept].tolist(), j[kept].tolist(), scores[kept].tolist(), sums["n"][kept].tolist())
             row_movie, row_entries = None, []
             # np.nonzero lists a slice's pairs row by row: each row's entries are consecutive.
-            for a, b, score, co_raters in zip(*columns, strict=True):
+            for a, b, score, co_raters in zip(*columns):
                 movie_a, movie_b, rest = movies_a[a], movies_b[b], f"{score!r} {int(co_raters)}"
                 if movie_a != row_movie:
                     if row_entries:
