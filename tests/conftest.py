@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.wheels import tiny_wheelhouse
+from tests.support.wheels import pinned_node_wheelhouse
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -37,10 +37,10 @@ TEST_ENV = {
     "PYTHONPATH": os.pathsep.join(
         [str(REPO / "include"), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
 }
-# The EMR nodes' wheels: a small wheelhouse made here and its own pins, so that no test downloads from PyPI.
-_WHEELHOUSE, _REQUIREMENTS = tiny_wheelhouse(_AIRFLOW_HOME / "emr-wheelhouse")
-TEST_ENV.update({"MOVIELENS_EMR_WHEELHOUSE": str(_WHEELHOUSE),
-                 "MOVIELENS_EMR_REQUIREMENTS": str(_REQUIREMENTS)})
+# The EMR nodes' wheels, as a deployment would set them (MOVIELENS_EMR_WHEELHOUSE): the pinned ones of the
+# bundled requirements, which the emulated nodes' bootstrap really installs. Downloaded once per machine.
+TEST_ENV["MOVIELENS_EMR_WHEELHOUSE"] = str(pinned_node_wheelhouse())
+os.environ.pop("MOVIELENS_EMR_REQUIREMENTS", None)
 os.environ.update(TEST_ENV)
 
 

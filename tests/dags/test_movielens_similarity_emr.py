@@ -33,6 +33,7 @@ from movielens_emr.settings import settings_from_env
 from movielens_emr.sizing import CONFIDENCE_BOUNDS, NotEnoughHistory, Observation, fit_time_model
 from movielens_emr.steps import STAGE_NAMES, step_name
 from movielens_emr.storage import run_folder
+from movielens_emr.wheelhouse import REQUIREMENTS_FILE, NodePython, locked_requirements, select_wheels
 
 from tests.support.credential_scan import files_under, find_leaks, make_canary, run_values, s3_objects
 from tests.support.dag_runs import (
@@ -271,11 +272,14 @@ def test_emr_bootstrap_installs_the_staged_wheels_uploaded_once_for_both_runs(em
     assert (requirements, python, packages_dir) == (
         f"{run_job}/emr_requirements.txt", "python3.9", "/usr/local/lib/movielens-job/python3.9")
     assert wheelhouse.startswith(f"{S3_ROOT}/wheelhouses/cp39-x86_64/")
-    # the test deployment's wheelhouse (MOVIELENS_EMR_WHEELHOUSE), its pins staged with the job
-    local = Path(os.environ["MOVIELENS_EMR_WHEELHOUSE"])
+    # the test deployment's wheelhouse (MOVIELENS_EMR_WHEELHOUSE): the 3.9 nodes' pinned wheels, the pins
+    # staged with the job
+    local = select_wheels(os.environ["MOVIELENS_EMR_WHEELHOUSE"], NodePython("3.9"),
+                          locked_requirements(REQUIREMENTS_FILE))
     staged = sorted(key.rsplit("/", 1)[1] for key in emr_runs.first_s3_keys
                     if key.startswith(wheelhouse.removeprefix(f"s3://{BUCKET}/") + "/"))
-    assert staged == sorted([*(path.name for path in local.glob("*.whl")), "_STAGED.json"])
+    assert staged == sorted([*local, "_STAGED.json"])
+    assert {name.split("-")[0] for name in local} == {"PyYAML", "mrjob", "numpy", "pip"}
     assert s3_key(emr_runs.first, "job/emr_requirements.txt") in emr_runs.first_s3_keys
     # the second run reuses the wheelhouse: one copy in the bucket
     assert emr_runs.second_bootstrap_actions[0]["Args"][0] == wheelhouse

@@ -21,9 +21,11 @@ visible objects of a prefix) with stdin = the object and `mapreduce_map_input_fi
 combiner on each sorted map output, a stable sort by key (the bytes before the first tab, in byte
 order) of each partition (Hadoop's HashPartitioner over `mapreduce.job.reduces` reducers), one
 reduce task per partition, and part-NNNNN plus _SUCCESS under -output. The task commands are run as
-separate processes, split into words like Hadoop does; `python3` is this interpreter through a PATH
-shim. Counters come from the tasks' `reporter:counter:<group>,<counter>,<amount>` stderr lines. The
-logs go where and as EMR delivers them for a command-runner.jar step (see "EMR's log layout" below):
+separate processes, split into words like Hadoop does, with the Pythons an EMR 7 node has on PATH
+(node_pythons.py: `python3` and `python3.9` are a bare CPython 3.9, `python3.11` a bare 3.11; never the
+test process's own interpreter, and no package but what the bootstrap installed). Counters come from
+the tasks' `reporter:counter:<group>,<counter>,<amount>` stderr lines. The logs go where and as EMR
+delivers them for a command-runner.jar step (see "EMR's log layout" below):
 `<LogUri>/<cluster id>/steps/<step id>/{controller,stderr,stdout,syslog}.gz`, the hadoop client's
 output (application id, failed attempts, counter block) in `stderr.gz`, and each task attempt's own
 stderr only in `<LogUri>/<cluster id>/containers/<application id>/<container id>/stderr.gz`. Each
@@ -34,9 +36,20 @@ history/<yyyy>/<mm>/<dd>/000000/<job id>-<submit ms>-hadoop-<job name>-<finish m
 _FAILED, TASK_FINISHED or TASK_FAILED, ..., JOB_FINISHED or JOB_FAILED) with the tasks' real start and
 finish times (a map task ends with its combiner), which mrjob's history parser reads too.
 
+The cluster's bootstrap actions really run, at its first step poll, before any step, as EMR runs them
+on every node before the cluster takes work: each script is fetched from S3 and run with its Args
+under bash with the node's PATH (its Pythons, and an `aws` whose `s3 cp` downloads from moto's S3 through
+a moto server the double starts: aws_cli.py). The node's filesystem is a folder per cluster: the node
+folders an action or a step names (NODE_FOLDERS, e.g. the packages folder /usr/local/lib/...) are
+moved under it, in the actions' Args and the steps' -cmdenv values alike, so a step finds what the
+bootstrap installed. An action's stdout and stderr go where EMR delivers them, <LogUri>/<cluster
+id>/node/<instance id>/bootstrap-actions/<n>/{stdout,stderr}.gz; one that exits non-zero ends the
+cluster TERMINATED_WITH_ERRORS with EMR's reason, "On the master instance (<id>), bootstrap action <n>
+returned a non-zero return code", and its steps CANCELLED.
+
 Faults, for the tests of what the pipeline does when EMR goes wrong:
 
-* `fail_bootstrap(message)`: every cluster's bootstrap action fails. At its first step poll the
+* `fail_bootstrap(message)`: every cluster's bootstrap fails, whatever its actions. At its first step poll the
   cluster ends TERMINATED_WITH_ERRORS with StateChangeReason Code BOOTSTRAP_FAILURE, as EMR
   reports it, and its steps are CANCELLED. With `before_steps=True` it fails sooner, at the first
   describe_cluster, before steps could be added.
@@ -52,7 +65,8 @@ A step runs inside the describe_step call that ends it, so that call lasts as lo
 test jobs well under botocore's 60 s read timeout. Not modelled: task retries, input splits of large
 files, speculative execution, step concurrency above 1, Spark or other non-streaming steps (FAILED), the
 minutes EMR takes to deliver logs (the double writes them all as the step ends), a job history's full
-schema line (trimmed to the record names) and its tasks' Hadoop counters (only their reporter counters).
+schema line (trimmed to the record names) and its tasks' Hadoop counters (only their reporter counters),
+bootstrap actions on more than one node (all nodes share one filesystem here: the master's).
 """
 import contextlib
 import dataclasses
@@ -78,7 +92,10 @@ from moto.core.utils import utcnow
 from moto.emr.exceptions import ValidationException
 from moto.emr.models import Cluster, ElasticMapReduceBackend, Step
 from moto.s3.models import s3_backends
+from moto.server import ThreadedMotoServer
 from moto.utilities.utils import get_partition
+
+from tests.support.node_pythons import node_python_commands
 
 TERMINAL_STEP_STATES = ("COMPLETED", "CANCELLED", "FAILED", "INTERRUPTED")
 ENDED_CLUSTER_STATES = ("TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS")
@@ -87,8 +104,13 @@ GENERIC_OPTIONS = ("-files", "-D", "-cmdenv")
 SINGLE_OPTIONS = ("-output", "-mapper", "-combiner", "-reducer")
 COUNTER_LINE = "reporter:counter:"
 TASK_TIMEOUT_SECONDS = 900
-# The nodes' Pythons a step may name (EMR 7 has 3.9, and 3.11 from 7.1.0): all are this interpreter here.
-PYTHON_NAMES = ("python3", "python3.9", "python3.11")
+BOOTSTRAP_TIMEOUT_SECONDS = 900
+# Folders of an EMR node's own filesystem that actions and steps may name: moved under the cluster's
+# node folder here.
+NODE_FOLDERS = ("/usr/local/", "/mnt/", "/home/hadoop/")
+AWS_CLI = Path(__file__).resolve().parent / "aws_cli.py"
+# What a node's processes see of this machine's environment: the credentials moto takes, nothing else.
+NODE_ENV_PASSED = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "LANG", "TZ")
 
 
 class StepArgsError(ValueError):
@@ -302,24 +324,56 @@ class StepExecution:
     logs: dict = dataclasses.field(default_factory=dict)  # {path under <LogUri>/<cluster id>/: text}
 
 
-class StreamingRunner:
-    """Runs one StreamingJob in a local working directory against moto's S3."""
+def write_command(path, command):
+    """An executable at path that runs command (a list of words) with its own arguments."""
+    path.write_text(f"#!/bin/sh\nexec {shlex.join(str(word) for word in command)} \"$@\"\n")
+    path.chmod(0o755)
 
-    def __init__(self, job, s3, workdir, python, workers, execution, application_id):
+
+@dataclasses.dataclass
+class Node:
+    """An EMR node of one cluster, here: its filesystem's folder and the commands on its PATH."""
+
+    root: Path
+
+    @classmethod
+    def make(cls, root, pythons):
+        """A node whose PATH has pythons ({command name: interpreter}) and the AWS CLI's `aws s3 cp`."""
+        node = cls(Path(root))
+        node.bin.mkdir(parents=True)
+        (node.root / "home" / "hadoop").mkdir(parents=True)
+        for name, interpreter in pythons.items():
+            write_command(node.bin / name, [interpreter])
+        write_command(node.bin / "aws", [sys.executable, AWS_CLI])
+        return node
+
+    @property
+    def bin(self):
+        return self.root / "bin"
+
+    def path_of(self, value):
+        """value (a path, or a list of them joined by ':') with each one in a node folder moved under root."""
+        return os.pathsep.join(f"{self.root}{part}" if part.startswith(NODE_FOLDERS) else part
+                               for part in value.split(os.pathsep))
+
+    def env(self, extra=()):
+        """A node process's environment: its PATH and HOME, moto's credentials, then extra's variables."""
+        env = {key: os.environ[key] for key in NODE_ENV_PASSED if key in os.environ}
+        env.update({"PATH": f"{self.bin}{os.pathsep}/usr/local/bin:/usr/bin:/bin",
+                    "HOME": str(self.root / "home" / "hadoop")})
+        env.update(extra)
+        return env
+
+
+class StreamingRunner:
+    """Runs one StreamingJob in a local working directory of a cluster's node against moto's S3."""
+
+    def __init__(self, job, s3, workdir, node, workers, execution, application_id):
         self.job, self.s3, self.workdir, self.execution = job, s3, Path(workdir), execution
-        self.workers = workers
+        self.node, self.workers = node, workers
         self.cache = self.workdir / "filecache"
-        self.shim = self.workdir / "bin"
-        self._make_shim(python)
         self.application_id = application_id
         self.job_id = application_id.replace("application_", "job_", 1)
-
-    def _make_shim(self, python):
-        self.shim.mkdir(parents=True)
-        for name in PYTHON_NAMES:
-            shim = self.shim / name
-            shim.write_text(f"#!/bin/sh\nexec {shlex.quote(str(python))} \"$@\"\n")
-            shim.chmod(0o755)
 
     def run(self):
         reduces = self.job.reduces
@@ -421,13 +475,11 @@ class StreamingRunner:
         return run, stdout
 
     def _task_env(self, attempt, extra_env):
-        env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-        env.update({key.replace(".", "_"): value for key, value in self.job.jobconf.items()})
-        env.update(self.job.cmdenv)
+        env = {key.replace(".", "_"): value for key, value in self.job.jobconf.items()}
+        env.update({key: self.node.path_of(value) for key, value in self.job.cmdenv.items()})
         env.update(extra_env)
-        env.update({"mapreduce_task_attempt_id": attempt, "mapreduce_job_id": self.job_id,
-                    "PATH": f"{self.shim}{os.pathsep}{os.environ.get('PATH', '')}"})
-        return env
+        env.update({"mapreduce_task_attempt_id": attempt, "mapreduce_job_id": self.job_id})
+        return self.node.env(env)
 
     def _write_output(self, parts):
         output = self.job.output.rstrip("/")
@@ -787,6 +839,67 @@ def emr_step_logs(execution, step_number, args, counter_groups, started):
     return logs
 
 
+def master_instance_id(cluster):
+    return next((instance.ec2_instance.id for instance in cluster.ec2_instances), "i-00000000000000000")
+
+
+@dataclasses.dataclass
+class BootstrapRun:
+    """One bootstrap action that ran on a cluster's node: for tests to look at."""
+
+    cluster_id: str
+    number: int
+    path: str
+    args: list  # as the script got them: node folders moved under the node's
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+    seconds: float
+
+    def failure_reason(self):
+        """EMR's words for it, or for a script it could not fetch."""
+        if self.returncode == DOWNLOAD_FAILED:
+            return f"failed to download bootstrap action {self.number} file from S3"
+        return f"bootstrap action {self.number} returned a non-zero return code"
+
+
+DOWNLOAD_FAILED = -1
+
+
+def run_bootstrap_action(s3, cluster_id, node, number, action, env):
+    """Fetch one action's script from S3 and run it on node with its Args; its BootstrapRun."""
+    args = [node.path_of(arg) for arg in action.args]
+    started = time.monotonic()
+    folder = node.root / "emr" / "bootstrap-actions" / str(number)
+    folder.mkdir(parents=True)
+    script = folder / (action.script_path or "").rsplit("/", 1)[-1]
+    try:
+        script.write_bytes(s3.get(action.script_path or ""))
+    except (StepFailure, StepArgsError) as error:
+        return BootstrapRun(cluster_id, number, action.script_path, args, DOWNLOAD_FAILED, b"",
+                            str(error).encode(), 0.0)
+    script.chmod(0o755)
+    try:
+        done = subprocess.run([str(script), *args], capture_output=True, cwd=folder, env=node.env(env),
+                              timeout=BOOTSTRAP_TIMEOUT_SECONDS, check=False)
+        returncode, stdout, stderr = done.returncode, done.stdout, done.stderr
+    except (OSError, subprocess.TimeoutExpired) as error:
+        returncode, stdout, stderr = 1, b"", f"cannot run {script.name}: {error}\n".encode()
+    return BootstrapRun(cluster_id, number, action.script_path, args, returncode, stdout, stderr,
+                        round(time.monotonic() - started, 3))
+
+
+def write_bootstrap_logs(s3, cluster, run):
+    """An action's stdout and stderr where EMR delivers them: node/<instance id>/bootstrap-actions/<n>/."""
+    if not cluster.log_uri:
+        return
+    folder = (f"{cluster.log_uri.rstrip('/')}/{cluster.id}/node/{master_instance_id(cluster)}/"
+              f"bootstrap-actions/{run.number}")
+    with contextlib.suppress(StepFailure, StepArgsError):  # a missing log bucket: EMR logs nothing either
+        for name, data in (("stdout", run.stdout), ("stderr", run.stderr)):
+            s3.put(f"{folder}/{name}.gz", gzip.compress(data))
+
+
 def _model_patches():
     """(owner, name, replacement) for moto's models, as EMR behaves.
 
@@ -820,13 +933,17 @@ def _model_patches():
 class EmrStreamingDouble:
     """Install with `with EmrStreamingDouble().installed():` (or the emr_streaming_double() helper)."""
 
-    def __init__(self, python=None, workers=None, work_root=None, keep_workdirs=False):
-        self.python = python or sys.executable
+    def __init__(self, workers=None, work_root=None, keep_workdirs=False):
+        # Every Python an EMR 7 node has, found now: one missing fails the test here, saying how to get it.
+        self.pythons = node_python_commands()
         self.workers = workers or max(2, os.cpu_count() or 2)
         self.work_root = work_root
         self.keep_workdirs = keep_workdirs
         self.executions = []
+        self.bootstraps = []  # BootstrapRun of every action run, in order
         self.polls = 0
+        self.nodes = {}  # {cluster id: Node}
+        self._server = None
         self.bootstrap_failure = None
         self.bootstrap_fails_before_steps = False
         self.held = lambda step_name: False
@@ -845,9 +962,33 @@ class EmrStreamingDouble:
     @contextlib.contextmanager
     def installed(self):
         with contextlib.ExitStack() as stack:
+            stack.callback(self._clean_up)
             for owner, name, replacement in (*self._backend_patches(), *_model_patches()):
                 stack.enter_context(mock.patch.object(owner, name, replacement))
             yield self
+
+    def _clean_up(self):
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        if not self.keep_workdirs:
+            for node in self.nodes.values():
+                shutil.rmtree(node.root, ignore_errors=True)
+
+    def node(self, cluster_id):
+        """The cluster's node: made at its first use, kept while the double is installed."""
+        if cluster_id not in self.nodes:
+            root = tempfile.mkdtemp(prefix=f"emr-node-{cluster_id}-", dir=self.work_root)
+            self.nodes[cluster_id] = Node.make(root, self.pythons)
+        return self.nodes[cluster_id]
+
+    def s3_endpoint(self):
+        """The URL of a moto server over this process's backends, for the nodes' `aws` (started once)."""
+        if self._server is None:
+            self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            self._server.start()
+        host, port = self._server.get_host_and_port()
+        return f"http://{host}:{port}"
 
     def _backend_patches(self):
         """(owner, name, replacement) for the backend calls the double steers: polls advance its steps."""
@@ -890,6 +1031,8 @@ class EmrStreamingDouble:
             if cluster is None:
                 return
             self._fail_bootstrap_of(cluster)
+            if cluster.state not in ENDED_CLUSTER_STATES and cluster.id not in self.nodes:
+                self._bootstrap(backend, cluster)
             if cluster.state in ENDED_CLUSTER_STATES:
                 self._cancel_pending(cluster.steps, "the cluster was terminated")
                 return
@@ -907,11 +1050,28 @@ class EmrStreamingDouble:
     def _fail_bootstrap_of(self, cluster):
         if not self.bootstrap_failure or cluster.state in ENDED_CLUSTER_STATES:
             return
-        master = next((instance.ec2_instance.id for instance in cluster.ec2_instances), "i-00000000000000000")
+        self._end_bootstrap_failed(cluster, self.bootstrap_failure)
+
+    @staticmethod
+    def _end_bootstrap_failed(cluster, message):
         cluster.terminate()
         cluster.state = "TERMINATED_WITH_ERRORS"
         cluster.state_change_reason_code = "BOOTSTRAP_FAILURE"
-        cluster.last_state_change_reason = f"On the master instance ({master}), {self.bootstrap_failure}"
+        master = master_instance_id(cluster)
+        cluster.last_state_change_reason = f"On the master instance ({master}), {message}"
+
+    def _bootstrap(self, backend, cluster):
+        """Run the cluster's bootstrap actions on its node, in order; the first to fail ends the cluster."""
+        node, s3 = self.node(cluster.id), MotoS3(backend.account_id, backend.region_name)
+        env = {"AWS_ENDPOINT_URL": self.s3_endpoint(), "AWS_DEFAULT_REGION": backend.region_name,
+               "AWS_REGION": backend.region_name} if cluster.bootstrap_actions else {}
+        for number, action in enumerate(cluster.bootstrap_actions, start=1):
+            run = run_bootstrap_action(s3, cluster.id, node, number, action, env)
+            self.bootstraps.append(run)
+            write_bootstrap_logs(s3, cluster, run)
+            if run.returncode != 0:
+                self._end_bootstrap_failed(cluster, run.failure_reason())
+                return
 
     def _finish(self, backend, cluster, step):
         execution = self.run_step(backend, cluster, step)
@@ -958,8 +1118,8 @@ class EmrStreamingDouble:
         try:
             execution.job = parse_streaming_args(list(step.args))
             application_id = f"application_{self._cluster_epoch(cluster.id)}_{application_number:04d}"
-            runner = StreamingRunner(execution.job, s3, workdir, self.python, self.workers, execution,
-                                     application_id)
+            runner = StreamingRunner(execution.job, s3, workdir, self.node(cluster.id), self.workers,
+                                     execution, application_id)
             runner.run()
             execution.state = "COMPLETED"
         except (StepArgsError, StepFailure) as error:

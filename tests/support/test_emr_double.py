@@ -13,7 +13,9 @@ from mrjob.logs.history import _match_history_log_path, _parse_yarn_history_log
 from movielens_emr.metrics import parse_hadoop_counters
 from movielens_emr.task_times import parse_job_history
 
+from tests.support import node_pythons
 from tests.support.emr_double import (
+    EmrStreamingDouble,
     StepArgsError,
     emr_streaming_double,
     hash_partition,
@@ -21,6 +23,7 @@ from tests.support.emr_double import (
     line_key,
     parse_streaming_args,
 )
+from tests.support.node_pythons import NodePythonMissing
 
 REGION = "us-east-1"
 BUCKET = "emr-double-test"
@@ -74,7 +77,7 @@ def expected_counts():
     return Counter(word for text in TEXTS.values() for word in text.encode().split())
 
 
-def setup_world(s3, emr):
+def setup_world(s3, emr, bootstrap_actions=()):
     s3.create_bucket(Bucket=BUCKET)
     s3.put_object(Bucket=BUCKET, Key="code/wc.py", Body=WORD_COUNT.encode())
     for name, text in TEXTS.items():
@@ -87,6 +90,7 @@ def setup_world(s3, emr):
         Instances={"InstanceGroups": [
             {"Name": "master", "InstanceRole": "MASTER", "InstanceType": "m5.xlarge", "InstanceCount": 1}],
             "KeepJobFlowAliveWhenNoSteps": True},
+        BootstrapActions=list(bootstrap_actions),
         JobFlowRole="EMR_EC2_DefaultRole", ServiceRole="EMR_DefaultRole")["JobFlowId"]
 
 
@@ -383,19 +387,109 @@ def test_a_held_step_runs_until_its_cluster_is_terminated(aws):
     assert ended == ["INTERRUPTED", "CANCELLED"]
 
 
-def test_map_only_step_and_the_python3_shim(aws):
-    s3, emr = aws
-    which_python = "python3 -c \"import sys; print(sys.executable); [print(l, end='') for l in sys.stdin]\""
+PYTHON_PROBE = ("{python} -c \"import importlib.util, sys; print(sys.version_info[:2], sys.executable, "
+                "importlib.util.find_spec('numpy')); [print(l, end='') for l in sys.stdin]\"")
+
+
+@pytest.mark.parametrize("python, version", [
+    ("python3", (3, 9)), ("python3.9", (3, 9)), ("python3.11", (3, 11))])
+def test_a_map_only_step_runs_under_the_bare_node_python_it_names(aws, python, version):
     step = word_count_step("map only", f"s3://{BUCKET}/maponly", reducers=0,
-                           inputs=[f"s3://{BUCKET}/input/a.txt"], mapper=which_python)
+                           inputs=[f"s3://{BUCKET}/input/a.txt"], mapper=PYTHON_PROBE.format(python=python))
     with emr_streaming_double():
+        s3, emr = aws
         cluster_id = setup_world(s3, emr)
         (step_id,) = emr.add_job_flow_steps(JobFlowId=cluster_id, Steps=[step])["StepIds"]
         _, status = poll_until_terminal(emr, cluster_id, step_id)
     assert status["State"] == "COMPLETED", status
     names, parts = read_parts(s3, "maponly")
     assert names == ["_SUCCESS", "part-00000"]
-    assert parts["part-00000"] == (sys.executable + "\n" + TEXTS["a.txt"]).encode()
+    probe, text = parts["part-00000"].decode().split("\n", 1)
+    # that version, never this process's interpreter, and no package the bootstrap did not install
+    assert probe.startswith(f"{version} ") and probe.endswith(" None")
+    assert sys.executable not in probe
+    assert text == TEXTS["a.txt"]
+
+
+def bootstrap_world(s3, emr, script, args=(), steps=()):
+    """setup_world's cluster with one bootstrap action running `script` (bash) staged on S3."""
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_object(Bucket=BUCKET, Key="bootstrap/setup.sh", Body=("#!/bin/bash\nset -eu\n" + script).encode())
+    cluster_id = setup_world(s3, emr, bootstrap_actions=[{"Name": "setup", "ScriptBootstrapAction": {
+        "Path": f"s3://{BUCKET}/bootstrap/setup.sh", "Args": list(args)}}])
+    step_ids = emr.add_job_flow_steps(JobFlowId=cluster_id, Steps=list(steps))["StepIds"] if steps else []
+    return cluster_id, step_ids
+
+
+def test_the_bootstrap_runs_before_the_steps_and_they_find_what_it_installed(aws):
+    s3, emr = aws
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_object(Bucket=BUCKET, Key="lib/greeting.py", Body=b"WORDS = 'installed by the bootstrap'\n")
+    script = ('mkdir -p "$1"\naws s3 cp --only-show-errors s3://emr-double-test/lib/greeting.py "$1/"\n'
+              'echo "installed into $1"\n')
+    use_it = "python3.9 -c \"import greeting, sys; sys.stdin.read(); print(greeting.WORDS)\""
+    step = word_count_step("uses it", f"s3://{BUCKET}/out", reducers=0, inputs=[f"s3://{BUCKET}/input/a.txt"],
+                           mapper=use_it)
+    step["HadoopJarStep"]["Args"][1:1] = ["-cmdenv", "PYTHONPATH=/usr/local/lib/greeting"]
+    with emr_streaming_double() as double:
+        cluster_id, (step_id,) = bootstrap_world(s3, emr, script, ["/usr/local/lib/greeting"], [step])
+        _, status = poll_until_terminal(emr, cluster_id, step_id)
+        node = double.node(cluster_id)
+        (run,) = double.bootstraps
+    assert status["State"] == "COMPLETED", status
+    assert read_parts(s3, "out")[1]["part-00000"] == b"installed by the bootstrap\n"
+    # the node's folder stood for /usr/local; the action's output is where EMR delivers it
+    assert run.returncode == 0 and run.args == [f"{node.root}/usr/local/lib/greeting"]
+    (instance,) = [item["Ec2InstanceId"] for item in emr.list_instances(ClusterId=cluster_id)["Instances"]]
+    stdout = gunzipped(s3, f"logs/{cluster_id}/node/{instance}/bootstrap-actions/1/stdout.gz")
+    assert stdout == f"installed into {node.root}/usr/local/lib/greeting\n"
+
+
+@pytest.mark.parametrize("script", [
+    "echo 'no such wheel' >&2; exit 3\n",
+    "aws s3 cp s3://emr-double-test/missing.whl /tmp/\n",  # a missing object
+    "aws s3 sync s3://emr-double-test/lib /tmp/lib\n",  # more than the double's aws does: refused
+])
+def test_a_failing_bootstrap_action_ends_the_cluster_as_emr_does(aws, script):
+    reason = "bootstrap action 1 returned a non-zero return code"
+    s3, emr = aws
+    with emr_streaming_double() as double:
+        cluster_id, (step_id,) = bootstrap_world(s3, emr, script, steps=[word_count_step("wc", f"s3://{BUCKET}/o")])
+        state = step_status(emr, cluster_id, step_id)["State"]
+        cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]
+    assert state == "CANCELLED" and double.executions == []
+    assert cluster["State"] == "TERMINATED_WITH_ERRORS"
+    assert cluster["StateChangeReason"]["Code"] == "BOOTSTRAP_FAILURE"
+    assert cluster["StateChangeReason"]["Message"].startswith("On the master instance (i-")
+    assert cluster["StateChangeReason"]["Message"].endswith(f"), {reason}")
+    (instance,) = [item["Ec2InstanceId"] for item in emr.list_instances(ClusterId=cluster_id)["Instances"]]
+    assert gunzipped(s3, f"logs/{cluster_id}/node/{instance}/bootstrap-actions/1/stderr.gz").strip()
+
+
+def test_a_bootstrap_script_missing_from_s3_fails_the_cluster(aws):
+    s3, emr = aws
+    with emr_streaming_double():
+        s3.create_bucket(Bucket=BUCKET)
+        cluster_id = setup_world(s3, emr, bootstrap_actions=[{"Name": "gone", "ScriptBootstrapAction": {
+            "Path": f"s3://{BUCKET}/bootstrap/gone.sh", "Args": []}}])
+        steps = [word_count_step("wc", f"s3://{BUCKET}/o")]
+        (step_id,) = emr.add_job_flow_steps(JobFlowId=cluster_id, Steps=steps)["StepIds"]
+        assert step_status(emr, cluster_id, step_id)["State"] == "CANCELLED"
+        status = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]
+    reason = status["StateChangeReason"]["Message"]
+    assert reason.endswith("failed to download bootstrap action 1 file from S3")
+
+
+def test_a_node_python_missing_from_this_machine_fails_loudly_with_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(node_pythons, "_bare", {})
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path))
+    monkeypatch.delenv("MOVIELENS_TEST_PYTHON39", raising=False)
+    missing = r"python3\.9, the Python of the EMR nodes .* `pyenv install 3\.9`"
+    with pytest.raises(NodePythonMissing, match=missing):
+        EmrStreamingDouble()
+    monkeypatch.setenv("MOVIELENS_TEST_PYTHON39", str(tmp_path / "python3.9"))
+    with pytest.raises(NodePythonMissing, match="MOVIELENS_TEST_PYTHON39 is .* not an executable Python"):
+        EmrStreamingDouble()
 
 
 def test_the_double_works_behind_a_threaded_moto_server():

@@ -1,12 +1,16 @@
-"""Wheels and hash-pinned requirements made on this machine, for the tests of the EMR nodes' wheelhouse.
+"""Wheels and hash-pinned requirements for the tests of the EMR nodes' wheelhouse and bootstrap.
 
-Nothing comes from PyPI: `build_wheel` writes a small pure-Python wheel, and pip's own wheel is the one
-bundled with this Python's ensurepip. The bytes are reproducible (fixed zip timestamps), so the same
-wheelhouse has the same checksum every time it is built.
+`tiny_wheelhouse` downloads nothing: `build_wheel` writes a small pure-Python wheel, and pip's own wheel
+is the one bundled with this Python's ensurepip. The bytes are reproducible (fixed zip timestamps), so
+the same wheelhouse has the same checksum every time it is built. `pinned_node_wheelhouse` is the real
+one, the wheels emr_requirements.txt pins for every node Python, which the job needs on a node: downloaded
+from PyPI once per machine (pip checks every hash), then reused.
 """
 import base64
 import ensurepip
+import fcntl
 import hashlib
+import os
 import shutil
 import zipfile
 from pathlib import Path
@@ -66,3 +70,40 @@ def tiny_wheelhouse(folder):
     requirements = write_requirements(folder.parent / f"{folder.name}-requirements.txt",
                                       {project: (version, [probe]), "pip": (pip_version, [pip])})
     return folder, requirements
+
+
+def wheel_cache_folder():
+    """Where the pinned node wheels are kept between test runs: MOVIELENS_TEST_WHEEL_CACHE, else the user's
+    cache folder."""
+    if os.environ.get("MOVIELENS_TEST_WHEEL_CACHE"):
+        return Path(os.environ["MOVIELENS_TEST_WHEEL_CACHE"])
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "movielens-emr-tests" / "emr-wheels"
+
+
+def pinned_node_wheelhouse(folder=None):
+    """A folder with the wheels of emr_requirements.txt for every node Python the pipeline supports (x86_64):
+    checked against their pinned hashes, downloaded only when missing. One process at a time fills it."""
+    from movielens_emr.wheelhouse import (
+        FIRST_RELEASE_WITH_PYTHON,
+        REQUIREMENTS_FILE,
+        NodePython,
+        WheelhouseError,
+        download_wheels,
+        locked_requirements,
+        select_wheels,
+    )
+
+    folder = Path(folder or wheel_cache_folder())
+    folder.mkdir(parents=True, exist_ok=True)
+    pins = locked_requirements(REQUIREMENTS_FILE)
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for version in FIRST_RELEASE_WITH_PYTHON:
+            node = NodePython(version)
+            try:
+                select_wheels(folder, node, pins)
+            except WheelhouseError:
+                download_wheels(node, REQUIREMENTS_FILE, folder)
+                select_wheels(folder, node, pins)
+    return folder
