@@ -31,8 +31,8 @@ class LogsAtTermination(EmrStreamingDouble):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.terminate_calls = {}
-        self._held = {}  # {cluster id: [(s3, uri, data)]}
-        self._held_lock = threading.Lock()
+        self._held_logs = {}  # {cluster id: [(s3, uri, data)]}
+        self._held_logs_lock = threading.Lock()
 
     def holds_logs_of(self, cluster):
         """Whether the cluster's step logs wait for its termination (every cluster's, here)."""
@@ -40,13 +40,13 @@ class LogsAtTermination(EmrStreamingDouble):
 
     def _write_logs(self, s3, cluster, *args):
         if self.holds_logs_of(cluster):
-            with self._held_lock:
-                s3 = HeldLogs(s3, self._held.setdefault(cluster.id, []))
+            with self._held_logs_lock:
+                s3 = HeldLogs(s3, self._held_logs.setdefault(cluster.id, []))
         EmrStreamingDouble._write_logs(s3, cluster, *args)
 
     def deliver_logs(self, cluster_id):
-        with self._held_lock:
-            held = self._held.pop(cluster_id, [])
+        with self._held_logs_lock:
+            held = self._held_logs.pop(cluster_id, [])
         for s3, uri, data in held:
             try:
                 s3.put(uri, data)
