@@ -14,6 +14,9 @@ then writes `results/similarities.csv` and `results/top_neighbours.json` and rec
 `metrics.json` (wall, cluster, provisioning and per-stage seconds, overhead, node-minutes,
 estimated cost, ratings read, bad lines, pairs, the tasks' durations and the run's one-run
 prediction of other node counts) under `runs/<run_id>/` of the storage root.
+When a stage fails, `wait_for_stages` fails at once with EMR's reason so that the cluster is terminated
+without delay; once it has ended, `diagnose_failure` writes the full diagnosis (the failed task's
+traceback, the step's stderr) to its log and, under `failure`, to the run's `metrics.json`.
 See the README for the settings (MOVIELENS_* environment variables) and the AWS set-up.
 """
 import datetime
@@ -62,7 +65,8 @@ def movielens_similarity():
         task_id="submit_stages", job_flow_id=create_cluster.output, steps=plan["steps"], **AWS)
     wait = task(task_id="prepare_stage_wait")(tasks.prepare_stage_wait)(
         submit_stages.output, plan["wait_timeout"])
-    # Polls, or defers under AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE; explains a failed stage in its own log.
+    # Polls, or defers under AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE; a failed stage fails it at once, with
+    # EMR's reason: reading the logs would keep the cluster up for as long as EMR takes to deliver them.
     wait_for_stages = EmrStagesSensor.partial(
         task_id="wait_for_stages", job_flow_id=create_cluster.output, retries=0, **AWS).expand_kwargs(wait)
     # Asks EMR to terminate and returns; wait_for_termination waits, for either end state.
@@ -78,14 +82,19 @@ def movielens_similarity():
     metrics = task(task_id="record_metrics", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)(
         tasks.record_metrics)(config, collected, staged)
 
+    # Whatever happened, once the cluster has ended (its logs are then in S3 or never will be); skipped
+    # when the stages all completed or none were submitted.
+    diagnosis = task(task_id="diagnose_failure", trigger_rule=TriggerRule.ALL_DONE)(
+        tasks.diagnose_failure)(config)
+
     # A teardown: it runs whatever failed, and it does not decide the run's state.
     run_history = task(task_id="record_run_history")(history.record_run_history)().as_teardown()
 
     branch >> [plan, local_run]
     wait_for_stages >> terminate_cluster.as_teardown(setups=create_cluster) >> wait_for_termination
     [wait_for_stages, local_run] >> collected
-    wait_for_termination >> metrics
-    [metrics, wait_for_termination] >> run_history
+    wait_for_termination >> [metrics, diagnosis]
+    [metrics, wait_for_termination, diagnosis] >> run_history
 
 
 movielens_similarity()

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from movielens_emr import benchmark, report
+from movielens_emr.metrics import records_failure
 from movielens_emr.params import InvalidParam
 from movielens_emr.run_report import failure_lines
 from movielens_emr.settings import settings_from_env
@@ -151,7 +152,10 @@ def with_metrics(storage, record):
     key = f"{run_folder(record['run_id'])}/metrics.json"
     if not storage.exists(key):
         return {**record, "state": "failed", "metrics": None, "error": f"no metrics at {storage.uri(key)}"}
-    return {**record, "metrics": json.loads(storage.get_bytes(key))}
+    metrics = json.loads(storage.get_bytes(key))
+    if records_failure(metrics):  # an earlier try's diagnosis: no figures of a success
+        return {**record, "state": "failed", "metrics": None, "error": f"{storage.uri(key)} holds a failure"}
+    return {**record, "metrics": metrics}
 
 
 def member_records(config, members, ti):

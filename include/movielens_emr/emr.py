@@ -1,17 +1,26 @@
 """The pipeline's one EMR client: describe, list, terminate and diagnose, through the provider's hook."""
+import dataclasses
 import logging
+import time
 
 from airflow.providers.amazon.aws.hooks.emr import EmrHook
 from airflow.providers.amazon.aws.triggers.base import AwsBaseWaiterTrigger
 
-from movielens_emr.diagnosis import cluster_fault, first_failed_stage, stage_failure_report, stderr_tail
+from movielens_emr.diagnosis import (
+    cluster_fault,
+    failure_record,
+    first_failed_stage,
+    stage_failure_report,
+    stage_failure_summary,
+    stderr_tail,
+)
 from movielens_emr.emr_logs import (
     container_log_folder,
+    failed_step_logs,
     node_log_folder,
     run_counters,
+    run_task_times,
     step_log_folder,
-    task_failure_traceback,
-    wait_for_object,
 )
 from movielens_emr.metrics import emr_timings
 from movielens_emr.settings import AWS_CLIENT_CONFIG
@@ -25,10 +34,35 @@ CLUSTER_END_STATES = ("TERMINATED", "TERMINATED_WITH_ERRORS")
 CLUSTER_ENDED_WAITER_OVERRIDES = {"acceptors": [
     {"matcher": "path", "argument": "Cluster.Status.State", "expected": state, "state": "success"}
     for state in CLUSTER_END_STATES]}
+# EMR pushes a cluster's remaining logs to S3 as part of terminating it: once the cluster has ended,
+# its logs are there or never will be. A minute covers the last objects landing as the state changes,
+# where the full log wait (MOVIELENS_LOG_WAIT_SECONDS) covers EMR's upload every five minutes.
+ENDED_CLUSTER_LOG_GRACE_SECONDS = 60
+
+
+def log_wait_for(cluster, log_wait_seconds, grace_seconds=ENDED_CLUSTER_LOG_GRACE_SECONDS):
+    """How long to wait for a cluster's logs (its describe_cluster result): the full log wait while it
+    has not ended, at most the grace once it has."""
+    if cluster["Status"]["State"] in CLUSTER_END_STATES:
+        return min(log_wait_seconds, grace_seconds)
+    return log_wait_seconds
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFigures:
+    """What record_metrics reads of an EMR run: timings from EMR's own timestamps, the steps' Hadoop
+    counters summed, the log each stage's counters came from (None: found nowhere), the tasks' times."""
+
+    timings: dict
+    counters: dict
+    counter_sources: list
+    task_times: dict
 
 
 class EmrClient:
     """EMR's API as the pipeline uses it, over one EmrHook (the provider's, or an operator's own)."""
+
+    ended_cluster_log_grace_seconds = ENDED_CLUSTER_LOG_GRACE_SECONDS
 
     def __init__(self, aws_conn_id="aws_default", hook=None):
         self.hook = hook or EmrHook(aws_conn_id=aws_conn_id, config=AWS_CLIENT_CONFIG)
@@ -63,43 +97,69 @@ class EmrClient:
         """EMR's account of the cluster's end when it ended by a fault; None otherwise."""
         return cluster_fault(self.describe_cluster(cluster_id))
 
-    def timings_and_counters(self, storage, run_prefix, cluster_id, step_ids, log_wait_seconds=0,
-                             poll_seconds=30):
-        """(timings from EMR's own timestamps, the steps' Hadoop counters, the log each stage's came from).
-
-        Waits at most log_wait_seconds for EMR to deliver the steps' logs (emr_logs.run_counters).
-        """
+    def run_figures(self, storage, run_prefix, cluster_id, step_ids, log_wait_seconds=0, poll_seconds=30):
+        """The run's RunFigures; waits at most log_wait_for(the cluster, log_wait_seconds) in all for EMR
+        to deliver the steps' logs and job history files (emr_logs.run_counters, run_task_times)."""
         cluster = self.describe_cluster(cluster_id)
         steps = self.describe_steps(cluster_id, step_ids)
         timings = emr_timings(cluster["Status"]["Timeline"], [step["Status"]["Timeline"] for step in steps])
-        counters = run_counters(storage, run_prefix, cluster_id, step_ids, log_wait_seconds, poll_seconds)
-        return timings, counters.counters, counters.read_from
+        wait = self._log_wait(cluster, log_wait_seconds)
+        logs_due = time.monotonic() + wait
+        counters = run_counters(storage, run_prefix, cluster_id, step_ids, wait, poll_seconds)
+        task_times = run_task_times(storage, run_prefix, cluster_id, step_ids,
+                                    max(logs_due - time.monotonic(), 0), poll_seconds)
+        return RunFigures(timings, counters.counters, counters.read_from, task_times)
 
-    def explain_stage_failure(self, storage, run_prefix, cluster_id, step_ids, wait_error=None,
-                              log_wait_seconds=300, poll_seconds=30):
-        """Why the stages' wait failed, as a report: the failed stage, EMR's reason, the failed task's
-        own error from its container's log, and the tail of the step's stderr.
+    def summarize_stage_failure(self, cluster_id, step_ids, wait_error=None, node_log_location="",
+                                metrics_location=""):
+        """The stage wait's short account of a failure (diagnosis.stage_failure_summary), from EMR's
+        descriptions of the steps and the cluster alone: it reads no log, so it never waits."""
+        cluster = self.describe_cluster(cluster_id)
+        steps = self.describe_steps(cluster_id, step_ids)
+        return stage_failure_summary(steps, cluster, node_log_location, wait_error, metrics_location)
 
-        Waits at most log_wait_seconds for a failed step's stderr, then as long again for the task's
-        container logs (EMR delivers logs minutes late); includes the cluster's own fault when it
-        ended by one (a failed bootstrap, say).
+    def diagnose_stage_failure(self, storage, run_prefix, cluster_id, step_ids, log_wait_seconds=300,
+                               poll_seconds=30):
+        """metrics.json's "failure" (diagnosis.failure_record) of stages that did not all complete; its
+        report gives the failed stage, EMR's reason, the failed task's own error from its container's log,
+        the tail of the step's stderr, and the cluster's own fault when it ended by one (a failed bootstrap).
+
+        Waits at most log_wait_for(the cluster, log_wait_seconds) in all for the failed step's logs (EMR
+        delivers them minutes late, the rest as it terminates the cluster). Logs it cannot read are
+        named in the report, never raised: the stage's failure is the one the run reports.
         """
         cluster = self.describe_cluster(cluster_id)
         steps = self.describe_steps(cluster_id, step_ids)
         number, step = first_failed_stage(steps)
         step_id = step_ids[(number or 1) - 1]
-        log_folder = step_log_folder(run_prefix, cluster_id, step_id)
-        stderr = traceback = None
+        stderr = traceback = unreadable = None
         if step is not None and step["Status"]["State"] == "FAILED":  # only a step that ran has logs
-            stderr = wait_for_object(storage, f"{log_folder}/stderr.gz", log_wait_seconds, poll_seconds)
-        if stderr:
-            traceback = task_failure_traceback(storage, run_prefix, cluster_id, step_id, log_wait_seconds,
-                                               poll_seconds)
-        return stage_failure_report(
-            steps, stderr_tail(stderr) if stderr else None, storage.uri(log_folder), cluster=cluster,
-            node_log_location=storage.uri(node_log_folder(run_prefix, cluster_id)), wait_error=wait_error,
-            task_traceback=traceback,
-            container_log_location=storage.uri(container_log_folder(run_prefix, cluster_id)))
+            stderr, traceback, unreadable = self._read_failed_step_logs(
+                storage, run_prefix, cluster, step_id, log_wait_seconds, poll_seconds)
+        report = stage_failure_report(
+            steps, stderr_tail(stderr) if stderr else None,
+            storage.uri(step_log_folder(run_prefix, cluster_id, step_id)), cluster=cluster,
+            node_log_location=storage.uri(node_log_folder(run_prefix, cluster_id)), task_traceback=traceback,
+            container_log_location=storage.uri(container_log_folder(run_prefix, cluster_id)),
+            logs_unreadable=unreadable)
+        return failure_record(steps, step_ids, cluster, report)
+
+    def _read_failed_step_logs(self, storage, run_prefix, cluster, step_id, log_wait_seconds, poll_seconds):
+        """(gzipped stderr, task error, None) as emr_logs.failed_step_logs found them; (None, None, why)
+        when the logs could not be read."""
+        wait = self._log_wait(cluster, log_wait_seconds)
+        try:
+            return (*failed_step_logs(storage, run_prefix, cluster["Id"], step_id, wait, poll_seconds), None)
+        except Exception as error:  # an unreadable log costs the report its logs, not the diagnosis
+            log.warning("the logs of step %s could not be read", step_id, exc_info=True)
+            return None, None, f"{type(error).__name__}: {error}"
+
+    def _log_wait(self, cluster, log_wait_seconds):
+        wait = log_wait_for(cluster, log_wait_seconds, self.ended_cluster_log_grace_seconds)
+        if wait < log_wait_seconds:
+            log.info("cluster %s has ended (%s): its logs are in or will not come; waiting at most %s s for "
+                     "them, not %s", cluster["Id"], cluster["Status"]["State"], wait, log_wait_seconds)
+        return wait
 
 
 def attempts_within(timeout_seconds, poll_seconds):

@@ -145,9 +145,10 @@ def wait_for_object(storage, key, wait_seconds, poll_seconds):
     """The object's bytes once it exists, waiting at most wait_seconds (EMR delivers logs minutes late)."""
     deadline = time.monotonic() + wait_seconds
     while not storage.exists(key):
-        if time.monotonic() >= deadline:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
             return None
-        time.sleep(poll_seconds)
+        time.sleep(min(poll_seconds, remaining))
     return storage.get_bytes(key)
 
 
@@ -207,6 +208,18 @@ def _attempt_containers(storage, folder, containers):
             syslog = read_log(storage, f"{folder}/{container}/syslog.gz") or ""
             assigned.update((attempt, held) for held, attempt in ASSIGNED_CONTAINER.findall(syslog))
     return assigned
+
+
+def failed_step_logs(storage, run_prefix, cluster_id, step_id, wait_seconds=0, poll_seconds=30):
+    """(a failed step's gzipped stderr, its failed task's own error) as far as EMR has delivered them,
+    waiting at most wait_seconds in all; None for either one not there by then (no error without stderr)."""
+    deadline = time.monotonic() + wait_seconds
+    stderr_key = f"{step_log_folder(run_prefix, cluster_id, step_id)}/stderr.gz"
+    stderr = wait_for_object(storage, stderr_key, wait_seconds, poll_seconds)
+    if stderr is None:
+        return None, None
+    remaining = max(deadline - time.monotonic(), 0)
+    return stderr, task_failure_traceback(storage, run_prefix, cluster_id, step_id, remaining, poll_seconds)
 
 
 def task_error_text(task_stderr, lines=TASK_ERROR_LINES):

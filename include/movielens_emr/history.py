@@ -35,7 +35,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.schema import CreateColumn
 
-from movielens_emr.metrics import run_started_at
+from movielens_emr.metrics import records_failure, run_started_at
 from movielens_emr.settings import settings_from_env
 from movielens_emr.storage import open_storage, run_folder
 
@@ -242,10 +242,13 @@ def stored_columns(connection):
 
 
 def run_record(dag_id, run_id, params, metrics, task_states, started_at, finished_at):
-    """A history row from the run's params, its metrics.json (None if not written) and its task states."""
+    """A history row from the run's params, its metrics.json (None if not written) and its task states.
+
+    A metrics.json holding a failure (diagnose_failure's) makes the run failed, whatever the states say.
+    """
     metrics = metrics or {}
     failed = sorted(task_id for task_id, state in task_states.items() if state == "failed")
-    broken = any(state in FAILED_STATES for state in task_states.values())
+    broken = any(state in FAILED_STATES for state in task_states.values()) or records_failure(metrics)
     stages = list(metrics.get("stage_seconds") or [])[:STAGES]
     predicted = (metrics.get("advice") or {}).get("predicted_cluster_seconds")
     return {

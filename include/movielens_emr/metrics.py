@@ -14,6 +14,8 @@ HOURLY_PRICES_USD = {
     "r5.xlarge": 0.252 + 0.063, "r5.2xlarge": 0.504 + 0.126,
 }
 INPUT_RATINGS = "input: ratings read"
+# The key of a failed run's diagnosis in its metrics.json; a success's metrics.json never has it.
+FAILURE_KEY = "failure"
 BAD_LINES = "input: bad lines skipped"
 
 
@@ -112,6 +114,17 @@ def run_metrics(config, timings, wall_seconds, counters, output_pairs, price_per
         **work_metrics(counters),
         **block_plan_metrics(block_plan),
     }
+
+
+def failed_run_metrics(run_id, config, cluster_id, failure):
+    """metrics.json of a run whose stages failed: the run, its config (validate_config's dict), its
+    cluster and the failure (diagnosis.failure_record) under FAILURE_KEY, and none of a success's figures."""
+    return {"run_id": run_id, **(config or {}), "cluster_id": cluster_id, FAILURE_KEY: failure}
+
+
+def records_failure(metrics):
+    """Whether a metrics.json is a failed run's (failed_run_metrics'), never to be read as a success's."""
+    return FAILURE_KEY in (metrics or {})
 
 
 def block_plan_metrics(summary):

@@ -13,6 +13,7 @@ from airflow.sdk.exceptions import (
 from botocore.exceptions import ClientError
 
 from movielens_emr.emr import CLUSTER_END_STATES, EmrClient, EmrClusterEndedTrigger, attempts_within
+from movielens_emr.emr_logs import node_log_folder
 from movielens_emr.settings import settings_from_env
 from movielens_emr.storage import open_storage, run_folder
 
@@ -40,7 +41,8 @@ def already_submitted(listed_steps, wanted_names):
 
 
 class StagesFailedError(RuntimeError):
-    """A stage failed on EMR (or was cancelled with its cluster): the message says which, and why."""
+    """A stage failed on EMR (or was cancelled with its cluster): the message says which, EMR's reason,
+    and where the full diagnosis follows."""
 
 
 class EmrAddStepsOnceOperator(EmrAddStepsOperator):
@@ -116,11 +118,13 @@ class LeakProofEmrCreateJobFlowOperator(EmrCreateJobFlowOperator):
 
 
 class EmrStagesSensor(EmrStepSensor):
-    """Waits for the last stage's step, polling or deferred, up to `timeout`; explains a failure, then fails.
+    """Waits for the last stage's step, polling or deferred, up to `timeout`; on a failure, fails at once.
 
-    On a failed or cancelled stage, a timed-out wait or a failed trigger, it logs the stage failure
-    report (emr.EmrClient.explain_stage_failure) in its own log and fails, in poke mode and after a
-    deferral alike: the reason shows at once, whatever the retry settings.
+    On a failed or cancelled stage, a timed-out wait or a failed trigger, it logs a short account from
+    EMR's descriptions alone (emr.EmrClient.summarize_stage_failure: the stage, EMR's reason, the
+    cluster's fault) and fails, in poke mode and after a deferral alike: it reads no log, so the
+    teardown can terminate the cluster at once. The failed task's own error and the step's stderr
+    follow from the diagnose_failure task, once the cluster has ended.
 
     stage_step_ids: every stage's step id, in stage order (the last is the one waited for).
     """
@@ -159,12 +163,13 @@ class EmrStagesSensor(EmrStepSensor):
         raise StagesFailedError(report) from error
 
     def explain_failure(self, context, error):
-        """The stage failure report, reading the step logs under the run's folder of the storage root."""
-        settings = settings_from_env()
-        storage = open_storage(settings.storage_root, self.aws_conn_id)
-        return EmrClient(hook=self.hook).explain_stage_failure(
-            storage, run_folder(context["run_id"]), self.job_flow_id, self.stage_step_ids, error,
-            settings.log_wait_seconds, settings.poll_seconds)
+        """The short account of the failure, naming the run folder's node logs and metrics.json."""
+        storage = open_storage(settings_from_env().storage_root, self.aws_conn_id)
+        folder = run_folder(context["run_id"])
+        return EmrClient(hook=self.hook).summarize_stage_failure(
+            self.job_flow_id, self.stage_step_ids, error,
+            node_log_location=storage.uri(node_log_folder(folder, self.job_flow_id)),
+            metrics_location=storage.uri(f"{folder}/metrics.json"))
 
 
 class EmrClusterEndedSensor(EmrJobFlowSensor):

@@ -7,16 +7,17 @@ import re
 import sys
 from pathlib import Path
 
-from movielens_emr.metrics import metrics_table
+from movielens_emr.metrics import metrics_table, records_failure
 
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Mismatch|InvalidParam|NotFound)\w*: .+")
 
 
 def newest_run(storage_root):
-    """The run folder whose metrics.json is newest, or None."""
+    """The run folder whose metrics.json is newest of those of successful runs, or None."""
     runs = sorted(Path(storage_root).expanduser().glob("runs/*/metrics.json"),
                   key=lambda path: path.stat().st_mtime)
-    return runs[-1].parent if runs else None
+    succeeded = [path for path in runs if not records_failure(json.loads(path.read_text()))]
+    return succeeded[-1].parent if succeeded else None
 
 
 def failure_lines(log_text):

@@ -6,10 +6,10 @@ import dataclasses
 import datetime
 import json
 import logging
-import time
 from pathlib import Path
 
 from airflow.sdk import Asset, Variable, get_current_context
+from airflow.sdk.exceptions import AirflowSkipException
 
 from movielens_emr.block_plan import stage2_layout
 from movielens_emr.cluster import (
@@ -21,11 +21,17 @@ from movielens_emr.cluster import (
 )
 from movielens_emr.collect import collect_output
 from movielens_emr.datasets import get_dataset
+from movielens_emr.diagnosis import stages_completed
 from movielens_emr.emr import EmrClient
-from movielens_emr.emr_logs import run_task_times
 from movielens_emr.job import job_args, job_class
 from movielens_emr.local_run import run_local_job as run_job_locally
-from movielens_emr.metrics import metrics_table, run_metrics, run_started_at, seconds_between
+from movielens_emr.metrics import (
+    failed_run_metrics,
+    metrics_table,
+    run_metrics,
+    run_started_at,
+    seconds_between,
+)
 from movielens_emr.params import DEFAULT_MAX_NODE_COUNT, InvalidParam, RunConfig, validate_run_config
 from movielens_emr.prices import PRICES_VARIABLE, overrides_from_variable, price_in_force
 from movielens_emr.settings import settings_from_env
@@ -257,12 +263,10 @@ def record_metrics(config, collected, staged, run_id, dag_run, ti):
     cluster_id = None
     if config.target == "emr":
         cluster_id, step_ids = ti.xcom_pull(task_ids="create_cluster"), ti.xcom_pull(task_ids="submit_stages")
-        logs_due = time.monotonic() + settings.log_wait_seconds  # one wait for the counters and histories
-        timings, counters, counter_sources = _emr_client(settings).timings_and_counters(
+        figures = _emr_client(settings).run_figures(
             storage, run_prefix, cluster_id, step_ids, settings.log_wait_seconds, settings.poll_seconds)
-        task_times = run_task_times(storage, run_prefix, cluster_id, step_ids,
-                                    max(logs_due - time.monotonic(), 0), settings.poll_seconds)
-        price = run_price(config)
+        timings, counters, task_times = figures.timings, figures.counters, figures.task_times
+        counter_sources, price = figures.counter_sources, run_price(config)
     else:
         local_run = ti.xcom_pull(task_ids="run_local_job")
         timings = {"cluster_seconds": local_run["seconds"], "provisioning_seconds": 0.0,
@@ -284,6 +288,29 @@ def record_metrics(config, collected, staged, run_id, dag_run, ti):
     log.info("metrics of %s (%s):\n%s", run_id, storage.uri(f"{run_prefix}/metrics.json"),
              metrics_table(metrics))
     return metrics
+
+
+def diagnose_failure(config, run_id, ti):
+    """The full diagnosis of stages that did not all complete (emr.EmrClient.diagnose_stage_failure), once
+    the cluster has ended: in the task log, and under "failure" in the run's metrics.json beside the run
+    id, its config and its cluster. Skipped when there is nothing to diagnose: no stages were submitted
+    to a cluster (the local target, or create_cluster or submit_stages failed), or every stage completed.
+    """
+    cluster_id, step_ids = ti.xcom_pull(task_ids="create_cluster"), ti.xcom_pull(task_ids="submit_stages")
+    if not (cluster_id and step_ids):
+        raise AirflowSkipException("no stages were submitted to an EMR cluster: nothing to diagnose")
+    settings = settings_from_env()
+    client = _emr_client(settings)
+    if stages_completed(client.describe_steps(cluster_id, step_ids)):
+        raise AirflowSkipException("every stage completed: nothing to diagnose")
+    storage = _storage(settings)
+    run_prefix = claim_run_folder(storage, run_id)
+    failure = client.diagnose_stage_failure(
+        storage, run_prefix, cluster_id, step_ids, settings.log_wait_seconds, settings.poll_seconds)
+    # This try's stages failed: a metrics.json an earlier try left is replaced whole, never merged into.
+    key, metrics = f"{run_prefix}/metrics.json", failed_run_metrics(run_id, config, cluster_id, failure)
+    storage.put_bytes(json.dumps(metrics, indent=1).encode(), key)
+    log.error("%s\n(the same report is under \"failure\" in %s)", failure["report"], storage.uri(key))
 
 
 def _emr_client(settings):

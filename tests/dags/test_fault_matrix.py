@@ -6,8 +6,10 @@ bootstrap, an AWS error or throttling burst (tests/support/aws_faults.py), a wor
 checks the promise: no cluster left alive, the run failed (or succeeded where retries recover), the
 reason in the task log, and nothing already computed lost.
 """
+import datetime
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,7 +22,9 @@ import pytest
 from moto import mock_aws
 
 from movielens_emr import tasks
+from movielens_emr.history import fetch_runs, history_engine
 from movielens_emr.operators import DuplicateStepsError, EmrAddStepsOnceOperator
+from movielens_emr.settings import settings_from_env
 from movielens_emr.steps import step_name
 from movielens_emr.storage import open_storage, run_folder
 
@@ -42,11 +46,12 @@ from tests.support.dag_runs import (
     xcom,
 )
 from tests.support.emr_double import emr_streaming_double
+from tests.support.logs_at_termination import LogsAtTermination
 
 # A fifth of ml-latest-small's users on 1 master + 1 core node: a full run in well under a minute.
 CONF = {"target": "emr", "dataset": "ml-latest-small", "node_count": 2, "sample_fraction": 0.2}
 STAGES_FAILED = {**EMR_TASK_STATES, "wait_for_stages[0]": "failed", "collect_results": "upstream_failed",
-                 "record_metrics": "upstream_failed"}
+                 "record_metrics": "upstream_failed", "diagnose_failure": "success"}
 
 
 @pytest.fixture
@@ -60,14 +65,50 @@ def emr_env(monkeypatch):
 
 @pytest.fixture
 def task_log(caplog, capfd):
-    """The run's task log so far: the package's log records and the operators' (written to the output)."""
+    """The run's task log so far: the package's log records and the operators' (written to the output).
+
+    task_log.of(task_id): one task's own log, what was logged between dag.test's start and end of it.
+    """
     def read():
         captured = capfd.readouterr()
         read.text += captured.out + captured.err
+        read.entries += output_entries(captured.out) + output_entries(captured.err)
         return caplog.text + read.text
 
-    read.text = ""
+    def of(task_id):
+        read()
+        records = [(utc_stamp(record.created), caplog.handler.format(record)) for record in caplog.records]
+        return one_tasks_log(sorted(read.entries + records), task_id)
+
+    read.text, read.entries, read.of = "", [], of
     return read
+
+
+STAMPED_LINE = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z) ")
+
+
+def utc_stamp(seconds):
+    """A time as structlog stamps the output's lines (ISO 8601 in UTC, microseconds), which sort by time."""
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def output_entries(output):
+    """[(time stamp, entry)] of structlog's output: each stamped line with the unstamped lines after it."""
+    entries = []
+    for line in output.splitlines():
+        stamp = STAMPED_LINE.match(line)
+        if stamp:
+            entries.append((stamp.group(1), line))
+        elif entries:
+            entries[-1] = (entries[-1][0], f"{entries[-1][1]}\n{line}")
+    return entries
+
+
+def one_tasks_log(entries, task_id):
+    """The entries from dag.test's "starting task_id=<task_id> " to its "end task task_id=<task_id> "."""
+    start = next(stamp for stamp, entry in entries if f"[DAG TEST] starting task_id={task_id} " in entry)
+    end = next(stamp for stamp, entry in entries if f"[DAG TEST] end task task_id={task_id} " in entry)
+    return "\n".join(entry for stamp, entry in entries if start <= stamp <= end)
 
 
 def break_stage(monkeypatch, number, option):
@@ -94,8 +135,15 @@ def stage_output_keys(s3, dag_run, stage):
 
 
 def results_keys(s3, dag_run):
+    """The run's results and a success's metrics.json (a failure's, diagnose_failure's, is no result)."""
     folder = s3_key(dag_run, "")
-    return [key for key in s3_keys(s3, folder) if "/results/" in key or key.endswith("metrics.json")]
+    return [key for key in s3_keys(s3, folder) if "/results/" in key
+            or (key.endswith("metrics.json") and "failure" not in json.loads(s3_bytes(s3, key)))]
+
+
+def run_failure(s3, dag_run):
+    """diagnose_failure's record in the run's metrics.json."""
+    return json.loads(s3_bytes(s3, s3_key(dag_run, "metrics.json")))["failure"]
 
 
 # 1. and 2. a stage fails on EMR ---------------------------------------------------------------------
@@ -104,7 +152,7 @@ def results_keys(s3, dag_run):
     (2, "--movie-blocks 0", "--movie-blocks must be at least 1"),
     (3, "--metric nonsense", "invalid choice: 'nonsense'"),
 ])
-def test_a_failing_stage_fails_the_run_explains_why_and_terminates_the_cluster(
+def test_a_failing_stage_fails_the_run_at_once_and_is_diagnosed_once_the_cluster_has_ended(
         dagbag, emr_env, monkeypatch, task_log, stage, option, message):
     emr, s3 = emr_env
     break_stage(monkeypatch, stage, option)
@@ -124,23 +172,71 @@ def test_a_failing_stage_fails_the_run_explains_why_and_terminates_the_cluster(
     assert all(stage_output_keys(s3, dag_run, earlier) for earlier in range(1, stage))
     assert not stage_output_keys(s3, dag_run, stage)
     assert not results_keys(s3, dag_run)
-    # wait_for_stages' failure callback: the stage, EMR's reason, the failed task's own error found in
-    # its container's log, and the tail of the step's stderr
-    log = task_log()
-    assert f"stage {stage} of 3 (stage {stage} of 3: " in log
-    assert "subprocess failed with code" in log
-    containers = f"{S3_ROOT}/{run_folder(dag_run.run_id)}/logs/{cluster_id}/containers/application_"
-    task_line = log.split("the failed task's own error, from its container's log:\n")[1].split("\n")[0]
+    # wait_for_stages fails at once: the stage, EMR's reason, where the diagnosis follows; no log read
+    folder = f"{S3_ROOT}/{run_folder(dag_run.run_id)}"
+    wait_log = task_log.of("wait_for_stages")
+    assert f"StagesFailedError: stage {stage} of 3 (stage {stage} of 3: " in wait_log
+    assert "subprocess failed with code" in wait_log
+    assert f'in the log of diagnose_failure and under "failure" in {folder}/metrics.json' in wait_log
+    assert message not in wait_log and "last lines of its stderr" not in wait_log
+    # diagnose_failure, once the cluster has ended: the failed task's own error found in its container's
+    # log, and the tail of the step's stderr; the same report in metrics.json
+    diagnosis = task_log.of("diagnose_failure")
+    assert f"stage {stage} of 3 (stage {stage} of 3: " in diagnosis
+    task_line = diagnosis.split("the failed task's own error, from its container's log:\n")[1].split("\n")[0]
     assert task_line.startswith("task attempt_") and f"_{stage:04d}_r_" in task_line  # the stage's job
-    assert containers in log and message in log
-    assert f"last lines of its stderr ({S3_ROOT}/{run_folder(dag_run.run_id)}/logs/{cluster_id}/steps/" in log
+    assert f"{folder}/logs/{cluster_id}/containers/application_" in diagnosis and message in diagnosis
+    assert f"last lines of its stderr ({folder}/logs/{cluster_id}/steps/" in diagnosis
+    failure = run_failure(s3, dag_run)
+    assert (failure["stage"], failure["step_id"], failure["state"]) == (stage, step_ids[stage - 1], "FAILED")
+    assert failure["report"] in diagnosis and message in failure["report"]
+    # the history has the run failed by its stage, not by its diagnosis, and none of a success's figures
+    rows = fetch_runs(history_engine(settings_from_env()), limit=10_000)
+    [row] = [row for row in rows if row["run_id"] == dag_run.run_id]
+    assert (row["outcome"], row["failed_tasks"]) == ("failed", "wait_for_stages_0")
+    assert row["cluster_id"] == cluster_id
+    assert row["wall_seconds"] is None and row["output_pairs"] is None
+
+
+# 1b. a failed stage ends its cluster at once, whatever the log wait ---------------------------------
+# The old way, the stage wait read the failed step's logs before failing, waiting up to the log wait
+# for each: with the logs delivered only at termination, the cluster stayed up for all of it.
+LONG_LOG_WAIT_SECONDS = 600
+FAILED_TO_TERMINATE_BOUND_SECONDS = 60
+
+
+def test_a_failed_stage_has_its_cluster_terminated_at_once_and_diagnosed_after(
+        dagbag, emr_env, monkeypatch, task_log, capfd):
+    emr, s3 = emr_env
+    monkeypatch.setenv("MOVIELENS_LOG_WAIT_SECONDS", str(LONG_LOG_WAIT_SECONDS))
+    break_stage(monkeypatch, 2, "--movie-blocks 0")
+    with LogsAtTermination().installed() as double:
+        dag_run = run_dag(dagbag, CONF)
+        cluster_id, step_ids = xcom(dag_run, "create_cluster"), xcom(dag_run, "submit_stages")
+        failed = emr.describe_step(ClusterId=cluster_id, StepId=step_ids[1])["Step"]["Status"]
+    seconds = double.terminate_calls[cluster_id] - failed["Timeline"]["EndDateTime"].timestamp()
+    with capfd.disabled():  # the measurement, shown with the test's result
+        print(f"\npoll mode: TerminateJobFlows came {seconds:.1f} s after stage 2 FAILED "
+              f"(MOVIELENS_LOG_WAIT_SECONDS={LONG_LOG_WAIT_SECONDS})")
+
+    assert failed["State"] == "FAILED"
+    assert 0 <= seconds < FAILED_TO_TERMINATE_BOUND_SECONDS
+    assert run_state(dag_run) == "failed"
+    assert task_states(dag_run) == STAGES_FAILED
+    assert cluster_states(emr) == {cluster_id: "TERMINATED"}
+    # the diagnosis, after the termination, read the logs EMR delivered with it
+    assert "--movie-blocks must be at least 1" not in task_log.of("wait_for_stages")
+    assert "--movie-blocks must be at least 1" in task_log.of("diagnose_failure")
+    failure = run_failure(s3, dag_run)
+    assert (failure["stage"], failure["step_id"], failure["state"]) == (2, step_ids[1], "FAILED")
+    assert "--movie-blocks must be at least 1" in failure["report"]
 
 
 # 3. the stages' wait times out ----------------------------------------------------------------------
 
 def test_a_stage_that_never_ends_times_the_wait_out_and_the_cluster_is_terminated(
         dagbag, emr_env, monkeypatch, task_log):
-    emr, _ = emr_env
+    emr, s3 = emr_env
     monkeypatch.setenv("MOVIELENS_STAGE_TIMEOUT_SECONDS", "4")
     with emr_streaming_double() as double:
         double.hold_steps(lambda name: name.startswith("stage 1 of 3"))
@@ -153,9 +249,13 @@ def test_a_stage_that_never_ends_times_the_wait_out_and_the_cluster_is_terminate
     assert cluster_states(emr) == {cluster_id: "TERMINATED"}
     assert states == ["INTERRUPTED", "CANCELLED", "CANCELLED"]  # when the teardown ended the cluster
     assert double.executions == []
-    log = task_log()
-    assert "the wait for the stages failed (AirflowSensorTimeout: Sensor has timed out" in log
-    assert "with no stage failed on EMR: stage 1: RUNNING, stage 2: PENDING, stage 3: PENDING" in log
+    wait_log = task_log.of("wait_for_stages")
+    assert "the wait for the stages failed (AirflowSensorTimeout: Sensor has timed out" in wait_log
+    assert "with no stage failed on EMR: stage 1: RUNNING, stage 2: PENDING, stage 3: PENDING" in wait_log
+    assert "stage 1 of 3 (stage 1 of 3: " in task_log.of("diagnose_failure")
+    failure = run_failure(s3, dag_run)
+    assert (failure["stage"], failure["state"]) == (1, "INTERRUPTED")
+    assert failure["stage_states"] == ["INTERRUPTED", "CANCELLED", "CANCELLED"]
 
 
 # 4. create_cluster fails after EMR created the cluster --------------------------------------------
@@ -252,12 +352,14 @@ def test_a_failed_bootstrap_fails_the_run_with_emrs_reason(dagbag, emr_env, task
     assert cluster_states(emr) == {cluster_id: "TERMINATED_WITH_ERRORS"}
     assert states == ["CANCELLED"] * 3 and double.executions == []
     assert not results_keys(s3, dag_run)
-    log = task_log()
-    assert (f"cluster {cluster_id} ended TERMINATED_WITH_ERRORS: BOOTSTRAP_FAILURE: "
-            "On the master instance (i-") in log
-    assert "bootstrap action 1 returned a non-zero return code" in log
     node_logs = f"{S3_ROOT}/{run_folder(dag_run.run_id)}/logs/{cluster_id}/node/"
-    assert f"its bootstrap and node logs are under {node_logs}" in log
+    for log in (task_log.of("wait_for_stages"), task_log.of("diagnose_failure")):
+        assert (f"cluster {cluster_id} ended TERMINATED_WITH_ERRORS: BOOTSTRAP_FAILURE: "
+                "On the master instance (i-") in log
+        assert "bootstrap action 1 returned a non-zero return code" in log
+        assert f"its bootstrap and node logs are under {node_logs}" in log
+    assert run_failure(s3, dag_run)["cluster_fault"].startswith(
+        f"cluster {cluster_id} ended TERMINATED_WITH_ERRORS: BOOTSTRAP_FAILURE: ")
 
 
 def test_a_bootstrap_failing_before_the_stages_are_submitted_fails_submit_stages_with_emrs_reason(
@@ -272,7 +374,8 @@ def test_a_bootstrap_failing_before_the_stages_are_submitted_fails_submit_stages
     not_submitted = {task: state for task, state in STAGES_FAILED.items() if task != "wait_for_stages[0]"}
     assert task_states(dag_run) == {**not_submitted, "submit_stages": "failed",
                                     "prepare_stage_wait": "upstream_failed",
-                                    "wait_for_stages": "upstream_failed"}
+                                    "wait_for_stages": "upstream_failed",
+                                    "diagnose_failure": "skipped"}  # no stages: submit_stages' log says why
     assert cluster_states(emr) == {cluster_id: "TERMINATED_WITH_ERRORS"}
     assert emr.list_steps(ClusterId=cluster_id)["Steps"] == [] and double.executions == []
     assert (f"ClusterEndedError: the stages cannot be submitted: cluster {cluster_id} ended "

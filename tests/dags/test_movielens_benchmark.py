@@ -118,6 +118,23 @@ def test_check_member_runs_fails_naming_the_failed_runs():
             {"report": "r.md", "members": 2, "failed_members": 1, "failed_run_ids": ["manual__x"]})
 
 
+@pytest.mark.parametrize("metrics, state, error", [
+    ({"output_pairs": 3}, "success", None),
+    ({"run_id": "manual__m", "failure": {"stage": 2}}, "failed",
+     "runs/manual__m/metrics.json holds a failure"),
+    (None, "failed", "no metrics at "),
+])
+def test_a_member_is_measured_only_by_a_successs_metrics(tmp_path, metrics, state, error):
+    from movielens_emr.storage import LocalStorage
+
+    storage = LocalStorage(tmp_path)
+    if metrics is not None:
+        storage.put_bytes(json.dumps(metrics).encode(), f"{run_folder('manual__m')}/metrics.json")
+    record = benchmark_tasks.with_metrics(storage, {"run_id": "manual__m", "state": "success", "error": None})
+    assert record["state"] == state and record["metrics"] == (metrics if state == "success" else None)
+    assert (error is None and record["error"] is None) or error in record["error"]
+
+
 def similarity_runs():
     from airflow.models.dagrun import DagRun
 

@@ -18,7 +18,7 @@ PAST = datetime.datetime(2026, 1, 2, tzinfo=datetime.timezone.utc)  # the DAG st
 EXPECTED_TASKS = {
     "validate_config", "stage_dataset", "choose_target", "plan_emr_run", "create_cluster", "submit_stages",
     "prepare_stage_wait", "wait_for_stages", "terminate_cluster", "wait_for_termination", "run_local_job",
-    "collect_results", "record_metrics", "record_run_history",
+    "collect_results", "record_metrics", "diagnose_failure", "record_run_history",
 }
 
 
@@ -50,8 +50,17 @@ def test_task_graph(dag):
     assert downstream["run_local_job"] == {"collect_results"}
     assert downstream["collect_results"] == {"record_metrics"}
     assert dag.get_task("record_run_history").is_teardown
-    assert downstream["wait_for_termination"] == {"record_metrics", "record_run_history"}
+    assert downstream["wait_for_termination"] == {"record_metrics", "diagnose_failure", "record_run_history"}
     assert downstream["record_metrics"] == {"record_run_history"}
+    assert downstream["diagnose_failure"] == {"record_run_history"}
+
+
+def test_the_diagnosis_runs_whatever_happened_once_the_cluster_has_ended(dag):
+    from airflow.sdk import TriggerRule
+
+    diagnosis = dag.get_task("diagnose_failure")
+    assert diagnosis.trigger_rule == TriggerRule.ALL_DONE
+    assert "wait_for_termination" in diagnosis.upstream_task_ids and not diagnosis.is_teardown
 
 
 def test_terminate_cluster_is_the_teardown_of_create_cluster(dag):
@@ -138,7 +147,7 @@ def test_local_target_end_to_end(dag, storage_root, dataset, ratings_files, movi
     states = task_states(run)
     assert run.state == "success", states
     assert states["run_local_job"] == "success" and states["create_cluster"] == "skipped"
-    assert states["terminate_cluster"] == "skipped"
+    assert states["terminate_cluster"] == "skipped" and states["diagnose_failure"] == "skipped"
     folder = storage_root / run_folder(run.run_id)
     similarities = (folder / "results" / "similarities.csv").read_text()
     assert similarities == direct_job_csv(dataset, ratings_files, movies_file)

@@ -3,8 +3,9 @@
 scripts/airflow_services.sh starts Airflow (LocalExecutor, SQLite) with
 AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE=True and an AWS connection whose endpoint is a moto server in
 this process, where the EMR double (tests/support/emr_double.py) really runs the steps. Four runs go
-at once, each with its own fault: none, a failing stage, a failed bootstrap, and stages that outlast
-the provider's default waiter (60 polls; here one second apart). One start of the services serves all.
+at once, each with its own fault: none, a failing stage (whose logs EMR delivers only as it terminates
+the cluster, tests/support/logs_at_termination.py), a failed bootstrap, and stages that outlast the
+provider's default waiter (60 polls; here one second apart). One start of the services serves all.
 """
 import contextlib
 import json
@@ -19,7 +20,7 @@ from moto.server import ThreadedMotoServer
 
 from tests.deploy.test_airflow_services import Services, recorded_session, run_script, services_env
 from tests.support.dag_runs import BUCKET, DAG_ID, EMR_TASK_STATES, REGION, S3_ROOT, full_conf
-from tests.support.emr_double import EmrStreamingDouble
+from tests.support.logs_at_termination import LogsAtTermination
 
 CONF = {"target": "emr", "dataset": "ml-latest-small", "node_count": 2, "sample_fraction": 0.2}
 RUNS = {"success": "deferred__success", "failing_stage": "deferred__failing_stage",
@@ -33,10 +34,17 @@ DATABASE_ERROR_ATTEMPTS = 5
 FAILED_STAGE, FAILED_STAGE_OPTION = 2, "--movie-blocks 0"
 FAILED_STAGE_MESSAGE = "--movie-blocks must be at least 1"
 STAGES_FAILED = {**EMR_TASK_STATES, "wait_for_stages[0]": "failed", "collect_results": "upstream_failed",
-                 "record_metrics": "upstream_failed"}
+                 "record_metrics": "upstream_failed", "diagnose_failure": "success"}
+# Long enough that reading the failed stage's logs before terminating its cluster would show: they
+# arrive only with the termination. The terminate call must come well within it.
+LOG_WAIT_SECONDS, FAILED_TO_TERMINATE_BOUND_SECONDS = 600, 60
 
 
-class FaultsByRun(EmrStreamingDouble):
+def run_of(cluster):
+    return {tag["Key"]: tag["Value"] for tag in cluster.tags}.get("movielens:run_id")
+
+
+class FaultsByRun(LogsAtTermination):
     """The EMR double with each fault confined to one run's cluster or steps, so that runs go at once."""
 
     def __init__(self, **kwargs):
@@ -46,9 +54,11 @@ class FaultsByRun(EmrStreamingDouble):
         self.hold_steps(self._held)
 
     def _fail_bootstrap_of(self, cluster):
-        tags = {tag["Key"]: tag["Value"] for tag in cluster.tags}
-        if tags.get("movielens:run_id") == RUNS["bootstrap"]:
+        if run_of(cluster) == RUNS["bootstrap"]:
             super()._fail_bootstrap_of(cluster)
+
+    def holds_logs_of(self, cluster):
+        return run_of(cluster) == RUNS["failing_stage"]
 
     def _held(self, step_name):
         """Stage 1 of the long run, held RUNNING for its first HELD_POLLS polls (a poll moves it on)."""
@@ -71,6 +81,7 @@ class Run:
     logs: dict  # {task id: its first try's log text}
     cluster_id: str
     cluster_state: str
+    failed_to_terminate_seconds: float | None  # from a step's FAILED to TerminateJobFlows for its cluster
 
 
 def moto_server():
@@ -165,6 +176,18 @@ def cluster_of(emr, run_id):
     return None, None
 
 
+def seconds_from_failed_to_terminate(emr, cluster_id, terminate_calls):
+    """Seconds from the cluster's first FAILED step's end to the first TerminateJobFlows for it; else None."""
+    if cluster_id not in terminate_calls:
+        return None
+    steps = emr.list_steps(ClusterId=cluster_id)["Steps"]
+    failed = [step for step in steps if step["Status"]["State"] == "FAILED"]
+    if not failed:
+        return None
+    ended = min(step["Status"]["Timeline"]["EndDateTime"].timestamp() for step in failed)
+    return terminate_calls[cluster_id] - ended
+
+
 @pytest.fixture(scope="module")
 def deferred_runs(tmp_path_factory):
     """The four runs, at once, in one start of the services; what each left behind. All started stops."""
@@ -183,7 +206,7 @@ def deferred_runs(tmp_path_factory):
             "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
                 {"conn_type": "aws", "extra": {"endpoint_url": url, "region_name": REGION}}),
             "MOVIELENS_STORAGE_ROOT": S3_ROOT, "MOVIELENS_POLL_SECONDS": "1", "MOVIELENS_TASK_RETRIES": "0",
-            "MOVIELENS_LOG_WAIT_SECONDS": "10"}
+            "MOVIELENS_LOG_WAIT_SECONDS": str(LOG_WAIT_SECONDS)}
         with double.installed(), running_services(home, **settings) as services:
             wait_for_dag(services)
             started = time.monotonic()
@@ -191,8 +214,10 @@ def deferred_runs(tmp_path_factory):
                 trigger(services, run_id)
             states = {run_id: wait_for_end(services, run_id) for run_id in RUNS.values()}
             print(f"four deferred runs ended in {time.monotonic() - started:.0f} s")
+            clusters = {run_id: cluster_of(clients["emr"], run_id) for run_id in RUNS.values()}
             yield {name: Run(states[run_id], task_states(services, run_id), task_logs(home, run_id),
-                             *cluster_of(clients["emr"], run_id))
+                             *clusters[run_id], seconds_from_failed_to_terminate(
+                                 clients["emr"], clusters[run_id][0], double.terminate_calls))
                    for name, run_id in RUNS.items()}
     finally:
         requests.post(f"{url}/moto-api/reset", timeout=10)  # the backends outlive the server
@@ -208,16 +233,29 @@ def test_a_deferred_run_succeeds_and_its_stage_wait_deferred(deferred_runs):
     assert "Step is still in non-terminal state" in run.logs["wait_for_stages"]
 
 
-def test_a_failing_stage_is_explained_in_the_stage_waits_own_log_with_no_retry(deferred_runs):
+def test_a_failing_stage_fails_its_wait_at_once_and_is_diagnosed_once_the_cluster_has_ended(deferred_runs,
+                                                                                            capsys):
     run = deferred_runs["failing_stage"]
+    assert run.failed_to_terminate_seconds is not None, run.tasks
+    with capsys.disabled():  # the measurement, shown with the test's result
+        print(f"\ndeferred mode: TerminateJobFlows came {run.failed_to_terminate_seconds:.1f} s after stage "
+              f"{FAILED_STAGE} FAILED (MOVIELENS_LOG_WAIT_SECONDS={LOG_WAIT_SECONDS})")
     assert run.state == "failed"
     assert run.tasks == STAGES_FAILED
     assert run.cluster_state == "TERMINATED"
+    assert 0 <= run.failed_to_terminate_seconds < FAILED_TO_TERMINATE_BOUND_SECONDS
+    # the wait: the stage and EMR's reason, where the diagnosis follows; no log read
     log = run.logs["wait_for_stages"]
     assert f"stage {FAILED_STAGE} of 3 (stage {FAILED_STAGE} of 3: " in log
-    assert "last lines of its stderr (" in log
-    assert log.count(FAILED_STAGE_MESSAGE) >= 2  # EMR's reason and the stderr tail
-    assert "StagesFailedError" in log
+    assert "StagesFailedError" in log and "subprocess failed with code" in log
+    assert "the full diagnosis follows once the cluster has ended: in the log of diagnose_failure" in log
+    assert FAILED_STAGE_MESSAGE not in log and "last lines of its stderr" not in log
+    # the diagnosis, from the logs EMR delivered with the termination: the task's traceback, the stderr
+    diagnosis = run.logs["diagnose_failure"]
+    assert f"stage {FAILED_STAGE} of 3 (stage {FAILED_STAGE} of 3: " in diagnosis
+    own_error = diagnosis.split("the failed task's own error, from its container's log:", 1)[1]
+    assert own_error.split("last lines of its stderr (", 1)[0].count(FAILED_STAGE_MESSAGE) == 1
+    assert "task attempt_" in own_error and "/containers/application_" in own_error
 
 
 def test_a_failed_bootstrap_fails_the_run_but_not_its_teardown(deferred_runs):
@@ -225,9 +263,9 @@ def test_a_failed_bootstrap_fails_the_run_but_not_its_teardown(deferred_runs):
     assert run.state == "failed"
     assert run.tasks == STAGES_FAILED  # terminate_cluster and wait_for_termination succeed
     assert run.cluster_state == "TERMINATED_WITH_ERRORS"
-    log = run.logs["wait_for_stages"]
-    assert f"cluster {run.cluster_id} ended TERMINATED_WITH_ERRORS: BOOTSTRAP_FAILURE" in log
-    assert "its bootstrap and node logs are under" in log
+    for log in (run.logs["wait_for_stages"], run.logs["diagnose_failure"]):
+        assert f"cluster {run.cluster_id} ended TERMINATED_WITH_ERRORS: BOOTSTRAP_FAILURE" in log
+        assert "its bootstrap and node logs are under" in log
 
 
 def test_stages_longer_than_the_providers_default_waiter_succeed(deferred_runs):

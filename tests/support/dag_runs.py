@@ -16,7 +16,7 @@ EMR_TASK_STATES = {  # of a run of the EMR target that succeeded
     "plan_emr_run": "success", "create_cluster": "success", "submit_stages": "success",
     "prepare_stage_wait": "success", "wait_for_stages[0]": "success", "terminate_cluster": "success",
     "wait_for_termination": "success", "run_local_job": "skipped", "collect_results": "success",
-    "record_metrics": "success", "record_run_history": "success",
+    "record_metrics": "success", "diagnose_failure": "skipped", "record_run_history": "success",
 }
 
 

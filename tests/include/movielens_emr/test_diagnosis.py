@@ -1,11 +1,16 @@
 """Explaining a failed stage from EMR's step descriptions and logs."""
 import gzip
 
+import pytest
+
 from movielens_emr.diagnosis import (
     cluster_fault,
     failure_reason,
+    failure_record,
     first_failed_stage,
     stage_failure_report,
+    stage_failure_summary,
+    stages_completed,
     stderr_tail,
 )
 
@@ -123,3 +128,67 @@ def test_report_of_a_timed_out_wait_names_the_error_and_each_stages_state():
                                   wait_error=TimeoutError("Sensor has timed out"))
     assert report == ("the wait for the stages failed (TimeoutError: Sensor has timed out) "
                       "with no stage failed on EMR: stage 1: COMPLETED, stage 2: RUNNING, stage 3: PENDING")
+
+
+def test_report_names_logs_it_could_not_read_instead_of_their_lines():
+    report = stage_failure_report(STEPS, None, "s3://b/logs/j-1/steps/s-2",
+                                  container_log_location="s3://b/logs/j-1/containers",
+                                  logs_unreadable="PermissionError: AccessDenied")
+    assert report.splitlines()[1:] == [
+        "its logs could not be read (PermissionError: AccessDenied); look under "
+        "s3://b/logs/j-1/steps/s-2 and s3://b/logs/j-1/containers"]
+
+
+def test_summary_gives_emrs_reason_and_where_the_diagnosis_follows_without_any_log():
+    summary = stage_failure_summary(STEPS, cluster("RUNNING"), metrics_location="s3://b/runs/r/metrics.json")
+    assert summary.splitlines() == [
+        "stage 2 of 3 (stage 2) ended FAILED: Unknown error; Task failed: exit 1",
+        "the full diagnosis follows once the cluster has ended: in the log of diagnose_failure and under "
+        '"failure" in s3://b/runs/r/metrics.json']
+
+
+def test_summary_of_a_failed_bootstrap_names_the_clusters_fault_and_its_node_logs():
+    cancelled = [step(f"stage {n}", "CANCELLED", reason="the cluster was terminated") for n in (1, 2)]
+    summary = stage_failure_summary(
+        cancelled, cluster("TERMINATED_WITH_ERRORS", "BOOTSTRAP_FAILURE", "bootstrap action 1 failed"),
+        node_log_location="s3://b/logs/j-1/node/", metrics_location="s3://b/runs/r/metrics.json")
+    assert summary.splitlines()[:2] == [
+        "stage 1 of 2 (stage 1) ended CANCELLED: the cluster was terminated",
+        "cluster j-1 ended TERMINATED_WITH_ERRORS: BOOTSTRAP_FAILURE: bootstrap action 1 failed; "
+        "its bootstrap and node logs are under s3://b/logs/j-1/node/"]
+
+
+def test_summary_of_a_timed_out_wait_names_the_error_and_each_stages_state():
+    steps = [step("stage 1", "RUNNING"), step("stage 2", "PENDING")]
+    summary = stage_failure_summary(steps, cluster("RUNNING"),
+                                    wait_error=TimeoutError("Sensor has timed out"))
+    assert summary.splitlines()[0] == ("the wait for the stages failed (TimeoutError: Sensor has timed out) "
+                                       "with no stage failed on EMR: stage 1: RUNNING, stage 2: PENDING")
+
+
+@pytest.mark.parametrize("states, completed", [
+    (["COMPLETED", "COMPLETED"], True),
+    (["COMPLETED", "FAILED"], False),
+    (["COMPLETED", "RUNNING"], False),
+    (["CANCELLED", "CANCELLED"], False),
+    ([], False),
+])
+def test_only_stages_that_all_completed_leave_nothing_to_diagnose(states, completed):
+    assert stages_completed([step(f"stage {n}", state) for n, state in enumerate(states, 1)]) is completed
+
+
+def test_the_failure_record_names_the_failed_stage_its_step_and_emrs_reason():
+    record = failure_record(STEPS, ["s-1", "s-2", "s-3"], cluster("TERMINATED", "USER_REQUEST"), "the report")
+    assert record == {"stage": 2, "step_id": "s-2", "state": "FAILED",
+                      "reason": "Unknown error; Task failed: exit 1",
+                      "stage_states": ["COMPLETED", "FAILED", "CANCELLED"], "cluster_fault": None,
+                      "report": "the report"}
+
+
+def test_the_failure_record_of_stages_cut_short_by_a_fault_has_the_clusters_fault():
+    steps = [step("stage 1", "INTERRUPTED", reason="the cluster was terminated"),
+             step("stage 2", "CANCELLED")]
+    lost = cluster("TERMINATED_WITH_ERRORS", "INSTANCE_FAILURE", "lost")
+    record = failure_record(steps, ["s-1", "s-2"], lost, "the report")
+    assert (record["stage"], record["step_id"], record["state"]) == (1, "s-1", "INTERRUPTED")
+    assert record["cluster_fault"] == "cluster j-1 ended TERMINATED_WITH_ERRORS: INSTANCE_FAILURE: lost"

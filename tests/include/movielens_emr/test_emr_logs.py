@@ -3,6 +3,7 @@ import gzip
 import json
 import logging
 import threading
+import time
 
 import boto3
 import pytest
@@ -10,6 +11,7 @@ from moto import mock_aws
 
 from movielens_emr.emr_logs import (
     container_log_folder,
+    failed_step_logs,
     hadoop_client_job,
     history_log_folder,
     run_counters,
@@ -160,6 +162,30 @@ def test_no_traceback_before_the_containers_logs_arrive(storage):
     put_step_log(storage, "s-1", "stderr", CLIENT_STDERR)
     assert task_failure_traceback(storage, RUN, CLUSTER, "s-1", wait_seconds=0.1, poll_seconds=0.05) is None
     assert task_failure_traceback(storage, RUN, CLUSTER, "s-2") is None  # no step log at all
+
+
+def test_a_failed_steps_logs_are_its_stderr_and_its_tasks_error(storage):
+    failed = put_failed_application(storage)
+    stderr, error = failed_step_logs(storage, RUN, CLUSTER, "s-1")
+    assert gzip.decompress(stderr).decode() == CLIENT_STDERR
+    assert error.startswith(f"task {ATTEMPT} ({failed}, ") and error.endswith(TRACEBACK)
+
+
+def test_without_its_stderr_a_failed_step_has_no_logs_to_read(storage):
+    assert failed_step_logs(storage, RUN, CLUSTER, "s-1", wait_seconds=0.1, poll_seconds=0.05) == (None, None)
+
+
+def test_a_failed_steps_logs_are_waited_for_within_one_wait_in_all(storage):
+    """The stderr arrives late and the containers' logs never: the whole read still ends at the wait."""
+    late = threading.Timer(0.4, put_step_log, (storage, "s-1", "stderr", CLIENT_STDERR))
+    late.start()
+    started = time.monotonic()
+    try:
+        stderr, error = failed_step_logs(storage, RUN, CLUSTER, "s-1", wait_seconds=1, poll_seconds=0.05)
+    finally:
+        late.join()
+    assert stderr is not None and error is None
+    assert time.monotonic() - started < 1.5
 
 
 def test_the_traceback_of_a_task_that_failed_on_the_emr_double(storage):

@@ -329,6 +329,8 @@ def test_upsert_refuses_unknown_columns(sqlite_engine):
      "terminate_cluster"),
     ({"wait_for_stages_0": "failed", "submit_stages": "failed"}, None, "failed",
      "submit_stages,wait_for_stages_0"),
+    # diagnose_failure's metrics.json: a failure, however the states read
+    ({"record_metrics": "success"}, {**metrics_of("r"), "failure": {"stage": 2}}, "failed", None),
 ])
 def test_run_record_outcome(states, metrics, outcome, failed):
     row = run_record("d", "r", PARAMS, metrics, states, T0, T0)

@@ -6,10 +6,12 @@ import pytest
 from movielens_emr.metrics import (
     block_plan_metrics,
     emr_timings,
+    failed_run_metrics,
     flatten_counters,
     hourly_price,
     metrics_table,
     parse_hadoop_counters,
+    records_failure,
     run_metrics,
     run_started_at,
 )
@@ -140,3 +142,17 @@ def test_the_planned_stage_2_skew_sits_beside_the_measured_one():
 def test_a_run_without_a_block_plan_says_why(plan, reason):
     assert block_plan_metrics(plan) == {
         "stage2_planned_skew": None, "block_plan": None, "block_plan_skipped": reason}
+
+
+def test_a_failed_runs_metrics_hold_the_run_its_config_and_the_failure_and_no_figures():
+    failure = {"stage": 2, "report": "stage 2 of 3 ended FAILED"}
+    metrics = failed_run_metrics("r1", {"target": "emr", "node_count": 3}, "j-1", failure)
+    assert metrics == {"run_id": "r1", "target": "emr", "node_count": 3, "cluster_id": "j-1",
+                       "failure": failure}
+    assert records_failure(metrics)
+    assert failed_run_metrics("r1", None, "j-1", failure)["run_id"] == "r1"  # validate_config failed
+
+
+@pytest.mark.parametrize("metrics", [None, {}, {"run_id": "r1", "output_pairs": 3, "wall_seconds": 9.0}])
+def test_a_successs_metrics_record_no_failure(metrics):
+    assert not records_failure(metrics)

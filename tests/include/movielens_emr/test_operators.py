@@ -1,4 +1,5 @@
 """operators.py: submitting never waits; the stage and cluster-ended sensors, polled and deferred."""
+import time
 from unittest import mock
 
 import boto3
@@ -16,11 +17,14 @@ from movielens_emr.operators import (
 )
 
 from tests.support.emr_double import emr_streaming_double
+from tests.support.logs_at_termination import LogsAtTermination
 
 REGION = "us-east-1"
 BUCKET = "operators-test"
 RUN_ID = "manual__sensor"
 SINGLE_NODE = {"MasterInstanceType": "m5.xlarge", "InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True}
+DIAGNOSIS_FOLLOWS = ("the full diagnosis follows once the cluster has ended: in the log of diagnose_failure "
+                     f'and under "failure" in s3://{BUCKET}/runs/{RUN_ID}/metrics.json')
 
 
 @pytest.fixture
@@ -69,16 +73,30 @@ def test_the_stage_sensor_waits_for_the_last_stage_with_attempts_for_its_whole_t
     assert (sensor.step_id, sensor.timeout, sensor.max_attempts) == ("s-3", 7200, 7200)
 
 
-def test_poking_a_failed_stage_logs_the_diagnosis_and_fails_with_it(emr, capfd):
+def test_poking_a_failed_stage_logs_emrs_reason_and_fails_with_it(emr, capfd):
     cluster_id = new_cluster(emr)
     step_ids = stage_steps(emr, cluster_id, broken=(1,))
     sensor = stages_sensor(cluster_id, step_ids, deferrable=False)
     failed = r"^stage 1 of 2 \(stage 1 of 2\) ended FAILED: .*-no-such-option"
-    with emr_streaming_double(), pytest.raises(StagesFailedError, match=failed):
+    with emr_streaming_double(), pytest.raises(StagesFailedError, match=failed) as raised:
         sensor.execute(context())
+    assert str(raised.value).splitlines()[-1] == DIAGNOSIS_FOLLOWS
     logged = capfd.readouterr().out  # the sensor's own log
     assert "[error    ] stage 1 of 2 (stage 1 of 2) ended FAILED: " in logged
-    assert "last lines of its stderr (s3://" in logged
+    assert DIAGNOSIS_FOLLOWS in logged
+    assert "last lines of its stderr" not in logged  # the logs are the diagnosis' to read
+
+
+def test_a_failed_stage_fails_the_wait_at_once_whatever_the_log_wait(emr, monkeypatch):
+    """Its logs never arrive while the cluster is up (EMR pushes them as it terminates it)."""
+    monkeypatch.setenv("MOVIELENS_LOG_WAIT_SECONDS", "600")
+    cluster_id = new_cluster(emr)
+    step_ids = stage_steps(emr, cluster_id, broken=(1,))
+    sensor = stages_sensor(cluster_id, step_ids, deferrable=False)
+    started = time.monotonic()
+    with LogsAtTermination().installed(), pytest.raises(StagesFailedError, match="ended FAILED"):
+        sensor.execute(context())
+    assert time.monotonic() - started < 30
 
 
 def test_a_timed_out_poke_wait_stays_a_timeout_and_says_no_stage_failed(emr, capfd):
@@ -112,8 +130,8 @@ def test_the_deferred_stage_wait_uses_the_computed_timeout(emr):
     ("__fail__", {"error": "Trigger failure"}, StagesFailedError),
     ("__fail__", {"error": "Trigger timeout"}, AirflowSensorTimeout),  # the deferral's own timeout
 ])
-def test_a_deferred_wait_that_fails_logs_the_diagnosis_before_failing(emr, capfd, next_method, next_kwargs,
-                                                                      raised):
+def test_a_deferred_wait_that_fails_logs_emrs_reason_before_failing(emr, capfd, next_method, next_kwargs,
+                                                                    raised):
     cluster_id = new_cluster(emr)
     step_ids = stage_steps(emr, cluster_id, broken=(1,))
     sensor = stages_sensor(cluster_id, step_ids, deferrable=True)
@@ -124,7 +142,7 @@ def test_a_deferred_wait_that_fails_logs_the_diagnosis_before_failing(emr, capfd
             sensor.resume_execution(next_method, next_kwargs, context())
     logged = capfd.readouterr().out
     assert "[error    ] stage 1 of 2 (stage 1 of 2) ended FAILED: " in logged
-    assert "last lines of its stderr (s3://" in logged
+    assert DIAGNOSIS_FOLLOWS in logged and "last lines of its stderr" not in logged
 
 
 def test_a_deferred_wait_that_succeeds_explains_nothing(emr, capfd):

@@ -39,3 +39,13 @@ def test_report_of_a_failure_shows_the_errors(tmp_path):
     (tmp_path / "log").write_text("ValueError: boom\n")
     assert report(tmp_path, tmp_path / "log", 1).splitlines()[:2] == [
         "movielens_similarity FAILED:", "  ValueError: boom"]
+
+
+def test_a_failed_runs_metrics_are_never_taken_for_the_newest_success(tmp_path):
+    succeeded, failed = tmp_path / "runs" / "manual_1", tmp_path / "runs" / "manual_2"
+    for run, metrics in ((succeeded, {"output_pairs": 3}), (failed, {"run_id": "manual_2", "failure": {}})):
+        run.mkdir(parents=True)
+        (run / "metrics.json").write_text(json.dumps(metrics))  # the failed run's written last
+    assert newest_run(tmp_path) == succeeded
+    (succeeded / "metrics.json").unlink()
+    assert newest_run(tmp_path) is None
