@@ -2,10 +2,12 @@
 
 scripts/airflow_services.sh starts Airflow (LocalExecutor, SQLite) with
 AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE=True and an AWS connection whose endpoint is a moto server in
-this process, where the EMR double (tests/support/emr_double.py) really runs the steps. Four runs go
-at once, each with its own fault: none, a failing stage (whose logs EMR delivers only as it terminates
-the cluster, tests/support/logs_at_termination.py), a failed bootstrap, and stages that outlast the
-provider's default waiter (60 polls; here one second apart). One start of the services serves all.
+this process, where the EMR double (tests/support/emr_double.py) really runs the bootstrap and the steps
+under the nodes' own Python (the default, 3.9). Four runs go at once, each with its own fault: none (the
+whole of ml-100k, checked exact against the local target), a failing stage (whose logs EMR delivers
+only as it terminates the cluster, tests/support/logs_at_termination.py), a failed bootstrap, and stages
+that outlast the provider's default waiter (60 polls; here one second apart). One start of the services
+serves all.
 """
 import contextlib
 import json
@@ -18,11 +20,24 @@ import pytest
 import requests
 from moto.server import ThreadedMotoServer
 
+from movielens_emr.storage import run_folder
+
 from tests.deploy.test_airflow_services import Services, recorded_session, run_script, services_env
-from tests.support.dag_runs import BUCKET, DAG_ID, EMR_TASK_STATES, REGION, S3_ROOT, full_conf
+from tests.support.dag_runs import (
+    BUCKET,
+    DAG_ID,
+    EMR_TASK_STATES,
+    PREFIX,
+    REGION,
+    S3_ROOT,
+    full_conf,
+    run_dag,
+)
 from tests.support.logs_at_termination import LogsAtTermination
 
 CONF = {"target": "emr", "dataset": "ml-latest-small", "node_count": 2, "sample_fraction": 0.2}
+# The run with no fault: a whole dataset, on the node Python every EMR 7 release has.
+SUCCESS_CONF = {"target": "emr", "dataset": "ml-100k", "node_count": 3}
 RUNS = {"success": "deferred__success", "failing_stage": "deferred__failing_stage",
         "bootstrap": "deferred__bootstrap", "long": "deferred__long"}
 # The provider's EmrStepSensor waits 60 attempts by default (a minute at one poll a second): the
@@ -82,6 +97,7 @@ class Run:
     cluster_id: str
     cluster_state: str
     failed_to_terminate_seconds: float | None  # from a step's FAILED to TerminateJobFlows for its cluster
+    similarities_csv: bytes | None  # results/similarities.csv of a run that succeeded
 
 
 def moto_server():
@@ -134,8 +150,9 @@ def wait_for_dag(services):
 
 
 def trigger(services, run_id):
+    conf = SUCCESS_CONF if run_id == RUNS["success"] else CONF
     status, body = api(services, "POST", f"/dags/{DAG_ID}/dagRuns",
-                       {"dag_run_id": run_id, "logical_date": None, "conf": full_conf(CONF)})
+                       {"dag_run_id": run_id, "logical_date": None, "conf": full_conf(conf)})
     # 409: an earlier attempt of api() did create it before its answer failed
     created = status == 409 and api(services, "GET", f"/dags/{DAG_ID}/dagRuns/{run_id}")[0] == 200
     assert status == 200 or created, body
@@ -174,6 +191,11 @@ def cluster_of(emr, run_id):
         if tags.get("movielens:run_id") == run_id:
             return cluster["Id"], cluster["Status"]["State"]
     return None, None
+
+
+def results_csv(s3, run_id):
+    key = f"{PREFIX}/{run_folder(run_id)}/results/similarities.csv"
+    return s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
 
 
 def seconds_from_failed_to_terminate(emr, cluster_id, terminate_calls):
@@ -217,7 +239,8 @@ def deferred_runs(tmp_path_factory):
             clusters = {run_id: cluster_of(clients["emr"], run_id) for run_id in RUNS.values()}
             yield {name: Run(states[run_id], task_states(services, run_id), task_logs(home, run_id),
                              *clusters[run_id], seconds_from_failed_to_terminate(
-                                 clients["emr"], clusters[run_id][0], double.terminate_calls))
+                                 clients["emr"], clusters[run_id][0], double.terminate_calls),
+                             results_csv(clients["s3"], run_id) if states[run_id] == "success" else None)
                    for name, run_id in RUNS.items()}
     finally:
         requests.post(f"{url}/moto-api/reset", timeout=10)  # the backends outlive the server
@@ -231,6 +254,22 @@ def test_a_deferred_run_succeeds_and_its_stage_wait_deferred(deferred_runs):
     assert run.cluster_state == "TERMINATED"
     # the wait ran in the triggerer: its trigger's polls are in the task's log
     assert "Step is still in non-terminal state" in run.logs["wait_for_stages"]
+
+
+@pytest.fixture(scope="module")
+def local_similarities_csv(dagbag, tmp_path_factory):
+    """results/similarities.csv of the local target on the successful run's data and parameters."""
+    root = tmp_path_factory.mktemp("local-storage")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MOVIELENS_STORAGE_ROOT", str(root))
+        dag_run = run_dag(dagbag, {**SUCCESS_CONF, "target": "local"})
+    assert str(dag_run.state) == "success"
+    return (root / run_folder(dag_run.run_id) / "results" / "similarities.csv").read_bytes()
+
+
+def test_the_deferred_runs_results_on_the_nodes_python_are_those_of_the_local_target(
+        deferred_runs, local_similarities_csv):
+    assert deferred_runs["success"].similarities_csv == local_similarities_csv
 
 
 def test_a_failing_stage_fails_its_wait_at_once_and_is_diagnosed_once_the_cluster_has_ended(deferred_runs,
