@@ -13,8 +13,11 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "include"))
 
-from movielens_emr import collect, results  # noqa: E402
-from movielens_emr.storage import LocalStorage  # noqa: E402
+from movielens_emr.data.storage import LocalStorage  # noqa: E402
+from movielens_emr.reporting import (  # noqa: E402
+    collect,
+    results,
+)
 
 OUTPUT, RESULTS = "runs/bench/output/stage-3", "runs/bench/results"
 MB = 1024 * 1024  # ru_maxrss is in KiB on Linux

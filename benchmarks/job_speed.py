@@ -20,14 +20,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "include"))
+sys.path[:0] = [str(REPO_ROOT / "include"), str(REPO_ROOT)]  # the package, and benchmarks/
 
 import mrjob  # noqa: E402
 import numpy as np  # noqa: E402
 import scipy  # noqa: E402
 
-from movielens_emr import reference  # noqa: E402
-from movielens_emr.synthetic import SyntheticShape, write_ml1m_ratings, write_movies_dat  # noqa: E402
+from benchmarks import reference  # noqa: E402
+from benchmarks.synthetic import SyntheticShape, write_ml1m_ratings, write_movies_dat  # noqa: E402
 
 JOB_SCRIPT = REPO_ROOT / "jobs" / "movie_similarities.py"
 DEFAULT_SHARED = REPO_ROOT.parent / "shared"

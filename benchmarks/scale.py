@@ -15,8 +15,15 @@ sys.path.insert(0, str(BENCHMARKS))
 
 import job_speed  # noqa: E402  (also puts include/ on sys.path)
 
-from movielens_emr import reference  # noqa: E402
-from movielens_emr.job import (  # noqa: E402
+from benchmarks import reference  # noqa: E402
+from benchmarks.synthetic import (  # noqa: E402,E501
+    PRESETS,
+    SyntheticShape,
+    generate_ratings,
+    write_ml1m_ratings,
+    write_movies_dat,
+)
+from movielens_emr.engine.mrjob_similarity import (  # noqa: E402
     balanced_routes,
     block_pair_work,
     dealt_routes_for,
@@ -24,13 +31,6 @@ from movielens_emr.job import (  # noqa: E402
     movie_blocks_for,
     routed_skew,
     write_block_plan,
-)
-from movielens_emr.synthetic import (  # noqa: E402,E501
-    PRESETS,
-    SyntheticShape,
-    generate_ratings,
-    write_ml1m_ratings,
-    write_movies_dat,
 )
 
 # 5M-shaped: between ml-1m and ml-10m (half of ml-10m's users and ratings, most of its movies).

@@ -2,7 +2,7 @@
 
 Runs the job (mrjob's local runner, `--num-cores` = the node count of the local target) on
 MovieLens-1M-shaped synthetic data at a few sample fractions and slot counts, fits Ernest's model
-(movielens_emr.sizing) to those runs, then predicts held-out runs: other slot counts and the full
+(movielens_emr.sizing.model) to those runs, then predicts held-out runs: other slot counts and the full
 input. It also predicts each held-out run from ONE training run's task durations (the task-wave
 simulation). Prints every prediction beside its measurement and the median absolute error.
 
@@ -21,12 +21,12 @@ from collections import Counter
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "include"))
+sys.path[:0] = [str(REPO_ROOT / "include"), str(REPO_ROOT)]  # the package, and benchmarks/
 
-from movielens_emr import reference  # noqa: E402
-from movielens_emr.sizing import Observation, fit_time_model, predict, predict_run_seconds  # noqa: E402
-from movielens_emr.synthetic import SyntheticShape, write_ml1m_ratings  # noqa: E402
-from movielens_emr.task_times import LOCAL_SOURCE, SPLIT_PHASES  # noqa: E402
+from benchmarks import reference  # noqa: E402
+from benchmarks.synthetic import SyntheticShape, write_ml1m_ratings  # noqa: E402
+from movielens_emr.sizing.model import Observation, fit_time_model, predict, predict_run_seconds  # noqa: E402
+from movielens_emr.sizing.task_times import LOCAL_SOURCE, SPLIT_PHASES  # noqa: E402
 
 JOB_SCRIPT = REPO_ROOT / "jobs" / "movie_similarities.py"
 TRAINING = ((0.25, 1), (0.25, 2), (0.25, 4), (0.5, 1), (0.5, 2), (0.5, 4))

@@ -23,15 +23,15 @@ import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, TriggerRule, dag, task
 
-from movielens_emr import benchmark_tasks
-from movielens_emr.benchmark import (
+from movielens_emr.airflow import benchmark_tasks
+from movielens_emr.airflow.similarity_tasks import max_node_count
+from movielens_emr.config.settings import settings_from_env
+from movielens_emr.reporting.benchmark import (
     SIMILARITY_DAG_ID,
     benchmark_param_schemas,
     schedule_from_env,
     trigger_arguments,
 )
-from movielens_emr.settings import settings_from_env
-from movielens_emr.tasks import max_node_count
 
 SETTINGS = settings_from_env()
 # A member run is a whole cluster: never re-run by a retry, which would also skew the timings.

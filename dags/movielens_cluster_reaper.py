@@ -15,8 +15,8 @@ import datetime
 import pendulum
 from airflow.sdk import dag, task
 
-from movielens_emr import tasks
-from movielens_emr.settings import settings_from_env
+from movielens_emr.airflow import similarity_tasks as tasks
+from movielens_emr.config.settings import settings_from_env
 
 
 @dag(

@@ -25,15 +25,16 @@ import pendulum
 from airflow.providers.amazon.aws.operators.emr import EmrTerminateJobFlowOperator
 from airflow.sdk import Param, TriggerRule, dag, task
 
-from movielens_emr import history, tasks
-from movielens_emr.operators import (
+from movielens_emr.airflow import similarity_tasks as tasks
+from movielens_emr.airflow.operators import (
     EmrAddStepsOnceOperator,
     EmrClusterEndedSensor,
     EmrStagesSensor,
     LeakProofEmrCreateJobFlowOperator,
 )
-from movielens_emr.params import param_schemas
-from movielens_emr.settings import AWS_CLIENT_CONFIG, settings_from_env
+from movielens_emr.config.params import param_schemas
+from movielens_emr.config.settings import AWS_CLIENT_CONFIG, settings_from_env
+from movielens_emr.reporting import history
 
 SETTINGS = settings_from_env()
 AWS = {"aws_conn_id": SETTINGS.aws_conn_id, "botocore_config": AWS_CLIENT_CONFIG}

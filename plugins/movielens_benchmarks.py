@@ -17,21 +17,21 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 from sqlalchemy.exc import SQLAlchemyError
 
-from movielens_emr import report as benchmark_report
-from movielens_emr.advise import plan_run
-from movielens_emr.datasets import CATALOGUE
-from movielens_emr.history import fetch_runs, history_engine
-from movielens_emr.params import (
+from movielens_emr.config.params import (
     DEFAULT_INSTANCE_TYPE,
     INSTANCE_TYPE_PATTERN,
     MAX_BUDGET_USD,
     MAX_DEADLINE_MINUTES,
     TARGETS,
 )
-from movielens_emr.prices import BadPriceVariable, configured_overrides, price_in_force
-from movielens_emr.results import id_order
-from movielens_emr.settings import settings_from_env
-from movielens_emr.storage import LocalStorage, open_storage
+from movielens_emr.config.settings import settings_from_env
+from movielens_emr.data.datasets import CATALOGUE
+from movielens_emr.data.storage import LocalStorage, open_storage
+from movielens_emr.reporting import benchmark_report
+from movielens_emr.reporting.history import fetch_runs, history_engine
+from movielens_emr.reporting.results import id_order
+from movielens_emr.sizing.advise import plan_run
+from movielens_emr.sizing.prices import BadPriceVariable, configured_overrides, price_in_force
 
 log = logging.getLogger(__name__)
 DAG_ID = "movielens_similarity"
@@ -381,8 +381,8 @@ def plan_json(dataset: Annotated[str, Query(pattern="|".join(map(re.escape, CATA
               target: Annotated[str, Query(pattern="^(emr|local)$")] = "emr",
               instance_type: InstanceType = DEFAULT_INSTANCE_TYPE, deadline_minutes: Deadline = None,
               budget_usd: Budget = None):
-    """The sizing advisor's plan (movielens_emr.advise.plan_run), priced as the pipeline prices its runs
-    (`price` says at what and from where); 422 naming why when it has no answer, 503 when the price
+    """The sizing advisor's plan (movielens_emr.sizing.advise.plan_run), priced as the pipeline prices its
+    runs (`price` says at what and from where); 422 naming why when it has no answer, 503 when the price
     Variable cannot be read."""
     try:
         return _plan(dataset, target, instance_type, deadline_minutes, budget_usd)

@@ -2,9 +2,8 @@
 import numpy as np
 import pytest
 
-from benchmarks import scale
-from movielens_emr import reference
-from movielens_emr.synthetic import SyntheticShape, generate_ratings
+from benchmarks import reference, scale
+from benchmarks.synthetic import SyntheticShape, generate_ratings
 
 SMALL = SyntheticShape(users=300, movies=200, ratings=15_000, seed=7)
 

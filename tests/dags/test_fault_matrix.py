@@ -21,12 +21,12 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from movielens_emr import tasks
-from movielens_emr.history import fetch_runs, history_engine
-from movielens_emr.operators import DuplicateStepsError, EmrAddStepsOnceOperator
-from movielens_emr.settings import settings_from_env
-from movielens_emr.steps import step_name
-from movielens_emr.storage import open_storage, run_folder
+from movielens_emr.airflow import similarity_tasks as tasks
+from movielens_emr.airflow.operators import DuplicateStepsError, EmrAddStepsOnceOperator
+from movielens_emr.config.settings import settings_from_env
+from movielens_emr.data.storage import open_storage, run_folder
+from movielens_emr.emr.steps import step_name
+from movielens_emr.reporting.history import fetch_runs, history_engine
 
 from tests.support.aws_faults import S3_SLOW_DOWN, THROTTLING, Fault, aws_faults
 from tests.support.dag_runs import (

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from movielens_emr import benchmark_tasks
-from movielens_emr.benchmark import SIMILARITY_DAG_ID
-from movielens_emr.datasets import CATALOGUE
-from movielens_emr.report import report_folder
-from movielens_emr.storage import run_folder
+from movielens_emr.airflow import benchmark_tasks
+from movielens_emr.data.datasets import CATALOGUE
+from movielens_emr.data.storage import run_folder
+from movielens_emr.reporting.benchmark import SIMILARITY_DAG_ID
+from movielens_emr.reporting.benchmark_report import report_folder
 
 from tests.conftest import REPO
 
@@ -125,7 +125,7 @@ def test_check_member_runs_fails_naming_the_failed_runs():
     (None, "failed", "no metrics at "),
 ])
 def test_a_member_is_measured_only_by_a_successs_metrics(tmp_path, metrics, state, error):
-    from movielens_emr.storage import LocalStorage
+    from movielens_emr.data.storage import LocalStorage
 
     storage = LocalStorage(tmp_path)
     if metrics is not None:

@@ -41,8 +41,8 @@ def test_reaper_stops_the_local_job_of_an_ended_run(dag, storage_root):
     """A local job whose run is not queued or running (its task died, say) is stopped by the reaper."""
     import subprocess
 
-    from movielens_emr import local_run
-    from movielens_emr.storage import claim_run_folder, open_storage
+    from movielens_emr.data.storage import claim_run_folder, open_storage
+    from movielens_emr.local import runner as local_run
 
     folder = storage_root / claim_run_folder(open_storage(str(storage_root)), "manual__worker-died")
     leftover = subprocess.Popen(["sleep", "300"], start_new_session=True)

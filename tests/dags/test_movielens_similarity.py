@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from movielens_emr import results
-from movielens_emr.job import TASK_WORK_PREFIX, job_class
-from movielens_emr.storage import RUN_OWNER_MARKER, run_folder
+from movielens_emr.data.storage import RUN_OWNER_MARKER, run_folder
+from movielens_emr.engine.mrjob_similarity import TASK_WORK_PREFIX, job_class
+from movielens_emr.reporting import results
 
 from conftest import MOVIELENS
 
@@ -115,7 +115,7 @@ def test_a_bad_field_that_reaches_a_run_fails_its_first_task(dag, storage_root):
 
 
 def history_rows(storage_root):
-    from movielens_emr.history import engine_for_url, fetch_runs
+    from movielens_emr.reporting.history import engine_for_url, fetch_runs
 
     return fetch_runs(engine_for_url(f"sqlite:///{storage_root}/history.sqlite"))
 
@@ -198,7 +198,7 @@ def test_local_target_end_to_end(dag, storage_root, dataset, ratings_files, movi
 
 def seed_history_for_the_advisor(storage_root, dataset):
     """Four earlier local runs of the dataset, at 1 and 2 nodes and two sample fractions."""
-    from movielens_emr.history import engine_for_url, ensure_schema, run_record, upsert_run
+    from movielens_emr.reporting.history import engine_for_url, ensure_schema, run_record, upsert_run
 
     engine = engine_for_url(f"sqlite:///{storage_root}/history.sqlite")
     ensure_schema(engine)

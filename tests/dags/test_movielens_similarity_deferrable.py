@@ -20,7 +20,7 @@ import pytest
 import requests
 from moto.server import ThreadedMotoServer
 
-from movielens_emr.storage import run_folder
+from movielens_emr.data.storage import run_folder
 
 from tests.deploy.test_airflow_services import Services, recorded_session, run_script, services_env
 from tests.support.dag_runs import (

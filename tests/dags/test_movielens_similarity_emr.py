@@ -21,19 +21,25 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from movielens_emr import tasks
-from movielens_emr.advise import main as advise_main
-from movielens_emr.advise import plan_run, run_advice
-from movielens_emr.cluster import MANAGED_POLICY_TAG, PIPELINE_TAG
-from movielens_emr.history import engine_for_url, ensure_schema, fetch_runs, history_engine, upsert_run
-from movielens_emr.metrics import hourly_price, parse_hadoop_counters
-from movielens_emr.operators import EmrClusterEndedSensor, EmrStagesSensor
-from movielens_emr.params import InvalidParam
-from movielens_emr.settings import settings_from_env
-from movielens_emr.sizing import CONFIDENCE_BOUNDS, NotEnoughHistory, Observation, fit_time_model
-from movielens_emr.steps import STAGE_NAMES, step_name
-from movielens_emr.storage import run_folder
-from movielens_emr.wheelhouse import REQUIREMENTS_FILE, NodePython, locked_requirements, select_wheels
+from movielens_emr.airflow import similarity_tasks as tasks
+from movielens_emr.airflow.operators import EmrClusterEndedSensor, EmrStagesSensor
+from movielens_emr.config.params import InvalidParam
+from movielens_emr.config.settings import settings_from_env
+from movielens_emr.data.storage import run_folder
+from movielens_emr.emr.cluster import MANAGED_POLICY_TAG, PIPELINE_TAG
+from movielens_emr.emr.steps import STAGE_NAMES, step_name
+from movielens_emr.emr.wheelhouse import REQUIREMENTS_FILE, NodePython, locked_requirements, select_wheels
+from movielens_emr.reporting.history import (
+    engine_for_url,
+    ensure_schema,
+    fetch_runs,
+    history_engine,
+    upsert_run,
+)
+from movielens_emr.reporting.metrics import hourly_price, parse_hadoop_counters
+from movielens_emr.sizing.advise import main as advise_main
+from movielens_emr.sizing.advise import plan_run, run_advice
+from movielens_emr.sizing.model import CONFIDENCE_BOUNDS, NotEnoughHistory, Observation, fit_time_model
 
 from tests.support.credential_scan import files_under, find_leaks, make_canary, run_values, s3_objects
 from tests.support.dag_runs import (
@@ -522,8 +528,9 @@ def test_the_command_line_plans_from_the_emr_history_at_the_pipelines_prices(adv
     env = {**TEST_ENV, **os.environ, "AIRFLOW_VAR_MOVIELENS_HOURLY_PRICES": json.dumps(PRICES),
            "AIRFLOW_CONN_MOVIELENS_HISTORY": history_database(tmp_path / "history.sqlite", advisor_runs.rows)}
     done = subprocess.run(
-        [sys.executable, "-m", "movielens_emr.advise", "--dataset", DATASET, "--sample-fraction", "0.05",
-         "--max-nodes", str(ADVISED_MAX_NODES), "--deadline-minutes", "30", "--json"],
+        [sys.executable, "-m", "movielens_emr.sizing.advise", "--dataset", DATASET,
+         "--sample-fraction", "0.05", "--max-nodes", str(ADVISED_MAX_NODES), "--deadline-minutes", "30",
+         "--json"],
         env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     plan = plan_run(advisor_runs.rows, DATASET, "emr", "m5.xlarge", PRICES["m5.xlarge"], 0.05,

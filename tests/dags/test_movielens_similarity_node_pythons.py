@@ -14,8 +14,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from movielens_emr.storage import run_folder
-from movielens_emr.wheelhouse import DEFAULT_NODE_PYTHON, PACKAGES_ROOT
+from movielens_emr.data.storage import run_folder
+from movielens_emr.emr.wheelhouse import DEFAULT_NODE_PYTHON, PACKAGES_ROOT
 
 from tests.support.dag_runs import (
     EMR_TASK_STATES,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from movielens_emr.params import SECURITY_CONFIGURATION_PATTERN
-from movielens_emr.storage import run_folder
+from movielens_emr.config.params import SECURITY_CONFIGURATION_PATTERN
+from movielens_emr.data.storage import run_folder
 
 from tests.conftest import REPO
 from tests.deploy.test_airflow_services import api, running_services, wait_for_dag

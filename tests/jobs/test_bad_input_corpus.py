@@ -7,11 +7,11 @@ from collections import Counter
 import pytest
 
 from jobs.movie_similarities import ItemsFileUnusable, MRMovieSimilarities, TooManyBadLines, read_titles
-from movielens_emr.datasets import UnknownDataset, get_dataset
-from movielens_emr.params import InvalidParam, validate_run_config
-from movielens_emr.staging import ChecksumMismatch, dataset_source_files
-from movielens_emr.storage import LocalStorage
-from movielens_emr.tasks import StorageRootUnusable, check_writable
+from movielens_emr.airflow.similarity_tasks import StorageRootUnusable, check_writable
+from movielens_emr.config.params import InvalidParam, validate_run_config
+from movielens_emr.data.datasets import UnknownDataset, get_dataset
+from movielens_emr.data.staging import ChecksumMismatch, dataset_source_files
+from movielens_emr.data.storage import LocalStorage
 
 GOOD = "".join(f"{user}::{movie}::{(user + movie) % 5 + 1}::{1000 + movie}\n"
                for user in range(1, 21) for movie in range(1, 6))  # 100 good lines

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks import reference
 from jobs import movie_similarities
 from jobs.movie_similarities import (
     BadRatingLine,
@@ -27,8 +28,7 @@ from jobs.movie_similarities import (
     run_summary,
     text_hash,
 )
-from movielens_emr import reference
-from movielens_emr.job import block_pair_work, hash_blocks
+from movielens_emr.engine.mrjob_similarity import block_pair_work, hash_blocks
 
 from tests.support.emr_double import hash_partition as doubles_hash_partition
 

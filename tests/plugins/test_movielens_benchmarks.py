@@ -14,12 +14,12 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from movielens_emr import report as benchmark_report
-from movielens_emr.benchmark import summarize
-from movielens_emr.history import TABLE_NAME, engine_for_url, ensure_schema, run_record, upsert_run
-from movielens_emr.metrics import HOURLY_PRICES_USD
-from movielens_emr.prices import PRICES_VARIABLE
-from movielens_emr.storage import run_folder
+from movielens_emr.data.storage import run_folder
+from movielens_emr.reporting import benchmark_report
+from movielens_emr.reporting.benchmark import summarize
+from movielens_emr.reporting.history import TABLE_NAME, engine_for_url, ensure_schema, run_record, upsert_run
+from movielens_emr.reporting.metrics import HOURLY_PRICES_USD
+from movielens_emr.sizing.prices import PRICES_VARIABLE
 from plugins import movielens_benchmarks as plugin
 from plugins.movielens_benchmarks import find_similar, report_html, summary_blocks
 

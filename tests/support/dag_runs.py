@@ -2,8 +2,8 @@
 import copy
 import gzip
 
-from movielens_emr.params import DEFAULT_MAX_NODE_COUNT, param_schemas
-from movielens_emr.storage import run_folder
+from movielens_emr.config.params import DEFAULT_MAX_NODE_COUNT, param_schemas
+from movielens_emr.data.storage import run_folder
 
 DAG_ID = "movielens_similarity"
 REGION = "us-east-1"

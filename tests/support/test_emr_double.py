@@ -10,8 +10,8 @@ from moto import mock_aws
 from moto.server import ThreadedMotoServer
 from mrjob.logs.history import _match_history_log_path, _parse_yarn_history_log
 
-from movielens_emr.metrics import parse_hadoop_counters
-from movielens_emr.task_times import parse_job_history
+from movielens_emr.reporting.metrics import parse_hadoop_counters
+from movielens_emr.sizing.task_times import parse_job_history
 
 from tests.support import node_pythons
 from tests.support.emr_double import (
@@ -140,9 +140,9 @@ def test_java_text_hash_and_partitioner_match_hadoop():
 
 
 def test_parse_streaming_args_of_the_pipeline_steps():
-    from movielens_emr.job import job_args, job_class
-    from movielens_emr.params import validate_run_config
-    from movielens_emr.steps import build_stage_steps
+    from movielens_emr.config.params import validate_run_config
+    from movielens_emr.emr.steps import build_stage_steps
+    from movielens_emr.engine.mrjob_similarity import job_args, job_class
 
     config = validate_run_config({"node_count": 3}, 20)
     task_args = job_args(config, 4, "movies.csv")

@@ -84,7 +84,7 @@ def wheel_cache_folder():
 def pinned_node_wheelhouse(folder=None):
     """A folder with the wheels of emr_requirements.txt for every node Python the pipeline supports (x86_64):
     checked against their pinned hashes, downloaded only when missing. One process at a time fills it."""
-    from movielens_emr.wheelhouse import (
+    from movielens_emr.emr.wheelhouse import (
         FIRST_RELEASE_WITH_PYTHON,
         REQUIREMENTS_FILE,
         NodePython,

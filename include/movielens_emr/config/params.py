@@ -1,0 +1,178 @@
+"""Trigger-form parameters of movielens_similarity and their validation into one RunConfig."""
+import math
+from dataclasses import dataclass
+
+import jsonschema
+
+from movielens_emr.data.datasets import CATALOGUE
+
+TARGETS = ("emr", "local")
+METRICS = ("cosine", "pearson", "jaccard")
+DEFAULT_MAX_NODE_COUNT = 20
+DEFAULT_INSTANCE_TYPE = "m5.xlarge"
+# EMR 7 runs Amazon Linux 2023 with Python 3.9, which the bootstrap's pinned packages support.
+DEFAULT_RELEASE_LABEL = "emr-7.9.0"
+# Patterns end in (?![\s\S]), not $: Python's $ also matches before a final newline.
+RELEASE_LABEL_PATTERN = r"^emr-7\.[0-9]+\.[0-9]+(?![\s\S])"
+INSTANCE_TYPE_PATTERN = r"^[a-z][a-z0-9-]*\.[0-9]*(nano|micro|small|medium|large|xlarge|metal)(?![\s\S])"
+# EMR's API takes almost any text as a security configuration name; the form keeps to the letters,
+# digits, dots, dashes and underscores names are made of, so that a pasted ARN or JSON document, or
+# stray whitespace, is refused here rather than by RunJobFlow once the run has started. Empty: none.
+SECURITY_CONFIGURATION_PATTERN = r"^([A-Za-z0-9][A-Za-z0-9._-]{0,255})?(?![\s\S])"
+# Number fields take null in the form's schema: Airflow hands a run's conf to each task through JSON that
+# writes NaN as null, and every task, the history teardown included, checks the conf against the form's
+# schema before it starts. validated_values refuses null (and NaN) for them, in validate_config.
+NUMBER_FORM_TYPE = ["number", "null"]
+MAX_DEADLINE_MINUTES = 7 * 24 * 60
+MAX_BUDGET_USD = 100_000
+
+
+class InvalidParam(ValueError):
+    """A run parameter out of its schema; the message starts with the field's name."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The validated parameters of one run."""
+
+    node_count: int
+    target: str
+    dataset: str
+    metric: str
+    min_score: float
+    min_co_ratings: int
+    instance_type: str
+    release_label: str
+    sample_fraction: float
+    # Defaults, so that a RunConfig saved before these fields existed (an older run's XCom) still loads.
+    security_configuration: str = ""
+    deadline_minutes: float | None = None
+    budget_usd: float | None = None
+    # What the sizing advisor said (movielens_emr.sizing.advise.run_advice), when the run asked it.
+    advice: dict | None = None
+
+    @property
+    def core_node_count(self):
+        return self.node_count - 1
+
+
+def param_schemas(max_node_count, default_target):
+    """JSON schema, title and description of every trigger-form field, keyed by name."""
+    return {
+        "node_count": dict(
+            default=4, type=["integer", "null"], minimum=1, maximum=max_node_count, title="Node count",
+            description=f"Total EMR nodes including the master (4 = 1 master + 3 core), 1 to "
+                        f"{max_node_count} (Variable movielens_max_node_count). On the local target: "
+                        "parallel tasks. Empty: the sizing advisor chooses it from the run history, for "
+                        "the deadline or budget below."),
+        "target": dict(
+            default=default_target, type="string", enum=list(TARGETS), title="Target",
+            description="emr: a new EMR cluster (needs the AWS connection and an s3:// storage root); "
+                        "local: this machine, no AWS account."),
+        "dataset": dict(
+            default="ml-latest-small-sample", type="string", enum=list(CATALOGUE), title="Dataset",
+            description="MovieLens release (ml-latest-small-sample is bundled, for a first run offline): "
+                        + "; ".join(
+                f"{name} ({dataset.ratings:,} ratings)" for name, dataset in CATALOGUE.items())),
+        "metric": dict(
+            default="cosine", type="string", enum=list(METRICS), title="Similarity metric",
+            description="cosine over co-raters' raw ratings; pearson centred on each movie's mean over "
+                        "the co-raters; jaccard on the sets of raters."),
+        "min_score": dict(
+            default=0.95, type=NUMBER_FORM_TYPE, minimum=-1, maximum=1, title="Minimum score",
+            description="Keep pairs scoring strictly above this."),
+        "min_co_ratings": dict(
+            default=10, type="integer", minimum=0, maximum=100_000, title="Minimum co-ratings",
+            description="Keep pairs rated by strictly more users than this."),
+        "instance_type": dict(
+            default=DEFAULT_INSTANCE_TYPE, type="string", pattern=INSTANCE_TYPE_PATTERN,
+            title="Instance type", description="EC2 instance type of every node, e.g. m5.xlarge."),
+        "release_label": dict(
+            default=DEFAULT_RELEASE_LABEL, type="string", pattern=RELEASE_LABEL_PATTERN,
+            title="EMR release", description="An EMR 7 release label, e.g. emr-7.9.0."),
+        "sample_fraction": dict(
+            default=1.0, type=NUMBER_FORM_TYPE, exclusiveMinimum=0, maximum=1, title="Sample fraction",
+            description="Use this fraction of users, chosen by a hash of the user id (0 < f <= 1)."),
+        "deadline_minutes": dict(
+            default=None, type=NUMBER_FORM_TYPE, exclusiveMinimum=0, maximum=MAX_DEADLINE_MINUTES,
+            title="Deadline (minutes)",
+            description="With an empty node count: the sizing advisor picks the cheapest count predicted "
+                        "to finish within this many minutes of cluster time. With a node count: the "
+                        "prediction for it is recorded beside the measurement."),
+        "budget_usd": dict(
+            default=None, type=NUMBER_FORM_TYPE, exclusiveMinimum=0, maximum=MAX_BUDGET_USD,
+            title="Budget (USD)",
+            description="With an empty node count: the sizing advisor picks the fastest count predicted "
+                        "to cost at most this (with a deadline too: the cheapest meeting both)."),
+        # null as well as "": the form sends null for a field the user typed in and then cleared.
+        "security_configuration": dict(
+            default="", type=["string", "null"], pattern=SECURITY_CONFIGURATION_PATTERN,
+            title="EMR security configuration",
+            description="Name of an EMR security configuration in the cluster's account and region "
+                        "(letters, digits, '.', '-', '_'; up to 256). Empty: the setting "
+                        "MOVIELENS_EMR_SECURITY_CONFIGURATION, or none if that is unset. Ignored on the "
+                        "local target."),
+    }
+
+
+def validated_values(params, schemas):
+    """{field: value or default}, each checked against its schema; InvalidParam names the first bad field.
+
+    A field is bad when it is unknown or its value fails its schema.
+    """
+    unknown = sorted(set(params) - set(schemas))
+    if unknown:
+        raise InvalidParam(f"{unknown[0]}: not a parameter of this DAG (known: {', '.join(schemas)})")
+    values = {}
+    for name, spec in schemas.items():
+        value = params.get(name, spec["default"])
+        schema = {key: spec[key] for key in spec if key not in ("default", "title", "description")}
+        try:
+            jsonschema.validate(value, schema)
+        except jsonschema.ValidationError as error:
+            raise InvalidParam(f"{name}: {error.message}") from None
+        _refuse_ambiguous_number(name, spec, value)
+        values[name] = value
+    return values
+
+
+def _refuse_ambiguous_number(name, spec, value):
+    """Refuse what JSON schema passes: 4.0 as an integer; NaN (it passes any bound) or null as a number."""
+    types = _types(spec)
+    if "integer" in types and isinstance(value, float):
+        raise InvalidParam(f"{name}: must be a whole number, got {value!r}")
+    optional = spec["default"] is None
+    if "number" in types and not (optional and value is None) and not (
+            isinstance(value, int | float) and math.isfinite(value)):
+        raise InvalidParam(f"{name}: must be a finite number, got {_json_text(value)}")
+
+
+def _types(spec):
+    return spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
+
+
+def _json_text(value):
+    """A value as the trigger form or the REST API would have written it: null, NaN, Infinity, 4.0."""
+    if value is None:
+        return "null"
+    return {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}.get(repr(value), repr(value))
+
+
+def validate_run_config(params, max_node_count, default_target="local"):
+    """Check every field against its schema and return the RunConfig; raise InvalidParam naming the field."""
+    schemas = param_schemas(max_node_count, default_target)
+    values = validated_values(params, schemas)
+    config = {name: _config_value(schemas[name], value) for name, value in values.items()}
+    # An empty node count is the sizing advisor's to choose, and it needs a goal to choose for.
+    config["node_count"] = values["node_count"]
+    if config["node_count"] is None and config["deadline_minutes"] is None and config["budget_usd"] is None:
+        raise InvalidParam("node_count: left empty, it is chosen by the sizing advisor, which needs a "
+                           "deadline_minutes or a budget_usd")
+    return RunConfig(**config)
+
+
+def _config_value(spec, value):
+    """A checked value as RunConfig holds it: numbers as floats, a cleared optional field as its default."""
+    if value is None:
+        return spec["default"]
+    return float(value) if "number" in _types(spec) else value

@@ -1,0 +1,1 @@
+"""The MovieLens datasets, the storage they live in, and their staging."""

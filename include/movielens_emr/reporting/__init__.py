@@ -1,0 +1,1 @@
+"""What a run leaves: results, metrics, the history, run and benchmark reports."""

@@ -1,0 +1,173 @@
+"""Timing and cost figures of a run, from EMR's timestamps (or the local run's clock), as one flat record."""
+import re
+
+from movielens_emr.engine.mrjob_similarity import work_metrics
+from movielens_emr.sizing.task_times import one_run_prediction_lines, task_times_lines
+
+PRICE_REGION = "us-east-1"
+# On-demand USD per node-hour in us-east-1: the EC2 price plus the EMR charge, from the AWS price
+# lists of 2025. Override per instance type with the Variable movielens_hourly_prices (JSON).
+HOURLY_PRICES_USD = {
+    "m5.large": 0.096 + 0.024, "m5.xlarge": 0.192 + 0.048, "m5.2xlarge": 0.384 + 0.096,
+    "m5.4xlarge": 0.768 + 0.192, "m6i.xlarge": 0.192 + 0.048, "m6g.xlarge": 0.154 + 0.039,
+    "m7g.xlarge": 0.1632 + 0.041, "c5.xlarge": 0.17 + 0.043, "c5.2xlarge": 0.34 + 0.085,
+    "r5.xlarge": 0.252 + 0.063, "r5.2xlarge": 0.504 + 0.126,
+}
+INPUT_RATINGS = "input: ratings read"
+# The key of a failed run's diagnosis in its metrics.json; a success's metrics.json never has it.
+FAILURE_KEY = "failure"
+BAD_LINES = "input: bad lines skipped"
+
+
+def flatten_counters(step_counters):
+    """{"group: counter": total} over mrjob's per-step [{group: {counter: amount}}]."""
+    totals = {}
+    for step in step_counters:
+        for group, counters in step.items():
+            for name, amount in counters.items():
+                totals[f"{group}: {name}"] = totals.get(f"{group}: {name}", 0) + amount
+    return totals
+
+
+# Hadoop's job client logs its counters as one block: "Counters: N", then each group indented
+# once and each counter twice (group names may end in a space: "\tJob Counters ").
+COUNTERS_HEADER = re.compile(r"(?:^|\s)Counters: \d+\s*$")
+INDENTED_COUNTER = re.compile(r"(\s+)(.+)=(-?\d+)\s*")
+INDENTED_GROUP = re.compile(r"(\s+)(\S.*?)\s*")
+
+
+def parse_hadoop_counters(log_text):
+    """{"group: counter": amount} from the last counter block of a Hadoop job client's log; {} if none.
+
+    Only the lines of the block are read: a Java stack trace's indented lines elsewhere are not counters.
+    """
+    counters, group, group_indent, in_block = {}, None, 0, False
+    for line in log_text.splitlines():
+        counter = INDENTED_COUNTER.fullmatch(line) if in_block else None
+        group_line = INDENTED_GROUP.fullmatch(line) if in_block else None
+        if COUNTERS_HEADER.search(line):
+            counters, group, in_block = {}, None, True  # a later block (a retried job's) wins
+        elif counter and group and len(counter.group(1)) > group_indent:
+            counters[f"{group}: {counter.group(2).strip()}"] = int(counter.group(3))
+        elif group_line and not counter:
+            group, group_indent = group_line.group(2), len(group_line.group(1))
+        else:
+            in_block = False
+    return counters
+
+
+def run_started_at(start_date, run_after):
+    """When a run began: the later of its start date and its run_after. `airflow dags test -e DATE`
+    starts a run at its logical date, months back for a past one, while run_after is when it was made;
+    a backfill's run_after is in the past, and its start date right."""
+    return max(start_date, run_after) if run_after else start_date
+
+
+def seconds_between(start, end):
+    return round((end - start).total_seconds(), 3)
+
+
+def hourly_price(instance_type, overrides=None):
+    """USD per node-hour of an instance type, overrides first; None when unknown."""
+    return {**HOURLY_PRICES_USD, **(overrides or {})}.get(instance_type)
+
+
+def emr_timings(cluster_timeline, step_timelines):
+    """Cluster, provisioning and per-stage seconds from describe_cluster / describe_step timelines."""
+    created, ready, ended = (cluster_timeline.get(key)
+                             for key in ("CreationDateTime", "ReadyDateTime", "EndDateTime"))
+    return {
+        "cluster_seconds": seconds_between(created, ended) if created and ended else None,
+        "provisioning_seconds": seconds_between(created, ready) if created and ready else None,
+        "stage_seconds": [
+            seconds_between(step["StartDateTime"], step["EndDateTime"])
+            if step.get("StartDateTime") and step.get("EndDateTime") else None
+            for step in step_timelines
+        ],
+    }
+
+
+def run_metrics(config, timings, wall_seconds, counters, output_pairs, price_per_node_hour,
+                counter_sources=None, block_plan=None):
+    """The flat metrics record: timings plus overhead, node-minutes, cost and the job's counts.
+
+    counter_sources: per stage, the log its counters were read from, None for a stage whose
+    counters were found nowhere (EMR); None when the runner returned them itself (local).
+    block_plan: staging.stage_block_plan's summary of the run's stage 2 plan.
+    """
+    cluster_seconds = timings["cluster_seconds"]
+    node_minutes = round(config.node_count * cluster_seconds / 60, 3) if cluster_seconds is not None else None
+    return {
+        "wall_seconds": round(wall_seconds, 3),
+        **timings,
+        "overhead_seconds": round(wall_seconds - cluster_seconds, 3) if cluster_seconds is not None else None,
+        "node_minutes": node_minutes,
+        "price_per_node_hour_usd": price_per_node_hour,
+        "estimated_cost_usd": (round(node_minutes / 60 * price_per_node_hour, 4)
+                               if node_minutes is not None and price_per_node_hour is not None else None),
+        **input_counts(counters),
+        "output_pairs": output_pairs,
+        "counters_read_from": counter_sources,
+        "counters_missing_stages": [number for number, source in enumerate(counter_sources or [], start=1)
+                                    if source is None],
+        # W = sum over users of n_u^2, and stage 2's reduce task work, max / mean: measured, then planned.
+        **work_metrics(counters),
+        **block_plan_metrics(block_plan),
+    }
+
+
+def failed_run_metrics(run_id, config, cluster_id, failure):
+    """metrics.json of a run whose stages failed: the run, its config (validate_config's dict), its
+    cluster and the failure (diagnosis.failure_record) under FAILURE_KEY, and none of a success's figures."""
+    return {"run_id": run_id, **(config or {}), "cluster_id": cluster_id, FAILURE_KEY: failure}
+
+
+def records_failure(metrics):
+    """Whether a metrics.json is a failed run's (failed_run_metrics'), never to be read as a success's."""
+    return FAILURE_KEY in (metrics or {})
+
+
+def block_plan_metrics(summary):
+    """Stage 2's planned work skew beside the measured one, the plan's file, or null and why not."""
+    summary = summary or {"uri": None, "skipped": "no block plan was computed for this run"}
+    return {"stage2_planned_skew": summary.get("planned_skew"), "block_plan": summary["uri"],
+            "block_plan_skipped": summary.get("skipped")}
+
+
+def input_counts(counters):
+    """Ratings read and bad lines skipped, both None unless the first stage's input counters are there.
+
+    The job counts bad lines only when there are some: the counter's absence means 0 only next
+    to the ratings read of the same stage, never when that stage's counters are missing.
+    """
+    if INPUT_RATINGS not in counters:
+        return {"input_ratings": None, "bad_lines": None}
+    return {"input_ratings": counters[INPUT_RATINGS], "bad_lines": counters.get(BAD_LINES, 0)}
+
+
+# Records too large for a row each of their figures: summarised in a few rows.
+SUMMARISED = {"task_times": task_times_lines, "one_run_prediction": one_run_prediction_lines}
+
+
+def metrics_table(metrics):
+    """A readable two-column table of a metrics record, for the task log."""
+    rows = []
+    for name, value in metrics.items():
+        if name in SUMMARISED and isinstance(value, dict):
+            rows += SUMMARISED[name](value)
+        elif isinstance(value, list) and value:
+            rows += [(f"{name}[{number}]", item) for number, item in enumerate(value, start=1)]
+        else:
+            rows.append((name, value))
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name.ljust(width)}  {_format(value)}" for name, value in rows)
+
+
+def _format(value):
+    if isinstance(value, float):
+        return f"{value:,.3f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if value == []:
+        return "none"
+    return "-" if value is None else str(value)

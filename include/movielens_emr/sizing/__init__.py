@@ -1,0 +1,1 @@
+"""How many nodes: the time model, the advisor, task times and prices."""

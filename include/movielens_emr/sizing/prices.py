@@ -1,0 +1,79 @@
+"""USD per node-hour in force: the Variable movielens_hourly_prices over the built-in price table."""
+import json
+import math
+from dataclasses import asdict, dataclass
+
+from movielens_emr.reporting.metrics import HOURLY_PRICES_USD, PRICE_REGION
+
+PRICES_VARIABLE = "movielens_hourly_prices"
+FROM_VARIABLE, BUILT_IN, NO_PRICE, NOT_PRICED = "variable", "built-in", "none", "local"
+
+
+class BadPriceVariable(ValueError):
+    """The Variable is not a JSON object of instance types to USD per node-hour; the message says why."""
+
+
+@dataclass(frozen=True)
+class Price:
+    """One instance type's USD per node-hour (None when unknown) and where it comes from."""
+
+    instance_type: str
+    usd_per_node_hour: float | None
+    source: str
+
+    @property
+    def description(self):
+        """Where the price comes from, as a sentence's end: "... per node-hour, from ..."."""
+        return {
+            FROM_VARIABLE: f"from the Airflow Variable {PRICES_VARIABLE}",
+            BUILT_IN: f"from the built-in {PRICE_REGION} on-demand table (EC2 + EMR)",
+            NO_PRICE: f"unknown: {self.instance_type} is neither in the Variable {PRICES_VARIABLE} "
+                      "nor in the built-in table",
+            NOT_PRICED: "none: the local target costs nothing",
+        }[self.source]
+
+    def as_dict(self):
+        return {**asdict(self), "description": self.description}
+
+
+def overrides_from_variable(value):
+    """The Variable's text (or already decoded JSON) as {instance type: USD per node-hour}; {} when unset.
+
+    Raises BadPriceVariable naming the first entry that is not a number >= 0: a wrong price would
+    silently price every plan and run wrong.
+    """
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as error:
+            raise BadPriceVariable(f"the Variable {PRICES_VARIABLE} is not JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise BadPriceVariable(f"the Variable {PRICES_VARIABLE} is not a JSON object of instance types to "
+                               f"USD per node-hour but a {type(value).__name__}")
+    for instance_type, usd in value.items():
+        if isinstance(usd, bool) or not isinstance(usd, int | float) or not math.isfinite(usd) or usd < 0:
+            raise BadPriceVariable(f"the Variable {PRICES_VARIABLE}: {instance_type}'s price {usd!r} is not "
+                                   "a number of USD per node-hour (0 or more)")
+    return {instance_type: float(usd) for instance_type, usd in value.items()}
+
+
+def price_in_force(instance_type, overrides, target="emr"):
+    """The Price of a node-hour of instance_type: the Variable's overrides first, then the built-in table."""
+    if target != "emr":
+        return Price(instance_type, 0.0, NOT_PRICED)
+    if instance_type in overrides:
+        return Price(instance_type, overrides[instance_type], FROM_VARIABLE)
+    if instance_type in HOURLY_PRICES_USD:
+        return Price(instance_type, HOURLY_PRICES_USD[instance_type], BUILT_IN)
+    return Price(instance_type, None, NO_PRICE)
+
+
+def configured_overrides():
+    """The Variable's overrides as a process outside a task reads them (the API server, the command line):
+    AIRFLOW_VAR_MOVIELENS_HOURLY_PRICES, a secrets backend or the metadata database. Tasks read it
+    through the Task SDK instead (tasks.run_price)."""
+    from airflow.models import Variable
+
+    return overrides_from_variable(Variable.get(PRICES_VARIABLE, default_var=None))

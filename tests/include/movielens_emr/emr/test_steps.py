@@ -1,0 +1,103 @@
+"""The job's stages as EMR Hadoop streaming steps, and the job's arguments for a run."""
+import shlex
+
+import pytest
+
+from movielens_emr.config.params import validate_run_config
+from movielens_emr.emr.steps import ACTION_ON_FAILURE, STAGE_NAMES, build_stage_steps
+from movielens_emr.emr.wheelhouse import NodePython
+from movielens_emr.engine.mrjob_similarity import job_args, job_class
+
+
+@pytest.fixture
+def steps():
+    config = validate_run_config({"metric": "pearson", "min_score": 0.5, "sample_fraction": 0.25},
+                                 max_node_count=20)
+    args = job_args(config, 5, "movies.csv")
+    return build_stage_steps(job_class()(args), args, "s3://b/runs/r/job/movie_similarities.py",
+                             "s3://b/datasets/ml/c/movies.csv", ["s3://b/datasets/ml/c/ratings.csv"],
+                             "s3://b/runs/r/output", 12, "manual__1")
+
+
+def arg_after(args, flag):
+    return [args[i + 1] for i, arg in enumerate(args) if arg == flag]
+
+
+def test_one_step_per_stage_through_command_runner(steps):
+    assert len(steps) == 3 == len(STAGE_NAMES)
+    for number, step in enumerate(steps, start=1):
+        assert step["Name"].startswith(f"stage {number} of 3: {STAGE_NAMES[number - 1]}")
+        assert "manual__1" in step["Name"]
+        assert step["ActionOnFailure"] == ACTION_ON_FAILURE
+        assert step["HadoopJarStep"]["Jar"] == "command-runner.jar"
+        assert step["HadoopJarStep"]["Args"][0] == "hadoop-streaming"
+
+
+def test_stages_chain_their_inputs_and_outputs(steps):
+    args = [step["HadoopJarStep"]["Args"] for step in steps]
+    assert arg_after(args[0], "-input") == ["s3://b/datasets/ml/c/ratings.csv"]
+    assert arg_after(args[0], "-output") == ["s3://b/runs/r/output/stage-1"]
+    assert arg_after(args[1], "-input") == ["s3://b/runs/r/output/stage-1"]
+    assert arg_after(args[2], "-input") == ["s3://b/runs/r/output/stage-2"]
+    assert arg_after(args[2], "-output") == ["s3://b/runs/r/output/stage-3"]
+
+
+def test_generic_options_come_before_streaming_options(steps):
+    for step in steps:
+        args = step["HadoopJarStep"]["Args"]
+        assert args.index("-files") < args.index("-input") and args.index("-D") < args.index("-input")
+        assert arg_after(args, "-files") == [
+            "s3://b/runs/r/job/movie_similarities.py#movie_similarities.py,"
+            "s3://b/datasets/ml/c/movies.csv#movies.csv"]
+        assert "mapreduce.job.reduces=12" in arg_after(args, "-D")
+
+
+def test_task_commands_run_the_job_file_with_the_run_options(steps):
+    for step_num, step in enumerate(steps):
+        args = step["HadoopJarStep"]["Args"]
+        for task_type in ("mapper", "reducer"):
+            command = shlex.split(arg_after(args, f"-{task_type}")[0])
+            if command == ["cat"]:  # stage 3 has no mapper: its input passes through
+                assert (step_num, task_type) == (2, "mapper")
+                continue
+            assert command[:4] == [
+                "python3.9", "movie_similarities.py", f"--step-num={step_num}", f"--{task_type}"]
+            options = dict(zip(command[4::2], command[5::2], strict=False))
+            assert options == {"--metric": "pearson", "--min-score": "0.5", "--min-co-ratings": "10",
+                               "--sample-fraction": "0.25", "--movie-blocks": "5", "--items": "movies.csv"}
+        assert "-combiner" not in args
+
+
+def test_tasks_find_the_bootstrapped_packages_on_their_pythonpath(steps):
+    for step in steps:
+        args = step["HadoopJarStep"]["Args"]
+        assert arg_after(args, "-cmdenv") == ["PYTHONPATH=/usr/local/lib/movielens-job/python3.9"]
+        assert args.index("-cmdenv") < args.index("-input")
+
+
+def test_the_tasks_run_under_the_nodes_python_it_was_given():
+    config = validate_run_config({}, max_node_count=20)
+    args = job_args(config, 4, "movies.csv")
+    steps = build_stage_steps(job_class()(args), args, "s3://b/job.py", "s3://b/movies.csv", ["s3://b/r.csv"],
+                              "s3://b/out", 4, "manual__1", NodePython("3.11", "aarch64"))
+    for step in steps:
+        args = step["HadoopJarStep"]["Args"]
+        assert shlex.split(arg_after(args, "-reducer")[0])[0] == "python3.11"
+        assert arg_after(args, "-cmdenv") == ["PYTHONPATH=/usr/local/lib/movielens-job/python3.11"]
+
+
+def test_a_block_plan_reaches_only_stage_2s_tasks_under_its_own_name():
+    config = validate_run_config({}, max_node_count=20)
+    args = job_args(config, 5, "movies.csv")
+    steps = build_stage_steps(job_class()(args), args, "s3://b/runs/r/job/movie_similarities.py",
+                              "s3://b/ds/movies.csv", ["s3://b/ds/ratings.csv"], "s3://b/runs/r/output", 8,
+                              "manual__1", block_plan_uri="s3://b/runs/r/job/block_plan.json")
+    files = [arg_after(step["HadoopJarStep"]["Args"], "-files") for step in steps]
+    shared = "s3://b/runs/r/job/movie_similarities.py#movie_similarities.py,s3://b/ds/movies.csv#movies.csv"
+    assert files == [[shared], [f"{shared},s3://b/runs/r/job/block_plan.json#block_plan.json"], [shared]]
+    for number, step in enumerate(steps, start=1):
+        for task_type in ("mapper", "reducer"):
+            command = shlex.split(arg_after(step["HadoopJarStep"]["Args"], f"-{task_type}")[0])
+            if command == ["cat"]:
+                continue
+            assert (command[-2:] == ["--block-plan", "block_plan.json"]) == (number == 2), (number, command)

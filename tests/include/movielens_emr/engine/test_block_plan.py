@@ -1,0 +1,156 @@
+"""A run's stage 2 block plan from its ratings files: the job's parsing rules and sample, the run's layout."""
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from benchmarks import reference
+from movielens_emr.config.params import validate_run_config
+from movielens_emr.data.staging import BLOCK_PLAN_FILE, stage_block_plan
+from movielens_emr.data.storage import LocalStorage
+from movielens_emr.engine import block_plan
+from movielens_emr.engine.block_plan import (
+    BlockPlanUnavailable,
+    line_chunks,
+    parse_ratings,
+    plan_from_keys,
+    read_rating_keys,
+    run_block_plan,
+    stage2_layout,
+    user_slices,
+)
+from movielens_emr.engine.mrjob_similarity import block_plan as plan_of_ratings
+from movielens_emr.engine.mrjob_similarity import job_module, movie_blocks_for
+
+from conftest import REPO
+
+SAMPLE_RATINGS = REPO / "include" / "sample_data" / "ml-latest-small-sample" / "ratings.csv"
+
+
+@pytest.fixture
+def small_pieces(monkeypatch):
+    """Chunks and slices of a few hundred ratings, so that the sample's 22,303 make many of each."""
+    monkeypatch.setattr(block_plan, "CHUNK_BYTES", 4096)
+    monkeypatch.setattr(block_plan, "SLICE_RATINGS", 1000)
+
+
+def sample_rows():
+    """(user, movie, rating, timestamp) text fields of the bundled sample, header left out."""
+    return [line.split(",") for line in SAMPLE_RATINGS.read_text().splitlines()[1:]]
+
+
+def expected_plan(fraction, movie_blocks=5, reduce_tasks=8):
+    """job.block_plan of the sample's ratings as the scipy reference reads them (integer ids)."""
+    ratings = reference.sample_users(reference.read_ratings([SAMPLE_RATINGS]), fraction)
+    return plan_of_ratings(ratings.users.astype(np.int64), ratings.movies.astype(np.int64),
+                           movie_blocks, reduce_tasks)
+
+
+def as_json(plan):
+    return json.loads(json.dumps(plan))
+
+
+def write_in_format(path, rows, separator, header=False, line_end="\n"):
+    lines = (["userId,movieId,rating,timestamp"] if header else []) + [separator.join(row) for row in rows]
+    path.write_bytes("".join(line + line_end for line in lines).encode())
+    return path
+
+
+@pytest.mark.parametrize("name, separator, header, line_end", [
+    ("u.data", "\t", False, "\n"), ("ratings.dat", "::", False, "\n"), ("ratings.csv", ",", True, "\r\n")])
+def test_the_plan_of_every_movielens_format_is_the_plan_of_its_ratings(
+        tmp_path, small_pieces, name, separator, header, line_end):
+    path = write_in_format(tmp_path / name, sample_rows(), separator, header, line_end)
+    keys = read_rating_keys([path])
+    assert keys.size == 22_303
+    assert as_json(plan_from_keys(keys, 5, 8)) == as_json(expected_plan(1.0))
+
+
+def test_bad_lines_padded_ids_and_repeated_ratings_are_read_as_the_job_reads_them(tmp_path, small_pieces):
+    rows = sample_rows()
+    messy = [*rows[:5000], ["1", "x", "4", "9"], [], ["2", "3", "7", "1"], *rows[5000:]]
+    messy += [[f"00{user}", f"0{movie}", rating, "0"] for user, movie, rating, _ in rows[:300]]  # rated again
+    path = write_in_format(tmp_path / "ratings.csv", messy, ",", header=True)
+    assert as_json(plan_from_keys(read_rating_keys([path]), 5, 8)) == as_json(expected_plan(1.0))
+
+
+@pytest.mark.parametrize("fraction", [0.3, 0.05])
+def test_the_plan_is_measured_on_the_users_of_the_runs_sample(small_pieces, fraction):
+    keys = read_rating_keys([SAMPLE_RATINGS], fraction)
+    users = np.unique(keys >> 32).tolist()
+    assert 0 < len(users) < 150
+    assert all(job_module().in_sample(str(user), fraction) for user in users)
+    assert as_json(plan_from_keys(keys, 5, 8)) == as_json(expected_plan(fraction))
+
+
+@pytest.mark.parametrize("line", [
+    b"1,2,3.5,4", b"1::2::4.0::4", b"1\t2\t5\t4", b"0007,02,0.5,1", b"1,2,3.5,4\r", b"1,2, 3.5 ,4",
+    b"\xef\xbb\xbf1,2,3,4", b"1,2,5.5,4", b"1,2,0,4", b"1,2,3.25,4", b"1,2,nan,4", b"1,2,3", b"1;2;3;4",
+    b"userId,movieId,rating,timestamp", b"", b"1,2,3,4x", b"9999999999,2,3,4"])
+def test_each_line_gives_the_ids_the_job_reads_from_it(line):
+    job = job_module()
+    try:
+        parsed = job.parse_rating_line(line)
+    except job.BadRatingLine:
+        parsed = None
+    expected = ([int(parsed[0])], [int(parsed[1])]) if parsed else ([], [])
+    if parsed and len(parsed[0]) > block_plan.ID_DIGITS:
+        with pytest.raises(BlockPlanUnavailable, match="more than 9 digits"):
+            parse_ratings(line + b"\n")
+        return
+    users, movies = parse_ratings(line + b"\n")
+    assert (users.tolist(), movies.tolist()) == expected
+
+
+def test_chunks_end_at_line_ends_and_slices_hold_whole_users(tmp_path, small_pieces):
+    chunks = list(line_chunks(SAMPLE_RATINGS))
+    assert len(chunks) > 100 and b"".join(chunks) == SAMPLE_RATINGS.read_bytes()
+    assert all(chunk.endswith(b"\n") for chunk in chunks)
+    keys = read_rating_keys([SAMPLE_RATINGS])
+    slices = list(user_slices(keys))
+    assert len(slices) > 10 and np.array_equal(np.concatenate(slices), keys)
+    firsts, lasts = [int(part[0]) >> 32 for part in slices[1:]], [int(part[-1]) >> 32 for part in slices[:-1]]
+    assert all(first != last for first, last in zip(firsts, lasts, strict=True))
+
+
+@pytest.mark.parametrize("conf, layout", [
+    ({"target": "emr", "dataset": "ml-latest-small", "node_count": 3}, (5, 8)),  # 2 core nodes x 4 vCPUs
+    ({"target": "emr", "dataset": "ml-1m", "node_count": 9}, (movie_blocks_for(32, 3_706), 32)),
+    ({"target": "emr", "dataset": "ml-25m", "node_count": 5, "instance_type": "m5.2xlarge"}, (23, 32)),
+    ({"target": "local", "dataset": "ml-100k", "node_count": 2}, (4, 2)),
+    ({"target": "local", "dataset": "ml-25m", "node_count": 4}, (23, 4)),
+])
+def test_the_plan_has_the_blocks_and_reduce_tasks_the_run_uses(conf, layout):
+    assert stage2_layout(validate_run_config(conf, max_node_count=20)) == layout
+
+
+def test_stage_block_plan_writes_the_plan_the_job_loads(tmp_path, caplog):
+    config = validate_run_config({"target": "local", "dataset": "ml-latest-small", "node_count": 3,
+                                  "sample_fraction": 0.5}, max_node_count=20)
+    storage = LocalStorage(tmp_path)
+    with caplog.at_level(logging.INFO):
+        summary = stage_block_plan(storage, "runs/r1", config, [SAMPLE_RATINGS])
+    plan, ratings = run_block_plan([SAMPLE_RATINGS], config)
+    assert summary["uri"] == str(tmp_path / "runs/r1/job" / BLOCK_PLAN_FILE)
+    assert (summary["movie_blocks"], summary["reduce_tasks"], summary["ratings"]) == (4, 3, ratings)
+    assert job_module().load_block_plan(summary["uri"], 4) == as_json(plan)
+    loads = np.zeros(3)
+    for pair, task in plan["routes"].items():
+        loads[task] += plan["pair_work"][pair]
+    assert summary["planned_skew"] == round(loads.max() / loads.mean(), 3)
+    assert "planned work skew" in caplog.text
+
+
+def test_a_plan_that_cannot_be_made_leaves_the_run_without_one_and_says_why(tmp_path, caplog):
+    config = validate_run_config({"target": "local"}, max_node_count=20)
+    storage = LocalStorage(tmp_path)
+    storage.put_bytes(b"{}", f"runs/r1/job/{BLOCK_PLAN_FILE}")  # an earlier try's
+    long_ids = write_in_format(tmp_path / "ratings.csv", [["12345678901", "1", "4", "1"]], ",")
+    summary = stage_block_plan(storage, "runs/r1", config, [long_ids])
+    assert summary == {"uri": None, "skipped": "BlockPlanUnavailable: id 12345678901 has more than 9 digits: "
+                                               "the plan's keys hold ids below 10**9"}
+    assert not storage.exists(f"runs/r1/job/{BLOCK_PLAN_FILE}")
+    assert "stage 2 deals its block pairs onto its reduce tasks in turn" in caplog.text
+    missing = stage_block_plan(storage, "runs/r1", config, [tmp_path / "absent.csv"])
+    assert missing["uri"] is None and missing["skipped"].startswith("FileNotFoundError: ")
