@@ -26,7 +26,7 @@ def test_no_wildcard_actions_and_termination_is_limited_to_tagged_clusters():
 
 
 def test_the_default_emr_roles_may_be_handed_to_the_cluster():
-    from movielens_emr.emr.cluster import ClusterSettings
+    from movielens_emr.config.settings import ClusterSettings
 
     [pass_role] = [s for s in POLICY["Statement"] if s["Action"] == "iam:PassRole"]
     names = {arn.rsplit("/", 1)[1] for arn in pass_role["Resource"]}

@@ -31,7 +31,9 @@ from tests.support.dag_runs import (
     REGION,
     S3_ROOT,
     full_conf,
-    run_dag,
+)
+from tests.support.dag_runs import (
+    local_similarities_csv as local_results,
 )
 from tests.support.logs_at_termination import LogsAtTermination
 
@@ -259,12 +261,7 @@ def test_a_deferred_run_succeeds_and_its_stage_wait_deferred(deferred_runs):
 @pytest.fixture(scope="module")
 def local_similarities_csv(dagbag, tmp_path_factory):
     """results/similarities.csv of the local target on the successful run's data and parameters."""
-    root = tmp_path_factory.mktemp("local-storage")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("MOVIELENS_STORAGE_ROOT", str(root))
-        dag_run = run_dag(dagbag, {**SUCCESS_CONF, "target": "local"})
-    assert str(dag_run.state) == "success"
-    return (root / run_folder(dag_run.run_id) / "results" / "similarities.csv").read_bytes()
+    return local_results(dagbag, SUCCESS_CONF, tmp_path_factory.mktemp("local-storage"))
 
 
 def test_the_deferred_runs_results_on_the_nodes_python_are_those_of_the_local_target(

@@ -36,10 +36,11 @@ from movielens_emr.reporting.history import (
     history_engine,
     upsert_run,
 )
-from movielens_emr.reporting.metrics import hourly_price, parse_hadoop_counters
+from movielens_emr.reporting.metrics import parse_hadoop_counters
 from movielens_emr.sizing.advise import main as advise_main
 from movielens_emr.sizing.advise import plan_run, run_advice
 from movielens_emr.sizing.model import CONFIDENCE_BOUNDS, NotEnoughHistory, Observation, fit_time_model
+from movielens_emr.sizing.prices import hourly_price
 
 from tests.support.credential_scan import files_under, find_leaks, make_canary, run_values, s3_objects
 from tests.support.dag_runs import (
@@ -58,6 +59,9 @@ from tests.support.dag_runs import (
     step_log,
     task_states,
     xcom,
+)
+from tests.support.dag_runs import (
+    local_similarities_csv as local_results,
 )
 from tests.support.emr_double import emr_streaming_double
 
@@ -86,13 +90,8 @@ def seconds(start, end):
 
 @pytest.fixture(scope="module")
 def local_similarities_csv(dagbag, tmp_path_factory):
-    """results/similarities.csv of the LOCAL target (mrjob's local runner) on the same data and parameters."""
-    root = tmp_path_factory.mktemp("local-storage")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("MOVIELENS_STORAGE_ROOT", str(root))
-        dag_run = run_dag(dagbag, {**EMR_CONF, "target": "local"})
-    assert run_state(dag_run) == "success", task_states(dag_run)
-    return (root / run_folder(dag_run.run_id) / "results" / "similarities.csv").read_bytes()
+    """results/similarities.csv of the local target on the same data and parameters."""
+    return local_results(dagbag, EMR_CONF, tmp_path_factory.mktemp("local-storage"))
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from movielens_emr.data.storage import run_folder
 from movielens_emr.emr.wheelhouse import DEFAULT_NODE_PYTHON, PACKAGES_ROOT
 
 from tests.support.dag_runs import (
@@ -28,6 +27,9 @@ from tests.support.dag_runs import (
     task_states,
     xcom,
 )
+from tests.support.dag_runs import (
+    local_similarities_csv as local_results,
+)
 from tests.support.emr_double import emr_streaming_double
 
 CONF = {"target": "emr", "dataset": "ml-100k", "node_count": 3}
@@ -38,12 +40,7 @@ PINNED = ("numpy 2.0.2", "mrjob 0.7.4", "pyyaml 6.0.2")
 @pytest.fixture(scope="module")
 def local_similarities_csv(dagbag, tmp_path_factory):
     """results/similarities.csv of the local target on the same data and parameters."""
-    root = tmp_path_factory.mktemp("local-storage")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("MOVIELENS_STORAGE_ROOT", str(root))
-        dag_run = run_dag(dagbag, {**CONF, "target": "local"})
-    assert run_state(dag_run) == "success", task_states(dag_run)
-    return (root / run_folder(dag_run.run_id) / "results" / "similarities.csv").read_bytes()
+    return local_results(dagbag, CONF, tmp_path_factory.mktemp("local-storage"))
 
 
 @pytest.fixture(scope="module", params=NODE_PYTHONS)

@@ -18,8 +18,7 @@ from movielens_emr.data.storage import run_folder
 from movielens_emr.reporting import benchmark_report
 from movielens_emr.reporting.benchmark import summarize
 from movielens_emr.reporting.history import TABLE_NAME, engine_for_url, ensure_schema, run_record, upsert_run
-from movielens_emr.reporting.metrics import HOURLY_PRICES_USD
-from movielens_emr.sizing.prices import PRICES_VARIABLE
+from movielens_emr.sizing.prices import HOURLY_PRICES_USD, PRICES_VARIABLE
 from plugins import movielens_benchmarks as plugin
 from plugins.movielens_benchmarks import find_similar, report_html, summary_blocks
 

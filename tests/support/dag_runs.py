@@ -2,6 +2,8 @@
 import copy
 import gzip
 
+import pytest
+
 from movielens_emr.config.params import DEFAULT_MAX_NODE_COUNT, param_schemas
 from movielens_emr.data.storage import run_folder
 
@@ -78,3 +80,13 @@ def live_clusters(emr):
     """Clusters not ended: each one a leak once a run is over."""
     return {cluster_id: state for cluster_id, state in cluster_states(emr).items()
             if state not in ENDED_CLUSTER_STATES}
+
+
+def local_similarities_csv(dagbag, conf, root):
+    """results/similarities.csv of conf run on the local target (mrjob's local runner), stored under root:
+    what an EMR run of the same data and parameters must match byte for byte."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MOVIELENS_STORAGE_ROOT", str(root))
+        dag_run = run_dag(dagbag, {**conf, "target": "local"})
+    assert run_state(dag_run) == "success", task_states(dag_run)
+    return (root / run_folder(dag_run.run_id) / "results" / "similarities.csv").read_bytes()

@@ -11,24 +11,20 @@ from pathlib import Path
 from airflow.sdk import Asset, Variable, get_current_context
 from airflow.sdk.exceptions import AirflowSkipException
 
+from movielens_emr.config.capacity import task_slots, task_slots_by_node_count
 from movielens_emr.config.params import DEFAULT_MAX_NODE_COUNT, InvalidParam, RunConfig, validate_run_config
 from movielens_emr.config.settings import settings_from_env
 from movielens_emr.data.datasets import get_dataset
-from movielens_emr.data.staging import dataset_source_files, stage_block_plan, stage_job_files
+from movielens_emr.data.staging import dataset_source_files
 from movielens_emr.data.staging import stage_dataset as stage_dataset_files
 from movielens_emr.data.storage import claim_run_folder, open_storage
 from movielens_emr.emr.client import EmrClient
-from movielens_emr.emr.cluster import (
-    build_job_flow,
-    chosen_security_configuration,
-    node_python_for,
-    task_slots,
-    task_slots_by_node_count,
-)
+from movielens_emr.emr.cluster import build_job_flow, chosen_security_configuration, node_python_for
 from movielens_emr.emr.diagnosis import stages_completed
+from movielens_emr.emr.job_files import stage_job_files
 from movielens_emr.emr.steps import build_stage_steps
-from movielens_emr.emr.wheelhouse import node_wheels
-from movielens_emr.engine.block_plan import stage2_layout
+from movielens_emr.emr.wheelhouse import node_wheels, requirements_file
+from movielens_emr.engine.block_plan import stage2_layout, stage_block_plan
 from movielens_emr.engine.mrjob_similarity import job_args, job_class
 from movielens_emr.local.runner import run_local_job as run_job_locally
 from movielens_emr.reporting.collect import collect_output
@@ -146,8 +142,8 @@ def stage_dataset(config, run_id):
     run_prefix = claim_run_folder(storage, run_id)
     if config.target == "emr":
         node, cluster = node_python_for(config, settings.cluster), settings.cluster
-        wheels = node_wheels(node, settings.cache_dir, cluster.wheelhouse_dir, cluster.requirements)
-        staged["job_files"] = stage_job_files(storage, run_prefix, node, wheels, cluster.requirements)
+        wheels = node_wheels(node, settings.cache_dir, cluster.wheelhouse_dir, requirements_file(cluster))
+        staged["job_files"] = stage_job_files(storage, run_prefix, node, wheels, requirements_file(cluster))
     staged["block_plan"] = stage_block_plan(
         storage, run_prefix, config, [files[name] for name in dataset.ratings_files])
     return staged

@@ -2,13 +2,28 @@
 import os
 from dataclasses import dataclass, field
 
-from movielens_emr.emr.cluster import ClusterSettings
-
 DEFAULT_LOCAL_ROOT = "~/.movielens-emr"
+# The EMR nodes' Python the job runs under by default: every EMR 7 release has it.
+DEFAULT_NODE_PYTHON = "3.9"
 
 # Every AWS client of the pipeline retries throttled and failed calls inside the call, with
 # backoff and a client-side rate limit, rather than failing a task that would re-run it all.
 AWS_CLIENT_CONFIG = {"retries": {"mode": "adaptive", "max_attempts": 10}}
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """Deployment settings that are not per-run choices (from environment variables)."""
+
+    job_flow_role: str = "EMR_EC2_DefaultRole"
+    service_role: str = "EMR_DefaultRole_V2"
+    subnet_id: str = ""
+    security_configuration: str = ""
+    # The nodes' Python the job runs under, and where its pinned wheels come from ("": the worker's cache,
+    # downloaded from PyPI once; a requirements file "": the bundled one).
+    node_python: str = DEFAULT_NODE_PYTHON
+    wheelhouse_dir: str = ""
+    requirements_file: str = ""
 
 
 @dataclass(frozen=True)

@@ -6,22 +6,15 @@ import hashlib
 import json
 import logging
 import shutil
-import time
 import urllib.request
 import zipfile
 from pathlib import Path
 
 from movielens_emr.data.datasets import GROUPLENS, SAMPLE_DATA
 from movielens_emr.data.storage import dataset_folder
-from movielens_emr.emr.wheelhouse import REQUIREMENTS_FILE
-from movielens_emr.engine.block_plan import BlockPlanUnavailable, run_block_plan
-from movielens_emr.engine.mrjob_similarity import JOB_FILE, planned_skew
 
 log = logging.getLogger(__name__)
 STAGED_MARKER = "_STAGED.json"
-BOOTSTRAP_FILE = Path(__file__).resolve().parents[1] / "emr" / "bootstrap" / "install_job_requirements.sh"
-WHEELHOUSE_ROOT = "wheelhouses"
-BLOCK_PLAN_FILE = "block_plan.json"
 
 
 class ChecksumMismatch(RuntimeError):
@@ -143,61 +136,3 @@ def staged_intact(storage, folder, files, checksum):
         present = all(path.is_file() for path in staged_files.values())
         return present and content_checksum(staged_files) == checksum
     return all(storage.size(f"{folder}/{name}") == path.stat().st_size for name, path in files.items())
-
-
-def stage_job_files(storage, run_prefix, node, wheels, requirements_file=REQUIREMENTS_FILE):
-    """The job file, the bootstrap script and the pinned requirements copied into the run's job/ folder, and
-    node's wheels ({file name: path}) staged once per content; {"job", "bootstrap", "requirements",
-    "wheelhouse"}: their URIs."""
-    uris = {}
-    sources = (("job", JOB_FILE, JOB_FILE.name), ("bootstrap", BOOTSTRAP_FILE, BOOTSTRAP_FILE.name),
-               ("requirements", Path(requirements_file), REQUIREMENTS_FILE.name))
-    for role, path, name in sources:
-        key = f"{run_prefix}/job/{name}"
-        storage.put_file(path, key)
-        uris[role] = storage.uri(key)
-    uris["wheelhouse"] = stage_wheelhouse(storage, node, wheels)
-    return uris
-
-
-def stage_wheelhouse(storage, node, wheels):
-    """Upload wheels under wheelhouses/<node name>/<checksum>/ unless already there; the folder's URI."""
-    folder = f"{WHEELHOUSE_ROOT}/{node.name}/{content_checksum(wheels)}"
-    if storage.exists(f"{folder}/{STAGED_MARKER}"):
-        log.info("the %s wheels are already staged at %s", node.name, storage.uri(folder))
-        return storage.uri(folder)
-    for name, path in sorted(wheels.items()):
-        storage.put_file(path, f"{folder}/{name}")
-    # The marker goes last, so an interrupted upload is redone rather than trusted.
-    storage.put_bytes(json.dumps({"files": sorted(wheels)}).encode(), f"{folder}/{STAGED_MARKER}")
-    log.info("staged %d %s wheels at %s", len(wheels), node.name, storage.uri(folder))
-    return storage.uri(folder)
-
-
-def stage_block_plan(storage, run_prefix, config, ratings_paths):
-    """The run's stage 2 block plan, from its ratings files (block_plan.run_block_plan), written to
-    the run's job/ folder; {"uri", "movie_blocks", "reduce_tasks", "planned_skew", "ratings", "seconds"}.
-
-    A plan only balances stage 2's reduce tasks: the answer is the same without one. So a plan that
-    cannot be made (ids too long for its keys, a file it cannot read, too little memory on this
-    worker) does not fail the run: stage 2 deals its block pairs in turn, as the job does without a
-    plan, the log warns, and the summary says why: {"uri": None, "skipped": reason}.
-    """
-    key = f"{run_prefix}/job/{BLOCK_PLAN_FILE}"
-    started = time.monotonic()
-    try:
-        plan, ratings = run_block_plan(ratings_paths, config)
-    except (BlockPlanUnavailable, OSError, MemoryError) as error:
-        storage.delete_key(key)  # an earlier try's plan is not this one's
-        reason = f"{type(error).__name__}: {error}"
-        log.warning("no stage 2 block plan (%s): stage 2 deals its block pairs onto its reduce tasks in turn",
-                    reason)
-        return {"uri": None, "skipped": reason}
-    storage.put_bytes(json.dumps(plan).encode(), key)
-    summary = {"uri": storage.uri(key), "movie_blocks": plan["movie_blocks"],
-               "reduce_tasks": plan["reduce_tasks"], "planned_skew": round(planned_skew(plan), 3),
-               "ratings": ratings, "seconds": round(time.monotonic() - started, 3)}
-    log.info("stage 2 block plan %s: measured on %d ratings in %.1f s; %d blocks, %d reduce tasks, "
-             "planned work skew %.3f", summary["uri"], ratings, summary["seconds"], summary["movie_blocks"],
-             summary["reduce_tasks"], summary["planned_skew"])
-    return summary

@@ -11,9 +11,10 @@ from packaging.tags import compatible_tags, cpython_tags
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
+from movielens_emr.config.settings import DEFAULT_NODE_PYTHON
+
 log = logging.getLogger(__name__)
 REQUIREMENTS_FILE = Path(__file__).resolve().parent / "bootstrap" / "emr_requirements.txt"
-DEFAULT_NODE_PYTHON = "3.9"
 # The first EMR release whose nodes have each Python: 3.9 on all of EMR 7, 3.11 from 7.1.0 (the Release
 # Guide's "Application versions in Amazon EMR 7.x releases": Python "3.9" for 7.0.0, "3.9, 3.11" after).
 FIRST_RELEASE_WITH_PYTHON = {"3.9": (7, 0, 0), "3.11": (7, 1, 0)}
@@ -182,3 +183,9 @@ def node_wheels(node, cache_dir, wheelhouse_dir="", requirements_file=REQUIREMEN
         log.info("cached wheels not usable (%s): downloading", reason)
     download_wheels(node, requirements_file, folder)
     return select_wheels(folder, node, pins)
+
+
+def requirements_file(cluster_settings):
+    """The hash-pinned requirements file of the nodes' packages: the deployment's, else the bundled one."""
+    chosen = cluster_settings.requirements_file
+    return Path(chosen).expanduser() if chosen else REQUIREMENTS_FILE

@@ -6,23 +6,29 @@ lines) or of one slice of ratings being counted (SLICE_RATINGS), and tables of t
 movies and of the G x G block pair work: under 100 MB together. Measured on ml-25m-shaped data
 (25,000,095 ratings, 59,047 movies): 290 MB beyond the interpreter, 130 MB for a 10% sample.
 """
+import json
+import logging
 import math
 import re
+import time
 
 import numpy as np
 
+from movielens_emr.config.capacity import task_slots
 from movielens_emr.data.datasets import get_dataset
-from movielens_emr.emr.cluster import task_slots
 from movielens_emr.engine.mrjob_similarity import (
     MAX_BLOCK_MOVIES,
     job_module,
     movie_blocks_for,
     pair_work_of,
     plan_of,
+    planned_skew,
     snake_blocks,
     user_block_work,
 )
 
+log = logging.getLogger(__name__)
+BLOCK_PLAN_FILE = "block_plan.json"
 # The local target's blocks (mrjob's local runner cuts its reducers' input into byte ranges, so
 # the blocks' count need not follow the task slots), raised for large datasets as job_args does.
 LOCAL_MOVIE_BLOCKS = 4
@@ -216,3 +222,32 @@ def _id(digits):
         raise BlockPlanUnavailable(f"id {digits} has more than {ID_DIGITS} digits: the plan's keys "
                                    f"hold ids below 10**{ID_DIGITS}")
     return int(digits)
+
+
+def stage_block_plan(storage, run_prefix, config, ratings_paths):
+    """The run's stage 2 block plan, from its ratings files (block_plan.run_block_plan), written to
+    the run's job/ folder; {"uri", "movie_blocks", "reduce_tasks", "planned_skew", "ratings", "seconds"}.
+
+    A plan only balances stage 2's reduce tasks: the answer is the same without one. So a plan that
+    cannot be made (ids too long for its keys, a file it cannot read, too little memory on this
+    worker) does not fail the run: stage 2 deals its block pairs in turn, as the job does without a
+    plan, the log warns, and the summary says why: {"uri": None, "skipped": reason}.
+    """
+    key = f"{run_prefix}/job/{BLOCK_PLAN_FILE}"
+    started = time.monotonic()
+    try:
+        plan, ratings = run_block_plan(ratings_paths, config)
+    except (BlockPlanUnavailable, OSError, MemoryError) as error:
+        storage.delete_key(key)  # an earlier try's plan is not this one's
+        reason = f"{type(error).__name__}: {error}"
+        log.warning("no stage 2 block plan (%s): stage 2 deals its block pairs onto its reduce tasks in turn",
+                    reason)
+        return {"uri": None, "skipped": reason}
+    storage.put_bytes(json.dumps(plan).encode(), key)
+    summary = {"uri": storage.uri(key), "movie_blocks": plan["movie_blocks"],
+               "reduce_tasks": plan["reduce_tasks"], "planned_skew": round(planned_skew(plan), 3),
+               "ratings": ratings, "seconds": round(time.monotonic() - started, 3)}
+    log.info("stage 2 block plan %s: measured on %d ratings in %.1f s; %d blocks, %d reduce tasks, "
+             "planned work skew %.3f", summary["uri"], ratings, summary["seconds"], summary["movie_blocks"],
+             summary["reduce_tasks"], summary["planned_skew"])
+    return summary

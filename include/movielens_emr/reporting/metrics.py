@@ -4,15 +4,6 @@ import re
 from movielens_emr.engine.mrjob_similarity import work_metrics
 from movielens_emr.sizing.task_times import one_run_prediction_lines, task_times_lines
 
-PRICE_REGION = "us-east-1"
-# On-demand USD per node-hour in us-east-1: the EC2 price plus the EMR charge, from the AWS price
-# lists of 2025. Override per instance type with the Variable movielens_hourly_prices (JSON).
-HOURLY_PRICES_USD = {
-    "m5.large": 0.096 + 0.024, "m5.xlarge": 0.192 + 0.048, "m5.2xlarge": 0.384 + 0.096,
-    "m5.4xlarge": 0.768 + 0.192, "m6i.xlarge": 0.192 + 0.048, "m6g.xlarge": 0.154 + 0.039,
-    "m7g.xlarge": 0.1632 + 0.041, "c5.xlarge": 0.17 + 0.043, "c5.2xlarge": 0.34 + 0.085,
-    "r5.xlarge": 0.252 + 0.063, "r5.2xlarge": 0.504 + 0.126,
-}
 INPUT_RATINGS = "input: ratings read"
 # The key of a failed run's diagnosis in its metrics.json; a success's metrics.json never has it.
 FAILURE_KEY = "failure"
@@ -65,11 +56,6 @@ def run_started_at(start_date, run_after):
 
 def seconds_between(start, end):
     return round((end - start).total_seconds(), 3)
-
-
-def hourly_price(instance_type, overrides=None):
-    """USD per node-hour of an instance type, overrides first; None when unknown."""
-    return {**HOURLY_PRICES_USD, **(overrides or {})}.get(instance_type)
 
 
 def emr_timings(cluster_timeline, step_timelines):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import nnls
 
-from movielens_emr.emr.cluster import task_nodes
+from movielens_emr.config.capacity import task_nodes
 
 TERMS = ("fixed", "work_per_node", "log_nodes", "nodes")
 MIN_RUNS = 4

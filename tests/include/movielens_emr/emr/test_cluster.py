@@ -1,8 +1,10 @@
 """The EMR job flow request built from a run's parameters."""
 import pytest
 
+from movielens_emr.config.capacity import task_slots
 from movielens_emr.config.params import validate_run_config
-from movielens_emr.emr.cluster import ClusterSettings, build_job_flow, node_python_for, task_slots
+from movielens_emr.config.settings import ClusterSettings
+from movielens_emr.emr.cluster import build_job_flow, node_python_for
 from movielens_emr.emr.wheelhouse import NodePython
 
 JOB_FILES = {"job": "s3://b/runs/r/job/movie_similarities.py", "bootstrap": "s3://b/runs/r/job/install.sh",

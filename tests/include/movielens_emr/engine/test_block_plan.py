@@ -7,10 +7,10 @@ import pytest
 
 from benchmarks import reference
 from movielens_emr.config.params import validate_run_config
-from movielens_emr.data.staging import BLOCK_PLAN_FILE, stage_block_plan
 from movielens_emr.data.storage import LocalStorage
 from movielens_emr.engine import block_plan
 from movielens_emr.engine.block_plan import (
+    BLOCK_PLAN_FILE,
     BlockPlanUnavailable,
     line_chunks,
     parse_ratings,
@@ -18,6 +18,7 @@ from movielens_emr.engine.block_plan import (
     read_rating_keys,
     run_block_plan,
     stage2_layout,
+    stage_block_plan,
     user_slices,
 )
 from movielens_emr.engine.mrjob_similarity import block_plan as plan_of_ratings

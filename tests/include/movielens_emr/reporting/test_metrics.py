@@ -9,13 +9,13 @@ from movielens_emr.reporting.metrics import (
     emr_timings,
     failed_run_metrics,
     flatten_counters,
-    hourly_price,
     metrics_table,
     parse_hadoop_counters,
     records_failure,
     run_metrics,
     run_started_at,
 )
+from movielens_emr.sizing.prices import hourly_price
 
 T0 = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.timezone.utc)
 

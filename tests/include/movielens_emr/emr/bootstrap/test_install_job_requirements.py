@@ -17,8 +17,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from movielens_emr.data.staging import BOOTSTRAP_FILE, stage_job_files
 from movielens_emr.data.storage import LocalStorage
+from movielens_emr.emr.job_files import BOOTSTRAP_FILE, stage_job_files
 from movielens_emr.emr.wheelhouse import (
     REQUIREMENTS_FILE,
     NodePython,
