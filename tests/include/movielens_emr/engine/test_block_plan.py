@@ -13,6 +13,7 @@ from movielens_emr.engine.block_plan import (
     BLOCK_PLAN_FILE,
     BlockPlanUnavailable,
     line_chunks,
+    movie_blocks_for,
     parse_ratings,
     plan_from_keys,
     read_rating_keys,
@@ -21,8 +22,8 @@ from movielens_emr.engine.block_plan import (
     stage_block_plan,
     user_slices,
 )
-from movielens_emr.engine.mrjob_similarity import block_plan as plan_of_ratings
-from movielens_emr.engine.mrjob_similarity import job_module, movie_blocks_for
+from movielens_emr.engine.block_plan import block_plan as plan_of_ratings
+from movielens_emr.engine.mrjob_similarity import job_module
 
 from conftest import REPO
 

@@ -6,20 +6,18 @@ import numpy as np
 import pytest
 
 from movielens_emr.config.params import validate_run_config
-from movielens_emr.engine.mrjob_similarity import (
-    MAX_BLOCK_MOVIES,
+from movielens_emr.engine.block_plan import (
     TARGET_DEALT_SKEW,
     balanced_routes,
     block_pair_work,
     block_plan,
     dealt_skew,
-    job_args,
     mass_blocks,
     movie_blocks_for,
     routed_skew,
-    work_metrics,
     write_block_plan,
 )
+from movielens_emr.engine.mrjob_similarity import MAX_BLOCK_MOVIES, job_args, work_metrics
 
 
 @pytest.mark.parametrize("slots, movies, blocks", [(1, 0, 4), (8, 3_706, 5), (12, 0, 6), (64, 0, 15),
