@@ -12,9 +12,10 @@ from airflow.sdk.exceptions import (
 )
 from botocore.exceptions import ClientError
 
+from movielens_emr.airflow.triggers import EmrClusterEndedTrigger
 from movielens_emr.config.settings import settings_from_env
 from movielens_emr.data.storage import open_storage, run_folder
-from movielens_emr.emr.client import CLUSTER_END_STATES, EmrClient, EmrClusterEndedTrigger, attempts_within
+from movielens_emr.emr.client import CLUSTER_END_STATES, EmrClient, attempts_within
 from movielens_emr.emr.logs import node_log_folder
 
 

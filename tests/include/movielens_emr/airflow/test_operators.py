@@ -14,7 +14,7 @@ from movielens_emr.airflow.operators import (
     EmrStagesSensor,
     StagesFailedError,
 )
-from movielens_emr.emr.client import EmrClusterEndedTrigger
+from movielens_emr.airflow.triggers import EmrClusterEndedTrigger
 
 from tests.support.emr_double import emr_streaming_double
 from tests.support.logs_at_termination import LogsAtTermination
