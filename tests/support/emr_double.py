@@ -943,6 +943,7 @@ class EmrStreamingDouble:
         self.bootstraps = []  # BootstrapRun of every action run, in order
         self.polls = 0
         self.nodes = {}  # {cluster id: Node}
+        self.bootstrapped = set()  # ids of the clusters whose bootstrap actions have run
         self._server = None
         self.bootstrap_failure = None
         self.bootstrap_fails_before_steps = False
@@ -1031,7 +1032,7 @@ class EmrStreamingDouble:
             if cluster is None:
                 return
             self._fail_bootstrap_of(cluster)
-            if cluster.state not in ENDED_CLUSTER_STATES and cluster.id not in self.nodes:
+            if cluster.state not in ENDED_CLUSTER_STATES and cluster.id not in self.bootstrapped:
                 self._bootstrap(backend, cluster)
             if cluster.state in ENDED_CLUSTER_STATES:
                 self._cancel_pending(cluster.steps, "the cluster was terminated")
@@ -1062,6 +1063,7 @@ class EmrStreamingDouble:
 
     def _bootstrap(self, backend, cluster):
         """Run the cluster's bootstrap actions on its node, in order; the first to fail ends the cluster."""
+        self.bootstrapped.add(cluster.id)
         node, s3 = self.node(cluster.id), MotoS3(backend.account_id, backend.region_name)
         env = {"AWS_ENDPOINT_URL": self.s3_endpoint(), "AWS_DEFAULT_REGION": backend.region_name,
                "AWS_REGION": backend.region_name} if cluster.bootstrap_actions else {}
