@@ -1162,6 +1162,16 @@ class EmrStreamingDouble:
         return next(execution for execution in self.executions if execution.step_id == step_id)
 
 
+def single_node_cluster(emr, name, log_uri=None):
+    """A one-node EMR 7 cluster that waits for steps, created with the boto3 EMR client emr; its id."""
+    logs = {"LogUri": log_uri} if log_uri else {}
+    return emr.run_job_flow(
+        Name=name, ReleaseLabel="emr-7.9.0", JobFlowRole="EMR_EC2_DefaultRole", ServiceRole="EMR_DefaultRole",
+        Instances={"MasterInstanceType": "m5.xlarge", "InstanceCount": 1,
+                   "KeepJobFlowAliveWhenNoSteps": True},
+        **logs)["JobFlowId"]
+
+
 @contextlib.contextmanager
 def emr_streaming_double(**kwargs):
     """Install the double for the duration of the block; yields it (its .executions record what ran)."""

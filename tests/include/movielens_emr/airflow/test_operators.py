@@ -16,13 +16,12 @@ from movielens_emr.airflow.operators import (
 )
 from movielens_emr.airflow.triggers import EmrClusterEndedTrigger
 
-from tests.support.emr_double import emr_streaming_double
+from tests.support.emr_double import emr_streaming_double, single_node_cluster
 from tests.support.logs_at_termination import LogsAtTermination
 
 REGION = "us-east-1"
 BUCKET = "operators-test"
 RUN_ID = "manual__sensor"
-SINGLE_NODE = {"MasterInstanceType": "m5.xlarge", "InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True}
 DIAGNOSIS_FOLLOWS = ("the full diagnosis follows once the cluster has ended: in the log of diagnose_failure "
                      f'and under "failure" in s3://{BUCKET}/runs/{RUN_ID}/metrics.json')
 
@@ -38,10 +37,7 @@ def emr(monkeypatch):
 
 
 def new_cluster(emr):
-    return emr.run_job_flow(
-        Name="sensor", ReleaseLabel="emr-7.9.0", Instances=SINGLE_NODE,
-        LogUri=f"s3://{BUCKET}/runs/{RUN_ID}/logs/",
-        JobFlowRole="EMR_EC2_DefaultRole", ServiceRole="EMR_DefaultRole")["JobFlowId"]
+    return single_node_cluster(emr, "sensor", log_uri=f"s3://{BUCKET}/runs/{RUN_ID}/logs/")
 
 
 def stage_steps(emr, cluster_id, broken=()):

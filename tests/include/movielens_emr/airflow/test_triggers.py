@@ -9,16 +9,9 @@ from airflow.providers.amazon.aws.triggers.emr import EmrTerminateJobFlowTrigger
 from movielens_emr.airflow.triggers import EmrClusterEndedTrigger
 from movielens_emr.emr.client import CLUSTER_ENDED_WAITER_OVERRIDES
 
-from tests.support.emr_double import emr_streaming_double
+from tests.support.emr_double import emr_streaming_double, single_node_cluster
 
 REGION = "us-east-1"
-SINGLE_NODE = {"MasterInstanceType": "m5.xlarge", "InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True}
-
-
-def new_cluster(emr):
-    return emr.run_job_flow(
-        Name="trigger", ReleaseLabel="emr-7.9.0", Instances=SINGLE_NODE,
-        JobFlowRole="EMR_EC2_DefaultRole", ServiceRole="EMR_DefaultRole")["JobFlowId"]
 
 
 def test_the_cluster_ended_trigger_serializes_to_itself_with_the_overrides():
@@ -51,7 +44,7 @@ def test_the_cluster_ended_trigger_fires_success_on_either_end_state(moto_server
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(
         {"conn_type": "aws", "extra": {"endpoint_url": moto_server, "region_name": REGION}}))
     emr = boto3.client("emr", region_name=REGION, endpoint_url=moto_server)
-    cluster_id = new_cluster(emr)
+    cluster_id = single_node_cluster(emr, "trigger")
     with emr_streaming_double() as double:
         if fault:
             double.fail_bootstrap(before_steps=True)  # at this first describe_cluster

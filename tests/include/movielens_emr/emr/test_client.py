@@ -15,18 +15,15 @@ from movielens_emr.emr.client import (
 )
 from movielens_emr.sizing.task_times import one_run_prediction
 
-from tests.support.emr_double import emr_streaming_double
+from tests.support.emr_double import emr_streaming_double, single_node_cluster
 
 REGION = "us-east-1"
 BUCKET = "emr-client-test"
 RUN_PREFIX = "runs/manual__one"
-SINGLE_NODE = {"MasterInstanceType": "m5.xlarge", "InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True}
 
 
 def new_cluster(emr, name="emr-client"):
-    return emr.run_job_flow(
-        Name=name, ReleaseLabel="emr-7.9.0", Instances=SINGLE_NODE, LogUri=f"s3://{BUCKET}/{RUN_PREFIX}/logs/",
-        JobFlowRole="EMR_EC2_DefaultRole", ServiceRole="EMR_DefaultRole")["JobFlowId"]
+    return single_node_cluster(emr, name, log_uri=f"s3://{BUCKET}/{RUN_PREFIX}/logs/")
 
 
 def broken_step(number):
