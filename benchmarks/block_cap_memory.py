@@ -2,7 +2,7 @@
 
 Stage 2's reducer memory grows with B, the movies of a block pair's larger block, not with the
 number of ratings: its sums are B x B per statistic. The pipeline caps B at MAX_BLOCK_MOVIES
-(movielens_emr.engine.mrjob_similarity), so a task at the cap is the worst any dataset can give it,
+(movielens_emr.engine.similarity.job), so a task at the cap is the worst any dataset can give it,
 ml-25m included,
 whose full run this machine cannot finish. This runs the job's own stage 2 reducer, as Hadoop
 streaming runs it (one process, the block pair's user rows on stdin), on one off-diagonal block
@@ -24,7 +24,7 @@ sys.path.insert(0, str(BENCHMARKS))
 
 import job_speed  # noqa: E402  (also puts include/ on sys.path)
 
-from movielens_emr.engine.mrjob_similarity import MAX_BLOCK_MOVIES  # noqa: E402
+from movielens_emr.engine.similarity.job import MAX_BLOCK_MOVIES  # noqa: E402
 
 STATS = {"cosine": 4, "pearson": 6, "jaccard": 1}
 USER_CHUNK = 1024

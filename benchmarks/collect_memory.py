@@ -14,7 +14,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "include"))
 
 from movielens_emr.data.storage import LocalStorage  # noqa: E402
-from movielens_emr.reporting import (  # noqa: E402
+from movielens_emr.engine.similarity import (  # noqa: E402
     collect,
     results,
 )

@@ -23,7 +23,7 @@ from benchmarks.synthetic import (  # noqa: E402,E501
     write_ml1m_ratings,
     write_movies_dat,
 )
-from movielens_emr.engine.block_plan import (  # noqa: E402
+from movielens_emr.engine.similarity.block_plan import (  # noqa: E402
     balanced_routes,
     block_pair_work,
     dealt_routes_for,

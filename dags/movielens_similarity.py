@@ -34,6 +34,7 @@ from movielens_emr.airflow.operators import (
 )
 from movielens_emr.config.params import param_schemas
 from movielens_emr.config.settings import AWS_CLIENT_CONFIG, settings_from_env
+from movielens_emr.engine.registry import engine_names
 from movielens_emr.reporting import history
 
 SETTINGS = settings_from_env()
@@ -50,7 +51,7 @@ AWS = {"aws_conn_id": SETTINGS.aws_conn_id, "botocore_config": AWS_CLIENT_CONFIG
     default_args={"owner": "data-engineering", "retries": SETTINGS.task_retries,
                   "retry_delay": datetime.timedelta(minutes=1)},
     params={name: Param(**spec) for name, spec in
-            param_schemas(tasks.max_node_count(), SETTINGS.default_target).items()},
+            param_schemas(tasks.max_node_count(), SETTINGS.default_target, engine_names()).items()},
 )
 def movielens_similarity():
     config = task(task_id="validate_config", retries=0)(tasks.validate_config)()
@@ -79,7 +80,7 @@ def movielens_similarity():
 
     local_run = task(task_id="run_local_job")(tasks.run_local_job)(config, staged)
     collected = task(task_id="collect_results", outlets=[tasks.RESULTS_ASSET],
-                     trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)(tasks.collect_results)()
+                     trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)(tasks.collect_results)(config)
     metrics = task(task_id="record_metrics", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)(
         tasks.record_metrics)(config, collected, staged)
 

@@ -36,8 +36,8 @@ equal to one movie), beyond the interpreter:
   stage 3 reducer: O(M)    titles, one movie's neighbours
 e.g. ml-1m (M=3,706, m=2,314), G=4 (B about 960), C=1024, cosine: at most 277 MB;
 ml-25m (M=59,047, m=32,202), G=22 (B about 2,700), cosine: at most 1.1 GB.
-The pipeline keeps B <= 2,800 (movielens_emr.engine.mrjob_similarity.MAX_BLOCK_MOVIES): ml-25m (M=59,047) gets
-G >= 22 blocks, and a stage 2 reducer stays under 1.4 GB even for pearson at B = 2,800.
+The pipeline keeps B <= 2,800 (movielens_emr.engine.similarity.job.MAX_BLOCK_MOVIES): ml-25m
+(M=59,047) gets G >= 22 blocks, and a stage 2 reducer stays under 1.4 GB even for pearson at B = 2,800.
 """
 import bz2
 import csv
@@ -541,7 +541,7 @@ class MRMovieSimilarities(MRJob):
                  "a stage 2 task's memory falls with its square (default 4)")
         self.add_file_arg(
             "--block-plan",
-            help="JSON from movielens_emr.engine.mrjob_similarity.write_block_plan: each movie's block "
+            help="JSON from movielens_emr.engine.similarity.block_plan.write_block_plan: each movie's block "
                  "(balanced by rating mass; movies it lacks are hashed) and each block pair's reduce task "
                  "(balanced by measured work) for its number of reduce tasks (optional)")
         self.add_passthru_arg(

@@ -26,6 +26,9 @@ from movielens_emr.airflow.operators import DuplicateStepsError, EmrAddStepsOnce
 from movielens_emr.config.settings import settings_from_env
 from movielens_emr.data.storage import open_storage, run_folder
 from movielens_emr.emr.steps import step_name
+from movielens_emr.engine.protocol import final_output_folder
+from movielens_emr.engine.similarity.engine import ENGINE
+from movielens_emr.engine.similarity.job import STAGE_NAMES
 from movielens_emr.reporting.history import fetch_runs, history_engine
 
 from tests.support.aws_faults import S3_SLOW_DOWN, THROTTLING, Fault, aws_faults
@@ -303,7 +306,8 @@ def test_collect_results_failing_keeps_the_computed_output_for_a_second_try(dagb
     assert f"The computed output is kept at {final_output}: clear collect_results" in log
     assert not results_keys(s3, dag_run)
     # a second try, with the cause gone, collects the same output without recomputing it
-    collected = tasks.collect_final_output(open_storage(S3_ROOT, "aws_default"), run_folder(dag_run.run_id))
+    collected = ENGINE.collect(open_storage(S3_ROOT, "aws_default"), final_output_folder(
+        run_folder(dag_run.run_id), ENGINE), f"{run_folder(dag_run.run_id)}/results")
     assert collected["output_pairs"] > 0
     csv_lines = s3_bytes(s3, s3_key(dag_run, "results/similarities.csv")).decode().splitlines()
     assert len(csv_lines) == collected["output_pairs"] + 1
@@ -502,7 +506,7 @@ SINGLE_NODE = {"MasterInstanceType": "m5.xlarge", "InstanceCount": 1, "KeepJobFl
 
 def test_submit_stages_retried_returns_the_steps_of_the_first_try(dagbag):
     assert isinstance(dagbag.get_dag(DAG_ID).get_task("submit_stages"), EmrAddStepsOnceOperator)
-    steps = [{"Name": step_name(number, "manual__retry"), "ActionOnFailure": "CANCEL_AND_WAIT",
+    steps = [{"Name": step_name(number, STAGE_NAMES, "manual__retry"), "ActionOnFailure": "CANCEL_AND_WAIT",
               "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["hadoop-streaming"]}}
              for number in (1, 2, 3)]
     with mock_aws():

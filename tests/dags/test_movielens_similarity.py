@@ -8,8 +8,8 @@ import json
 import pytest
 
 from movielens_emr.data.storage import RUN_OWNER_MARKER, run_folder
-from movielens_emr.engine.mrjob_similarity import TASK_WORK_PREFIX, job_class
-from movielens_emr.reporting import results
+from movielens_emr.engine.similarity import results
+from movielens_emr.engine.similarity.job import TASK_WORK_PREFIX, job_class
 
 from conftest import MOVIELENS
 

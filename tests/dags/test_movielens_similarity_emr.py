@@ -27,8 +27,9 @@ from movielens_emr.config.params import InvalidParam
 from movielens_emr.config.settings import settings_from_env
 from movielens_emr.data.storage import run_folder
 from movielens_emr.emr.cluster import MANAGED_POLICY_TAG, PIPELINE_TAG
-from movielens_emr.emr.steps import STAGE_NAMES, step_name
+from movielens_emr.emr.steps import step_name
 from movielens_emr.emr.wheelhouse import REQUIREMENTS_FILE, NodePython, locked_requirements, select_wheels
+from movielens_emr.engine.similarity.job import STAGE_NAMES
 from movielens_emr.reporting.history import (
     engine_for_url,
     ensure_schema,
@@ -163,7 +164,7 @@ def test_emr_run_submits_exactly_three_streaming_stages_that_really_ran(emr_runs
     assert len(emr_runs.listed_steps) == 3
     assert [step["Id"] for step in emr_runs.steps] == emr_runs.step_ids
     assert [step["Name"] for step in emr_runs.steps] == [
-        step_name(number, emr_runs.first.run_id) for number in range(1, len(STAGE_NAMES) + 1)]
+        step_name(number, STAGE_NAMES, emr_runs.first.run_id) for number in range(1, len(STAGE_NAMES) + 1)]
     assert all(step["Status"]["State"] == "COMPLETED" for step in emr_runs.steps)
     assert all(step["ActionOnFailure"] == "CANCEL_AND_WAIT" for step in emr_runs.steps)
     assert all(step["Config"]["Args"][0] == "hadoop-streaming" for step in emr_runs.steps)

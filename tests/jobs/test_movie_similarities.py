@@ -28,7 +28,7 @@ from jobs.movie_similarities import (
     run_summary,
     text_hash,
 )
-from movielens_emr.engine.block_plan import block_pair_work, hash_blocks
+from movielens_emr.engine.similarity.block_plan import block_pair_work, hash_blocks
 
 from tests.support.emr_double import hash_partition as doubles_hash_partition
 

@@ -142,12 +142,14 @@ def test_java_text_hash_and_partitioner_match_hadoop():
 def test_parse_streaming_args_of_the_pipeline_steps():
     from movielens_emr.config.params import validate_run_config
     from movielens_emr.emr.steps import build_stage_steps
-    from movielens_emr.engine.mrjob_similarity import job_args, job_class
+    from movielens_emr.engine.protocol import MrjobJob, TaskFile
+    from movielens_emr.engine.similarity.job import JOB_CLASS, JOB_FILE, STAGE_NAMES, job_args
 
     config = validate_run_config({"node_count": 3}, 20)
-    task_args = job_args(config, 4, "movies.csv")
-    steps = build_stage_steps(job_class()(task_args), task_args, "s3://b/run/job/movie_similarities.py",
-                              "s3://b/ds/movies.csv", ["s3://b/ds/ratings.csv"], "s3://b/run/output", 8, "r1")
+    job = MrjobJob(JOB_FILE, JOB_CLASS, STAGE_NAMES, tuple(job_args(config, 4)),
+                   (TaskFile("--items", "s3://b/ds/movies.csv"),), reduce_tasks=8)
+    steps = build_stage_steps(job, ["s3://b/run/job/movie_similarities.py"], ["s3://b/ds/ratings.csv"],
+                              "s3://b/run/output", "r1")
     jobs = [parse_streaming_args(step["HadoopJarStep"]["Args"]) for step in steps]
     assert [job.inputs for job in jobs] == [
         ["s3://b/ds/ratings.csv"], ["s3://b/run/output/stage-1"], ["s3://b/run/output/stage-2"]]

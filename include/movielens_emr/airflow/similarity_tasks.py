@@ -11,23 +11,22 @@ from pathlib import Path
 from airflow.sdk import Asset, Variable, get_current_context
 from airflow.sdk.exceptions import AirflowSkipException
 
-from movielens_emr.config.capacity import task_slots, task_slots_by_node_count
+from movielens_emr.config.capacity import task_slots
 from movielens_emr.config.params import DEFAULT_MAX_NODE_COUNT, InvalidParam, RunConfig, validate_run_config
 from movielens_emr.config.settings import settings_from_env
+from movielens_emr.config.targets import EMR, LOCAL, target_named
 from movielens_emr.data.datasets import get_dataset
 from movielens_emr.data.staging import dataset_source_files
 from movielens_emr.data.staging import stage_dataset as stage_dataset_files
 from movielens_emr.data.storage import claim_run_folder, open_storage
 from movielens_emr.emr.client import EmrClient
-from movielens_emr.emr.cluster import build_job_flow, chosen_security_configuration, node_python_for
+from movielens_emr.emr.cluster import build_job_flow, chosen_security_configuration
 from movielens_emr.emr.diagnosis import stages_completed
-from movielens_emr.emr.job_files import stage_job_files
-from movielens_emr.emr.steps import build_stage_steps
-from movielens_emr.emr.wheelhouse import node_wheels, requirements_file
-from movielens_emr.engine.block_plan import stage2_layout, stage_block_plan
-from movielens_emr.engine.mrjob_similarity import job_args, job_class
+from movielens_emr.emr.target import EmrTarget
+from movielens_emr.engine.protocol import final_output_folder
+from movielens_emr.engine.registry import UnknownEngine, engine_named, engine_names
 from movielens_emr.local.runner import run_local_job as run_job_locally
-from movielens_emr.reporting.collect import collect_output
+from movielens_emr.local.target import LocalTarget
 from movielens_emr.reporting.metrics import (
     failed_run_metrics,
     metrics_table,
@@ -36,13 +35,22 @@ from movielens_emr.reporting.metrics import (
     seconds_between,
 )
 from movielens_emr.sizing.prices import PRICES_VARIABLE, overrides_from_variable, price_in_force
-from movielens_emr.sizing.task_times import one_run_prediction, unknown_task_times
+from movielens_emr.sizing.task_times import one_run_prediction
 
 log = logging.getLogger(__name__)
 RESULTS_ASSET = Asset("movielens_similarities")
 MAX_NODE_COUNT_VARIABLE = "movielens_max_node_count"
-FINAL_STAGE = 3
 SIMILARITY_DAG_ID = "movielens_similarity"
+# Each target's share of the tasks (its checks, the files it ships, where its figures come from).
+RUN_TARGETS = {EMR.name: EmrTarget(), LOCAL.name: LocalTarget()}
+
+
+def run_target(config):
+    return RUN_TARGETS[target_named(config.target).name]
+
+
+def run_engine(config):
+    return engine_named(config.engine)
 
 
 def _storage(settings):
@@ -57,18 +65,19 @@ def max_node_count():
 def validate_config(params):
     """The run's parameters checked against the form's schema and the node limit in force now."""
     settings = settings_from_env()
-    config = validate_run_config(dict(params), max_node_count(), settings.default_target)
+    config = validate_run_config(dict(params), max_node_count(), settings.default_target, engine_names())
     get_dataset(config.dataset)
+    try:
+        run_engine(config)
+    except UnknownEngine as error:
+        raise InvalidParam(str(error)) from None
     config = with_sizing_advice(config, settings)
-    if config.target == "emr" and not settings.storage_root.startswith("s3://"):
-        raise InvalidParam(f"target: emr needs an s3:// storage root (MOVIELENS_STORAGE_ROOT is "
+    target = target_named(config.target)
+    if target.needs_s3_storage and not settings.storage_root.startswith("s3://"):
+        raise InvalidParam(f"target: {target.name} needs an s3:// storage root (MOVIELENS_STORAGE_ROOT is "
                            f"{settings.storage_root!r})")
-    if config.target == "emr":
-        try:
-            node_python_for(config, settings.cluster)
-        except ValueError as error:
-            raise InvalidParam(str(error)) from None
-        run_price(config)  # a malformed price Variable fails here, not in record_metrics once the cluster ran
+    run_target(config).check_config(config, settings)
+    run_price(config)  # a malformed price Variable fails here, not in record_metrics once the cluster ran
     if not settings.storage_root.startswith("s3://"):  # an S3 bucket may be created by stage_dataset
         check_writable(_storage(settings))
     log.info("run configuration: %s", config)
@@ -86,12 +95,13 @@ def with_sizing_advice(config, settings):
 
     if config.deadline_minutes is None and config.budget_usd is None:
         return config
-    rows = fetch_runs(history_engine(settings), target=config.target, outcome="success", limit=10_000)
-    price = run_price(config) if config.target == "emr" else 0.0
+    rows = fetch_runs(history_engine(settings), target=config.target, outcome="success", limit=10_000,
+                      run_engine=config.engine)
+    price = run_price(config)
     try:
         advice = run_advice(rows, config.dataset, config.target, config.instance_type, price,
                             config.sample_fraction, config.node_count, max_node_count(),
-                            config.deadline_minutes, config.budget_usd)
+                            config.deadline_minutes, config.budget_usd, engine=config.engine)
     except ValueError as error:  # too little history, or no count meets the goal
         if config.node_count is None:
             raise InvalidParam(f"node_count: the sizing advisor cannot choose it: {error}") from error
@@ -105,9 +115,12 @@ def with_sizing_advice(config, settings):
 
 def run_price(config):
     """USD per node-hour of the run's instance type, the Variable's overrides first (prices.price_in_force:
-    the benchmarks page and the advisor's command line price with the same rule); None when unknown."""
+    the benchmarks page and the advisor's command line price with the same rule); None when unknown; 0
+    where nothing is priced."""
+    if not target_named(config.target).priced:
+        return price_in_force(config.instance_type, {}, config.target).usd_per_node_hour
     overrides = overrides_from_variable(Variable.get(PRICES_VARIABLE, default=None))
-    return price_in_force(config.instance_type, overrides).usd_per_node_hour
+    return price_in_force(config.instance_type, overrides, config.target).usd_per_node_hour
 
 
 class StorageRootUnusable(RuntimeError):
@@ -125,32 +138,31 @@ def check_writable(storage):
 
 
 def stage_dataset(config, run_id):
-    """The dataset's files staged once under datasets/<name>/<checksum>/; the job files and the run's
-    stage 2 block plan under the run.
+    """The dataset's files staged once under datasets/<name>/<checksum>/; under the run, what its target
+    ships (on EMR the job files and the nodes' wheels) and what its engine measures on the input first
+    (the similarity engine's stage 2 block plan).
 
-    The plan is measured here, for both targets, because here the ratings are on this machine (the
-    source files the staged copy was checked against: no download of them back from S3) and the run's
-    job/ folder is filled: the steps ship the plan beside the job file.
+    The engine prepares here, for both targets, because here the ratings are on this machine (the source
+    files the staged copy was checked against: no download of them back from S3) and the run's job/
+    folder is filled: the steps ship what it wrote beside the job file.
     """
     config, settings = RunConfig(**config), settings_from_env()
     storage = _storage(settings)
-    if config.target == "emr" and storage.ensure_bucket():
+    if storage.ensure_bucket():
         log.info("created bucket %s with public access blocked", storage.bucket)
-    dataset = get_dataset(config.dataset)
+    dataset, engine = get_dataset(config.dataset), run_engine(config)
     files = dataset_source_files(dataset, settings.source_dir, settings.cache_dir)
     staged = stage_dataset_files(storage, dataset, files)
     run_prefix = claim_run_folder(storage, run_id)
-    if config.target == "emr":
-        node, cluster = node_python_for(config, settings.cluster), settings.cluster
-        wheels = node_wheels(node, settings.cache_dir, cluster.wheelhouse_dir, requirements_file(cluster))
-        staged["job_files"] = stage_job_files(storage, run_prefix, node, wheels, requirements_file(cluster))
-    staged["block_plan"] = stage_block_plan(
-        storage, run_prefix, config, [files[name] for name in dataset.ratings_files])
+    staged.update(run_target(config).stage_run_files(storage, run_prefix, config, settings, engine))
+    ratings_paths = [files[name] for name in dataset.ratings_files]
+    staged.update(engine.prepare(storage, run_prefix, config, ratings_paths))
     return staged
 
 
 def choose_target(config):
-    return "plan_emr_run" if config["target"] == "emr" else "run_local_job"
+    """The first task of the run's target's branch."""
+    return run_target(RunConfig(**config)).first_task
 
 
 def wait_timeout_seconds(config, dataset):
@@ -160,19 +172,15 @@ def wait_timeout_seconds(config, dataset):
 
 
 def plan_emr_run(config, staged, dag_id, run_id):
-    """The job flow request, the three stage steps and the wait for them, as plain data."""
+    """The job flow request, one step per stage of the engine's job and the wait for them, as plain data."""
     config, settings = RunConfig(**config), settings_from_env()
     storage = _storage(settings)
     run_prefix = claim_run_folder(storage, run_id)
     storage.delete_prefix(f"{run_prefix}/output")  # Hadoop refuses to write into an existing output folder
     slots = task_slots(config)
-    movie_blocks, reduce_tasks = stage2_layout(config)  # as the block plan was made for
-    items_name = staged["movies_uri"].rsplit("/", 1)[-1]
-    task_args = job_args(config, movie_blocks, items_name)
-    steps = build_stage_steps(
-        job_class()(task_args), task_args, staged["job_files"]["job"], staged["movies_uri"],
-        staged["ratings_uris"], storage.uri(f"{run_prefix}/output"), reduce_tasks, run_id,
-        node_python_for(config, settings.cluster), staged["block_plan"]["uri"])
+    job = run_engine(config).job(config, staged)
+    output_uri = storage.uri(f"{run_prefix}/output")
+    steps = run_target(config).steps(job, staged, output_uri, run_id, config, settings)
     job_flow = build_job_flow(config, dag_id, run_id, storage.uri(f"{run_prefix}/logs/"),
                               staged["job_files"], settings.cluster)
     timeout = settings.stage_timeout_seconds or wait_timeout_seconds(config, get_dataset(config.dataset))
@@ -188,7 +196,8 @@ def prepare_stage_wait(step_ids, wait_timeout):
 
 
 def run_local_job(config, staged, run_id):
-    """The job run here by mrjob's local runner, node_count tasks at a time, output in the run folder.
+    """The engine's job run here by mrjob's local runner, node_count tasks at a time, output in the run
+    folder.
 
     Its process records and scratch go to local-job/ in the run folder (under the cache folder when
     the storage root is on S3); a job left running by an earlier try is stopped first.
@@ -197,87 +206,63 @@ def run_local_job(config, staged, run_id):
     storage = _storage(settings)
     run_prefix = claim_run_folder(storage, run_id)
     storage.delete_prefix(f"{run_prefix}/output")
-    output_dir = storage.uri(final_output_folder(run_prefix))
+    engine = run_engine(config)
+    output_dir = storage.uri(final_output_folder(run_prefix, engine))
     work_dir = (storage.local_path(f"{run_prefix}/local-job")
                 or Path(settings.cache_dir).expanduser() / run_prefix / "local-job")
-    run = run_job_locally(local_job_args(config, staged), staged["ratings_uris"], output_dir,
-                          config.node_count, work_dir)
+    run = run_job_locally(engine.job(config, staged), staged["ratings_uris"], output_dir, config.node_count,
+                          work_dir)
     log.info("local run finished in %.1f s; stages %s", run["seconds"], run["stage_seconds"])
     return run
 
 
-def local_job_args(config, staged):
-    """The local job's options: the run's blocks (stage2_layout) and its block plan, if it has one."""
-    movie_blocks, _ = stage2_layout(config)
-    plan_uri = staged["block_plan"]["uri"]
-    plan_args = ["--block-plan", plan_uri] if plan_uri else []
-    return [*job_args(config, movie_blocks, staged["movies_uri"]), *plan_args]
-
-
-def final_output_folder(run_prefix):
-    """Where the job's last stage writes its part files, on EMR and on the local target alike."""
-    return f"{run_prefix}/output/stage-{FINAL_STAGE}"
-
-
-def collect_results(run_id):
-    """results/similarities.csv (.csv.gz when large) and results/top_neighbours.json from the part files.
+def collect_results(config, run_id):
+    """The run's results under results/, written by its engine from the final stage's part files (the
+    similarity engine: results/similarities.csv, .csv.gz when large, and results/top_neighbours.json).
 
     The part files are only read: if collecting fails, the computed output stays where it is and
     clearing this task collects it again, without recomputing anything.
     """
+    engine = run_engine(RunConfig(**config))
     storage = _storage(settings_from_env())
     run_prefix = claim_run_folder(storage, run_id)
+    output_folder = final_output_folder(run_prefix, engine)
     try:
-        summary = collect_final_output(storage, run_prefix)
+        summary = engine.collect(storage, output_folder, f"{run_prefix}/results")
     except Exception as error:
         log.error("collecting the results failed (%s: %s). The computed output is kept at %s: clear "
                   "collect_results to collect it again once the cause is fixed", type(error).__name__, error,
-                  storage.uri(final_output_folder(run_prefix)))
+                  storage.uri(output_folder))
         raise
     get_current_context()["outlet_events"][RESULTS_ASSET].extra = {"run_id": run_id, **summary}
     return summary
 
 
-def collect_final_output(storage, run_prefix):
-    """Write the run's results from the final stage's part files (collect.py); their summary."""
-    summary = collect_output(storage, final_output_folder(run_prefix), f"{run_prefix}/results")
-    log.info("collected %d ordered pairs of %d movies into %s", summary["output_pairs"], summary["movies"],
-             summary["similarities_csv"])
-    return summary
-
-
 def record_metrics(config, collected, staged, run_id, dag_run, ti):
-    """metrics.json in the run folder, from EMR's timestamps or the local run's clock, with the stage 2
-    block plan the run used (staged's); logged as a table."""
+    """metrics.json in the run folder, from its target's figures (EMR's timestamps, or the local run's clock)
+    and its engine's (the similarity engine's: output pairs, work, the stage 2 block plan it used); logged
+    as a table."""
     config, settings = RunConfig(**config), settings_from_env()
     storage = _storage(settings)
     run_prefix = claim_run_folder(storage, run_id)
     now = datetime.datetime.now(datetime.timezone.utc)
     started = run_started_at(dag_run.start_date, dag_run.run_after)
-    # Pulled by target rather than passed in: only one branch ran, and a task fed by the setup
-    # create_cluster would have to share its all-success trigger rule.
-    cluster_id = None
-    if config.target == "emr":
-        cluster_id, step_ids = ti.xcom_pull(task_ids="create_cluster"), ti.xcom_pull(task_ids="submit_stages")
-        figures = _emr_client(settings).run_figures(
-            storage, run_prefix, cluster_id, step_ids, settings.log_wait_seconds, settings.poll_seconds)
-        timings, counters, task_times = figures.timings, figures.counters, figures.task_times
-        counter_sources, price = figures.counter_sources, run_price(config)
-    else:
-        local_run = ti.xcom_pull(task_ids="run_local_job")
-        timings = {"cluster_seconds": local_run["seconds"], "provisioning_seconds": 0.0,
-                   "stage_seconds": local_run["stage_seconds"]}
-        counters, counter_sources, price = local_run["counters"], None, 0.0
-        task_times = local_run.get("task_times") or unknown_task_times(
-            FINAL_STAGE, "the local run did not time its tasks")
-    slots = task_slots_by_node_count(config.target, config.instance_type,
-                                     max(max_node_count(), config.node_count))
+    target, engine = run_target(config), run_engine(config)
+    # Pulled from the target's tasks rather than passed in: only one branch ran, and a task fed by the
+    # setup create_cluster would have to share its all-success trigger rule.
+    results = {task_id: ti.xcom_pull(task_ids=task_id) for task_id in target.result_tasks}
+    figures = target.run_figures(results, settings, storage, run_prefix, len(engine.stage_names))
+    cluster_id, timings, task_times = figures["cluster_id"], figures["timings"], figures["task_times"]
+    price = run_price(config)
+    largest = max(max_node_count(), config.node_count)
+    slots = target.target.task_slots_by_node_count(config.instance_type, largest)
     metrics = {"run_id": run_id, **dataclasses.asdict(config), "cluster_id": cluster_id,
                # the form's field may be empty while the deployment's setting applied
                "cluster_security_configuration": (
                    chosen_security_configuration(config, settings.cluster) if cluster_id else None),
-               **run_metrics(config, timings, seconds_between(started, now), counters,
-                             collected["output_pairs"], price, counter_sources, staged.get("block_plan")),
+               **run_metrics(config, timings, seconds_between(started, now), figures["counters"], price,
+                             figures["counter_sources"],
+                             engine.figures(figures["counters"], collected, staged)),
                "task_times": task_times,
                "one_run_prediction": one_run_prediction(task_times, timings, config.node_count, slots, price)}
     storage.put_bytes(json.dumps(metrics, indent=1).encode(), f"{run_prefix}/metrics.json")

@@ -1,4 +1,5 @@
-"""Task slots: how many map or reduce tasks a run does at once, on EMR and locally (one rule for both)."""
+"""Task slots of a cluster: how many map or reduce tasks its nodes run at once (targets.Target.task_slots
+holds the rule for both targets)."""
 
 # vCPUs of common instance types: each is one concurrent map or reduce task slot.
 INSTANCE_VCPUS = {
@@ -22,13 +23,3 @@ def task_nodes(node_count):
 def cluster_task_slots(node_count, instance_type):
     """Concurrent tasks of a cluster of node_count nodes (1 master + node_count - 1 core) of one type."""
     return task_nodes(node_count) * INSTANCE_VCPUS.get(instance_type, DEFAULT_VCPUS)
-
-
-def run_task_slots(target, node_count, instance_type):
-    """Concurrent tasks of a run: the cluster's on EMR; locally node_count (mrjob's --num-cores)."""
-    return cluster_task_slots(node_count, instance_type) if target == "emr" else node_count
-
-
-def task_slots_by_node_count(target, instance_type, largest):
-    """{node count: concurrent tasks} of runs of 1 to `largest` nodes."""
-    return {count: run_task_slots(target, count, instance_type) for count in range(1, largest + 1)}

@@ -4,9 +4,11 @@ from dataclasses import dataclass
 
 import jsonschema
 
+from movielens_emr.config.targets import LOCAL, TARGET_NAMES, TARGETS
 from movielens_emr.data.datasets import CATALOGUE
 
-TARGETS = ("emr", "local")
+# The engine a run computes with when its conf names none, and every run recorded before engines were named.
+DEFAULT_ENGINE = "similarity"
 METRICS = ("cosine", "pearson", "jaccard")
 DEFAULT_MAX_NODE_COUNT = 20
 DEFAULT_INSTANCE_TYPE = "m5.xlarge"
@@ -50,14 +52,16 @@ class RunConfig:
     budget_usd: float | None = None
     # What the sizing advisor said (movielens_emr.sizing.advise.run_advice), when the run asked it.
     advice: dict | None = None
+    engine: str = DEFAULT_ENGINE
 
     @property
     def core_node_count(self):
         return self.node_count - 1
 
 
-def param_schemas(max_node_count, default_target):
-    """JSON schema, title and description of every trigger-form field, keyed by name."""
+def param_schemas(max_node_count, default_target, engines=(DEFAULT_ENGINE,)):
+    """JSON schema, title and description of every trigger-form field, keyed by name; engines: the names
+    of the registered engines (engine.registry), the form's choices."""
     return {
         "node_count": dict(
             default=4, type=["integer", "null"], minimum=1, maximum=max_node_count, title="Node count",
@@ -66,9 +70,13 @@ def param_schemas(max_node_count, default_target):
                         "parallel tasks. Empty: the sizing advisor chooses it from the run history, for "
                         "the deadline or budget below."),
         "target": dict(
-            default=default_target, type="string", enum=list(TARGETS), title="Target",
-            description="emr: a new EMR cluster (needs the AWS connection and an s3:// storage root); "
-                        "local: this machine, no AWS account."),
+            default=default_target, type="string", enum=list(TARGET_NAMES), title="Target",
+            description="; ".join(f"{target.name}: {target.description}" for target in TARGETS.values())
+                        + "."),
+        "engine": dict(
+            default=DEFAULT_ENGINE, type="string", enum=list(engines), title="Engine",
+            description=f"What computes the result: {DEFAULT_ENGINE}, the exact item-item similarity "
+                        "MapReduce job (three stages), or another registered engine."),
         "dataset": dict(
             default="ml-latest-small-sample", type="string", enum=list(CATALOGUE), title="Dataset",
             description="MovieLens release (ml-latest-small-sample is bundled, for a first run offline): "
@@ -158,9 +166,9 @@ def _json_text(value):
     return {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}.get(repr(value), repr(value))
 
 
-def validate_run_config(params, max_node_count, default_target="local"):
+def validate_run_config(params, max_node_count, default_target=LOCAL.name, engines=(DEFAULT_ENGINE,)):
     """Check every field against its schema and return the RunConfig; raise InvalidParam naming the field."""
-    schemas = param_schemas(max_node_count, default_target)
+    schemas = param_schemas(max_node_count, default_target, engines)
     values = validated_values(params, schemas)
     config = {name: _config_value(schemas[name], value) for name, value in values.items()}
     # An empty node count is the sizing advisor's to choose, and it needs a goal to choose for.

@@ -2,6 +2,8 @@
 import os
 from dataclasses import dataclass, field
 
+from movielens_emr.config.targets import deployment_target
+
 DEFAULT_LOCAL_ROOT = "~/.movielens-emr"
 # The EMR nodes' Python the job runs under by default: every EMR 7 release has it.
 DEFAULT_NODE_PYTHON = "3.9"
@@ -45,7 +47,7 @@ class Settings:
     @property
     def default_target(self):
         """emr if the storage root is on S3 (an AWS deployment), else local: a fresh install works offline."""
-        return "emr" if self.storage_root.startswith("s3://") else "local"
+        return deployment_target(self.storage_root)
 
 
 def settings_from_env(environ=None):

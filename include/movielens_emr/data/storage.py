@@ -88,6 +88,11 @@ class LocalStorage:
         """The key's path on this machine."""
         return self.root / key
 
+    def ensure_bucket(self):
+        """Nothing to create: the folder is made as keys are written. False, as S3Storage's for a bucket
+        that exists."""
+        return False
+
     def exists(self, key):
         return (self.root / key).exists()
 

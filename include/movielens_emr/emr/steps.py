@@ -1,62 +1,58 @@
-"""The job's MapReduce stages as EMR steps: Hadoop streaming via command-runner.jar, one step per stage."""
+"""An engine's mrjob job as EMR steps: Hadoop streaming via command-runner.jar, one step per stage."""
 import posixpath
 import shlex
 
 from movielens_emr.emr.wheelhouse import NodePython
+from movielens_emr.engine.mrjob_jobs import job_instance
 
-STAGE_NAMES = (
-    "group ratings by user", "pair statistics and similarity", "both directions, titles and ranking")
 # A failed stage cancels the stages after it and leaves the cluster for the teardown to terminate.
 ACTION_ON_FAILURE = "CANCEL_AND_WAIT"
 DEFAULT_NODE = NodePython()
-# The stage whose mappers read a --block-plan (each user's ratings split into the plan's blocks).
-PLAN_STAGE = 2
 
 
 def stage_output_uri(output_uri, stage):
     return f"{output_uri.rstrip('/')}/stage-{stage}"
 
 
-def build_stage_steps(job, task_args, job_uri, movies_uri, input_uris, output_uri, reducers, run_id,
-                      node=DEFAULT_NODE, block_plan_uri=None):
-    """One EMR step per stage of job.steps(); task_args are the job's options with --items a local name. The
-    tasks run under node's Python with the packages the bootstrap installed for it on their PYTHONPATH.
-    A block_plan_uri reaches stage 2's tasks as the movies file does: a local name, --block-plan <name>."""
-    job_name, items_name = posixpath.basename(job_uri), posixpath.basename(movies_uri)
-    files = f"{job_uri}#{job_name},{movies_uri}#{items_name}"
-    stages = job.steps()
-    if len(stages) != len(STAGE_NAMES):
-        raise ValueError(f"the job has {len(stages)} stages; the pipeline names {len(STAGE_NAMES)}")
+def local_name(task_file):
+    """The name a shipped file has in a task's working folder: the last part of its URI."""
+    return posixpath.basename(task_file.uri)
+
+
+def build_stage_steps(job, shipped_uris, input_uris, output_uri, run_id, node=DEFAULT_NODE):
+    """One EMR step per stage of job (protocol.MrjobJob) and of its class's steps(); shipped_uris are the
+    staged copies of job.shipped_files, the job file first. Each stage's tasks get the shipped files and
+    the TaskFiles it reads in their working folder (-files), the latter named by their local name in the
+    job's options, and run under node's Python with the packages the bootstrap installed for it."""
+    stages = job_instance(job).steps()
+    if len(stages) != len(job.stage_names):
+        raise ValueError(f"the job has {len(stages)} stages; its engine names {len(job.stage_names)}")
+    job_name = posixpath.basename(shipped_uris[0])
+    shipped = [f"{uri}#{posixpath.basename(uri)}" for uri in shipped_uris]
     steps = []
     for number, stage in enumerate(stages, start=1):
         inputs = input_uris if number == 1 else [stage_output_uri(output_uri, number - 1)]
-        stage_files, stage_args = _with_block_plan(number, files, task_args, block_plan_uri)
-        args = ["hadoop-streaming", "-files", stage_files,
-                "-D", f"mapreduce.job.reduces={int(reducers)}",
+        read = [f"{task_file.uri}#{local_name(task_file)}" for task_file in job.task_files
+                if task_file.read_in(number)]
+        args = ["hadoop-streaming", "-files", ",".join([*shipped, *read]),
+                "-D", f"mapreduce.job.reduces={int(job.reduce_tasks)}",
                 "-D", f"mapreduce.job.name=movielens-similarity stage {number} {run_id}",
                 "-cmdenv", f"PYTHONPATH={node.packages_dir}"]
         for uri in inputs:
             args += ["-input", uri]
         args += ["-output", stage_output_uri(output_uri, number)]
-        args += _task_commands(stage.description(number - 1), number - 1, job_name, stage_args, node.binary)
+        args += _task_commands(stage.description(number - 1), number - 1, job_name,
+                               job.task_options(number, local_name), node.binary)
         steps.append({
-            "Name": step_name(number, run_id),
+            "Name": step_name(number, job.stage_names, run_id),
             "ActionOnFailure": ACTION_ON_FAILURE,
             "HadoopJarStep": {"Jar": "command-runner.jar", "Args": args},
         })
     return steps
 
 
-def _with_block_plan(number, files, task_args, block_plan_uri):
-    """A stage's -files and task options: stage 2's also name the plan, under its own file name."""
-    if not block_plan_uri or number != PLAN_STAGE:
-        return files, task_args
-    plan_name = posixpath.basename(block_plan_uri)
-    return f"{files},{block_plan_uri}#{plan_name}", [*task_args, "--block-plan", plan_name]
-
-
-def step_name(number, run_id):
-    return f"stage {number} of {len(STAGE_NAMES)}: {STAGE_NAMES[number - 1]} [{run_id}]"
+def step_name(number, stage_names, run_id):
+    return f"stage {number} of {len(stage_names)}: {stage_names[number - 1]} [{run_id}]"
 
 
 def _task_commands(description, step_num, job_name, task_args, python):

@@ -1,4 +1,4 @@
-"""The local target: the same job file run by mrjob's local runner, timed stage by stage.
+"""The local target: an engine's mrjob job run by mrjob's local runner, timed stage by stage.
 
 The job runs in a Python process of its own (`python -m movielens_emr.local.runner`). mrjob's local
 runner forks its pool of task processes from the process that runs it, and Airflow's task
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from movielens_emr.data.storage import RUN_OWNER_MARKER
-from movielens_emr.engine.mrjob_similarity import job_class
+from movielens_emr.engine.mrjob_jobs import load_job_class
 from movielens_emr.reporting.metrics import flatten_counters
 from movielens_emr.sizing.task_times import (
     LOCAL_SOURCE,
@@ -44,9 +44,9 @@ class LocalJobFailed(RuntimeError):
     """The job's process ended with an error; the message ends with the last lines it wrote."""
 
 
-def run_local_job(job_args, input_paths, output_dir, parallel_tasks, work_dir):
-    """Run the job with `parallel_tasks` concurrent tasks; {"seconds", "stage_seconds", "counters",
-    "task_times"} (task_times as metrics.json holds them, see task_times.task_times_record).
+def run_local_job(job, input_paths, output_dir, parallel_tasks, work_dir):
+    """Run the job (protocol.MrjobJob) with `parallel_tasks` concurrent tasks; {"seconds", "stage_seconds",
+    "counters", "task_times"} (task_times as metrics.json holds them, see task_times.task_times_record).
 
     work_dir is this run's folder on this machine. It holds job.json (the job's process group and
     start, so that a later try stops a job this one leaves behind) and mrjob's scratch folder tmp/
@@ -59,7 +59,8 @@ def run_local_job(job_args, input_paths, output_dir, parallel_tasks, work_dir):
     stop_leftover_job(work_dir)
     scratch, result_file = work_dir / "tmp", work_dir / "result.json"
     result_file.unlink(missing_ok=True)
-    request = {"job_args": list(job_args), "input_paths": [str(path) for path in input_paths],
+    request = {"job_file": str(job.job_file), "job_class": job.job_class, "job_args": job.options_with_uris(),
+               "input_paths": [str(path) for path in input_paths],
                "output_dir": str(output_dir), "parallel_tasks": parallel_tasks, "local_tmp_dir": str(scratch)}
     command = [sys.executable, "-m", "movielens_emr.local.runner", json.dumps(request), str(result_file),
                str(os.getpid())]
@@ -178,14 +179,15 @@ def _child_env():
     return {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT) + (os.pathsep + path if path else "")}
 
 
-def run_in_this_process(job_args, input_paths, output_dir, parallel_tasks, local_tmp_dir=None):
+def run_in_this_process(job_file, job_class, job_args, input_paths, output_dir, parallel_tasks,
+                        local_tmp_dir=None):
     """The job run by mrjob's local runner in this process; only for a process without other threads."""
     runner_args = ["-r", "local", "--no-conf", "--no-bootstrap-mrjob",
                    "--num-cores", str(parallel_tasks), "--output-dir", str(output_dir)]
     if local_tmp_dir:
         runner_args += ["--local-tmp-dir", str(local_tmp_dir)]
         Path(local_tmp_dir).mkdir(parents=True, exist_ok=True)
-    job = job_class()([*job_args, *runner_args, *map(str, input_paths)])
+    job = load_job_class(Path(job_file), job_class)([*job_args, *runner_args, *map(str, input_paths)])
     stage_seconds = []
     with job.make_runner() as runner, tempfile.TemporaryDirectory(prefix="task-times-",
                                                                   dir=local_tmp_dir) as task_records:

@@ -6,7 +6,8 @@ import os
 import statistics
 from dataclasses import dataclass
 
-from movielens_emr.config.params import TARGETS, validated_values
+from movielens_emr.config.params import validated_values
+from movielens_emr.config.targets import LOCAL, TARGET_NAMES
 from movielens_emr.data.datasets import CATALOGUE
 
 SIMILARITY_DAG_ID = "movielens_similarity"
@@ -57,7 +58,7 @@ def benchmark_param_schemas(max_node_count, default_target):
             description="MovieLens release every member run uses; ml-1m, the study's, comes from "
                         "MOVIELENS_SOURCE_DIR when that is set, else from GroupLens."),
         "target": dict(
-            default=default_target, type="string", enum=list(TARGETS), title="Target",
+            default=default_target, type="string", enum=list(TARGET_NAMES), title="Target",
             description="emr: one new cluster per member run; local: this machine."),
         "repetitions": dict(
             default=1, type="integer", minimum=1, maximum=MAX_REPETITIONS, title="Repetitions",
@@ -78,7 +79,7 @@ def benchmark_param_schemas(max_node_count, default_target):
     }
 
 
-def validate_benchmark_config(params, max_node_count, default_target="local"):
+def validate_benchmark_config(params, max_node_count, default_target=LOCAL.name):
     """The BenchmarkConfig of checked params; InvalidParam naming the first field out of its schema."""
     values = validated_values(params, benchmark_param_schemas(max_node_count, default_target))
     values["node_counts"] = tuple(sorted(values["node_counts"]))

@@ -2,6 +2,7 @@
 import itertools
 import json
 
+from movielens_emr.config.targets import target_named
 from movielens_emr.data.storage import run_folder
 from movielens_emr.reporting.plots import new_figure, png_bytes
 from movielens_emr.reporting.sizing_section import plot_sizing, sizing_lines
@@ -137,7 +138,7 @@ def report_markdown(document):
         f"{params['repetitions']} repetition(s); member runs by {params['member_runs']}, "
         f"{'in parallel' if params['parallel'] else 'one at a time'}."
         + (f" Local target: nodes are parallel tasks on {document['host_cpus']} CPUs, shared with whatever "
-           "else the machine runs." if params["target"] == "local" else ""), "",
+           "else the machine runs." if not target_named(params["target"]).cluster else ""), "",
         f"**{document['measured_members']} of {document['members']} member runs measured"
         + (f"; {failed} failed and left out of every median (see Member runs).**" if failed else ".**"), "",
         "## Summary (medians per configuration)", "",

@@ -35,6 +35,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.schema import CreateColumn
 
+from movielens_emr.config.params import DEFAULT_ENGINE
 from movielens_emr.config.settings import settings_from_env
 from movielens_emr.data.storage import open_storage, run_folder
 from movielens_emr.reporting.metrics import records_failure, run_started_at
@@ -88,6 +89,11 @@ def _columns_v1():
     ]
 
 
+def _columns_v3():
+    """The engine that computed the run (engine.registry's name)."""
+    return [Column("engine", String(32))]
+
+
 def _columns_v2():
     """The sizing advisor's figures: the run's pair work and stage 2 skew, the prediction and its error."""
     return [
@@ -98,7 +104,7 @@ def _columns_v2():
 
 
 # The table as the newest migration leaves it: a migration that adds a column adds it here too.
-HISTORY = Table(TABLE_NAME, MetaData(), *_columns_v1(), *_columns_v2())
+HISTORY = Table(TABLE_NAME, MetaData(), *_columns_v1(), *_columns_v2(), *_columns_v3())
 VERSIONS = Table(
     VERSION_TABLE_NAME, MetaData(),
     Column("version", Integer, primary_key=True),
@@ -128,10 +134,19 @@ def _add_sizing_columns_v2(connection):
         add_column(connection, TABLE_NAME, column)
 
 
+def _add_engine_column_v3(connection):
+    # Every run recorded before engines were named was the similarity engine's.
+    for column in _columns_v3():
+        add_column(connection, TABLE_NAME, column)
+    connection.execute(text(f"UPDATE {connection.dialect.identifier_preparer.quote(TABLE_NAME)} "
+                            "SET engine = :engine").bindparams(engine=DEFAULT_ENGINE))
+
+
 MIGRATIONS = (
     Migration(1, f"create {TABLE_NAME}", _create_history_v1),
     Migration(2, "add pair_work, stage2_work_skew, security_configuration and the sizing prediction",
               _add_sizing_columns_v2),
+    Migration(3, "add engine (existing runs: the similarity engine)", _add_engine_column_v3),
 )
 
 
@@ -205,21 +220,26 @@ def upsert_run(engine, record):
         connection.execute(statement)
 
 
-def fetch_runs(engine, dataset=None, target=None, outcome=None, limit=100):
-    """Rows as dicts, newest start first, optionally only one dataset, target or outcome; [] while the table
-    does not exist. Reads only: no DDL, no migration, no write lock; a column that a migration not yet
-    applied would add reads as None."""
+def fetch_runs(engine, dataset=None, target=None, outcome=None, limit=100, run_engine=None):
+    """Rows as dicts, newest start first, optionally only one dataset, target, outcome or run_engine (the
+    engine that computed the run; `engine` is the database's); [] while the table does not exist. Reads
+    only: no DDL, no migration, no write lock; a column that a migration not yet applied would add reads
+    as None, but for the engine, which reads as the similarity engine's, as the migration would set it."""
     with read_connection(engine) as connection:
         stored = stored_columns(connection)
-        if not stored:
+        if not stored or (run_engine and run_engine != DEFAULT_ENGINE and "engine" not in stored):
             return []
         query = select(*(column for column in HISTORY.columns if column.name in stored)).order_by(
             HISTORY.c.started_at.desc().nulls_last(), HISTORY.c.recorded_at.desc())
-        for name, value in (("dataset", dataset), ("target", target), ("outcome", outcome)):
+        filters = [("dataset", dataset), ("target", target), ("outcome", outcome)]
+        if "engine" in stored:
+            filters.append(("engine", run_engine))
+        for name, value in filters:
             if value:
                 query = query.where(HISTORY.c[name] == value)
         rows = connection.execute(query.limit(limit)).mappings().all()
-    return [{name: _utc(row.get(name)) for name in HISTORY.c.keys()} for row in rows]
+    return [{**{name: _utc(row.get(name)) for name in HISTORY.c.keys()},
+             "engine": row.get("engine") or DEFAULT_ENGINE} for row in rows]
 
 
 @contextlib.contextmanager
@@ -259,6 +279,8 @@ def run_record(dag_id, run_id, params, metrics, task_states, started_at, finishe
         **{name: metrics.get(name, params.get(name)) for name in RUN_PARAMS},
         **{name: metrics.get(name) for name in METRICS},
         **{f"stage_{number}_seconds": seconds for number, seconds in enumerate(stages, start=1)},
+        # A conf from before engines were named ran the similarity engine.
+        "engine": metrics.get("engine", params.get("engine")) or DEFAULT_ENGINE,
         "predicted_cluster_seconds": predicted,
         "prediction_error": prediction_error(metrics.get("cluster_seconds"), predicted),
     }

@@ -1,7 +1,6 @@
 """Timing and cost figures of a run, from EMR's timestamps (or the local run's clock), as one flat record."""
 import re
 
-from movielens_emr.engine.mrjob_similarity import work_metrics
 from movielens_emr.sizing.task_times import one_run_prediction_lines, task_times_lines
 
 INPUT_RATINGS = "input: ratings read"
@@ -73,13 +72,13 @@ def emr_timings(cluster_timeline, step_timelines):
     }
 
 
-def run_metrics(config, timings, wall_seconds, counters, output_pairs, price_per_node_hour,
-                counter_sources=None, block_plan=None):
-    """The flat metrics record: timings plus overhead, node-minutes, cost and the job's counts.
+def run_metrics(config, timings, wall_seconds, counters, price_per_node_hour, counter_sources=None,
+                engine_figures=None):
+    """The flat metrics record: timings plus overhead, node-minutes, cost and the job's input counts,
+    then the engine's own figures (protocol.Engine.figures: its output, its work).
 
     counter_sources: per stage, the log its counters were read from, None for a stage whose
     counters were found nowhere (EMR); None when the runner returned them itself (local).
-    block_plan: staging.stage_block_plan's summary of the run's stage 2 plan.
     """
     cluster_seconds = timings["cluster_seconds"]
     node_minutes = round(config.node_count * cluster_seconds / 60, 3) if cluster_seconds is not None else None
@@ -92,13 +91,10 @@ def run_metrics(config, timings, wall_seconds, counters, output_pairs, price_per
         "estimated_cost_usd": (round(node_minutes / 60 * price_per_node_hour, 4)
                                if node_minutes is not None and price_per_node_hour is not None else None),
         **input_counts(counters),
-        "output_pairs": output_pairs,
         "counters_read_from": counter_sources,
         "counters_missing_stages": [number for number, source in enumerate(counter_sources or [], start=1)
                                     if source is None],
-        # W = sum over users of n_u^2, and stage 2's reduce task work, max / mean: measured, then planned.
-        **work_metrics(counters),
-        **block_plan_metrics(block_plan),
+        **(engine_figures or {}),
     }
 
 
@@ -111,13 +107,6 @@ def failed_run_metrics(run_id, config, cluster_id, failure):
 def records_failure(metrics):
     """Whether a metrics.json is a failed run's (failed_run_metrics'), never to be read as a success's."""
     return FAILURE_KEY in (metrics or {})
-
-
-def block_plan_metrics(summary):
-    """Stage 2's planned work skew beside the measured one, the plan's file, or null and why not."""
-    summary = summary or {"uri": None, "skipped": "no block plan was computed for this run"}
-    return {"stage2_planned_skew": summary.get("planned_skew"), "block_plan": summary["uri"],
-            "block_plan_skipped": summary.get("skipped")}
 
 
 def input_counts(counters):

@@ -1,6 +1,7 @@
 """The benchmark report's sizing section: the time model fitted to the member runs, and its plot."""
 import statistics
 
+from movielens_emr.config.targets import LOCAL
 from movielens_emr.reporting.plots import new_figure, png_bytes
 from movielens_emr.sizing.model import (
     NotEnoughHistory,
@@ -18,7 +19,7 @@ MAX_PLANNED_NODES = 64
 def members_target(records):
     """The target the member runs ran on (one benchmark runs all its members on one target)."""
     return next(((record.get("metrics") or {}).get("target") for record in records
-                 if (record.get("metrics") or {}).get("target")), "local")
+                 if (record.get("metrics") or {}).get("target")), LOCAL.name)
 
 
 def member_observations(records):

@@ -3,7 +3,7 @@
     python -m movielens_emr.sizing.advise --dataset ml-1m --deadline-minutes 20
     python -m movielens_emr.sizing.advise --dataset ml-1m --budget-usd 0.50 --json
 
-The model is fitted to the run history (`movielens_run_history`) of one target and instance type,
+The model is fitted to the run history (`movielens_run_history`) of one engine, target and instance type,
 and costs are at the pipeline's own prices (movielens_emr.sizing.prices); see movielens_emr.sizing.model
 for the model and README "Planning a run" for the rules. Beside it, the one-run prediction of the newest run
 of the same input that has one (its metrics.json): that run's task waves replayed on each node
@@ -15,6 +15,8 @@ import math
 import statistics
 import sys
 
+from movielens_emr.config.params import DEFAULT_ENGINE
+from movielens_emr.config.targets import EMR, TARGET_NAMES, target_named
 from movielens_emr.sizing.model import (
     NotEnoughHistory,
     Observation,
@@ -30,19 +32,31 @@ DEFAULT_NODE_COUNTS = range(1, 21)
 ONE_RUN_READS = 5
 
 
-def usable_runs(rows, target, instance_type):
-    """Successful runs of one target and instance type that have the figures a fit needs; (runs, skipped)."""
+def usable_runs(rows, target, instance_type, engine=DEFAULT_ENGINE):
+    """Successful runs of one engine, target and instance type that have the figures a fit needs;
+    (runs, skipped). Each engine has its own model: their work does not take the same time."""
     chosen, skipped = [], 0
     for row in rows:
-        if row.get("outcome") != "success" or row.get("target") != target:
+        if row.get("outcome") != "success" or row.get("target") != target or not same_engine(row, engine):
             continue
-        if target == "emr" and row.get("instance_type") != instance_type:
+        if not same_machines(row, target, instance_type):
             continue
         if not (row.get("pair_work") and row.get("cluster_seconds")):
             skipped += 1  # an older run without the pair work count, or without timings
             continue
         chosen.append(row)
     return chosen, skipped
+
+
+def same_engine(row, engine):
+    """Whether a history row was computed by engine (a row from before engines were named: the default)."""
+    return (row.get("engine") or DEFAULT_ENGINE) == engine
+
+
+def same_machines(row, target, instance_type):
+    """Whether a history row ran on the machines planned: on a cluster, of the same instance type."""
+    planned = target_named(target).instance_type_of(instance_type)
+    return planned is None or row.get("instance_type") == planned
 
 
 def observation(row):
@@ -61,12 +75,13 @@ def planned_pair_work(rows, dataset, sample_fraction):
     return statistics.median(full) * sample_fraction
 
 
-def one_run_candidates(rows, dataset, target, instance_type, sample_fraction):
+def one_run_candidates(rows, dataset, target, instance_type, sample_fraction, engine=DEFAULT_ENGINE):
     """The run ids, newest first, of the successful runs whose one-run prediction fits a plan: the same
     dataset, sample fraction, target and (on EMR) instance type, so the same input and the same tasks."""
     return [row["run_id"] for row in rows
             if row.get("outcome") == "success" and row.get("dataset") == dataset
-            and row.get("target") == target and (target != "emr" or row.get("instance_type") == instance_type)
+            and row.get("target") == target and same_machines(row, target, instance_type)
+            and same_engine(row, engine)
             and math.isclose(row.get("sample_fraction") or 1.0, sample_fraction)]
 
 
@@ -80,14 +95,14 @@ def latest_one_run(run_ids, metrics_of, reads=ONE_RUN_READS):
     return None
 
 
-def plan_run(rows, dataset, target="emr", instance_type="m5.xlarge", price_per_node_hour=None,
+def plan_run(rows, dataset, target=EMR.name, instance_type="m5.xlarge", price_per_node_hour=None,
              sample_fraction=1.0, node_counts=DEFAULT_NODE_COUNTS, deadline_minutes=None, budget_usd=None,
-             one_run=None):
+             one_run=None, engine=DEFAULT_ENGINE):
     """Predictions for every node count, the Pareto front and, for a deadline or budget, the choice.
 
     one_run (latest_one_run's) puts a measured run's one-run prediction beside each fitted one.
     """
-    runs, skipped = usable_runs(rows, target, instance_type)
+    runs, skipped = usable_runs(rows, target, instance_type, engine)
     model = fit_time_model([observation(row) for row in runs], target=target)
     pair_work = planned_pair_work(runs, dataset, sample_fraction)
     options = predictions(model, list(node_counts), pair_work, price_per_node_hour)
@@ -97,7 +112,7 @@ def plan_run(rows, dataset, target="emr", instance_type="m5.xlarge", price_per_n
     if deadline_minutes is not None or budget_usd is not None:
         chosen = recommend(options, deadline_minutes, budget_usd)
     return {
-        "dataset": dataset, "target": target, "instance_type": instance_type,
+        "dataset": dataset, "engine": engine, "target": target, "instance_type": instance_type,
         "sample_fraction": sample_fraction, "pair_work": pair_work,
         "model": {"coefficients": dict(zip(("a", "b", "c", "d"), model.coefficients, strict=True)),
                   "runs": model.runs, "runs_skipped": skipped, "node_range": list(model.node_range),
@@ -115,7 +130,7 @@ def plan_run(rows, dataset, target="emr", instance_type="m5.xlarge", price_per_n
 
 
 def run_advice(rows, dataset, target, instance_type, price_per_node_hour, sample_fraction, node_count,
-               max_node_count, deadline_minutes=None, budget_usd=None):
+               max_node_count, deadline_minutes=None, budget_usd=None, engine=DEFAULT_ENGINE):
     """What the advisor says about a triggered run; None when the run asks it nothing.
 
     node_count None: the count is the advisor's recommendation for the deadline or budget (an error
@@ -126,11 +141,11 @@ def run_advice(rows, dataset, target, instance_type, price_per_node_hour, sample
         return None
     if node_count is None:
         plan = plan_run(rows, dataset, target, instance_type, price_per_node_hour, sample_fraction,
-                        range(1, max_node_count + 1), deadline_minutes, budget_usd)
+                        range(1, max_node_count + 1), deadline_minutes, budget_usd, engine=engine)
         chosen = plan["recommendation"]
     else:
         plan = plan_run(rows, dataset, target, instance_type, price_per_node_hour, sample_fraction,
-                        [node_count])
+                        [node_count], engine=engine)
         chosen = plan["predictions"][0]
     deadline_seconds = None if deadline_minutes is None else deadline_minutes * 60
     return {
@@ -202,7 +217,8 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m movielens_emr.sizing.advise",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", required=True, help="the MovieLens release to plan for")
-    parser.add_argument("--target", default="emr", choices=("emr", "local"))
+    parser.add_argument("--target", default=EMR.name, choices=TARGET_NAMES)
+    parser.add_argument("--engine", default=DEFAULT_ENGINE, help="the engine whose runs the model fits")
     parser.add_argument("--instance-type", default="m5.xlarge")
     parser.add_argument("--sample-fraction", type=float, default=1.0)
     parser.add_argument("--deadline-minutes", type=float, help="recommend the cheapest count that meets it")
@@ -222,14 +238,14 @@ def main(argv=None, rows=None, metrics_of=None, price_overrides=None):
     one_run = None
     if metrics_of is not None:
         one_run = latest_one_run(one_run_candidates(rows, args.dataset, args.target, args.instance_type,
-                                                    args.sample_fraction), metrics_of)
+                                                    args.sample_fraction, args.engine), metrics_of)
     try:
-        if price_overrides is None and args.target == "emr":
+        if price_overrides is None and target_named(args.target).priced:
             price_overrides = configured_overrides()
         price = price_in_force(args.instance_type, price_overrides or {}, args.target)
         plan = plan_run(rows, args.dataset, args.target, args.instance_type, price.usd_per_node_hour,
                         args.sample_fraction, range(1, args.max_nodes + 1), args.deadline_minutes,
-                        args.budget_usd, one_run)
+                        args.budget_usd, one_run, engine=args.engine)
     except ValueError as error:  # NotEnoughHistory, NoNodeCountFits, BadPriceVariable: a plain answer
         print(f"advise: {error}", file=sys.stderr)
         return 2

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import nnls
 
-from movielens_emr.config.capacity import task_nodes
+from movielens_emr.config.targets import target_named
 
 TERMS = ("fixed", "work_per_node", "log_nodes", "nodes")
 MIN_RUNS = 4
@@ -27,8 +27,8 @@ CONFIDENCE_BOUNDS = {"high": 0.10, "medium": 0.25}
 
 
 def task_machines(node_count, target):
-    """The machines of a run that run tasks: EMR's core nodes (its master when alone), else node_count."""
-    return task_nodes(node_count) if target == "emr" else node_count
+    """The machines of a run that run tasks (targets.Target.task_machines)."""
+    return target_named(target).task_machines(node_count)
 
 
 class NotEnoughHistory(ValueError):
@@ -98,8 +98,8 @@ def fit_time_model(observations, min_runs=MIN_RUNS, target="local"):
     machines = {task_machines(count, target) for count in node_counts}
     if len(observations) < min_runs or len(machines) < 2:
         on_emr = ""
-        if target == "emr":
-            on_emr = " (on EMR, core nodes: 1 and 2 nodes both run tasks on one machine)"
+        if target_named(target).cluster:
+            on_emr = " (on a cluster, core nodes: 1 and 2 nodes both run tasks on one machine)"
         raise NotEnoughHistory(
             f"{len(observations)} usable runs on node counts {node_counts}: the model needs at least "
             f"{min_runs} successful runs with a pair work count, on at least two counts of machines that "

@@ -3,6 +3,8 @@ import json
 import math
 from dataclasses import asdict, dataclass
 
+from movielens_emr.config.targets import EMR, target_named
+
 PRICE_REGION = "us-east-1"
 # On-demand USD per node-hour in us-east-1: the EC2 price plus the EMR charge, from the AWS price
 # lists of 2025. Override per instance type with the Variable movielens_hourly_prices (JSON).
@@ -66,9 +68,9 @@ def overrides_from_variable(value):
     return {instance_type: float(usd) for instance_type, usd in value.items()}
 
 
-def price_in_force(instance_type, overrides, target="emr"):
+def price_in_force(instance_type, overrides, target=EMR.name):
     """The Price of a node-hour of instance_type: the Variable's overrides first, then the built-in table."""
-    if target != "emr":
+    if not target_named(target).priced:
         return Price(instance_type, 0.0, NOT_PRICED)
     if instance_type in overrides:
         return Price(instance_type, overrides[instance_type], FROM_VARIABLE)

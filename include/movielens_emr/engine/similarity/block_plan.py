@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from movielens_emr.config.capacity import task_slots
+from movielens_emr.config.targets import target_named
 from movielens_emr.data.datasets import get_dataset
-from movielens_emr.engine.mrjob_similarity import MAX_BLOCK_MOVIES, job_module
+from movielens_emr.engine.similarity.job import MAX_BLOCK_MOVIES, job_module
 
 log = logging.getLogger(__name__)
 BLOCK_PLAN_FILE = "block_plan.json"
@@ -50,14 +50,16 @@ class BlockPlanUnavailable(ValueError):
 
 
 def stage2_layout(config):
-    """(movie blocks, stage 2 reduce tasks) of a run: on EMR, the blocks that deal evenly onto the
-    cluster's task slots and one reduce task a slot; locally, node_count reducers, as mrjob's
-    local runner has one a core. Either way at most MAX_BLOCK_MOVIES movies a block."""
+    """(movie blocks, stage 2 reduce tasks) of a run: where the reducers get the keys the job routes to
+    them (Hadoop, on EMR), the blocks that deal evenly onto the task slots and one reduce task a slot;
+    else (mrjob's local runner, one reducer a core) LOCAL_MOVIE_BLOCKS. Either way at most
+    MAX_BLOCK_MOVIES movies a block."""
     movies = get_dataset(config.dataset).movies
-    if config.target == "emr":
-        slots = task_slots(config)
+    target = target_named(config.target)
+    slots = target.task_slots(config.node_count, config.instance_type)
+    if target.routes_keys_to_reducers:
         return movie_blocks_for(slots, movies), slots
-    return max(LOCAL_MOVIE_BLOCKS, math.ceil(movies / MAX_BLOCK_MOVIES)), config.node_count
+    return max(LOCAL_MOVIE_BLOCKS, math.ceil(movies / MAX_BLOCK_MOVIES)), slots
 
 
 def run_block_plan(ratings_paths, config):

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from movielens_emr.data.storage import LocalStorage, S3Storage
-from movielens_emr.reporting.results import (
+from movielens_emr.engine.similarity.results import (
     CSV_COLUMNS,
     MalformedOutput,
     neighbour_groups,

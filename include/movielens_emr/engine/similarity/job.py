@@ -1,14 +1,18 @@
-"""The mrjob similarity engine: the job of jobs/, loaded as a class, its arguments for one run, its counters.
+"""The similarity engine's job: the MRJob of jobs/, its options for one run, its counters.
 
-Its stage 2 block plan (blocks, routes, their measured work) is engine/block_plan.py's."""
-import functools
-import importlib.util
+Its stage 2 block plan (blocks, routes, their measured work) is block_plan.py's."""
 import math
 import sys
 from pathlib import Path
 
-JOB_FILE = Path(__file__).resolve().parents[3] / "jobs" / "movie_similarities.py"
+from movielens_emr.engine.mrjob_jobs import load_job_class
+
+JOB_FILE = Path(__file__).resolve().parents[4] / "jobs" / "movie_similarities.py"
 JOB_CLASS = "MRMovieSimilarities"
+STAGE_NAMES = (
+    "group ratings by user", "pair statistics and similarity", "both directions, titles and ranking")
+# The stage whose tasks read a --block-plan (each user's ratings split into the plan's blocks).
+PLAN_STAGE = 2
 # A stage 2 reducer holds 12.5*(S+2)*B^2 bytes of sums for B movies a block (the job's docstring):
 # 2,800 movies keep Pearson's (S=6) under 0.8 GB, a whole task under 1.5 GB with its chunk.
 MAX_BLOCK_MOVIES = 2_800
@@ -18,19 +22,13 @@ PAIR_WORK_COUNTER = "work: pair work sum n_u^2"
 TASK_WORK_PREFIX = "stage 2 work: reduce task "
 
 
-@functools.cache
 def job_class():
-    """The MRJob class, imported from its file: jobs/ stands alone and is not a package."""
-    spec = importlib.util.spec_from_file_location("movie_similarities", JOB_FILE)
-    module = importlib.util.module_from_spec(spec)
-    # Registered before running it: mrjob finds the script to run tasks from through sys.modules.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return getattr(module, JOB_CLASS)
+    """The MRJob class, imported from its file (mrjob_jobs.load_job_class)."""
+    return load_job_class(JOB_FILE, JOB_CLASS)
 
 
-def job_args(config, movie_blocks, items_path):
-    """The job's own options for a run's parameters (no runner options, no inputs).
+def job_args(config, movie_blocks):
+    """The job's own options for a run's parameters (no runner options, no inputs, no files).
 
     movie_blocks is raised, if need be, to the fewest that keep the dataset's blocks within
     MAX_BLOCK_MOVIES, so no stage 2 task outgrows its memory bound.
@@ -43,7 +41,6 @@ def job_args(config, movie_blocks, items_path):
         "--min-co-ratings", str(config.min_co_ratings),
         "--sample-fraction", repr(config.sample_fraction),
         "--movie-blocks", str(movie_blocks),
-        "--items", str(items_path),
     ]
 
 

@@ -50,7 +50,7 @@ def test_the_local_target_does_not_care_about_the_nodes_python(monkeypatch, stor
 def test_the_local_job_gets_the_runs_blocks_and_its_block_plan_if_any(plan, extra):
     config = validate_run_config({"target": "local", "dataset": "ml-25m", "node_count": 4}, 20)
     staged = {"movies_uri": "/root/datasets/ml-25m/c/movies.csv", "block_plan": plan}
-    args = tasks.local_job_args(config, staged)
+    args = tasks.run_engine(config).job(config, staged).options_with_uris()
     assert args[args.index("--movie-blocks") + 1] == "23"  # stage2_layout's, as the plan was made for
     assert args[args.index("--items") + 1] == "/root/datasets/ml-25m/c/movies.csv"
     assert args[len(args) - len(extra):] == extra and args.count("--block-plan") == len(extra) // 2

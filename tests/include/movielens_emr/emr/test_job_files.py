@@ -7,6 +7,7 @@ from movielens_emr.data.staging import STAGED_MARKER
 from movielens_emr.data.storage import LocalStorage
 from movielens_emr.emr.job_files import stage_job_files
 from movielens_emr.emr.wheelhouse import NodePython, locked_requirements, select_wheels
+from movielens_emr.engine.similarity.job import JOB_FILE
 
 from tests.support.wheels import tiny_wheelhouse
 
@@ -14,7 +15,7 @@ from tests.support.wheels import tiny_wheelhouse
 def staged_job_files(storage, run_prefix, wheelhouse):
     folder, requirements = wheelhouse
     wheels = select_wheels(folder, NodePython(), locked_requirements(requirements))
-    return stage_job_files(storage, run_prefix, NodePython(), wheels, requirements)
+    return stage_job_files(storage, run_prefix, [JOB_FILE], NodePython(), wheels, requirements)
 
 
 @pytest.fixture
@@ -26,7 +27,7 @@ def test_job_files_are_staged_into_the_run_folder(tmp_path, wheelhouse):
     storage = LocalStorage(tmp_path / "root")
     uris = staged_job_files(storage, "runs/r1", wheelhouse)
     assert {role: uri for role, uri in uris.items() if role != "wheelhouse"} == {
-        "job": str(tmp_path / "root/runs/r1/job/movie_similarities.py"),
+        "shipped": [str(tmp_path / "root/runs/r1/job/movie_similarities.py")],
         "bootstrap": str(tmp_path / "root/runs/r1/job/install_job_requirements.sh"),
         "requirements": str(tmp_path / "root/runs/r1/job/emr_requirements.txt")}
     assert storage.get_bytes("runs/r1/job/emr_requirements.txt") == wheelhouse[1].read_bytes()
@@ -35,7 +36,7 @@ def test_job_files_are_staged_into_the_run_folder(tmp_path, wheelhouse):
 
 def test_the_bundled_requirements_are_staged_by_default(tmp_path, wheelhouse):
     storage = LocalStorage(tmp_path / "root")
-    stage_job_files(storage, "runs/r1", NodePython(), {})
+    stage_job_files(storage, "runs/r1", [JOB_FILE], NodePython(), {})
     assert b"mrjob==0.7.4 --hash=sha256:" in storage.get_bytes("runs/r1/job/emr_requirements.txt")
 
 

@@ -4,19 +4,29 @@ import shlex
 import pytest
 
 from movielens_emr.config.params import validate_run_config
-from movielens_emr.emr.steps import ACTION_ON_FAILURE, STAGE_NAMES, build_stage_steps
+from movielens_emr.emr.steps import ACTION_ON_FAILURE, build_stage_steps
 from movielens_emr.emr.wheelhouse import NodePython
-from movielens_emr.engine.mrjob_similarity import job_args, job_class
+from movielens_emr.engine.protocol import MrjobJob, TaskFile
+from movielens_emr.engine.similarity.job import JOB_CLASS, JOB_FILE, STAGE_NAMES, job_args
+
+JOB_URI = "s3://b/runs/r/job/movie_similarities.py"
+
+
+def similarity_job(config, movie_blocks, reduce_tasks, movies_uri, block_plan_uri=None):
+    task_files = [TaskFile("--items", movies_uri)]
+    if block_plan_uri:
+        task_files.append(TaskFile("--block-plan", block_plan_uri, stages=(2,)))
+    return MrjobJob(JOB_FILE, JOB_CLASS, STAGE_NAMES, tuple(job_args(config, movie_blocks)),
+                    tuple(task_files), reduce_tasks)
 
 
 @pytest.fixture
 def steps():
     config = validate_run_config({"metric": "pearson", "min_score": 0.5, "sample_fraction": 0.25},
                                  max_node_count=20)
-    args = job_args(config, 5, "movies.csv")
-    return build_stage_steps(job_class()(args), args, "s3://b/runs/r/job/movie_similarities.py",
-                             "s3://b/datasets/ml/c/movies.csv", ["s3://b/datasets/ml/c/ratings.csv"],
-                             "s3://b/runs/r/output", 12, "manual__1")
+    job = similarity_job(config, 5, 12, "s3://b/datasets/ml/c/movies.csv")
+    return build_stage_steps(job, [JOB_URI], ["s3://b/datasets/ml/c/ratings.csv"], "s3://b/runs/r/output",
+                             "manual__1")
 
 
 def arg_after(args, flag):
@@ -77,9 +87,8 @@ def test_tasks_find_the_bootstrapped_packages_on_their_pythonpath(steps):
 
 def test_the_tasks_run_under_the_nodes_python_it_was_given():
     config = validate_run_config({}, max_node_count=20)
-    args = job_args(config, 4, "movies.csv")
-    steps = build_stage_steps(job_class()(args), args, "s3://b/job.py", "s3://b/movies.csv", ["s3://b/r.csv"],
-                              "s3://b/out", 4, "manual__1", NodePython("3.11", "aarch64"))
+    steps = build_stage_steps(similarity_job(config, 4, 4, "s3://b/movies.csv"), ["s3://b/job.py"],
+                              ["s3://b/r.csv"], "s3://b/out", "manual__1", NodePython("3.11", "aarch64"))
     for step in steps:
         args = step["HadoopJarStep"]["Args"]
         assert shlex.split(arg_after(args, "-reducer")[0])[0] == "python3.11"
@@ -88,10 +97,8 @@ def test_the_tasks_run_under_the_nodes_python_it_was_given():
 
 def test_a_block_plan_reaches_only_stage_2s_tasks_under_its_own_name():
     config = validate_run_config({}, max_node_count=20)
-    args = job_args(config, 5, "movies.csv")
-    steps = build_stage_steps(job_class()(args), args, "s3://b/runs/r/job/movie_similarities.py",
-                              "s3://b/ds/movies.csv", ["s3://b/ds/ratings.csv"], "s3://b/runs/r/output", 8,
-                              "manual__1", block_plan_uri="s3://b/runs/r/job/block_plan.json")
+    job = similarity_job(config, 5, 8, "s3://b/ds/movies.csv", "s3://b/runs/r/job/block_plan.json")
+    steps = build_stage_steps(job, [JOB_URI], ["s3://b/ds/ratings.csv"], "s3://b/runs/r/output", "manual__1")
     files = [arg_after(step["HadoopJarStep"]["Args"], "-files") for step in steps]
     shared = "s3://b/runs/r/job/movie_similarities.py#movie_similarities.py,s3://b/ds/movies.csv#movies.csv"
     assert files == [[shared], [f"{shared},s3://b/runs/r/job/block_plan.json#block_plan.json"], [shared]]

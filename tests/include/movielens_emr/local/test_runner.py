@@ -11,11 +11,18 @@ import time
 import pytest
 
 from movielens_emr.data.storage import RUN_OWNER_MARKER
+from movielens_emr.engine.protocol import MrjobJob, TaskFile
+from movielens_emr.engine.similarity.job import JOB_CLASS, JOB_FILE, STAGE_NAMES
 from movielens_emr.local import runner as local_run
 
 from conftest import MOVIELENS, REPO
 
 SAMPLE = REPO / "include" / "sample_data" / "ml-latest-small-sample"
+
+
+def similarity_job(movies_path):
+    """The similarity job with its default options and the movies file movies_path."""
+    return MrjobJob(JOB_FILE, JOB_CLASS, STAGE_NAMES, (), (TaskFile("--items", str(movies_path)),))
 
 
 @pytest.fixture
@@ -37,8 +44,12 @@ def wait_for(condition, seconds, what):
 def start_task_process(tmp_path):
     """A process standing in for the task: run_local_job on ml-100k with two parallel tasks."""
     code = textwrap.dedent(f"""
+        from movielens_emr.engine.protocol import MrjobJob, TaskFile
+        from movielens_emr.engine.similarity.job import JOB_CLASS, JOB_FILE, STAGE_NAMES
         from movielens_emr.local.runner import run_local_job
-        run_local_job(["--items", {str(MOVIELENS / "ml-100k" / "u.item")!r}],
+        job = MrjobJob(JOB_FILE, JOB_CLASS, STAGE_NAMES, (),
+                       (TaskFile("--items", {str(MOVIELENS / "ml-100k" / "u.item")!r}),))
+        run_local_job(job,
                       [{str(MOVIELENS / "ml-100k" / "u.data")!r}], {str(tmp_path / "output")!r}, 2,
                       {str(tmp_path / "work")!r})
     """)
@@ -92,7 +103,7 @@ def test_a_later_try_stops_the_job_an_earlier_one_left_running(tmp_path, leftove
     work_dir = tmp_path / "work"
     local_run.record_job(work_dir, leftover_group)
     with caplog.at_level(logging.INFO, logger="movielens_emr.local.runner"):
-        result = local_run.run_local_job(["--items", str(SAMPLE / "movies.csv")], [tiny_ratings],
+        result = local_run.run_local_job(similarity_job(SAMPLE / "movies.csv"), [tiny_ratings],
                                          tmp_path / "output", 2, work_dir)
     assert local_run.group_members(leftover_group) == []
     assert f"still running (process group {leftover_group}, 2 processes): stopping it" in caplog.text
@@ -120,7 +131,7 @@ def test_a_recorded_pid_now_used_by_another_process_is_left_alone(tmp_path, left
 def test_a_failed_job_leaves_no_scratch_copy_of_its_input(tmp_path, tiny_ratings):
     work_dir = tmp_path / "work"
     with pytest.raises(local_run.LocalJobFailed, match="exited with code"):
-        local_run.run_local_job(["--items", str(tmp_path / "missing.csv")], [tiny_ratings],
+        local_run.run_local_job(similarity_job(tmp_path / "missing.csv"), [tiny_ratings],
                                 tmp_path / "output", 2, work_dir)
     assert not (work_dir / "tmp").exists() and not (work_dir / local_run.JOB_RECORD).exists()
 

@@ -134,7 +134,7 @@ def test_a_version_1_table_gains_the_sizing_columns_and_keeps_its_rows(engine):
                                 "(dag_id, run_id, run_folder, outcome, recorded_at) "
                                 "VALUES ('movielens_similarity', 'old-run', 'runs/old-run', 'success', "
                                 "CURRENT_TIMESTAMP)"))
-    assert ensure_schema(engine) == 2
+    assert ensure_schema(engine) == MIGRATIONS[-1].version
     upsert_run(engine, record("new-run", metrics={**metrics_of("new-run"), "pair_work": 4_000_000_000,
                                                   "advice": {"predicted_cluster_seconds": 800.0}}))
     rows = {row["run_id"]: row for row in fetch_runs(engine)}
@@ -143,6 +143,26 @@ def test_a_version_1_table_gains_the_sizing_columns_and_keeps_its_rows(engine):
     assert rows["new-run"]["predicted_cluster_seconds"] == 800.0
     measured = rows["new-run"]["cluster_seconds"]
     assert rows["new-run"]["prediction_error"] == pytest.approx((measured - 800) / 800, abs=1e-4)
+
+
+def test_runs_recorded_before_engines_were_named_read_as_the_similarity_engines(engine):
+    ensure_schema(engine, MIGRATIONS[:2])
+    version_2_row = text(f"INSERT INTO {TABLE_NAME} (dag_id, run_id, run_folder, outcome, recorded_at) "
+                                "VALUES ('movielens_similarity', 'old-run', 'runs/old-run', 'success', "
+                                "CURRENT_TIMESTAMP)")
+    with engine.begin() as connection:
+        connection.execute(version_2_row)
+    # read before the migration: the engine is the default, and no other engine has runs
+    assert [row["engine"] for row in fetch_runs(engine)] == ["similarity"]
+    assert fetch_runs(engine, run_engine="similarity")[0]["run_id"] == "old-run"
+    assert fetch_runs(engine, run_engine="als") == []
+    assert ensure_schema(engine) == MIGRATIONS[-1].version
+    with engine.connect() as connection:
+        stored = connection.execute(text(f"SELECT engine FROM {TABLE_NAME}")).scalars().all()
+    assert stored == ["similarity"]
+    upsert_run(engine, record("new-run", metrics={**metrics_of("new-run"), "engine": "als"}))
+    assert [row["run_id"] for row in fetch_runs(engine, run_engine="als")] == ["new-run"]
+    assert [row["run_id"] for row in fetch_runs(engine, run_engine="similarity")] == ["old-run"]
 
 
 def test_upsert_inserts_a_new_run_with_every_metric(engine):

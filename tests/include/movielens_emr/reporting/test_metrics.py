@@ -5,7 +5,6 @@ import pytest
 
 from movielens_emr.config.params import validate_run_config
 from movielens_emr.reporting.metrics import (
-    block_plan_metrics,
     emr_timings,
     failed_run_metrics,
     flatten_counters,
@@ -39,7 +38,8 @@ def test_run_metrics_on_the_reference_study_figures():
     timings = {"cluster_seconds": 1773.0, "provisioning_seconds": 450.0,
                "stage_seconds": [120.0, 930.0, 600.0]}
     counters = {"input: ratings read": 1_000_209, "input: bad lines skipped": 3}
-    metrics = run_metrics(config, timings, 1868.0, counters, 52, hourly_price("m5.xlarge"))
+    metrics = run_metrics(config, timings, 1868.0, counters, hourly_price("m5.xlarge"),
+                          engine_figures={"output_pairs": 52})
     assert metrics["overhead_seconds"] == 95.0
     assert metrics["node_minutes"] == 118.2
     assert metrics["estimated_cost_usd"] == pytest.approx(118.2 / 60 * 0.24)
@@ -49,7 +49,7 @@ def test_run_metrics_on_the_reference_study_figures():
 def test_unknown_cluster_time_leaves_derived_figures_empty():
     config = validate_run_config({}, max_node_count=20)
     unknown = {"cluster_seconds": None, "provisioning_seconds": None, "stage_seconds": []}
-    metrics = run_metrics(config, unknown, 10.0, {}, 0, None)
+    metrics = run_metrics(config, unknown, 10.0, {}, None)
     assert metrics["node_minutes"] is None and metrics["estimated_cost_usd"] is None
     assert metrics["bad_lines"] is None and metrics["input_ratings"] is None
 
@@ -91,10 +91,10 @@ def test_missing_first_stage_counters_leave_the_counts_empty_and_are_named():
     config = validate_run_config({"node_count": 4, "target": "emr"}, max_node_count=20)
     timings = {"cluster_seconds": 60.0, "provisioning_seconds": 10.0, "stage_seconds": [10.0, 10.0, 10.0]}
     read_from = [None, "s3://b/logs/j-1/steps/s-2/stderr.gz", "s3://b/logs/j-1/steps/s-3/stderr.gz"]
-    metrics = run_metrics(config, timings, 70.0, {"output: ordered pairs": 52}, 52, 0.24, read_from)
+    metrics = run_metrics(config, timings, 70.0, {"output: ordered pairs": 52}, 0.24, read_from)
     assert (metrics["input_ratings"], metrics["bad_lines"]) == (None, None)  # not 0: stage 1's are unknown
     assert metrics["counters_missing_stages"] == [1] and metrics["counters_read_from"] == read_from
-    complete = run_metrics(config, timings, 70.0, {"input: ratings read": 9}, 52, 0.24, read_from[1:] * 2)
+    complete = run_metrics(config, timings, 70.0, {"input: ratings read": 9}, 0.24, read_from[1:] * 2)
     assert (complete["input_ratings"], complete["bad_lines"]) == (9, 0)
     assert complete["counters_missing_stages"] == []
     assert "counters_missing_stages  none" in metrics_table(complete)
@@ -120,28 +120,6 @@ def test_a_run_dated_in_the_past_started_when_it_was_made():
     assert run_started_at(logical, made) == made
     assert run_started_at(made, logical) == made  # a backfill: made after the logical date it covers
     assert run_started_at(made, None) == made
-
-
-def test_the_planned_stage_2_skew_sits_beside_the_measured_one():
-    config = validate_run_config({}, max_node_count=20)
-    timings = {"cluster_seconds": 60.0, "provisioning_seconds": 0.0, "stage_seconds": [10.0, 10.0, 10.0]}
-    counters = {"stage 2 work: reduce task 000": 300, "stage 2 work: reduce task 001": 100}
-    plan = {"uri": "/root/runs/r/job/block_plan.json", "planned_skew": 1.04, "movie_blocks": 4}
-    metrics = run_metrics(config, timings, 70.0, counters, 5, 0.0, None, plan)
-    names = list(metrics)
-    assert names.index("stage2_planned_skew") == names.index("stage2_work_skew") + 1
-    assert (metrics["stage2_work_skew"], metrics["stage2_planned_skew"]) == (1.5, 1.04)
-    assert (metrics["block_plan"], metrics["block_plan_skipped"]) == (plan["uri"], None)
-
-
-@pytest.mark.parametrize("plan, reason", [
-    ({"uri": None, "skipped": "BlockPlanUnavailable: id 12345678901 has more than 9 digits"},
-     "BlockPlanUnavailable: id 12345678901 has more than 9 digits"),
-    (None, "no block plan was computed for this run"),
-])
-def test_a_run_without_a_block_plan_says_why(plan, reason):
-    assert block_plan_metrics(plan) == {
-        "stage2_planned_skew": None, "block_plan": None, "block_plan_skipped": reason}
 
 
 def test_a_failed_runs_metrics_hold_the_run_its_config_and_the_failure_and_no_figures():

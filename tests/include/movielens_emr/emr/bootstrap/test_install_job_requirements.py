@@ -26,6 +26,7 @@ from movielens_emr.emr.wheelhouse import (
     locked_requirements,
     select_wheels,
 )
+from movielens_emr.engine.similarity.job import JOB_FILE
 
 from tests.support.emr_double import emr_streaming_double
 from tests.support.wheels import tiny_wheelhouse
@@ -52,8 +53,10 @@ def node(tmp_path):
     s3_root = tmp_path / "s3"
     folder, requirements = tiny_wheelhouse(tmp_path / "wheels")
     wheels = select_wheels(folder, NodePython(), locked_requirements(requirements))
-    staged = stage_job_files(LocalStorage(s3_root / BUCKET), "runs/r1", NodePython(), wheels, requirements)
-    uris = {role: "s3://" + str(Path(path).relative_to(s3_root)) for role, path in staged.items()}
+    staged = stage_job_files(LocalStorage(s3_root / BUCKET), "runs/r1", [JOB_FILE], NodePython(), wheels,
+                             requirements)
+    uris = {role: "s3://" + str(Path(path).relative_to(s3_root)) for role, path in staged.items()
+            if role != "shipped"}
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "aws").write_text(FAKE_AWS)
@@ -122,14 +125,15 @@ def emr_cluster_with_the_bootstrap(tmp_path, node, wheels_for=None, requirements
     pins = locked_requirements(REQUIREMENTS_FILE)  # the wheels a deployment stages; `requirements` goes along
     wheels = select_wheels(os.environ["MOVIELENS_EMR_WHEELHOUSE"], wheels_for, pins)
     bucket = LocalStorage(tmp_path / "s3" / BUCKET)
-    staged = stage_job_files(bucket, "runs/r1", wheels_for, wheels, requirements)
+    staged = stage_job_files(bucket, "runs/r1", [JOB_FILE], wheels_for, wheels, requirements)
     s3, emr = boto3.client("s3", region_name="us-east-1"), boto3.client("emr", region_name="us-east-1")
     s3.create_bucket(Bucket=BUCKET)
     for path in (tmp_path / "s3" / BUCKET).rglob("*"):
         if path.is_file():
             s3.upload_file(str(path), BUCKET, str(path.relative_to(tmp_path / "s3" / BUCKET)))
     s3.put_object(Bucket=BUCKET, Key="in/one.txt", Body=b"one line\n")
-    uris = {role: "s3://" + str(Path(path).relative_to(tmp_path / "s3")) for role, path in staged.items()}
+    uris = {role: "s3://" + str(Path(path).relative_to(tmp_path / "s3")) for role, path in staged.items()
+            if role != "shipped"}
     cluster_id = emr.run_job_flow(
         Name="bootstrap", ReleaseLabel="emr-7.9.0", LogUri=f"s3://{BUCKET}/logs/",
         Instances={"InstanceCount": 1, "MasterInstanceType": "m5.xlarge",

@@ -1,6 +1,7 @@
 """A run's stage 2 block plan from its ratings files: the job's parsing rules and sample, the run's layout."""
 import json
 import logging
+import math
 
 import numpy as np
 import pytest
@@ -8,22 +9,29 @@ import pytest
 from benchmarks import reference
 from movielens_emr.config.params import validate_run_config
 from movielens_emr.data.storage import LocalStorage
-from movielens_emr.engine import block_plan
-from movielens_emr.engine.block_plan import (
+from movielens_emr.engine.similarity import block_plan
+from movielens_emr.engine.similarity.block_plan import (
     BLOCK_PLAN_FILE,
+    TARGET_DEALT_SKEW,
     BlockPlanUnavailable,
+    balanced_routes,
+    block_pair_work,
+    dealt_skew,
     line_chunks,
+    mass_blocks,
     movie_blocks_for,
     parse_ratings,
     plan_from_keys,
     read_rating_keys,
+    routed_skew,
     run_block_plan,
     stage2_layout,
     stage_block_plan,
     user_slices,
+    write_block_plan,
 )
-from movielens_emr.engine.block_plan import block_plan as plan_of_ratings
-from movielens_emr.engine.mrjob_similarity import job_module
+from movielens_emr.engine.similarity.block_plan import block_plan as plan_of_ratings
+from movielens_emr.engine.similarity.job import MAX_BLOCK_MOVIES, job_module
 
 from conftest import REPO
 
@@ -156,3 +164,48 @@ def test_a_plan_that_cannot_be_made_leaves_the_run_without_one_and_says_why(tmp_
     assert "stage 2 deals its block pairs onto its reduce tasks in turn" in caplog.text
     missing = stage_block_plan(storage, "runs/r1", config, [tmp_path / "absent.csv"])
     assert missing["uri"] is None and missing["skipped"].startswith("FileNotFoundError: ")
+
+
+# The plan's math.
+@pytest.mark.parametrize("slots, movies, blocks", [(1, 0, 4), (8, 3_706, 5), (12, 0, 6), (64, 0, 15),
+                                                   (16, 59_047, 22)])
+def test_movie_blocks_bound_block_size_and_deal_evenly(slots, movies, blocks):
+    assert movie_blocks_for(slots, movies) == blocks
+    assert math.ceil(movies / blocks) <= MAX_BLOCK_MOVIES
+    assert dealt_skew(blocks * (blocks + 1) // 2, slots) <= TARGET_DEALT_SKEW
+
+
+def test_mass_blocks_have_equal_movie_counts_and_close_mass():
+    rng = np.random.default_rng(3)
+    popularity = rng.gamma(0.6, size=997) ** 1.4  # heavy-tailed, as synthetic.py draws it
+    movie_ids = rng.choice(997, size=50_000, p=popularity / popularity.sum()).astype(str)
+    block_of = mass_blocks(movie_ids, 4)
+    sizes = np.bincount(list(block_of.values()))
+    movies, counts = np.unique(movie_ids, return_counts=True)
+    mass = np.bincount([block_of[movie] for movie in movies.tolist()], weights=counts)
+    assert sizes.max() - sizes.min() <= 1
+    assert mass.max() / mass.mean() < 1.25
+
+
+def test_block_pair_work_is_the_sum_over_users_of_n_a_times_n_b():
+    users = np.array(["1", "1", "1", "2", "2"])
+    movies = np.array(["10", "11", "12", "10", "12"])
+    block_of = {"10": 0, "11": 1, "12": 1}
+    # user 1: n_0 = 1, n_1 = 2; user 2: n_0 = 1, n_1 = 1; one movie in a block reaches no diagonal.
+    assert block_pair_work(users, movies, block_of, 2) == {"0,0": 0, "0,1": 3, "1,1": 4}
+
+
+def test_balanced_routes_put_the_heaviest_pairs_apart():
+    work = {"0,0": 10, "0,1": 9, "1,1": 2, "0,2": 2}
+    routes = balanced_routes(work, 2)
+    assert routes["0,0"] != routes["0,1"] and routes["1,1"] != routes["0,2"]
+    assert routed_skew(work, routes, 2) == pytest.approx(12 / 11.5)
+
+
+def test_plan_is_written_as_the_job_reads_it(tmp_path):
+    users = np.repeat(np.arange(50).astype(str), 20)
+    movies = np.array([str(movie) for movie in np.random.default_rng(1).integers(0, 300, 1000)])
+    plan = write_block_plan(tmp_path / "plan.json", users, movies, 3, 4)
+    assert json.loads((tmp_path / "plan.json").read_text()) == plan == plan_of_ratings(users, movies, 3, 4)
+    assert set(plan["routes"]) == {"0,0", "0,1", "0,2", "1,1", "1,2", "2,2"}
+    assert set(plan["routes"].values()) <= set(range(4))

@@ -10,8 +10,8 @@ import pytest
 from moto import mock_aws
 
 from movielens_emr.data.storage import LocalStorage, S3Storage
-from movielens_emr.reporting.collect import collect_output
-from movielens_emr.reporting.results import (
+from movielens_emr.engine.similarity.collect import collect_output
+from movielens_emr.engine.similarity.results import (
     MalformedOutput,
     parse_output_line,
     similarities_csv,

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from movielens_emr.reporting.results import (
+from movielens_emr.engine.similarity.results import (
     MalformedOutput,
     neighbour_groups,
     parse_output_line,
