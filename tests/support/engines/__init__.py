@@ -1,0 +1,1 @@
+"""Engines that only the tests register, to check the engine seam."""
