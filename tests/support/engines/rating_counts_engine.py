@@ -1,6 +1,7 @@
 """An engine that only the tests register
-(MOVIELENS_ENGINES=tests.support.engines.rating_counts_engine:ENGINE): a one-stage mrjob job that counts each movie's ratings. It touches no pipeline module: what the seam
-promises, that an engine is its own module and nothing else changes, is what its test checks."""
+(MOVIELENS_ENGINES=tests.support.engines.rating_counts_engine:ENGINE): a one-stage mrjob job that
+counts each movie's ratings. It touches no pipeline module: what the seam promises, that an engine
+is its own module and nothing else changes, is what its test checks."""
 from pathlib import Path
 
 from movielens_emr.engine.protocol import MrjobJob
