@@ -1,110 +1,43 @@
-"""The benchmarks UI plugin: its page and JSON endpoints on a temporary storage root; its discovery."""
-import datetime
+"""The benchmarks page's web app: its page and JSON endpoints on a temporary storage root."""
 import json
-import os
 import re
-import socket
 import sqlite3
-import subprocess
-import sys
-import time
-from pathlib import Path
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from movielens_emr.data.storage import run_folder
-from movielens_emr.reporting import benchmark_report
-from movielens_emr.reporting.benchmark import summarize
-from movielens_emr.reporting.history import TABLE_NAME, engine_for_url, ensure_schema, run_record, upsert_run
+from movielens_emr.reporting.history import TABLE_NAME, engine_for_url
 from movielens_emr.sizing.prices import HOURLY_PRICES_USD, PRICES_VARIABLE
-from plugins import movielens_benchmarks as plugin
-from plugins.movielens_benchmarks import find_similar, report_html, summary_blocks
+from plugins.movielens_benchmarks import app as web
+from plugins.movielens_benchmarks import planning, views
 
-T0 = datetime.datetime(2026, 3, 1, 12, 0, tzinfo=datetime.timezone.utc)
-PARAMS = {"node_count": 4, "target": "emr", "dataset": "ml-1m", "metric": "cosine", "min_score": 0.95,
-          "min_co_ratings": 10, "instance_type": "m5.xlarge", "release_label": "emr-7.9.0",
-          "sample_fraction": 1.0}
-ADMIN_PASSWORD = "test-only-password"
-WEIRD = 'Tom & Jerry: "The <Movie>" (1992)'
-
-
-def neighbours_json(*titles):
-    """top_neighbours.json of movies 1.. with the given titles, each the others' neighbour."""
-    movies = {str(number): {"title": title, "neighbours": []} for number, title in enumerate(titles, start=1)}
-    for movie_id, movie in movies.items():
-        movie["neighbours"] = [{"movie_id": other_id, "title": other["title"], "score": 0.97, "co_raters": 12}
-                               for other_id, other in movies.items() if other_id != movie_id]
-    return json.dumps(movies)
-
-
-def add_run(root, run_id, minutes, states=None, results=None, extra_metrics=None, **params):
-    """A history row (and results, if given) of one run."""
-    metrics = None if states else {"wall_seconds": 1868.0 + minutes, "stage_seconds": [120.0, 930.0, 600.0],
-                                   "estimated_cost_usd": 0.4728, "output_pairs": 52, **(extra_metrics or {})}
-    engine = engine_for_url(f"sqlite:///{root / 'history.sqlite'}")
-    ensure_schema(engine)
-    started = T0 + datetime.timedelta(minutes=minutes)
-    upsert_run(engine, run_record("movielens_similarity", run_id, {**PARAMS, **params}, metrics,
-                                  states or {"record_metrics": "success"}, started,
-                                  started + datetime.timedelta(minutes=31)))
-    if results:
-        write(root / run_folder(run_id) / "results" / "top_neighbours.json", results)
-
-
-def write(path, data, mtime=None):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data if isinstance(data, bytes) else data.encode())
-    if mtime:
-        os.utime(path, (mtime, mtime))
+from tests.plugins.movielens_benchmarks.stored import (
+    WEIRD,
+    add_reports,
+    add_runs,
+    add_sized_runs,
+    history_run_ids,
+    neighbours_json,
+    write,
+)
 
 
 @pytest.fixture
 def client(storage_root, monkeypatch):
     monkeypatch.delenv("AIRFLOW_CONN_MOVIELENS_HISTORY", raising=False)
-    plugin.app.dependency_overrides[plugin.require_run_access] = lambda: None
-    yield TestClient(plugin.app)
-    plugin.app.dependency_overrides.clear()
+    web.app.dependency_overrides[web.require_run_access] = lambda: None
+    yield TestClient(web.app)
+    web.app.dependency_overrides.clear()
 
 
 @pytest.fixture
 def runs(storage_root):
-    add_run(storage_root, "manual__old_emr", 0, results=neighbours_json("Toy Story (1995)", "Heat (1995)"))
-    add_run(storage_root, "manual__local", 30, target="local", dataset="ml-100k", node_count=2,
-            results=neighbours_json("Toy Story (1995)", "Toy Story 2 (1999)", "Babe (1995)", "Toys (1992)",
-                                    WEIRD))
-    add_run(storage_root, "manual__new_failed", 60, states={"run_local_job": "failed"}, target="local",
-            results=neighbours_json("Stale (2000)"))
-
-
-def member(index, node_count, wall, stages, state="success", error=None):
-    """A member run record of the benchmark DAG, as benchmark_tasks.report_benchmark receives it."""
-    cluster = wall - 90
-    metrics = {"wall_seconds": wall, "cluster_seconds": cluster, "provisioning_seconds": 430.0,
-               "stage_seconds": stages, "overhead_seconds": 90.0, "node_minutes": node_count * cluster / 60,
-               "estimated_cost_usd": round(node_count * cluster / 3600 * 0.24, 4)}
-    return {"index": index, "run_id": f"benchmark__n{node_count}", "state": state,
-            "conf": {"node_count": node_count, "sample_fraction": 1.0},
-            "metrics": metrics if state == "success" else None, "error": error}
+    add_runs(storage_root)
 
 
 @pytest.fixture
 def reports(storage_root):
-    """An older report, and the newest written by the benchmark DAG's own report code."""
-    write(storage_root / "benchmarks/old/summary.json", json.dumps({"note": "old"}), mtime=1_000_000)
-    members = [member(0, 4, 1868.0, [120.0, 930.0, 240.0]), member(1, 8, 1082.0, [90.0, 480.0, 140.0]),
-               member(2, 16, 0, [], state="failed", error="ValueError: <script>alert(1)</script> & more")]
-    document = {"benchmark_run_id": "manual__bench", "host_cpus": 2, **summarize(members),
-                "params": {"node_counts": [4, 8, 16], "dataset": "ml-1m", "target": "emr", "repetitions": 1,
-                           "sample_fractions": [1.0], "parallel": False, "member_runs": "trigger"},
-                "member_runs": members}
-    for name, data in benchmark_report.report_files(document).items():
-        write(storage_root / "benchmarks/manual__bench" / name, data)
-
-
-def history_run_ids(html):
-    return re.findall(r'<tr data-run-id="([^"]+)">', html)
+    add_reports(storage_root)
 
 
 def test_page_lists_the_history_newest_first(client, runs):
@@ -242,10 +175,10 @@ def test_plot_png_refuses_other_files(client, reports, path, status):
 
 
 @pytest.mark.parametrize("path", ["/", "/api/history", "/api/report/latest", "/api/similar?title=toy",
-                                  "/reports/manual__bench/plots/cost_vs_time.png",
+                                  "/api/plan?dataset=ml-1m", "/reports/manual__bench/plots/cost_vs_time.png",
                                   "/docs", "/redoc", "/openapi.json"])
 def test_requests_without_credentials_are_refused(storage_root, path):
-    assert TestClient(plugin.app).get(path).status_code == 401
+    assert TestClient(web.app).get(path).status_code == 401
 
 
 def test_the_api_docs_and_schema_answer_with_access(client):
@@ -343,7 +276,7 @@ def test_a_section_that_fails_to_render_is_replaced_by_its_note(client, runs, re
     def broken(*args, **kwargs):
         raise RuntimeError("no plots today")
 
-    monkeypatch.setattr(plugin, "report_html", broken)
+    monkeypatch.setattr(views, "report_html", broken)
     response = client.get("/", params={"title": "toy"})
     assert response.status_code == 200
     assert "The latest benchmark report could not be read: RuntimeError: no plots today" in response.text
@@ -369,139 +302,126 @@ def test_the_page_reads_the_history_while_a_run_is_writing_it(client, runs, stor
         writer.close()
 
 
-def test_find_similar_ranks_whole_titles_then_prefixes():
-    movies = json.loads(neighbours_json("Heat (1995)", "Heatwave (2010)", "The Heat (2013)", "Cheats (2002)"))
-    assert [match["title"] for match in find_similar(movies, " heat ")[1]] == [
-        "Heat (1995)", "Heatwave (2010)", "Cheats (2002)", "The Heat (2013)"]
-    assert find_similar(movies, "heat", limit=1)[0] == 4
-
-
-def test_summary_blocks_of_any_document():
-    blocks = summary_blocks({"dataset": "ml-1m", "params": {"nodes": [2, 4], "deep": {"x": 1}},
-                             "plots": ["a.png"], "runs": [{"a": 1}, {"b": 2}], "nested": [{"a": {"b": 1}}],
-                             "none_yet": []})
-    assert blocks == [
-        {"title": "Figures", "columns": ["figure", "value"],
-         "rows": [("dataset", "ml-1m"), ("params.nodes", [2, 4])]},
-        {"title": "runs", "columns": ["a", "b"], "rows": [[1, None], [None, 2]]},
-    ]
-
-
-def test_report_html_refuses_raw_html_and_points_plot_images_at_the_plot_route():
-    html = report_html('<img src=x onerror=alert(1)>\n\n![a](./a.png) ![b](https://example.com/b.png)',
-                       lambda name: f"plots/{name}")
-    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
-    assert '<img src="plots/a.png" alt="a"' in html and '<img src="https://example.com/b.png"' in html
-
-
-def test_the_plugin_is_discovered_with_its_app_and_navigation_entry():
-    from airflow import plugins_manager
-
-    [info] = [info for info in plugins_manager.get_plugin_info() if info["name"] == "movielens_benchmarks"]
-    apps = [(app["url_prefix"], app["name"]) for app in info["fastapi_apps"]]
-    assert apps == [("/movielens", "MovieLens benchmarks")]
-    assert info["external_views"] == [{"name": "MovieLens benchmarks", "href": "movielens/",
-                                       "url_route": "movielens-benchmarks", "destination": "nav",
-                                       "category": "browse"}]
-
-
-# --- through a real API server -----------------------------------------------------------------------------
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-def api_server(airflow_db, storage_root, runs, tmp_path):
-    """`airflow api-server` on a free loopback port, with one admin user of the simple auth manager."""
-    port, log_path = free_port(), tmp_path / "api-server.log"
-    (tmp_path / "passwords.json").write_text(json.dumps({"admin": ADMIN_PASSWORD}))
-    env = {**os.environ, "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(tmp_path / "passwords.json"),
-           "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}/"}
-    env.pop("AIRFLOW_CONN_MOVIELENS_HISTORY", None)
-    with log_path.open("w") as log:
-        server = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), "api-server", "--host",
-                                   "127.0.0.1", "--port", str(port), "--workers", "1"],
-                                  env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_until_healthy(f"http://127.0.0.1:{port}", server, log_path)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
-def wait_until_healthy(base, server, log_path, seconds=90):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"airflow api-server exited: {log_path.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{base}/api/v2/monitor/health", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"airflow api-server not healthy after {seconds} s: {log_path.read_text()[-3000:]}")
-
-
-def test_the_page_through_a_real_api_server(api_server, storage_root, price_variable):
-    for path in ("/movielens/", "/movielens/docs", "/movielens/redoc", "/movielens/openapi.json"):
-        assert httpx.get(f"{api_server}{path}").status_code == 401, path
-    login = {"username": "admin", "password": ADMIN_PASSWORD}
-    token = httpx.post(f"{api_server}/auth/token", json=login).json()["access_token"]
-    with httpx.Client(base_url=api_server, headers={"Authorization": f"Bearer {token}"}) as client:
-        page = client.get("/movielens/")
-        assert page.status_code == 200
-        assert history_run_ids(page.text) == ["manual__new_failed", "manual__local", "manual__old_emr"]
-        assert client.get("/movielens/api/similar", params={"title": "toy"}).json()["total"] == 3
-        assert "/api/history" in client.get("/movielens/openapi.json").json()["paths"]
-        # the server reads the price Variable from the metadata database, as the pipeline's tasks do
-        add_sized_runs(storage_root)
-        plan = client.get("/movielens/api/plan", params={"dataset": "ml-1m", "budget_usd": 1}).json()
-        assert (plan["price"]["usd_per_node_hour"], plan["price"]["source"]) == (price_variable, "variable")
-        plugins = client.get("/api/v2/plugins").json()["plugins"]
-    with httpx.Client(base_url=api_server, cookies={"_token": token}) as browser:
-        assert browser.get("/movielens/").status_code == 200  # with the session cookie, as in the UI
-    [view] = [view for entry in plugins for view in entry["external_views"]
-              if view["url_route"] == "movielens-benchmarks"]
-    assert (view["name"], view["href"]) == ("MovieLens benchmarks", "movielens/")
-
-
-def add_sized_runs(root):
-    """Six successful EMR runs of ml-1m with their pair work: enough for the sizing advisor."""
-    for nodes in (2, 4, 8):
-        for fraction in (0.5, 1.0):
-            work = 4e9 * fraction
-            add_run(root, f"sized-{nodes}-{fraction}", nodes, node_count=nodes, sample_fraction=fraction,
-                    extra_metrics={"pair_work": work, "provisioning_seconds": 400.0,
-                                   "cluster_seconds": 400.0 + 120 + 2e-7 * work / nodes + 4 * nodes})
-
+# --- the plan ------------------------------------------------------------------------------------------
 
 def test_plan_json_recommends_a_node_count_for_a_deadline(client, storage_root):
     add_sized_runs(storage_root)
-    plan = client.get("/api/plan", params={"dataset": "ml-1m", "deadline_minutes": 20}).json()
+    query = {"dataset": "ml-1m", "target": "emr", "deadline_minutes": 20}
+    plan = client.get("/api/plan", params=query).json()
     assert plan["model"]["runs"] == 6
     assert plan["recommendation"]["cluster_seconds"] <= 1200
-    assert len(plan["predictions"]) == plugin.PLAN_MAX_NODES
+    assert len(plan["predictions"]) == planning.PLAN_MAX_NODES
 
 
-def test_plan_json_says_why_it_has_no_answer(client, storage_root):
-    answer = client.get("/api/plan", params={"dataset": "ml-1m", "deadline_minutes": 20})
+def test_plan_json_says_why_it_has_no_answer_and_which_runs_would_let_it(client, storage_root):
+    answer = client.get("/api/plan", params={"dataset": "ml-1m", "target": "emr", "deadline_minutes": 20})
     assert answer.status_code == 422
     assert "the model needs at least 4 successful runs" in answer.json()["detail"]
+    assert "Runs that would let it answer: 4 or more successful runs of movielens_similarity on emr of " \
+           "m5.xlarge" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize("target", ["emr", "local"])
+def test_plan_json_takes_empty_fields_as_absent(client, storage_root, target):
+    add_sized_runs(storage_root, target)
+    answer = client.get("/api/plan", params={"dataset": "ml-1m", "target": target, "instance_type": "",
+                                             "deadline_minutes": "", "budget_usd": ""})
+    assert answer.status_code == 200
+    plan = answer.json()
+    assert (plan["target"], plan["instance_type"], plan["deadline_minutes"], plan["budget_usd"]) == (
+        target, "m5.xlarge", None, None)
+    assert plan["recommendation"] is None and len(plan["predictions"]) == planning.PLAN_MAX_NODES
+
+
+def test_page_takes_empty_plan_fields_as_absent(client, storage_root):
+    add_sized_runs(storage_root)
+    response = client.get("/", params={"plan_dataset": "ml-1m", "plan_target": "emr",
+                                       "plan_instance_type": "", "deadline_minutes": "", "budget_usd": ""})
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    assert "Fitted on 6 runs" in response.text and '<table class="plan">' in response.text
+    assert "Recommended:" not in response.text
+    assert 'name="plan_instance_type" value="m5.xlarge"' in response.text
+
+
+def test_plan_json_plans_for_the_deployments_local_target_by_default(client, storage_root):
+    add_sized_runs(storage_root, "emr")
+    add_sized_runs(storage_root, "local")
+    plan = client.get("/api/plan", params={"dataset": "ml-1m", "deadline_minutes": 20}).json()
+    assert plan["target"] == "local" and plan["price"]["source"] == "local"
+
+
+def test_plan_json_plans_for_emr_by_default_when_the_storage_root_is_on_s3(client, storage_root, monkeypatch):
+    add_sized_runs(storage_root, "emr")
+    add_sized_runs(storage_root, "local")
+    # The history stays where the runs above wrote it; nothing of the storage root is read for a plan.
+    monkeypatch.setenv("AIRFLOW_CONN_MOVIELENS_HISTORY", f"sqlite:///{storage_root / 'history.sqlite'}")
+    monkeypatch.setenv("MOVIELENS_STORAGE_ROOT", "s3://movielens-test-bucket/movielens")
+    plan = client.get("/api/plan", params={"dataset": "ml-1m", "deadline_minutes": 20}).json()
+    assert plan["target"] == "emr" and plan["price"]["source"] == "built-in"
+
+
+def test_page_plan_form_shows_the_deployments_target(client, storage_root):
+    html = client.get("/").text
+    assert '<option value="local" selected>local</option>' in html
+    assert '<option value="emr" >emr</option>' in html
+
+
+def test_page_says_in_the_page_which_runs_would_let_the_history_answer(client, storage_root):
+    response = client.get("/", params={"plan_dataset": "ml-1m", "deadline_minutes": "", "budget_usd": ""})
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    assert '<p class="empty needs-history">No plan yet: the run history cannot answer (0 usable runs' in \
+           response.text
+    assert ("Runs that would let it answer: 4 or more successful runs of movielens_similarity on local, "
+            "at two or more node counts, one of them at least of ml-1m") in response.text
+
+
+def test_page_names_the_dataset_the_history_lacks(client, storage_root):
+    add_sized_runs(storage_root)
+    html = client.get("/", params={"plan_dataset": "ml-25m", "plan_target": "emr", "budget_usd": 1}).text
+    assert "the run history cannot answer (no successful run of ml-25m with a pair work count" in html
+    assert "one of them at least of ml-25m" in html
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("deadline_minutes", "soon",
+     "deadline_minutes must be a number of minutes, more than 0 and at most 10,080; got &#39;soon&#39;"),
+    ("deadline_minutes", "0", "deadline_minutes must be a number of minutes"),
+    ("deadline_minutes", "nan", "deadline_minutes must be a number of minutes"),
+    ("budget_usd", "-1", "budget_usd must be a number of US dollars, more than 0 and at most 100,000; "
+                         "got &#39;-1&#39;"),
+    ("budget_usd", "1e9", "budget_usd must be a number of US dollars"),
+])
+def test_page_says_in_the_page_what_is_wrong_with_a_number(client, storage_root, field, value, message):
+    add_sized_runs(storage_root)
+    response = client.get("/", params={"plan_dataset": "ml-1m", "plan_target": "emr", field: value})
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    assert f'<p class="error invalid">Not planned, a field to correct: {message}' in response.text
+    assert f'name="{field}" value="{value}"' in response.text  # kept, to be corrected
+
+
+@pytest.mark.parametrize("field, value", [("deadline_minutes", "soon"), ("budget_usd", "0")])
+def test_plan_json_refuses_a_number_naming_it(client, storage_root, field, value):
+    answer = client.get("/api/plan", params={"dataset": "ml-1m", field: value})
+    assert answer.status_code == 422 and answer.json()["detail"].startswith(f"{field} must be a number")
+
+
+def test_plan_json_refuses_an_unknown_target_or_dataset(client, storage_root):
+    assert client.get("/api/plan", params={"dataset": "ml-1m", "target": "emr2"}).status_code == 422
+    assert client.get("/api/plan", params={"dataset": "xml-1mx", "target": "emr"}).status_code == 422
 
 
 def test_page_plans_a_run_from_its_form(client, storage_root):
     add_sized_runs(storage_root)
-    html = client.get("/", params={"plan_dataset": "ml-1m", "budget_usd": 1}).text
+    html = client.get("/", params={"plan_dataset": "ml-1m", "plan_target": "emr", "budget_usd": 1}).text
     assert "Recommended:" in html and 'class="chosen"' in html
     assert ("Prices: $0.24 per node-hour of m5.xlarge, from the built-in us-east-1 on-demand table "
             "(EC2 + EMR).") in html
-    assert "No plan:" in client.get("/", params={"plan_dataset": "ml-25m", "budget_usd": 1}).text
+
+
+def test_page_says_when_no_node_count_meets_the_goal(client, storage_root):
+    add_sized_runs(storage_root)
+    html = client.get("/", params={"plan_dataset": "ml-1m", "plan_target": "emr", "deadline_minutes": 1}).text
+    assert "No plan: no node count fits: the fastest" in html
 
 
 def plan_costs_at(plan, usd_per_node_hour):
@@ -512,13 +432,14 @@ def plan_costs_at(plan, usd_per_node_hour):
 
 def test_plan_json_prices_as_the_pipeline_does(client, storage_root, monkeypatch):
     add_sized_runs(storage_root)
-    built_in = client.get("/api/plan", params={"dataset": "ml-1m", "budget_usd": 1}).json()
+    query = {"dataset": "ml-1m", "target": "emr", "budget_usd": 1}
+    built_in = client.get("/api/plan", params=query).json()
     assert built_in["price"] == {
         "instance_type": "m5.xlarge", "usd_per_node_hour": HOURLY_PRICES_USD["m5.xlarge"],
         "source": "built-in", "description": "from the built-in us-east-1 on-demand table (EC2 + EMR)"}
     assert plan_costs_at(built_in, HOURLY_PRICES_USD["m5.xlarge"])
     monkeypatch.setenv("AIRFLOW_VAR_MOVIELENS_HOURLY_PRICES", '{"m5.xlarge": 0.5}')
-    plan = client.get("/api/plan", params={"dataset": "ml-1m", "budget_usd": 1}).json()
+    plan = client.get("/api/plan", params=query).json()
     assert (plan["price"]["usd_per_node_hour"], plan["price"]["source"]) == (0.5, "variable")
     assert plan_costs_at(plan, 0.5) and plan["model"] == built_in["model"]
 
@@ -535,7 +456,7 @@ def price_variable(airflow_db):
 
 def test_page_says_which_prices_its_plan_used(client, storage_root, price_variable):
     add_sized_runs(storage_root)
-    html = client.get("/", params={"plan_dataset": "ml-1m", "budget_usd": 1}).text
+    html = client.get("/", params={"plan_dataset": "ml-1m", "plan_target": "emr", "budget_usd": 1}).text
     assert ("Prices: $0.5 per node-hour of m5.xlarge, from the Airflow Variable "
             "movielens_hourly_prices.") in html
 
@@ -543,11 +464,17 @@ def test_page_says_which_prices_its_plan_used(client, storage_root, price_variab
 def test_a_malformed_price_variable_is_said_not_guessed(client, storage_root, monkeypatch):
     add_sized_runs(storage_root)
     monkeypatch.setenv("AIRFLOW_VAR_MOVIELENS_HOURLY_PRICES", '{"m5.xlarge": "cheap"}')
-    answer = client.get("/api/plan", params={"dataset": "ml-1m", "budget_usd": 1})
+    answer = client.get("/api/plan", params={"dataset": "ml-1m", "target": "emr", "budget_usd": 1})
     reason = "the Variable movielens_hourly_prices: m5.xlarge&#39;s price &#39;cheap&#39; is not a number"
     assert answer.status_code == 503 and answer.json()["detail"].startswith(reason.replace("&#39;", "'"))
-    html = client.get("/", params={"plan_dataset": "ml-1m", "budget_usd": 1}).text
+    html = client.get("/", params={"plan_dataset": "ml-1m", "plan_target": "emr", "budget_usd": 1}).text
     assert f"No plan: {reason}" in html
+
+
+def test_a_malformed_price_variable_does_not_matter_to_a_local_plan(client, storage_root, monkeypatch):
+    add_sized_runs(storage_root, "local")
+    monkeypatch.setenv("AIRFLOW_VAR_MOVIELENS_HOURLY_PRICES", '{"m5.xlarge": "cheap"}')
+    assert client.get("/api/plan", params={"dataset": "ml-1m", "target": "local"}).status_code == 200
 
 
 def test_plan_json_refuses_a_bad_instance_type(client, storage_root):

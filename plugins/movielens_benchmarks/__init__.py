@@ -1,0 +1,1 @@
+"""The Airflow UI's "MovieLens benchmarks" page: the run history, the latest benchmark report, a plan."""
