@@ -21,10 +21,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from movielens_emr.airflow import similarity_tasks as tasks
 from movielens_emr.airflow.operators import DuplicateStepsError, EmrAddStepsOnceOperator
 from movielens_emr.config.settings import settings_from_env
 from movielens_emr.data.storage import open_storage, run_folder
+from movielens_emr.emr import target as emr_target
 from movielens_emr.emr.steps import step_name
 from movielens_emr.engine.protocol import final_output_folder
 from movielens_emr.engine.similarity.engine import ENGINE
@@ -116,7 +116,7 @@ def one_tasks_log(entries, task_id):
 
 def break_stage(monkeypatch, number, option):
     """Give one stage's reducer a bad option: its tasks exit non-zero, as a broken stage's would."""
-    build_stage_steps = tasks.build_stage_steps
+    build_stage_steps = emr_target.build_stage_steps
 
     def steps_with_a_broken_stage(*args, **kwargs):
         steps = build_stage_steps(*args, **kwargs)
@@ -124,7 +124,7 @@ def break_stage(monkeypatch, number, option):
         step_args[step_args.index("-reducer") + 1] += f" {option}"
         return steps
 
-    monkeypatch.setattr(tasks, "build_stage_steps", steps_with_a_broken_stage)
+    monkeypatch.setattr(emr_target, "build_stage_steps", steps_with_a_broken_stage)
 
 
 def step_states(emr, dag_run):
