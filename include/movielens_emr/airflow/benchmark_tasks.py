@@ -13,6 +13,7 @@ from pathlib import Path
 from movielens_emr.airflow.similarity_tasks import max_node_count
 from movielens_emr.config.params import InvalidParam
 from movielens_emr.config.settings import settings_from_env
+from movielens_emr.config.targets import target_named
 from movielens_emr.data.storage import open_storage, run_folder
 from movielens_emr.reporting import benchmark
 from movielens_emr.reporting import benchmark_report as report
@@ -47,8 +48,8 @@ def validate_benchmark(params, dag_run):
     if config.member_runs == "cli" and database.startswith(BLOCKED_DATABASE):
         raise InvalidParam("member_runs: 'cli' runs `airflow dags test`, which needs the metadata database "
                            "that this worker may not reach: use 'trigger' under a scheduler")
-    if config.target == "emr" and not settings.storage_root.startswith("s3://"):
-        raise InvalidParam(f"target: emr needs an s3:// storage root (MOVIELENS_STORAGE_ROOT is "
+    if target_named(config.target).needs_s3_storage and not settings.storage_root.startswith("s3://"):
+        raise InvalidParam(f"target: {config.target} needs an s3:// storage root (MOVIELENS_STORAGE_ROOT is "
                            f"{settings.storage_root!r})")
     log.info("benchmark configuration: %s", config)
     return dataclasses.asdict(config)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import nnls
 
-from movielens_emr.config.targets import target_named
+from movielens_emr.config.targets import LOCAL, target_named
 
 TERMS = ("fixed", "work_per_node", "log_nodes", "nodes")
 MIN_RUNS = 4
@@ -56,7 +56,7 @@ class TimeModel:
     provisioning_seconds: float
     runs: int
     loo_errors: tuple = field(default=())
-    target: str = "local"
+    target: str = LOCAL.name
 
     def work_seconds(self, node_count, pair_work):
         return float(np.dot(self.coefficients, features(task_machines(node_count, self.target), pair_work)))
@@ -86,7 +86,7 @@ def _solve(observations, target):
     return tuple(float(value) for value in solution / scale)
 
 
-def fit_time_model(observations, min_runs=MIN_RUNS, target="local"):
+def fit_time_model(observations, min_runs=MIN_RUNS, target=LOCAL.name):
     """The Ernest model of observations (one instance type and target), with leave-one-out errors.
 
     Raises NotEnoughHistory with fewer than min_runs runs or fewer than two counts of machines that
@@ -115,7 +115,7 @@ def fit_time_model(observations, min_runs=MIN_RUNS, target="local"):
     )
 
 
-def leave_one_out_errors(observations, target="local"):
+def leave_one_out_errors(observations, target=LOCAL.name):
     """|predicted - measured| / measured of each run, predicted by the model fitted on all the others."""
     errors = []
     for index, held_out in enumerate(observations):
