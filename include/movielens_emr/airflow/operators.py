@@ -1,6 +1,6 @@
 """The provider's EMR operators and sensors, each with one behaviour the pipeline needs, over emr.py."""
 import ast
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from airflow.providers.amazon.aws.operators.emr import EmrAddStepsOperator, EmrCreateJobFlowOperator
 from airflow.providers.amazon.aws.sensors.emr import EmrJobFlowSensor, EmrStepSensor
@@ -17,6 +17,7 @@ from movielens_emr.config.settings import settings_from_env
 from movielens_emr.data.storage import open_storage, run_folder
 from movielens_emr.emr.client import CLUSTER_END_STATES, EmrClient, attempts_within
 from movielens_emr.emr.logs import node_log_folder
+from movielens_emr.emr.progress import progress_lines
 
 
 class ClusterEndedError(RuntimeError):
@@ -136,6 +137,20 @@ class EmrStagesSensor(EmrStepSensor):
         super().__init__(step_id=stage_step_ids[-1], timeout=timeout, poke_interval=poke_interval,
                          max_attempts=attempts_within(timeout, poke_interval), **kwargs)
         self.stage_step_ids = stage_step_ids
+        self._stage_states = {}
+
+    def poke(self, context):
+        """The provider's poke of the last stage, after a line for each stage that started or ended since
+        the last poke (emr.progress), so that the task log follows the stages."""
+        try:
+            steps = EmrClient(hook=self.hook).describe_steps(self.job_flow_id, self.stage_step_ids)
+        except ClientError as error:  # the progress is a courtesy: the wait goes on without it
+            self.log.warning("stage progress unknown this time: %s", error)
+        else:
+            now = datetime.now(timezone.utc)
+            for line in progress_lines(self._stage_states, steps, now):
+                self.log.info("%s", line)
+        return super().poke(context)
 
     def execute(self, context):
         try:

@@ -1,6 +1,7 @@
 """Timing and cost figures of a run, from EMR's timestamps (or the local run's clock), as one flat record."""
 import re
 
+from movielens_emr.config.targets import target_named
 from movielens_emr.sizing.task_times import one_run_prediction_lines, task_times_lines
 
 INPUT_RATINGS = "input: ratings read"
@@ -124,10 +125,21 @@ def input_counts(counters):
 SUMMARISED = {"task_times": task_times_lines, "one_run_prediction": one_run_prediction_lines}
 
 
+# Figures of a cluster: a run on this machine has none of them (metrics.json keeps them, as null or 0).
+CLUSTER_FIELDS = frozenset({
+    "cluster_id", "cluster_security_configuration", "security_configuration", "instance_type",
+    "release_label", "provisioning_seconds", "node_minutes", "price_per_node_hour_usd", "estimated_cost_usd",
+    "counters_read_from", "counters_missing_stages"})
+
+
 def metrics_table(metrics):
-    """A readable two-column table of a metrics record, for the task log."""
+    """A readable two-column table of a metrics record, for the task log; a run on this machine's without
+    the figures only a cluster has."""
     rows = []
+    on_a_cluster = target_named(metrics["target"]).cluster if metrics.get("target") else True
     for name, value in metrics.items():
+        if name in CLUSTER_FIELDS and not on_a_cluster:
+            continue
         if name in SUMMARISED and isinstance(value, dict):
             rows += SUMMARISED[name](value)
         elif isinstance(value, list) and value:

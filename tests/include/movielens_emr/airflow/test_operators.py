@@ -83,6 +83,25 @@ def test_poking_a_failed_stage_logs_emrs_reason_and_fails_with_it(emr, capfd):
     assert "last lines of its stderr" not in logged  # the logs are the diagnosis' to read
 
 
+def test_a_polled_wait_logs_each_stage_as_it_starts_and_ends(emr, capfd):
+    cluster_id = new_cluster(emr)
+    boto3.client("s3", region_name=REGION).put_object(Bucket=BUCKET, Key="in/one.txt", Body=b"a line\n")
+    steps = [{"Name": f"stage {number} of 2", "ActionOnFailure": "CANCEL_AND_WAIT",
+              "HadoopJarStep": {"Jar": "command-runner.jar", "Args": [
+                  "hadoop-streaming", "-input", f"s3://{BUCKET}/in/one.txt", "-output",
+                  f"s3://{BUCKET}/out/{number}", "-mapper", "cat", "-reducer", "cat"]}}
+             for number in (1, 2)]
+    step_ids = emr.add_job_flow_steps(JobFlowId=cluster_id, Steps=steps)["StepIds"]
+    sensor = stages_sensor(cluster_id, step_ids, deferrable=False)
+    with emr_streaming_double():
+        sensor.execute(context())
+    logged = capfd.readouterr().out
+    for number in (1, 2):
+        assert f"stage {number} of 2: COMPLETED in " in logged
+        assert logged.count(f"stage {number} of 2: COMPLETED") == 1  # once, not at every poke
+    assert logged.index("stage 1 of 2: COMPLETED") < logged.index("stage 2 of 2: COMPLETED")
+
+
 def test_a_failed_stage_fails_the_wait_at_once_whatever_the_log_wait(emr, monkeypatch):
     """Its logs never arrive while the cluster is up (EMR pushes them as it terminates it)."""
     monkeypatch.setenv("MOVIELENS_LOG_WAIT_SECONDS", "600")
@@ -111,7 +130,8 @@ def test_the_deferred_stage_wait_uses_the_computed_timeout(emr):
     cluster_id = new_cluster(emr)
     step_ids = stage_steps(emr, cluster_id)
     sensor = stages_sensor(cluster_id, step_ids, deferrable=True, timeout=3600)
-    with emr_streaming_double(), pytest.raises(TaskDeferred) as deferred:
+    with emr_streaming_double() as double, pytest.raises(TaskDeferred) as deferred:
+        double.hold_steps(lambda name: True)  # the stages still running when the wait defers
         sensor.execute(context())
     trigger = deferred.value.trigger
     assert isinstance(trigger, EmrStepSensorTrigger)

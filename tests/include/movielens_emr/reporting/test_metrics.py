@@ -112,6 +112,19 @@ def test_metrics_table_lists_every_figure():
                                   "stage_seconds[2]  2.000", "cluster_id        -", "output_pairs      1,234"]
 
 
+def test_a_local_runs_table_leaves_out_the_figures_only_a_cluster_has():
+    config = validate_run_config({"target": "local", "node_count": 2}, max_node_count=20)
+    timings = {"cluster_seconds": 20.0, "provisioning_seconds": 0.0, "stage_seconds": [5.0, 10.0, 5.0]}
+    metrics = {"target": "local", "instance_type": "m5.xlarge", "cluster_id": None,
+               **run_metrics(config, timings, 30.0, {"input: ratings read": 9}, 0.0)}
+    names = {line.split()[0].split("[")[0] for line in metrics_table(metrics).splitlines()}
+    assert {"wall_seconds", "cluster_seconds", "overhead_seconds", "input_ratings"} <= names
+    assert not names & {"cluster_id", "instance_type", "provisioning_seconds", "estimated_cost_usd",
+                        "price_per_node_hour_usd", "counters_missing_stages"}
+    on_emr = {line.split()[0] for line in metrics_table({**metrics, "target": "emr"}).splitlines()}
+    assert {"cluster_id", "provisioning_seconds", "estimated_cost_usd"} <= on_emr
+
+
 def test_a_run_dated_in_the_past_started_when_it_was_made():
     import datetime
 
