@@ -95,8 +95,7 @@ def with_sizing_advice(config, settings):
 
     if config.deadline_minutes is None and config.budget_usd is None:
         return config
-    rows = fetch_runs(history_engine(settings), target=config.target, outcome="success", limit=10_000,
-                      run_engine=config.engine)
+    rows = fetch_runs(history_engine(settings), outcome="success", limit=10_000, run_engine=config.engine)
     price = run_price(config)
     try:
         advice = run_advice(rows, config.dataset, config.target, config.instance_type, price,

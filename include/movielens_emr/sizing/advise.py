@@ -16,7 +16,7 @@ import statistics
 import sys
 
 from movielens_emr.config.params import DEFAULT_ENGINE
-from movielens_emr.config.targets import EMR, TARGET_NAMES, target_named
+from movielens_emr.config.targets import EMR, LOCAL, TARGET_NAMES, target_named
 from movielens_emr.sizing.model import (
     NotEnoughHistory,
     Observation,
@@ -95,6 +95,69 @@ def latest_one_run(run_ids, metrics_of, reads=ONE_RUN_READS):
     return None
 
 
+def single_machine(rows, dataset, sample_fraction, engine=DEFAULT_ENGINE):
+    """This machine's time for the same input (the COST baseline: McSherry, Isard and Murray, "Scalability!
+    But at what COST?", HotOS 2015): its fastest measured local run of the dataset, sample fraction and
+    engine, else the local time model's best prediction; None when the history has neither.
+
+    {"seconds", "source": "measured" | "predicted", "run_id", "node_count" (its parallel tasks)}.
+    """
+    measured = [row for row in rows if row.get("outcome") == "success" and row.get("target") == LOCAL.name
+                and row.get("dataset") == dataset and same_engine(row, engine) and row.get("cluster_seconds")
+                and math.isclose(row.get("sample_fraction") or 1.0, sample_fraction)]
+    if measured:
+        fastest = min(measured, key=lambda row: row["cluster_seconds"])
+        return {"seconds": float(fastest["cluster_seconds"]), "source": "measured",
+                "run_id": fastest["run_id"], "node_count": int(fastest["node_count"])}
+    local_runs, _ = usable_runs(rows, LOCAL.name, None, engine)
+    try:
+        model = fit_time_model([observation(row) for row in local_runs], target=LOCAL.name)
+        pair_work = planned_pair_work([row for row in rows if same_engine(row, engine)], dataset,
+                                      sample_fraction)
+    except NotEnoughHistory:
+        return None
+    node_counts = range(model.node_range[0], model.node_range[1] + 1)
+    best = min(predictions(model, list(node_counts), pair_work), key=lambda option: option.cluster_seconds)
+    return {"seconds": round(best.cluster_seconds, 1), "source": "predicted", "run_id": None,
+            "node_count": best.node_count}
+
+
+def against_single_machine(options, baseline, price_per_node_hour):
+    """What the cluster's node counts gain over this machine: the counts predicted faster, the counts
+    predicted cheaper than one node of the instance type for the single machine's time, and a sentence."""
+    if baseline is None:
+        return None
+    cost = None if price_per_node_hour is None else baseline["seconds"] / 3600 * price_per_node_hour
+    faster = [option.node_count for option in options if option.cluster_seconds < baseline["seconds"]]
+    cheaper = [option.node_count for option in options
+               if cost is not None and option.cost_usd is not None and option.cost_usd < cost]
+    how = (f"measured by run {baseline['run_id']}" if baseline["source"] == "measured"
+           else "predicted by its time model")
+    line = (f"a single machine (this one, {baseline['node_count']} parallel tasks) takes "
+            f"{_minutes(baseline['seconds'])}, {how}; ")
+    if not faster:
+        fastest = min(options, key=lambda option: option.cluster_seconds)
+        line += (f"no node count beats it on time (the fastest, {fastest.node_count} nodes, is predicted at "
+                 f"{_minutes(fastest.cluster_seconds)}, provisioning included)")
+    else:
+        line += f"node counts predicted faster: {_counts(faster)}"
+    if cost is not None:
+        line += ("; none beats it on cost" if not cheaper else f"; cheaper than one such node for as long: "
+                 f"{_counts(cheaper)}")
+    return {**baseline, "cost_usd": None if cost is None else round(cost, 4), "faster_node_counts": faster,
+            "cheaper_node_counts": cheaper, "summary": line}
+
+
+def _minutes(seconds):
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def _counts(counts):
+    if len(counts) > 2 and counts == list(range(counts[0], counts[-1] + 1)):
+        return f"{counts[0]}-{counts[-1]}"
+    return ", ".join(map(str, counts))
+
+
 def plan_run(rows, dataset, target=EMR.name, instance_type="m5.xlarge", price_per_node_hour=None,
              sample_fraction=1.0, node_counts=DEFAULT_NODE_COUNTS, deadline_minutes=None, budget_usd=None,
              one_run=None, engine=DEFAULT_ENGINE):
@@ -111,6 +174,10 @@ def plan_run(rows, dataset, target=EMR.name, instance_type="m5.xlarge", price_pe
     chosen = None
     if deadline_minutes is not None or budget_usd is not None:
         chosen = recommend(options, deadline_minutes, budget_usd)
+    baseline = None
+    if target_named(target).cluster:
+        baseline = against_single_machine(options, single_machine(rows, dataset, sample_fraction, engine),
+                                          price_per_node_hour)
     return {
         "dataset": dataset, "engine": engine, "target": target, "instance_type": instance_type,
         "sample_fraction": sample_fraction, "pair_work": pair_work,
@@ -124,6 +191,7 @@ def plan_run(rows, dataset, target=EMR.name, instance_type="m5.xlarge", price_pe
         "pareto_node_counts": [option.node_count for option in pareto_front(options)],
         "deadline_minutes": deadline_minutes, "budget_usd": budget_usd,
         "recommendation": chosen.as_dict() if chosen else None,
+        "single_machine": baseline,
         "one_run": None if one_run is None else {
             name: one_run[name] for name in ("run_id", "from_node_count", "from_task_slots")},
     }
@@ -188,6 +256,12 @@ def format_plan(plan):
                      f"{option['node_minutes']:>9.1f} {cost:>9} {option['confidence']:>11}  "
                      + "; ".join(option["extrapolation"]))
     lines.append("* on the cost-time Pareto front")
+    if plan.get("single_machine"):
+        lines.append(plan["single_machine"]["summary"])
+    elif target_named(plan["target"]).cluster:
+        lines.append(f"single machine: no local run of {plan['dataset']} at this sample fraction, and too "
+                     "few local runs to predict one: run it once with target local to see what a cluster "
+                     "gains")
     if plan["recommendation"]:
         chosen = plan["recommendation"]
         lines.append(f"recommended: {chosen['node_count']} nodes, {chosen['cluster_seconds'] / 60:.1f} min, "
@@ -234,7 +308,7 @@ def main(argv=None, rows=None, metrics_of=None, price_overrides=None):
     movielens_hourly_prices, when not given: the prices the pipeline's runs use."""
     args = parse_args(argv)
     if rows is None:
-        rows, metrics_of = stored_history(args.target)
+        rows, metrics_of = stored_history()
     one_run = None
     if metrics_of is not None:
         one_run = latest_one_run(one_run_candidates(rows, args.dataset, args.target, args.instance_type,
@@ -254,14 +328,15 @@ def main(argv=None, rows=None, metrics_of=None, price_overrides=None):
     return 0
 
 
-def stored_history(target):
-    """(the target's successful history rows, a reader of a run's metrics.json) from this deployment."""
+def stored_history():
+    """(the successful history rows, a reader of a run's metrics.json) from this deployment."""
     from movielens_emr.config.settings import settings_from_env
     from movielens_emr.data.storage import open_storage
     from movielens_emr.reporting.history import fetch_runs, history_engine, read_metrics
 
     settings = settings_from_env()
-    rows = fetch_runs(history_engine(settings), target=target, outcome="success", limit=10_000)
+    # Every target's: the plan sets the target's runs beside this machine's (the single-machine line).
+    rows = fetch_runs(history_engine(settings), outcome="success", limit=10_000)
     storage = open_storage(settings.storage_root, settings.aws_conn_id)
 
     def metrics_of(run_id):

@@ -176,3 +176,49 @@ def test_the_command_line_shows_the_one_run_prediction_beside_the_fitted_one(cap
     plan = json.loads(capsys.readouterr().out)
     assert plan["one_run"] is None  # no full-input run has one
     assert all(option["one_run_cluster_seconds"] is None for option in plan["predictions"])
+
+
+# The single machine beside the cluster (the COST baseline).
+def local_row(nodes, seconds, dataset="ml-1m", fraction=1.0, **changes):
+    return history_row(nodes, dataset, fraction, run_id=f"local-{dataset}-{nodes}-{seconds}", target="local",
+                       instance_type=None, provisioning_seconds=0.0, cluster_seconds=seconds, **changes)
+
+
+def test_when_one_machine_is_faster_than_any_cluster_the_plan_says_so_plainly(capsys):
+    rows = history() + [local_row(2, 300.0), local_row(1, 450.0)]
+    plan = plan_run(rows, "ml-1m", price_per_node_hour=0.24, node_counts=range(1, 21))
+    single = plan["single_machine"]
+    assert (single["seconds"], single["source"]) == (300.0, "measured")
+    assert single["run_id"] == "local-ml-1m-2-300.0"
+    assert single["faster_node_counts"] == [] and single["cheaper_node_counts"] == []
+    assert "no node count beats it on time" in single["summary"]
+    assert "none beats it on cost" in single["summary"]
+    assert main(["--dataset", "ml-1m"], rows=rows, price_overrides={}) == 0
+    printed = capsys.readouterr().out
+    assert "a single machine (this one, 2 parallel tasks) takes 5.0 min, measured by run local-ml-1m" \
+        in printed
+
+
+def test_a_slow_single_machine_is_beaten_by_the_counts_predicted_faster():
+    rows = history() + [local_row(2, 3000.0)]
+    plan = plan_run(rows, "ml-1m", price_per_node_hour=0.24, node_counts=range(1, 9))
+    fastest_cluster = min(option["cluster_seconds"] for option in plan["predictions"])
+    assert fastest_cluster < 3000
+    assert plan["single_machine"]["faster_node_counts"] == [
+        option["node_count"] for option in plan["predictions"] if option["cluster_seconds"] < 3000]
+    assert "node counts predicted faster: " in plan["single_machine"]["summary"]
+
+
+def test_the_single_machine_is_predicted_by_the_local_model_when_this_input_never_ran_locally():
+    local_history = [local_row(nodes, 20 + 2e-7 * 2e8 / nodes, dataset="ml-100k") for nodes in (1, 2, 3, 4)]
+    rows = history() + [history_row(2, "ml-100k")] + local_history
+    single = plan_run(rows, "ml-1m", price_per_node_hour=0.24, node_counts=[4])["single_machine"]
+    assert single["source"] == "predicted" and single["run_id"] is None
+    assert single["seconds"] == pytest.approx(20 + 2e-7 * 4e9 / 4, rel=0.05)  # its best count, 4 tasks
+
+
+def test_without_local_runs_there_is_no_single_machine_line_but_a_hint(capsys):
+    rows = history() + [local_row(2, 300.0, engine="als")]  # another engine's time says nothing
+    assert plan_run(rows, "ml-1m", node_counts=[4])["single_machine"] is None
+    assert main(["--dataset", "ml-1m"], rows=rows, price_overrides={}) == 0
+    assert "single machine: no local run of ml-1m at this sample fraction" in capsys.readouterr().out
