@@ -178,7 +178,7 @@ def report_benchmark(config, members, run_id, ti):
     records = [with_metrics(storage, record) for record in member_records(config, members, ti)]
     document = {"benchmark_run_id": run_id, "params": config, "host_cpus": os.cpu_count(),
                 **benchmark.summarize(records), "member_runs": records,
-                "sizing": sizing_section(records, member_price(records))}
+                "sizing": sizing_section(records, member_price(records), single_machine_baseline(config))}
     folder = report.report_folder(run_id)
     for name, data in report.report_files(document).items():
         storage.put_bytes(data, f"{folder}/{name}")
@@ -187,6 +187,20 @@ def report_benchmark(config, members, run_id, ti):
     return {"report": storage.uri(f"{folder}/report.md"), "members": document["members"],
             "failed_members": document["failed_members"],
             "failed_run_ids": [record["run_id"] for record in records if not benchmark.is_measured(record)]}
+
+
+def single_machine_baseline(config):
+    """This machine's time for the benchmark's whole input, from the run history
+    (sizing.advise.single_machine); None when the history has none or cannot be read (the report says so)."""
+    from movielens_emr.reporting.history import fetch_runs, history_engine
+    from movielens_emr.sizing.advise import single_machine
+
+    try:
+        rows = fetch_runs(history_engine(settings_from_env()), outcome="success", limit=10_000)
+    except Exception as error:  # the report goes on without the line
+        log.warning("no single-machine line: the run history cannot be read (%s)", error)
+        return None
+    return single_machine(rows, config["dataset"], 1.0)
 
 
 def check_member_runs(outcome):

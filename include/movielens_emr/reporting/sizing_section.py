@@ -1,8 +1,9 @@
 """The benchmark report's sizing section: the time model fitted to the member runs, and its plot."""
 import statistics
 
-from movielens_emr.config.targets import LOCAL
+from movielens_emr.config.targets import LOCAL, target_named
 from movielens_emr.reporting.plots import new_figure, png_bytes
+from movielens_emr.sizing.advise import against_single_machine
 from movielens_emr.sizing.model import (
     NotEnoughHistory,
     Observation,
@@ -83,8 +84,10 @@ def one_run_curve(records, work, measured):
             "compared_node_counts": len(errors)}
 
 
-def sizing_section(records, price_per_node_hour):
-    """The model, predictions, Pareto front, balanced choice and measured medians; or {"error": why not}."""
+def sizing_section(records, price_per_node_hour, single_machine=None):
+    """The model, predictions, Pareto front, balanced choice and measured medians; or {"error": why not}.
+    single_machine: this machine's time for the whole input (sizing.advise.single_machine), set beside
+    the cluster's predictions when the members ran on a cluster."""
     try:
         model = fit_time_model(member_observations(records), target=members_target(records))
     except NotEnoughHistory as error:
@@ -99,7 +102,7 @@ def sizing_section(records, price_per_node_hour):
             measured.setdefault(observation.node_count, []).append(
                 observation.work_seconds + observation.provisioning_seconds)
     measured = {str(nodes): statistics.median(seconds) for nodes, seconds in sorted(measured.items())}
-    return {
+    section = {
         "model": {"coefficients": list(model.coefficients), "runs": model.runs,
                   "node_range": list(model.node_range), "provisioning_seconds": model.provisioning_seconds,
                   "loo_median_error": model.loo_median_error, "loo_p90_error": model.loo_p90_error},
@@ -110,6 +113,9 @@ def sizing_section(records, price_per_node_hour):
         "measured": measured,
         "one_run": one_run_curve(records, work, measured),
     }
+    if target_named(members_target(records)).cluster:
+        section["single_machine"] = against_single_machine(options, single_machine, price_per_node_hour)
+    return section
 
 
 def sizing_lines(section):
@@ -136,7 +142,16 @@ def sizing_lines(section):
         "`python -m movielens_emr.sizing.advise`.",
         "",
         one_run_line(section.get("one_run")),
+        *(["", single_machine_line(section["single_machine"])] if "single_machine" in section else []),
     ]
+
+
+def single_machine_line(single_machine):
+    """The report's sentence on this machine's time beside the cluster's (advise.against_single_machine)."""
+    if single_machine:
+        return f"Against a single machine: {single_machine['summary']}."
+    return ("No single-machine line: the run history has no local run of this input and too few to predict "
+            "one (a run with target local gives it).")
 
 
 def one_run_line(one_run):

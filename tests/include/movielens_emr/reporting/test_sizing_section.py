@@ -119,3 +119,17 @@ def test_the_benchmark_report_has_a_sizing_section_and_plot():
     files = report.report_files(document)
     assert "sizing.png" in files and files["sizing.png"].startswith(b"\x89PNG")
     assert "## Sizing" in files["report.md"].decode() and "Balanced choice" in files["report.md"].decode()
+
+
+def test_a_cluster_benchmark_is_set_beside_this_machines_time_for_the_same_input():
+    on_emr = [{**record, "metrics": {**record["metrics"], "target": "emr"}} for record in members()]
+    fastest = min(option["cluster_seconds"] for option in sizing_section(on_emr, 0.24)["predictions"])
+    slow = {"seconds": fastest * 3, "source": "measured", "run_id": "local-1", "node_count": 2}
+    section = sizing_section(on_emr, 0.24, slow)
+    assert section["single_machine"]["faster_node_counts"]
+    assert sizing_lines(section)[-1].startswith("Against a single machine: a single machine (this one, 2 "
+                                                "parallel tasks) takes")
+    fast = {**slow, "seconds": fastest / 2}
+    assert "no node count beats it on time" in sizing_lines(sizing_section(on_emr, 0.24, fast))[-1]
+    assert sizing_lines(sizing_section(on_emr, 0.24))[-1].startswith("No single-machine line")
+    assert "single_machine" not in sizing_section(members(), 0.24, slow)  # members on this machine
