@@ -1,8 +1,10 @@
-"""scripts/airflow_services.sh: Airflow on this machine, healthy on 127.0.0.1, stopped to the last process."""
+"""scripts/airflow_services.sh: Airflow on this machine, healthy on 127.0.0.1, each component on its own,
+stopped to the last process within seconds."""
 import contextlib
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -18,18 +20,24 @@ from tests.conftest import REPO
 SCRIPT = REPO / "scripts" / "airflow_services.sh"
 DAG_ID = "movielens_similarity"
 START_TIMEOUT_S = 300
-COMPONENTS = ("api.server", "scheduler", "dag-processor", "triggerer")
-NOT_RUNNING = 3
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+SOME_RUNNING, NOT_RUNNING = 1, 3
+STOP_WITHIN_S = 15
 
 
 @dataclass(frozen=True)
 class Services:
-    """One start of the script: its environment, URL, session id and what `start` printed."""
+    """One start of the script: its environment, URL, each component's session and what `start` printed."""
 
     env: dict
     url: str
-    session: int
+    sessions: dict
     start_output: str
+    start_errors: str = ""
+
+    @property
+    def home(self):
+        return Path(self.env["AIRFLOW_HOME"])
 
 
 def free_port():
@@ -55,16 +63,20 @@ def running_services(home, **settings):
     try:
         started = run_script("start", env, timeout=START_TIMEOUT_S)
         assert started.returncode == 0, started.stdout + started.stderr
-        session = recorded_session(home)
-        yield Services(env, f"http://127.0.0.1:{env['AIRFLOW_PORT']}", session, started.stdout)
+        url = f"http://127.0.0.1:{env['AIRFLOW_PORT']}"
+        yield Services(env, url, recorded_sessions(home), started.stdout, started.stderr)
     finally:
         stopped = run_script("stop", env)
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
 
 
-def recorded_session(home):
-    """The session id in the pid file (its leader's pid; the leader's start time follows it)."""
-    return int((Path(home) / "services.pid").read_text().split()[0])
+def recorded_sessions(home):
+    """{component: its session id} from the pid files (each leader's pid, then its start time)."""
+    files = sorted((Path(home) / "services").glob("*.pid"))
+    return {file.stem: int(file.read_text().split()[0]) for file in files}
+
+
+recorded_session = recorded_sessions  # the name tests/dags/test_movielens_similarity_deferrable.py imports
 
 
 def api(services, method, path, body=None):
@@ -137,6 +149,39 @@ def services(tmp_path_factory):
         yield services
 
 
+def alive(pid):
+    """Whether process `pid` is running (a zombie, ended but not yet reaped, is not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def wait_until(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what} not within {timeout} s"
+        time.sleep(0.2)
+
+
+def status_lines(output):
+    """{component: what `status` says of it}, from its lines "<component>: <state>"."""
+    lines = (line.split(": ", 1) for line in output.splitlines())
+    return {line[0]: line[1] for line in lines if line[0] in COMPONENTS}
+
+
+def healthy_status(services, timeout=60):
+    """`status` once it reports every component running and healthy (a heartbeat may be late a moment)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = run_script("status", services.env)
+        states = status_lines(status.stdout)
+        if all(state.endswith((", healthy", ", answering")) for state in states.values()):
+            return status
+        assert time.monotonic() < deadline, status.stdout
+        time.sleep(2)
+
+
 def test_start_prints_the_url_once_every_component_is_healthy(services):
     assert f"Airflow is up at {services.url}" in services.start_output
     status, health = api(services, "GET", "/monitor/health")
@@ -145,15 +190,27 @@ def test_start_prints_the_url_once_every_component_is_healthy(services):
         "metadatabase": "healthy", "scheduler": "healthy", "triggerer": "healthy", "dag_processor": "healthy"}
 
 
-def test_every_component_runs_in_the_session_of_the_pid_file(services):
-    commands = [command for _, command in processes_of(services.session).values()]
-    for component in COMPONENTS:
-        assert any(re.search(rf"airflow {component}", command) for command in commands), (component, commands)
+def test_the_first_start_prints_only_its_own_progress(services):
+    # It once printed "services.pid: No such file or directory", reading the pid file before writing it.
+    assert services.start_errors.splitlines() == [
+        f"airflow_services: preparing the metadata database in {services.home}",
+        f"airflow_services: starting {' '.join(COMPONENTS)} (logs: {services.home / 'services'})"]
+
+
+def test_each_component_leads_a_session_of_its_own(services):
+    assert sorted(services.sessions) == sorted(COMPONENTS)
+    assert len(set(services.sessions.values())) == len(COMPONENTS)
+    for component, session in services.sessions.items():
+        processes = processes_of(session)
+        pgid, command = processes[session]  # the session's leader, also its process group's
+        assert pgid == session
+        assert re.search(rf"airflow {component.replace('-', '.')}\b", command), (component, command)
 
 
 def test_only_the_api_server_listens_and_only_on_loopback(services):
     port = int(services.env["AIRFLOW_PORT"])
-    assert listening_addresses(processes_of(services.session)) == {("127.0.0.1", port)}
+    pids = [pid for session in services.sessions.values() for pid in processes_of(session)]
+    assert listening_addresses(pids) == {("127.0.0.1", port)}
 
 
 def test_the_api_lists_the_projects_dag_without_import_errors(services):
@@ -163,21 +220,21 @@ def test_the_api_lists_the_projects_dag_without_import_errors(services):
 
 def test_start_while_running_reports_the_running_services(services):
     again = run_script("start", services.env)
-    assert again.returncode == 0, again.stderr
-    assert f"already running at {services.url} (session {services.session})" in again.stdout
+    assert (again.returncode, again.stderr) == (0, "")
+    assert again.stdout == f"airflow_services: already running at {services.url}\n"
+    assert recorded_sessions(services.home) == services.sessions
 
 
-def test_status_reports_running_and_healthy(services):
-    # On a loaded machine a heartbeat can be late for a moment: healthy again within a minute is enough.
-    deadline = time.monotonic() + 60
-    while True:
-        status = run_script("status", services.env)
-        assert status.returncode == 0, status.stderr
-        assert f"running at {services.url} (session {services.session})" in status.stdout
-        if status.stdout.endswith(", healthy\n") or time.monotonic() > deadline:
-            break
-        time.sleep(2)
-    assert status.stdout.endswith(", healthy\n"), status.stdout
+def test_status_reports_each_component_running_and_healthy(services):
+    status = healthy_status(services)
+    assert status.returncode == 0, status.stdout + status.stderr
+    pids = services.sessions
+    assert status_lines(status.stdout) == {
+        "api-server": f"running (pid {pids['api-server']}), answering",
+        "scheduler": f"running (pid {pids['scheduler']}), healthy",
+        "dag-processor": f"running (pid {pids['dag-processor']}), healthy",
+        "triggerer": f"running (pid {pids['triggerer']}), healthy"}
+    assert status.stdout.endswith(f"airflow_services: 4 of 4 components running at {services.url}\n")
 
 
 def test_start_refuses_a_port_already_taken(services, tmp_path):
@@ -187,33 +244,81 @@ def test_start_refuses_a_port_already_taken(services, tmp_path):
     assert f"port {services.env['AIRFLOW_PORT']} on 127.0.0.1 is taken" in refused.stderr
 
 
-def test_stop_leaves_no_process_of_the_session(services):
-    assert processes_of(services.session)
+def test_a_killed_scheduler_is_reported_dead_alone_and_restarted_by_start(services):
+    scheduler = services.sessions["scheduler"]
+    executor_workers = set(processes_of(scheduler)) - {scheduler}
+    assert executor_workers  # LocalExecutor's, which outlive a killed scheduler
+    os.kill(scheduler, signal.SIGKILL)
+    wait_until(lambda: not alive(scheduler), 10, "the scheduler's end")
+
+    status = run_script("status", services.env)
+    assert status.returncode == SOME_RUNNING, status.stdout + status.stderr
+    states = status_lines(status.stdout)
+    assert re.fullmatch(rf"DEAD \(pid {scheduler} has ended; \d+ of its processes left\); start restarts it",
+                        states.pop("scheduler"))
+    assert {component: state.split(",")[0] for component, state in states.items()} == {
+        component: f"running (pid {pid})" for component, pid in services.sessions.items() if pid != scheduler}
+    assert status.stdout.endswith(f"airflow_services: 3 of 4 components running at {services.url}\n")
+    assert api(services, "GET", "/version")[0] == 200  # the API server did not go down with it
+
+    restarted = run_script("start", services.env, timeout=START_TIMEOUT_S)
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    assert f"airflow_services: starting scheduler (logs: {services.home / 'services'})" in restarted.stderr
+    assert f"Airflow is up at {services.url}" in restarted.stdout
+    sessions = recorded_sessions(services.home)
+    assert sessions["scheduler"] != scheduler and alive(sessions["scheduler"])
+    assert {name: pid for name, pid in sessions.items() if name != "scheduler"} == {
+        name: pid for name, pid in services.sessions.items() if name != "scheduler"}
+    assert not any(alive(pid) for pid in executor_workers)  # ended before the new scheduler started
+    assert healthy_status(services).returncode == 0
+
+
+def test_stop_ends_every_session_within_seconds(services):
+    sessions = recorded_sessions(services.home)
+    assert sorted(sessions) == sorted(COMPONENTS)
+    assert all(processes_of(session) for session in sessions.values())
+    started = time.monotonic()
     stopped = run_script("stop", services.env)
-    assert stopped.returncode == 0, stopped.stderr
-    assert processes_of(services.session) == {}
+    seconds = time.monotonic() - started
+    assert (stopped.returncode, stopped.stdout) == (0, "airflow_services: stopped\n"), stopped.stderr
+    assert seconds < STOP_WITHIN_S
+    assert {session: processes_of(session) for session in sessions.values()} == {
+        session: {} for session in sessions.values()}
+    assert recorded_sessions(services.home) == {}
     assert run_script("status", services.env).returncode == NOT_RUNNING
 
 
-def stand_in_session(script):
-    """A new session led by `bash -c script`, which writes the pid file as the script's leader does."""
-    return subprocess.Popen(["bash", "-c", script], start_new_session=True, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def test_status_of_services_never_started_says_so_and_nothing_else(tmp_path):
+    status = run_script("status", services_env(tmp_path))
+    assert (status.returncode, status.stderr) == (NOT_RUNNING, "")
+    assert status.stdout.splitlines() == [
+        *(f"{component}: not running" for component in COMPONENTS), "airflow_services: not running"]
 
 
-def test_stop_kills_processes_that_ignore_sigint_and_sigterm(tmp_path):
-    # A stand-in session whose processes ignore SIGINT and SIGTERM, as a hung scheduler would.
-    leader = stand_in_session(f"""trap "" INT TERM
-        echo "$$ $(awk '{{print $22}}' /proc/$$/stat)" > {tmp_path}/services.pid.new
-        mv {tmp_path}/services.pid.new {tmp_path}/services.pid
-        sleep 600 & wait""")
+def stand_in_component(home, component, script):
+    """A new session led by `bash -c script`, recorded in the component's pid file as `start` does."""
+    (home / "services").mkdir(exist_ok=True)
+    pid_file = home / "services" / f"{component}.pid"
+    leader = subprocess.Popen(["bash", "-c", f"""{script}
+        echo "$$ $(awk '{{print $22}}' /proc/$$/stat)" > {pid_file}.new
+        mv {pid_file}.new {pid_file}
+        sleep 600 & wait"""], start_new_session=True, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not pid_file.exists():
+        time.sleep(0.05)
+    return leader
+
+
+def test_stop_kills_processes_that_ignore_sigterm_after_the_grace(tmp_path):
+    # A stand-in whose processes ignore SIGINT and SIGTERM, as LocalExecutor's workers do.
+    leader = stand_in_component(tmp_path, "scheduler", 'trap "" INT TERM')
     try:
-        while not (tmp_path / "services.pid").exists():
-            time.sleep(0.05)
-        session = recorded_session(tmp_path)
+        session = recorded_sessions(tmp_path)["scheduler"]
         assert len(processes_of(session)) == 2
+        started = time.monotonic()
         stopped = run_script("stop", services_env(tmp_path, AIRFLOW_STOP_TIMEOUT="1"))
         assert stopped.returncode == 0, stopped.stderr
+        assert 1 <= time.monotonic() - started < 1 + 2
         assert processes_of(session) == {}
     finally:
         leader.kill()
@@ -223,8 +328,9 @@ def test_stop_kills_processes_that_ignore_sigint_and_sigterm(tmp_path):
 def test_stop_leaves_alone_a_process_that_reuses_a_stale_pid(tmp_path):
     stranger = subprocess.Popen(["sleep", "600"], start_new_session=True)
     try:
-        # The pid file of a session whose leader is gone, its pid since given to another process.
-        (tmp_path / "services.pid").write_text(f"{stranger.pid} 1\n")
+        # The pid file of a component whose leader is gone, its pid since given to another process.
+        (tmp_path / "services").mkdir()
+        (tmp_path / "services" / "scheduler.pid").write_text(f"{stranger.pid} 1\n")
         stopped = run_script("stop", services_env(tmp_path, AIRFLOW_STOP_TIMEOUT="1"))
         assert (stopped.returncode, stopped.stdout) == (0, "airflow_services: not running\n")
         assert stranger.poll() is None
