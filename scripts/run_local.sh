@@ -21,10 +21,7 @@ log=$AIRFLOW_HOME/last-run.log
 echo "run_local: running movielens_similarity with conf $conf (log: $log)" >&2
 status=0
 .venv/bin/airflow dags test movielens_similarity -c "$conf" > "$log" 2>&1 || status=$?
-if [ "$status" -eq 0 ]; then
-    .venv/bin/python -m movielens_emr.reporting.run_report "$MOVIELENS_STORAGE_ROOT" "$log" "$status"
-else
-    # The exception ending each traceback in the log, whatever its class is named (TooManyBadLines, ...).
-    .venv/bin/python scripts/failure_summary.py "$log"
-fi
+# The run's metrics and first results; for a failed run, the exception ending each traceback in its log,
+# whatever its class is named (TooManyBadLines, LocalJobFailed, ...).
+.venv/bin/python -m movielens_emr.reporting.run_report "$MOVIELENS_STORAGE_ROOT" "$log" "$status"
 exit $status

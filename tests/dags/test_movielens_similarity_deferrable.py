@@ -22,7 +22,7 @@ from moto.server import ThreadedMotoServer
 
 from movielens_emr.data.storage import run_folder
 
-from tests.deploy.test_airflow_services import Services, recorded_session, run_script, services_env
+from tests.deploy.test_airflow_services import Services, recorded_sessions, run_script, services_env
 from tests.support.dag_runs import (
     BUCKET,
     DAG_ID,
@@ -116,7 +116,8 @@ def running_services(home, **settings):
     try:
         started = run_script("start", env, timeout=START_TIMEOUT_S)
         assert started.returncode == 0, started.stdout + started.stderr
-        yield Services(env, f"http://127.0.0.1:{env['AIRFLOW_PORT']}", recorded_session(home), started.stdout)
+        url = f"http://127.0.0.1:{env['AIRFLOW_PORT']}"
+        yield Services(env, url, recorded_sessions(home), started.stdout)
     finally:
         stopped = run_script("stop", env, timeout=180)
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr

@@ -76,8 +76,6 @@ def recorded_sessions(home):
     return {file.stem: int(file.read_text().split()[0]) for file in files}
 
 
-recorded_session = recorded_sessions  # the name tests/dags/test_movielens_similarity_deferrable.py imports
-
 
 def api(services, method, path, body=None):
     """A REST call to the services' API (no login: every local user is an admin); (status, JSON body)."""

@@ -9,7 +9,10 @@ from pathlib import Path
 
 from movielens_emr.reporting.metrics import metrics_table, records_failure
 
-EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Mismatch|InvalidParam|NotFound)\w*: .+")
+TRACEBACK = "Traceback (most recent call last):"
+# The line that ends a traceback: a class name (dotted or not), then its message if it has one.
+EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)*(?P<name>[A-Za-z_]\w*)(?::(?P<message>.*))?$")
+TAIL_LINES = 5
 
 
 def newest_run(storage_root):
@@ -21,19 +24,40 @@ def newest_run(storage_root):
 
 
 def failure_lines(log_text):
-    """The exception lines of a failed run's log, each once, in order."""
-    seen = []
-    for line in log_text.splitlines():
-        if EXCEPTION_LINE.match(line.strip()) and line.strip() not in seen:
-            seen.append(line.strip())
-    return seen
+    """The last line of every Python traceback in the log, in order, each exception once.
+
+    Any class name counts (TooManyBadLines, LocalJobFailed, ...), not only ...Error. An exception printed
+    twice, once by its bare name and once with its module (a job's traceback and Airflow's), is kept as
+    first seen.
+    """
+    found, seen = [], set()
+    for line in _traceback_ends(log_text.splitlines()):
+        match = EXCEPTION_LINE.match(line)
+        key = (match["name"], (match["message"] or "").strip()) if match else (line, "")
+        if key not in seen:
+            seen.add(key)
+            found.append(line)
+    return found
+
+
+def _traceback_ends(lines):
+    """The first unindented line after each traceback's frames (where Python writes the exception)."""
+    inside = False
+    for line in lines:
+        if line.startswith(TRACEBACK):
+            inside = True
+        elif inside and line.strip() and not line[0].isspace():
+            inside = False
+            yield line.rstrip()
 
 
 def report(storage_root, log_path, status):
-    """The text to show after a run; `status` is the exit status of `airflow dags test`."""
+    """The text to show after a run; `status` is the exit status of `airflow dags test`. A failed run's:
+    the exception ending each traceback in its log, else the log's last lines."""
     if status != 0:
-        errors = failure_lines(Path(log_path).read_text(errors="replace"))
-        shown = errors or ["(no exception in the log)"]
+        text = Path(log_path).read_text(errors="replace")
+        shown = failure_lines(text) or [
+            "(no Python traceback in the log; its last lines:)", *text.splitlines()[-TAIL_LINES:]]
         return "\n".join(["movielens_similarity FAILED:", *("  " + line for line in shown),
                           f"full log: {log_path}"])
     folder = newest_run(storage_root)

@@ -2,17 +2,56 @@
 import gzip
 import json
 
+import pytest
+
 from movielens_emr.reporting.run_report import failure_lines, newest_run, report
 
+# The job's and the pipeline's own exceptions, none of whose names ends in Error or Exception.
+PROJECT_EXCEPTIONS = ["jobs.movie_similarities.TooManyBadLines", "movie_similarities.ItemsFileUnusable",
+                      "movie_similarities.BadBlockPlan", "movielens_emr.local.runner.LocalJobFailed",
+                      "movielens_emr.data.storage.RunFolderTaken",
+                      "movielens_emr.data.datasets.UnknownDataset",
+                      "movielens_emr.data.staging.StagedDatasetCorrupt"]
 
-def test_failure_lines_pick_each_exception_once():
-    log = ("2026 [error] Task failed with exception\nTraceback (most recent call last):\n  File x\n"
-           "movielens_emr.config.params.InvalidParam: nodes: not a parameter of this DAG\n"
-           "movielens_emr.config.params.InvalidParam: nodes: not a parameter of this DAG\n"
-           "airflow.sdk.exceptions.AirflowException: Dag run failed\n")
+
+def traceback(exception_line, frame="  File \"task.py\", line 1, in run\n    raise Failure()\n"):
+    return f"Traceback (most recent call last):\n{frame}{exception_line}\n"
+
+
+@pytest.mark.parametrize("exception_line", [f"{name}: it broke" for name in PROJECT_EXCEPTIONS]
+                         + ["KeyboardInterrupt"])  # a class printed without a message
+def test_the_exception_ending_a_traceback_is_found_whatever_its_name(exception_line):
+    log = f"2026-01-01T00:00:00Z [info     ] starting\n{traceback(exception_line)}2026-01-01T00:00:01Z done\n"
+    assert failure_lines(log) == [exception_line]
+
+
+def test_an_exception_printed_bare_and_with_its_module_is_shown_once():
+    log = traceback("TooManyBadLines: 5 of 7 lines are bad") + traceback(
+        "movie_similarities.TooManyBadLines: 5 of 7 lines are bad")
+    assert failure_lines(log) == ["TooManyBadLines: 5 of 7 lines are bad"]
+
+
+def test_a_wrapping_exception_comes_before_the_job_lines_it_quotes():
+    log = traceback("movielens_emr.local.runner.LocalJobFailed: the job's process exited with code 1; "
+                    "its last lines:") + "mrjob.local: \nProbable cause of failure:\n\n" + traceback(
+        "TooManyBadLines: 5 of 7 lines are bad") + "\nwhile reading input from /tmp/input\n"
     assert failure_lines(log) == [
-        "movielens_emr.config.params.InvalidParam: nodes: not a parameter of this DAG",
-        "airflow.sdk.exceptions.AirflowException: Dag run failed"]
+        "movielens_emr.local.runner.LocalJobFailed: the job's process exited with code 1; its last lines:",
+        "TooManyBadLines: 5 of 7 lines are bad"]
+
+
+def test_job_lines_relayed_in_the_task_log_are_not_read_as_tracebacks():
+    log = ("2026-01-01T00:00:00Z [info     ] job: Traceback (most recent call last): [runner]\n"
+           "2026-01-01T00:00:00Z [info     ] job: TooManyBadLines: 5 of 7 lines are bad [runner]\n")
+    assert failure_lines(log) == []
+
+
+def test_a_log_without_a_traceback_shows_its_last_lines(tmp_path):
+    log = tmp_path / "last-run.log"
+    log.write_text("".join(f"line {number}\n" for number in range(1, 9)) + "Killed\n")
+    assert report(tmp_path, log, 1).splitlines() == [
+        "movielens_similarity FAILED:", "  (no Python traceback in the log; its last lines:)",
+        "  line 5", "  line 6", "  line 7", "  line 8", "  Killed", f"full log: {log}"]
 
 
 def test_report_of_a_success_shows_metrics_and_first_results(tmp_path):
@@ -37,7 +76,8 @@ def test_report_shows_the_first_rows_of_a_compressed_csv(tmp_path):
 
 
 def test_report_of_a_failure_shows_the_errors(tmp_path):
-    (tmp_path / "log").write_text("ValueError: boom\n")
+    log = 'Traceback (most recent call last):\n  File "x.py", line 1\nValueError: boom\n'
+    (tmp_path / "log").write_text(log)
     assert report(tmp_path, tmp_path / "log", 1).splitlines()[:2] == [
         "movielens_similarity FAILED:", "  ValueError: boom"]
 
