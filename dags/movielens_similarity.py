@@ -17,7 +17,7 @@ prediction of other node counts) under `runs/<run_id>/` of the storage root.
 When a stage fails, `wait_for_stages` fails at once with EMR's reason so that the cluster is terminated
 without delay; once it has ended, `diagnose_failure` writes the full diagnosis (the failed task's
 traceback, the step's stderr) to its log and, under `failure`, to the run's `metrics.json`.
-See the README for the settings (MOVIELENS_* environment variables) and the AWS set-up.
+See docs/pipeline.md for the settings (MOVIELENS_* environment variables) and docs/aws.md for the AWS set-up.
 """
 import datetime
 
@@ -26,6 +26,7 @@ from airflow.providers.amazon.aws.operators.emr import EmrTerminateJobFlowOperat
 from airflow.sdk import Param, TriggerRule, dag, task
 
 from movielens_emr.airflow import similarity_tasks as tasks
+from movielens_emr.airflow.links import task_with_run_page_link
 from movielens_emr.airflow.operators import (
     EmrAddStepsOnceOperator,
     EmrClusterEndedSensor,
@@ -79,9 +80,12 @@ def movielens_similarity():
         poke_interval=SETTINGS.poll_seconds, timeout=3600, **AWS)
 
     local_run = task(task_id="run_local_job")(tasks.run_local_job)(config, staged)
-    collected = task(task_id="collect_results", outlets=[tasks.RESULTS_ASSET],
-                     trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)(tasks.collect_results)(config)
-    metrics = task(task_id="record_metrics", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)(
+    # Each with an extra link to the run's page in the benchmarks plugin (results, metrics, or why it failed).
+    collected = task_with_run_page_link(
+        task_id="collect_results", outlets=[tasks.RESULTS_ASSET],
+        trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)(tasks.collect_results)(config)
+    metrics = task_with_run_page_link(
+        task_id="record_metrics", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)(
         tasks.record_metrics)(config, collected, staged)
 
     # Whatever happened, once the cluster has ended (its logs are then in S3 or never will be); skipped

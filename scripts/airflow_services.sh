@@ -10,7 +10,7 @@
 # Local use only: the UI and the REST API need no login (simple auth manager, everyone an admin).
 # Settings: AIRFLOW_HOME (default ./.airflow: its SQLite database; logs and pid files in services/),
 # AIRFLOW_PORT (8080), AIRFLOW_START_TIMEOUT (180 s), AIRFLOW_STOP_TIMEOUT (5 s of grace before SIGKILL),
-# and the MOVIELENS_* of the README.
+# and the MOVIELENS_* of docs/pipeline.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD

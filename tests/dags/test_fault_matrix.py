@@ -1,4 +1,4 @@
-"""What movielens_similarity does when things fail on EMR: the fault matrix of the README.
+"""What movielens_similarity does when things fail on EMR: the fault matrix of docs/failures.md.
 
 Each scenario runs the DAG's EMR target on moto with the EMR double (tests/support/emr_double.py),
 which really runs the steps, and injects one fault: a broken stage, a stuck stage, a failed

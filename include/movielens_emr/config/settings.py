@@ -30,7 +30,7 @@ class ClusterSettings:
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything a run needs that is not a per-run choice; see the README's configuration reference."""
+    """Everything a run needs that is not a per-run choice; see docs/pipeline.md, Settings."""
 
     storage_root: str = DEFAULT_LOCAL_ROOT
     source_dir: str = ""

@@ -5,7 +5,7 @@
 
 The model is fitted to the run history (`movielens_run_history`) of one engine, target and instance type,
 and costs are at the pipeline's own prices (movielens_emr.sizing.prices); see movielens_emr.sizing.model
-for the model and README "Planning a run" for the rules. Beside it, the one-run prediction of the newest run
+for the model and docs/planning.md for the rules. Beside it, the one-run prediction of the newest run
 of the same input that has one (its metrics.json): that run's task waves replayed on each node
 count's task slots.
 """
