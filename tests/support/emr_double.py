@@ -15,8 +15,10 @@ WAITs (KeepJobFlowAliveWhenNoSteps) or terminates; steps still pending on a term
 CANCELLED.
 
 Running a step means doing what `hadoop-streaming` does with the step's own HadoopJarStep.Args
-(`-files`, `-D`, `-cmdenv`, `-input`, `-output`, `-mapper`, `-combiner`, `-reducer`): fetch the
--files objects from moto's S3 under their '#' names, one map task per input object (a key, or the
+(`-files`, `-D`, `-cmdenv`, `-input`, `-output`, `-mapper`, `-combiner`, `-reducer`): fetch each
+-files object from moto's S3 into a cache folder of its own and link it into every task's working folder
+under its '#' name, as YARN localizes them (so `python3 job.py` run there has the job's cache folder as
+sys.path[0], where no other shipped file is), one map task per input object (a key, or the
 visible objects of a prefix) with stdin = the object and `mapreduce_map_input_file` = its URI, the
 combiner on each sorted map output, a stable sort by key (the bytes before the first tab, in byte
 order) of each partition (Hadoop's HashPartitioner over `mapreduce.job.reduces` reducers), one
@@ -372,6 +374,7 @@ class StreamingRunner:
         self.job, self.s3, self.workdir, self.execution = job, s3, Path(workdir), execution
         self.node, self.workers = node, workers
         self.cache = self.workdir / "filecache"
+        self.localized = {}  # {link name: the localized file it links to}
         self.application_id = application_id
         self.job_id = application_id.replace("application_", "job_", 1)
 
@@ -393,11 +396,16 @@ class StreamingRunner:
         self._write_output(parts)
 
     def _fetch_files(self):
+        """Localize each -files object as YARN does: in a numbered cache folder of its own, under the
+        object's own name; each task's working folder gets a link to it under its '#' name."""
         self.cache.mkdir()
-        for uri, name in self.job.files:
+        for number, (uri, name) in enumerate(self.job.files):
             if "/" in name or name in ("", ".", ".."):
                 raise StepArgsError(f"-files: bad link name {name!r} in {uri}#{name}")
-            (self.cache / name).write_bytes(self.s3.get(uri))
+            folder = self.cache / str(number)
+            folder.mkdir()
+            self.localized[name] = folder / uri.rstrip("/").rsplit("/", 1)[-1]
+            self.localized[name].write_bytes(self.s3.get(uri))
 
     def _input_files(self):
         """Every input object: the key itself, else the visible objects of the folder (as FileInputFormat)."""
@@ -458,8 +466,8 @@ class StreamingRunner:
     def _run_task(self, attempt, kind, command, stdin_data, extra_env, input_uri):
         task_dir = self.workdir / attempt
         task_dir.mkdir()
-        for _, name in self.job.files:
-            (task_dir / name).symlink_to(self.cache / name)
+        for name, path in self.localized.items():
+            (task_dir / name).symlink_to(path)
         env = self._task_env(attempt, extra_env)
         started, started_at = time.monotonic(), time.time()
         try:

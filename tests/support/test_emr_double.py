@@ -413,6 +413,46 @@ def test_a_map_only_step_runs_under_the_bare_node_python_it_names(aws, python, v
     assert text == TEXTS["a.txt"]
 
 
+# A job file importing a module shipped beside it in -files, and what it prints when that works.
+SIBLING_IMPORTS = {
+    # Python puts the script's folder on sys.path with symlinks resolved: the job file's own cache folder.
+    "naive": "import helper\n",
+    # jobs/movie_similarities.py's way: the folder it was run from, as named (the task's working folder).
+    "from the working folder": ("import os, sys\n_folder = os.path.dirname(os.path.abspath(__file__))\n"
+                                "if _folder not in sys.path:\n    sys.path.append(_folder)\nimport helper\n"),
+}
+
+
+def sibling_import_step(output, python):
+    """A map-only step whose job file imports helper.py, both shipped in -files from their own S3 folders."""
+    step = word_count_step("sibling import", output, reducers=0, inputs=[f"s3://{BUCKET}/input/a.txt"],
+                           mapper=f"{python} job.py")
+    step["HadoopJarStep"]["Args"][2] = f"s3://{BUCKET}/code/job.py#job.py,s3://{BUCKET}/lib/helper.py#helper.py"
+    return step
+
+
+@pytest.mark.parametrize("python", ["python3.9", "python3.11"])
+@pytest.mark.parametrize("importing", list(SIBLING_IMPORTS))
+def test_a_shipped_module_is_importable_from_the_working_folder_not_beside_the_resolved_script(
+        aws, python, importing):
+    s3, emr = aws
+    with emr_streaming_double() as double:
+        cluster_id = setup_world(s3, emr)
+        s3.put_object(Bucket=BUCKET, Key="code/job.py", Body=(SIBLING_IMPORTS[importing] + (
+            "import sys\nsys.stdin.read()\nprint(helper.WORDS)\n")).encode())
+        s3.put_object(Bucket=BUCKET, Key="lib/helper.py", Body=b"WORDS = 'imported from beside the job'\n")
+        step = sibling_import_step(f"s3://{BUCKET}/sibling", python)
+        (step_id,) = emr.add_job_flow_steps(JobFlowId=cluster_id, Steps=[step])["StepIds"]
+        _, status = poll_until_terminal(emr, cluster_id, step_id)
+        (task,) = double.execution(step_id).tasks
+    if importing == "naive":
+        assert status["State"] == "FAILED"
+        assert task.stderr.decode().rstrip().endswith("ModuleNotFoundError: No module named 'helper'")
+        return
+    assert status["State"] == "COMPLETED", task.stderr.decode()
+    assert read_parts(s3, "sibling")[1]["part-00000"] == b"imported from beside the job\n"
+
+
 def bootstrap_world(s3, emr, script, args=(), steps=()):
     """setup_world's cluster with one bootstrap action running `script` (bash) staged on S3."""
     s3.create_bucket(Bucket=BUCKET)
