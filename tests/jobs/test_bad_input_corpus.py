@@ -1,18 +1,21 @@
 """The bad-input corpus: each kind of bad input with its expected outcome, a named error or a counted skip."""
 import dataclasses
 import gzip
+import importlib
 import math
 from collections import Counter
 
 import pytest
 
-from jobs.movie_similarities import ItemsFileUnusable, MRMovieSimilarities, TooManyBadLines, read_titles
+from jobs.movie_similarities import ItemsFileUnusable, MRMovieSimilarities, TooManyBadLines
 from movielens_emr.airflow.similarity_tasks import StorageRootUnusable, check_writable
 from movielens_emr.config.params import InvalidParam, validate_run_config
 from movielens_emr.data.datasets import UnknownDataset, get_dataset
 from movielens_emr.data.staging import ChecksumMismatch, dataset_source_files
 from movielens_emr.data.storage import LocalStorage
 
+# The kernel as the job file imports it: by its own name, from the job's folder.
+kernel = importlib.import_module("similarity_kernel")
 GOOD = "".join(f"{user}::{movie}::{(user + movie) % 5 + 1}::{1000 + movie}\n"
                for user in range(1, 21) for movie in range(1, 6))  # 100 good lines
 
@@ -95,7 +98,7 @@ def test_undecodable_bytes_in_titles_are_counted_and_replaced(tmp_path):
     movies = tmp_path / "movies.csv"
     movies.write_bytes(b"movieId,title,genres\n1,Caf\xe9 Society (2016),Comedy\n")
     counters = Counter()
-    assert read_titles(movies, counters)["1"] == "Caf\N{REPLACEMENT CHARACTER} Society (2016)"
+    assert kernel.read_titles(movies, counters)["1"] == "Caf\N{REPLACEMENT CHARACTER} Society (2016)"
     assert counters["titles: undecodable bytes replaced"] == 1
 
 

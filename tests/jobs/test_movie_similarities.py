@@ -1,41 +1,24 @@
-"""The similarity job: parsing rules, hand-computed answers, formats, and exactness on real MovieLens data."""
-import bz2
+"""The similarity job: hand-computed answers, formats, its command line, exactness on real MovieLens data."""
 import gzip
+import importlib
 import math
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from benchmarks import reference
-from jobs import movie_similarities
-from jobs.movie_similarities import (
-    BadRatingLine,
-    ItemsFileUnusable,
-    MRMovieSimilarities,
-    TooManyBadLines,
-    block_pairs_for_user,
-    dealt_routes,
-    hash_partition,
-    latest_ratings,
-    parse_rating_line,
-    rank_neighbours,
-    read_titles,
-    routed_key,
-    run_summary,
-    text_hash,
-)
+from jobs.movie_similarities import ItemsFileUnusable, MRMovieSimilarities, TooManyBadLines
 from movielens_emr.engine.similarity.block_plan import block_pair_work, hash_blocks
-
-from tests.support.emr_double import hash_partition as doubles_hash_partition
 
 REPO = Path(__file__).resolve().parents[2]
 JOB_FILE = REPO / "jobs" / "movie_similarities.py"
 MOVIELENS = REPO.parent / "shared" / "data" / "movielens"
 SAMPLE = REPO / "include" / "sample_data" / "ml-latest-small-sample"
+# The kernel as the job file imports it (by its own name, from the job's folder): what the job runs.
+kernel = importlib.import_module("similarity_kernel")
 
 # Four users, three movies; sums worked out by hand in the tests below.
 HAND_RATINGS = [
@@ -77,101 +60,7 @@ def hand_ratings(tmp_path):
     return write_ratings(tmp_path / "ratings.dat", HAND_RATINGS)
 
 
-# --- parsing ---------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("line, expected", [
-    (b"196\t242\t3\t881250949", ("196", "242", 6, 881250949)),
-    (b"1::1193::5::978300760", ("1", "1193", 10, 978300760)),
-    (b"1,31,2.5,1260759144\r", ("1", "31", 5, 1260759144)),
-    (b"1,31,0.5,1260759144", ("1", "31", 1, 1260759144)),
-    (b"userId,movieId,rating,timestamp", None),
-    (b"", None),
-    (b"   \r", None),
-    # A byte-order mark starts some editors' UTF-8 files; trailing whitespace is invisible in them.
-    (b"\xef\xbb\xbfuserId,movieId,rating,timestamp", None),
-    (b"\xef\xbb\xbf1,31,2.5,1260759144\r\n", ("1", "31", 5, 1260759144)),
-    (b"196\t242\t3\t881250949\t\n", ("196", "242", 6, 881250949)),
-    (b"1,31,2.5,1260759144\t", ("1", "31", 5, 1260759144)),
-    (b"1::1193::5::978300760  \r\n", ("1", "1193", 10, 978300760)),
-    (b"1:: 1193 :: 5 ::978300760", ("1", "1193", 10, 978300760)),
-    # Ids are integers: 0001 is movie 1, as the reference and the result files' id order read it.
-    (b"0001::0031::4::978300760", ("1", "31", 8, 978300760)),
-    (b"00::0::4::1", ("0", "0", 8, 1)),
-    (b"1::" + b"9" * 5000 + b"::4::1", ("1", "9" * 5000, 8, 1)),  # beyond int()'s 4,300 digits
-])
-def test_parse_rating_line_reads_every_release_format(line, expected):
-    assert parse_rating_line(line) == expected
-
-
-@pytest.mark.parametrize("line, reason", [
-    (b"1;31;2.5;1260759144", "no known delimiter"),
-    (b"1::31::4", "wrong field count"),
-    (b"1,31,2.5,1260759144,extra", "wrong field count"),
-    (b"1::31::four::978300760", "non-numeric rating"),
-    (b"1::31::6::978300760", "rating out of range"),
-    (b"1::31::0::978300760", "rating out of range"),
-    (b"1::31::3.3::978300760", "rating out of range"),
-    # float() reads all of these; none is how a rating is written, and '0_5' would be 5 stars.
-    (b"1::31::0_5::978300760", "rating not a plain decimal"),
-    (b"1::31::5e0::978300760", "rating not a plain decimal"),
-    (b"1::31::nan::978300760", "rating not a plain decimal"),
-    (b"1::31::inf::978300760", "rating not a plain decimal"),
-    (b"1::31::+4::978300760", "rating not a plain decimal"),
-    (b"1::31::-1::978300760", "rating out of range"),
-    (b"1::31\xef\xbb\xbf::3::978300760", "undecodable bytes"),
-    (b"x1::31::3::978300760", "non-numeric id"),
-    (b"1::31::3::yesterday", "non-numeric timestamp"),
-    (b"1::3\xe91::3::978300760", "undecodable bytes"),
-])
-def test_parse_rating_line_names_the_reason_for_a_bad_line(line, reason):
-    with pytest.raises(BadRatingLine, match=f"^{reason}$"):
-        parse_rating_line(line)
-
-
-def test_latest_ratings_keeps_the_latest_rating_of_a_movie():
-    ratings, duplicates = latest_ratings(["7:b:100", "7:j:300", "8:c:100", "7:e:200"])
-    assert ratings == {"7": "j", "8": "c"}
-    assert duplicates == 2
-
-
-def test_latest_ratings_breaks_a_timestamp_tie_by_the_higher_rating():
-    assert latest_ratings(["7:j:100", "7:b:100"]) == ({"7": "j"}, 1)
-
-
-@pytest.mark.parametrize("blocks_present, needs_marginals, expected", [
-    ({0: (["1", "2"], "ab"), 2: (["3"], "c")}, False, [(0, 0), (0, 2)]),
-    ({1: (["1"], "a")}, False, []),
-    ({1: (["1"], "a")}, True, [(0, 1), (1, 1), (1, 2)]),
-])
-def test_block_pairs_for_user(blocks_present, needs_marginals, expected):
-    assert block_pairs_for_user(blocks_present, 3, needs_marginals) == expected
-
-
-@pytest.mark.parametrize("key, java_string_hash", [("", 0), ("a", 97), ("hello", 99_162_322),
-                                                   ("Hello World", -862_545_276)])
-def test_text_hash_is_hadoops_text_hashcode(key, java_string_hash):
-    # Text.hashCode starts from 1 where Java's String.hashCode starts from 0, so over n ASCII
-    # bytes it is 31^n + String.hashCode, in 32-bit ints; the String values are Java's own.
-    text_hashcode = (31 ** len(key) + java_string_hash) & 0xFFFFFFFF
-    assert text_hash(key) == text_hashcode - (1 << 32) * (text_hashcode >= 1 << 31)
-
-
-@pytest.mark.parametrize("reduce_tasks", [1, 7, 64])
-def test_routed_keys_reach_their_planned_task(reduce_tasks):
-    for pair, task in dealt_routes(5, reduce_tasks).items():
-        key = routed_key(pair, task, reduce_tasks)
-        assert key.split("@")[0] == pair and hash_partition(key, reduce_tasks) == task
-
-
-def test_routed_keys_reach_their_task_under_the_emr_doubles_partitioner():
-    for pair, task in dealt_routes(12, 40).items():
-        assert doubles_hash_partition(routed_key(pair, task, 40).encode(), 40) == task
-
-
-def test_dealt_routes_give_each_task_floor_or_ceil_of_the_block_pairs():
-    per_task = Counter(dealt_routes(5, 4).values())
-    assert sorted(per_task.values()) == [3, 4, 4, 4]
-
+# --- how stage 2 routes and releases its work leaves the answer unchanged -----------------------
 
 def test_routing_and_work_counters_leave_the_answer_unchanged(hand_ratings):
     args = ("--min-co-ratings", "1", "--min-score", "0", "--movie-blocks", "2")
@@ -186,89 +75,16 @@ def test_routing_and_work_counters_leave_the_answer_unchanged(hand_ratings):
     assert task_work and sum(task_work) == sum(expected.values())
 
 
-def test_rank_neighbours_orders_by_score_then_by_movie_id():
-    ranked = rank_neighbours(["10 0.9 12", "9 0.99 11", "2 0.9 30"])
-    assert ranked == [["9", "0.99", "11"], ["2", "0.9", "30"], ["10", "0.9", "12"]]
-
-
-def test_rank_neighbours_reads_a_movies_entries_batched_by_its_block_pairs():
-    ranked = rank_neighbours(["10 0.9 12;9 0.99 11", "2 0.9 30"])
-    assert ranked == [["9", "0.99", "11"], ["2", "0.9", "30"], ["10", "0.9", "12"]]
-
-
 def test_neighbours_released_early_give_the_same_answer(monkeypatch):
     """Stage 2 holds the column movies' entries up to HELD_NEIGHBOURS; released after every slice, the
     answer is the same, row for row."""
     args = ("--items", MOVIELENS / "ml-100k" / "u.item", "--min-co-ratings", "5", "--min-score", "0.9",
             MOVIELENS / "ml-100k" / "u.data")
     _, rows, totals = run_job(*args)
-    monkeypatch.setattr(movie_similarities, "HELD_NEIGHBOURS", 0)
+    monkeypatch.setattr(kernel, "HELD_NEIGHBOURS", 0)
     _, early_rows, early_totals = run_job(*args)
     assert len(rows) > 10_000 and early_rows == rows
     assert early_totals["output: ordered pairs"] == totals["output: ordered pairs"] == len(rows)
-
-
-def test_read_titles_decodes_ml_100k_items_as_latin_1():
-    titles = read_titles(MOVIELENS / "ml-100k" / "u.item", counters=Counter())
-    assert len(titles) == 1682
-    assert titles["1"] == "Toy Story (1995)"
-    assert "Misérables, Les (1995)" in titles.values()
-
-
-def test_read_titles_reads_ml_1m_movies_dat():
-    titles = read_titles(MOVIELENS / "ml-1m" / "movies.dat", counters=Counter())
-    assert len(titles) == 3883
-    assert titles["1"] == "Toy Story (1995)"
-
-
-def test_read_titles_reads_quoted_csv_titles_with_commas():
-    titles = read_titles(MOVIELENS / "ml-latest-small" / "movies.csv", counters=Counter())
-    assert len(titles) == 9742
-    assert titles["11"] == "American President, The (1995)"
-
-
-def test_read_titles_counts_undecodable_csv_titles(tmp_path):
-    movies = tmp_path / "movies.csv"
-    movies.write_bytes(b"movieId,title,genres\r\n1,Caf\xe9 (1999),Drama\r\n2,Fine (2000),Drama\r\n")
-    counters = Counter()
-    titles = read_titles(movies, counters)
-    assert titles["1"] == "Caf\N{REPLACEMENT CHARACTER} (1999)"
-    assert titles["2"] == "Fine (2000)"
-    assert counters["titles: undecodable bytes replaced"] == 1
-
-
-def test_read_titles_keeps_the_first_title_of_a_duplicate_id_and_counts_the_others(tmp_path):
-    movies = tmp_path / "movies.dat"
-    movies.write_text("1::First (2001)::Drama\n2::Two (2002)::Drama\n"
-                      "1::Second (2003)::Drama\n0001::Third::Drama\n")
-    counters = Counter()
-    assert read_titles(movies, counters) == {"1": "First (2001)", "2": "Two (2002)"}
-    assert counters["titles: duplicate movie ids skipped (first title kept)"] == 2
-
-
-def test_read_titles_reads_a_byte_order_mark_and_zero_padded_ids(tmp_path):
-    movies = tmp_path / "movies.csv"
-    movies.write_bytes(b"\xef\xbb\xbfmovieId,title,genres\r\n007,Seven (1995),Drama\r\n")
-    counters = Counter()
-    assert read_titles(movies, counters) == {"7": "Seven (1995)"}
-    assert not counters
-
-
-@pytest.mark.parametrize("compress", [gzip.compress, bz2.compress], ids=["gzip", "bzip2"])
-def test_read_titles_reads_a_compressed_movies_file(tmp_path, compress):
-    movies = tmp_path / "movies.dat.compressed"
-    movies.write_bytes(compress(b"1::Toy Story (1995)::Animation\n"))
-    assert read_titles(movies, Counter()) == {"1": "Toy Story (1995)"}
-
-
-def test_run_summary_says_when_the_input_held_no_ratings():
-    assert "held no ratings: the output is empty" in run_summary([{}, {}, {}])
-
-
-def test_run_summary_of_a_failed_run_ends_with_the_jobs_error():
-    summary = run_summary([{"input": {"ratings read": 7}}], failure=TooManyBadLines("3 of 10 ... e.g. 'x'"))
-    assert summary.splitlines()[-1] == "TooManyBadLines: 3 of 10 ... e.g. 'x'"
-    assert "the output is empty" not in summary
 
 
 # --- hand-computed answers ---------------------------------------------------------------------
@@ -372,16 +188,6 @@ def test_too_many_bad_lines_fails_naming_the_file_and_an_example(tmp_path):
     expected = r"1 of 10 ratings lines in .*ratings\.dat .*'1::2::five::100' \(non-numeric rating\)"
     with pytest.raises(TooManyBadLines, match=expected):
         run_job("--max-bad-fraction", "0.05", ratings)
-
-
-def test_too_many_bad_lines_on_the_local_runner_raises_the_jobs_own_error(tmp_path):
-    # The local runner runs each task in a process of its own; mrjob would report its own exception.
-    ratings = write_ratings(tmp_path / "ratings.dat", HAND_RATINGS)
-    with ratings.open("a") as extra:
-        extra.write("1::2::five::100\n")
-    message = r"^1 of 10 ratings lines in .*'1::2::five::100' \(non-numeric rating\)$"
-    with pytest.raises(TooManyBadLines, match=message):
-        run_job("--max-bad-fraction", "0.05", ratings, runner="local")
 
 
 def test_too_many_bad_lines_on_the_command_line_ends_with_the_summary_and_the_jobs_message(tmp_path):
@@ -525,3 +331,4 @@ def test_sample_fraction_uses_the_same_users_as_the_reference():
                                *paths)
     assert 0 < len(expected) and pairs.keys() == expected.keys()
     assert 0 < totals["input: ratings outside the sample"] < totals["input: ratings read"]
+

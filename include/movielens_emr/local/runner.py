@@ -38,6 +38,7 @@ FAILURE_TAIL_LINES = 40
 JOB_RECORD = "job.json"
 PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 GROUP_STOP_SECONDS = 30
+TRACEBACK_START = "Traceback (most recent call last):"
 
 
 class LocalJobFailed(RuntimeError):
@@ -203,12 +204,58 @@ def run_in_this_process(job_file, job_class, job_args, input_paths, output_dir, 
         runner._run_step = timed_step
         record_task_times(runner, task_records)
         started = time.monotonic()
-        runner.run()
+        run_raising_task_errors(job, runner)
         seconds = round(time.monotonic() - started, 3)
         counters = flatten_counters(runner.counters())
         task_times = task_times_record(LOCAL_SOURCE, read_local_task_times(task_records, len(job.steps())))
     return {"seconds": seconds, "stage_seconds": stage_seconds, "counters": counters,
             "task_times": task_times}
+
+
+def run_raising_task_errors(job, runner):
+    """runner.run(); when a task fails with an exception the job's own module defines (TooManyBadLines, ...),
+    that exception, rebuilt from the task's stderr (task_error), rather than mrjob's StepFailedException."""
+    from mrjob.step import StepFailedException  # here: the DAG's modules import this one, and not mrjob
+
+    try:
+        runner.run()
+    except StepFailedException as failure:
+        error = task_error(type(job), runner, failure)
+        if error is None:
+            raise
+        # mrjob has logged the task's traceback; the job's own message is the clearest last word.
+        raise error from None
+
+
+def task_error(job_class, runner, failure):
+    """The exception that ended the task a failed step blames, as the job's own: the last traceback in the
+    task's stderr, when it ends with a class that job_class's module defines, rebuilt with its message.
+
+    None when it names another class, or when the failure names no task: mrjob's local runner names it
+    (task_type, step_num, task_num) and keeps its stderr where _task_stderr_path says (mrjob 0.7's, as
+    constraints.txt pins it).
+    """
+    task = tuple(getattr(failure, field, None) for field in ("task_type", "step_num", "task_num"))
+    if None in task:
+        return None
+    try:
+        stderr = Path(runner._task_stderr_path(*task)).read_text(errors="replace")
+    except OSError:
+        return None
+    name, _, message = last_exception_line(stderr).partition(": ")
+    module = sys.modules[job_class.__module__]
+    error = getattr(module, name.rpartition(".")[2], None)
+    if isinstance(error, type) and issubclass(error, Exception) and error.__module__ == module.__name__:
+        return error(message)
+    return None
+
+
+def last_exception_line(text):
+    """The line that ends the last Python traceback in text (`Name: message`), or "" without one."""
+    lines = text.splitlines()
+    starts = [number for number, line in enumerate(lines) if line.startswith(TRACEBACK_START)]
+    after = lines[starts[-1] + 1:] if starts else []
+    return next((line for line in after if line.strip() and not line[0].isspace()), "")
 
 
 def record_task_times(runner, folder):

@@ -19,7 +19,7 @@ import numpy as np
 
 from movielens_emr.config.targets import target_named
 from movielens_emr.data.datasets import get_dataset
-from movielens_emr.engine.similarity.job import MAX_BLOCK_MOVIES, job_module
+from movielens_emr.engine.similarity.job import MAX_BLOCK_MOVIES, job_kernel
 
 log = logging.getLogger(__name__)
 BLOCK_PLAN_FILE = "block_plan.json"
@@ -143,7 +143,7 @@ def _without_repeats(keys):
 def _sampled_ratings(path, sample_fraction):
     """(users, movies) int32 arrays of one file, a chunk at a time, of the users the job's
     --sample-fraction keeps (crc32 of the id's text, the same users every run)."""
-    in_sample = job_module().in_sample
+    in_sample = job_kernel().in_sample
     for chunk in line_chunks(path):
         users, movies = parse_ratings(chunk)
         if sample_fraction < 1:
@@ -201,12 +201,12 @@ def _digits_value(data, starts, ends):
 
 
 def _parse_line_by_line(chunk):
-    job = job_module()
+    kernel = job_kernel()
     users, movies = [], []
     for line in chunk.split(b"\n"):
         try:
-            rating = job.parse_rating_line(line)
-        except job.BadRatingLine:
+            rating = kernel.parse_rating_line(line)
+        except kernel.BadRatingLine:
             continue
         if rating is not None:
             users.append(_id(rating[0]))
@@ -284,7 +284,7 @@ def snake_blocks(counts, movie_blocks):
 
 def dealt_routes_for(movie_blocks, reduce_tasks):
     """The job's routes without a plan: its block pairs dealt onto the reduce tasks in turn."""
-    return job_module().dealt_routes(movie_blocks, reduce_tasks)
+    return job_kernel().dealt_routes(movie_blocks, reduce_tasks)
 
 
 def hash_blocks(movie_ids, movie_blocks):

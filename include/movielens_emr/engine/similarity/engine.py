@@ -1,5 +1,6 @@
-"""The similarity engine behind the seam (protocol.Engine): the job of jobs/movie_similarities.py for a run,
-its stage 2 block plan measured before it, its results collected after it, and its figures."""
+"""The similarity engine behind the seam (protocol.Engine): the job of jobs/movie_similarities.py (with its
+kernel beside it) for a run, its stage 2 block plan measured before it, its results collected after it, and
+its figures."""
 import logging
 
 from movielens_emr.config.params import DEFAULT_ENGINE
@@ -9,6 +10,7 @@ from movielens_emr.engine.similarity.collect import collect_output
 from movielens_emr.engine.similarity.job import (
     JOB_CLASS,
     JOB_FILE,
+    KERNEL_FILE,
     PLAN_STAGE,
     STAGE_NAMES,
     job_args,
@@ -25,7 +27,8 @@ class SimilarityEngine:
     stage_names = STAGE_NAMES
 
     def shipped_files(self):
-        return (JOB_FILE,)
+        """The job file, then the kernel it imports from beside it."""
+        return (JOB_FILE, KERNEL_FILE)
 
     def prepare(self, storage, run_prefix, config, ratings_paths):
         """The run's stage 2 block plan, measured on its own ratings (block_plan.stage_block_plan)."""
@@ -41,7 +44,7 @@ class SimilarityEngine:
             task_files.append(TaskFile("--block-plan", plan_uri, stages=(PLAN_STAGE,)))
         return MrjobJob(job_file=JOB_FILE, job_class=JOB_CLASS, stage_names=STAGE_NAMES,
                         options=tuple(job_args(config, movie_blocks)), task_files=tuple(task_files),
-                        reduce_tasks=reduce_tasks)
+                        reduce_tasks=reduce_tasks, support_files=(KERNEL_FILE,))
 
     def collect(self, storage, output_folder, results_prefix):
         """results/similarities.csv (.csv.gz when large) and results/top_neighbours.json (collect.py)."""

@@ -1,4 +1,4 @@
-"""The similarity engine's job: the MRJob of jobs/, its options for one run, its counters.
+"""The similarity engine's job: the MRJob of jobs/ and its kernel, its options for one run, its counters.
 
 Its stage 2 block plan (blocks, routes, their measured work) is block_plan.py's."""
 import math
@@ -9,6 +9,8 @@ from movielens_emr.engine.mrjob_jobs import load_job_class
 
 JOB_FILE = Path(__file__).resolve().parents[4] / "jobs" / "movie_similarities.py"
 JOB_CLASS = "MRMovieSimilarities"
+# The module the job file imports from its own folder (its rules and math): shipped beside it.
+KERNEL_FILE = JOB_FILE.parent / "similarity_kernel.py"
 STAGE_NAMES = (
     "group ratings by user", "pair statistics and similarity", "both directions, titles and ranking")
 # The stage whose tasks read a --block-plan (each user's ratings split into the plan's blocks).
@@ -54,6 +56,8 @@ def work_metrics(counters):
             "stage2_work_skew": round(max(task_work) / mean, 3) if mean else None}
 
 
-def job_module():
-    """The job file's module: its parsing rules and routes, for the pipeline to apply the same ones."""
-    return sys.modules[job_class().__module__]
+def job_kernel():
+    """The job's kernel module, the one the job file imported (by its name, from the job's folder, which
+    load_job_class puts on sys.path): its parsing rules and routes, for the pipeline to apply alike."""
+    job_class()
+    return sys.modules[KERNEL_FILE.stem]

@@ -1,4 +1,5 @@
-"""The local target's job process: it dies with the task that started it, and a later try stops a leftover."""
+"""The local target's job process: it dies with the task that started it, a later try stops a leftover, and a
+task's failure on purpose ends it with the job's own error."""
 import json
 import logging
 import os
@@ -7,10 +8,12 @@ import subprocess
 import sys
 import textwrap
 import time
+from types import SimpleNamespace
 
 import pytest
 
 from movielens_emr.data.storage import RUN_OWNER_MARKER
+from movielens_emr.engine.mrjob_jobs import load_job_class
 from movielens_emr.engine.protocol import MrjobJob, TaskFile
 from movielens_emr.engine.similarity.job import JOB_CLASS, JOB_FILE, STAGE_NAMES
 from movielens_emr.local import runner as local_run
@@ -145,3 +148,71 @@ def test_the_local_reaper_stops_the_jobs_of_ended_runs_only(tmp_path, leftover_g
     assert local_run.group_members(leftover_group) == []
     assert len(local_run.group_members(live_run_group)) == 2
     assert (tmp_path / "runs" / "running" / "local-job" / local_run.JOB_RECORD).exists()
+
+
+@pytest.fixture
+def mostly_bad_ratings(tmp_path):
+    """Nine good ratings and one that is not a number: more bad lines than the job's default 1%."""
+    path = tmp_path / "ratings.dat"
+    path.write_text("".join(f"{user}::{movie}::4::100\n" for user in (1, 2, 3) for movie in (1, 2, 3))
+                    + "1::4::five::100\n")
+    return path
+
+
+def test_a_task_failing_on_purpose_ends_the_local_job_with_the_jobs_own_error(tmp_path, mostly_bad_ratings):
+    with pytest.raises(local_run.LocalJobFailed) as failed:
+        local_run.run_local_job(similarity_job(SAMPLE / "movies.csv"), [mostly_bad_ratings],
+                                tmp_path / "output", 2, tmp_path / "work")
+    last_line = str(failed.value).splitlines()[-1]
+    assert last_line.startswith("movie_similarities.TooManyBadLines: 1 of 10 ratings lines in ")
+    assert last_line.endswith("e.g. '1::4::five::100' (non-numeric rating)")
+
+
+def test_a_task_failing_otherwise_ends_the_local_job_with_mrjobs_step_failure(tmp_path, tiny_ratings):
+    plan = tmp_path / "block_plan.json"
+    plan.write_text(json.dumps({"movie_blocks": 7, "blocks": {}}))  # the job runs with 4 blocks
+    job = MrjobJob(JOB_FILE, JOB_CLASS, STAGE_NAMES, (), (TaskFile("--block-plan", str(plan)),))
+    with pytest.raises(local_run.LocalJobFailed) as failed:
+        local_run.run_local_job(job, [tiny_ratings], tmp_path / "output", 2, tmp_path / "work")
+    last_line = str(failed.value).splitlines()[-1]  # mrjob's own failure: it logged the task's traceback
+    assert last_line.startswith("mrjob.local._TaskFailedException: Step 2 of 3 failed: Command ")
+
+
+def failed_task_runner(tmp_path, stderr):
+    """A failure of mrjob's local runner that names its task, and a runner whose task wrote stderr."""
+    path = tmp_path / "stderr"
+    path.write_text(stderr)
+    runner = SimpleNamespace(_task_stderr_path=lambda task_type, step_num, task_num: str(path))
+    return runner, SimpleNamespace(task_type="reducer", step_num=0, task_num=3)
+
+
+def traceback_ending(line):
+    frames = '  File "job.py", line 1, in <module>\n    raise Failure()\n'
+    return f"Traceback (most recent call last):\n{frames}{line}\n"
+
+
+def test_the_error_ending_a_tasks_last_traceback_is_rebuilt_as_the_jobs_own(tmp_path):
+    job_class = load_job_class(JOB_FILE, JOB_CLASS)
+    stderr = (traceback_ending("ValueError: first") + "\nDuring handling of the above exception, another "
+              "exception occurred:\n\n" + traceback_ending("TooManyBadLines: 5 of 7 ratings lines are bad")
+              + "a line written after it\n")
+    error = local_run.task_error(job_class, *failed_task_runner(tmp_path, stderr))
+    assert type(error) is sys.modules[job_class.__module__].TooManyBadLines
+    assert str(error) == "5 of 7 ratings lines are bad"
+
+
+@pytest.mark.parametrize("last_line", [
+    "similarity_kernel.BadBlockPlan: the kernel's, not the job module's",
+    "MemoryError",
+    "RuntimeError: TooManyBadLines: named in the message only",
+])
+def test_an_error_the_job_module_does_not_define_is_not_rebuilt(tmp_path, last_line):
+    job_class = load_job_class(JOB_FILE, JOB_CLASS)
+    runner, failure = failed_task_runner(tmp_path, traceback_ending(last_line))
+    assert local_run.task_error(job_class, runner, failure) is None
+
+
+def test_a_failure_that_names_no_task_is_not_read(tmp_path):
+    job_class = load_job_class(JOB_FILE, JOB_CLASS)
+    runner, _ = failed_task_runner(tmp_path, traceback_ending("TooManyBadLines: 5 of 7"))
+    assert local_run.task_error(job_class, runner, SimpleNamespace(step_num=1)) is None

@@ -31,7 +31,7 @@ from movielens_emr.engine.similarity.block_plan import (
     write_block_plan,
 )
 from movielens_emr.engine.similarity.block_plan import block_plan as plan_of_ratings
-from movielens_emr.engine.similarity.job import MAX_BLOCK_MOVIES, job_module
+from movielens_emr.engine.similarity.job import MAX_BLOCK_MOVIES, job_kernel
 
 from conftest import REPO
 
@@ -90,7 +90,7 @@ def test_the_plan_is_measured_on_the_users_of_the_runs_sample(small_pieces, frac
     keys = read_rating_keys([SAMPLE_RATINGS], fraction)
     users = np.unique(keys >> 32).tolist()
     assert 0 < len(users) < 150
-    assert all(job_module().in_sample(str(user), fraction) for user in users)
+    assert all(job_kernel().in_sample(str(user), fraction) for user in users)
     assert as_json(plan_from_keys(keys, 5, 8)) == as_json(expected_plan(fraction))
 
 
@@ -99,10 +99,10 @@ def test_the_plan_is_measured_on_the_users_of_the_runs_sample(small_pieces, frac
     b"\xef\xbb\xbf1,2,3,4", b"1,2,5.5,4", b"1,2,0,4", b"1,2,3.25,4", b"1,2,nan,4", b"1,2,3", b"1;2;3;4",
     b"userId,movieId,rating,timestamp", b"", b"1,2,3,4x", b"9999999999,2,3,4"])
 def test_each_line_gives_the_ids_the_job_reads_from_it(line):
-    job = job_module()
+    kernel = job_kernel()
     try:
-        parsed = job.parse_rating_line(line)
-    except job.BadRatingLine:
+        parsed = kernel.parse_rating_line(line)
+    except kernel.BadRatingLine:
         parsed = None
     expected = ([int(parsed[0])], [int(parsed[1])]) if parsed else ([], [])
     if parsed and len(parsed[0]) > block_plan.ID_DIGITS:
@@ -144,7 +144,7 @@ def test_stage_block_plan_writes_the_plan_the_job_loads(tmp_path, caplog):
     plan, ratings = run_block_plan([SAMPLE_RATINGS], config)
     assert summary["uri"] == str(tmp_path / "runs/r1/job" / BLOCK_PLAN_FILE)
     assert (summary["movie_blocks"], summary["reduce_tasks"], summary["ratings"]) == (4, 3, ratings)
-    assert job_module().load_block_plan(summary["uri"], 4) == as_json(plan)
+    assert job_kernel().load_block_plan(summary["uri"], 4) == as_json(plan)
     loads = np.zeros(3)
     for pair, task in plan["routes"].items():
         loads[task] += plan["pair_work"][pair]

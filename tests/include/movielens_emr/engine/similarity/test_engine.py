@@ -5,7 +5,7 @@ from movielens_emr.config.params import validate_run_config
 from movielens_emr.engine.protocol import TaskFile, final_output_folder
 from movielens_emr.engine.registry import engine_named
 from movielens_emr.engine.similarity.engine import ENGINE, block_plan_metrics
-from movielens_emr.engine.similarity.job import JOB_FILE, STAGE_NAMES
+from movielens_emr.engine.similarity.job import JOB_FILE, KERNEL_FILE, STAGE_NAMES
 
 STAGED = {"movies_uri": "s3://b/datasets/ml-100k/c/u.item",
           "block_plan": {"uri": "s3://b/runs/r/job/block_plan.json", "planned_skew": 1.04}}
@@ -13,7 +13,13 @@ STAGED = {"movies_uri": "s3://b/datasets/ml-100k/c/u.item",
 
 def test_the_default_engine_is_the_similarity_job():
     assert engine_named("similarity") is ENGINE
-    assert ENGINE.shipped_files() == (JOB_FILE,) and ENGINE.stage_names == STAGE_NAMES
+    assert ENGINE.stage_names == STAGE_NAMES
+
+
+def test_the_kernel_the_job_file_imports_is_shipped_beside_it():
+    assert ENGINE.shipped_files() == (JOB_FILE, KERNEL_FILE) and KERNEL_FILE.parent == JOB_FILE.parent
+    job = ENGINE.job(validate_run_config({}, max_node_count=20), STAGED)
+    assert job.shipped_files == ENGINE.shipped_files()
 
 
 def test_the_job_reads_the_movies_in_every_stage_and_the_block_plan_in_stage_2():
