@@ -99,3 +99,37 @@ def test_the_engine_runs_on_the_emr_target_through_the_double(dagbag_with_the_en
     metrics = xcom(dag_run, "record_metrics")
     assert metrics["engine"] == "rating-counts" and len(metrics["stage_seconds"]) == 1
     assert metrics["input_ratings"] == sum(1 for _ in open(SAMPLE_RATINGS)) - 1
+
+
+def test_an_instance_type_too_small_for_the_engines_task_is_refused_before_any_cluster(
+        dagbag_with_the_engine, monkeypatch):
+    from tests.support.engines.rating_counts_engine import ENGINE
+
+    monkeypatch.setenv(ENGINES_ENV, ENGINE_LOCATION)
+    monkeypatch.setenv("MOVIELENS_STORAGE_ROOT", S3_ROOT)
+    monkeypatch.setattr(ENGINE, "memory_mb", 4000)
+    with mock_aws(), emr_streaming_double():
+        dag_run = run_dag(dagbag_with_the_engine, {**CONF, "target": "emr", "instance_type": "c5.xlarge"})
+        assert boto3.client("emr", region_name=REGION).list_clusters()["Clusters"] == []
+        buckets = boto3.client("s3", region_name=REGION).list_buckets()["Buckets"]
+    states = task_states(dag_run)
+    assert (states["validate_config"], states["stage_dataset"]) == ("failed", "upstream_failed")
+    assert buckets == []  # nothing staged: not even the bucket was made
+
+
+def test_the_refusal_names_the_need_and_the_types_limit(monkeypatch, storage_root):
+    from movielens_emr.airflow import similarity_tasks as tasks
+    from movielens_emr.config.params import InvalidParam, validate_run_config
+
+    from tests.support.engines.rating_counts_engine import ENGINE
+
+    monkeypatch.setenv(ENGINES_ENV, ENGINE_LOCATION)
+    monkeypatch.setattr(ENGINE, "memory_mb", 4000)
+    config = validate_run_config({**CONF, "target": "emr", "instance_type": "c5.xlarge"}, 20,
+                                 engines=engine_names())
+    refused = (r"c5.xlarge cannot hold the rating-counts engine's largest task on ml-latest-small-sample: it "
+               r"needs about 4,000 MB.*3,072 MB")
+    with pytest.raises(InvalidParam, match=refused):
+        tasks.check_memory_fit(config)
+    tasks.check_memory_fit(validate_run_config({**CONF, "target": "emr", "instance_type": "r5.xlarge"}, 20,
+                                               engines=engine_names()))

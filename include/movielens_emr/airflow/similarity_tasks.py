@@ -12,6 +12,7 @@ from airflow.sdk import Asset, Variable, get_current_context
 from airflow.sdk.exceptions import AirflowSkipException
 
 from movielens_emr.config.capacity import task_slots
+from movielens_emr.config.instances import UnknownInstanceType, instance_type, memory_fit_error
 from movielens_emr.config.params import DEFAULT_MAX_NODE_COUNT, InvalidParam, RunConfig, validate_run_config
 from movielens_emr.config.settings import settings_from_env
 from movielens_emr.config.targets import EMR, LOCAL, target_named
@@ -77,6 +78,8 @@ def validate_config(params):
         raise InvalidParam(f"target: {target.name} needs an s3:// storage root (MOVIELENS_STORAGE_ROOT is "
                            f"{settings.storage_root!r})")
     run_target(config).check_config(config, settings)
+    if target.cluster:
+        check_memory_fit(config)
     run_price(config)  # a malformed price Variable fails here, not in record_metrics once the cluster ran
     if not settings.storage_root.startswith("s3://"):  # an S3 bucket may be created by stage_dataset
         check_writable(_storage(settings))
@@ -110,6 +113,21 @@ def with_sizing_advice(config, settings):
              advice["chosen_by"], advice["node_count"], advice["predicted_cluster_seconds"] / 60,
              advice["predicted_cost_usd"], advice["confidence"])
     return dataclasses.replace(config, node_count=advice["node_count"], advice=advice)
+
+
+def check_memory_fit(config):
+    """Refuse, before anything is staged, an instance type whose containers cannot hold the engine's largest
+    task (the engine's own task_memory_mb, when it states one) for the run's dataset and options."""
+    engine = run_engine(config)
+    need = getattr(engine, "task_memory_mb", None)
+    try:
+        instance = instance_type(config.instance_type)
+    except UnknownInstanceType as error:
+        raise InvalidParam(str(error)) from None
+    error = need and memory_fit_error(need(config), instance,
+                                      f"the {engine.name} engine's largest task on {config.dataset}")
+    if error:
+        raise InvalidParam(error)
 
 
 def run_price(config):

@@ -1,12 +1,11 @@
 """Task slots of a cluster: how many map or reduce tasks its nodes run at once (targets.Target.task_slots
 holds the rule for both targets)."""
 
-# vCPUs of common instance types: each is one concurrent map or reduce task slot.
-INSTANCE_VCPUS = {
-    "m5.large": 2, "m5.xlarge": 4, "m5.2xlarge": 8, "m5.4xlarge": 16,
-    "m6i.xlarge": 4, "m6i.2xlarge": 8, "m6g.xlarge": 4, "m7g.xlarge": 4,
-    "c5.xlarge": 4, "c5.2xlarge": 8, "r5.xlarge": 4, "r5.2xlarge": 8,
-}
+from movielens_emr.config.instances import catalogue
+
+# vCPUs of the catalogue's instance types: each is one concurrent map or reduce task slot.
+INSTANCE_VCPUS = {name: instance.vcpus for name, instance in catalogue().items()}
+# A type outside the catalogue (a run recorded before it) is taken as 4 vCPUs, the xlarge size.
 DEFAULT_VCPUS = 4
 
 

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 import jsonschema
 
+from movielens_emr.config.instances import catalogue
 from movielens_emr.config.targets import LOCAL, TARGET_NAMES, TARGETS
 from movielens_emr.data.datasets import CATALOGUE
 
@@ -93,8 +94,12 @@ def param_schemas(max_node_count, default_target, engines=(DEFAULT_ENGINE,)):
             default=10, type="integer", minimum=0, maximum=100_000, title="Minimum co-ratings",
             description="Keep pairs rated by strictly more users than this."),
         "instance_type": dict(
-            default=DEFAULT_INSTANCE_TYPE, type="string", pattern=INSTANCE_TYPE_PATTERN,
-            title="Instance type", description="EC2 instance type of every node, e.g. m5.xlarge."),
+            default=DEFAULT_INSTANCE_TYPE, type="string", enum=list(catalogue()), title="Instance type",
+            description="EC2 instance type of every node, from the instance catalogue "
+                        "(include/movielens_emr/config/instances.toml): "
+                        + "; ".join(f"{instance.name} ({instance.vcpus} vCPUs, {instance.memory_gib:g} GiB, "
+                                    f"{instance.architecture}, ${instance.usd_per_hour:.3g}/h)"
+                                    for instance in catalogue().values())),
         "release_label": dict(
             default=DEFAULT_RELEASE_LABEL, type="string", pattern=RELEASE_LABEL_PATTERN,
             title="EMR release", description="An EMR 7 release label, e.g. emr-7.9.0."),

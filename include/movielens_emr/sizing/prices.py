@@ -3,17 +3,13 @@ import json
 import math
 from dataclasses import asdict, dataclass
 
+from movielens_emr.config.instances import catalogue
 from movielens_emr.config.targets import EMR, target_named
 
 PRICE_REGION = "us-east-1"
-# On-demand USD per node-hour in us-east-1: the EC2 price plus the EMR charge, from the AWS price
-# lists of 2025. Override per instance type with the Variable movielens_hourly_prices (JSON).
-HOURLY_PRICES_USD = {
-    "m5.large": 0.096 + 0.024, "m5.xlarge": 0.192 + 0.048, "m5.2xlarge": 0.384 + 0.096,
-    "m5.4xlarge": 0.768 + 0.192, "m6i.xlarge": 0.192 + 0.048, "m6g.xlarge": 0.154 + 0.039,
-    "m7g.xlarge": 0.1632 + 0.041, "c5.xlarge": 0.17 + 0.043, "c5.2xlarge": 0.34 + 0.085,
-    "r5.xlarge": 0.252 + 0.063, "r5.2xlarge": 0.504 + 0.126,
-}
+# On-demand USD per node-hour in us-east-1 of the instance catalogue's types (config/instances.toml):
+# the EC2 price plus the EMR charge. Override per instance type with the Variable movielens_hourly_prices.
+HOURLY_PRICES_USD = {name: instance.usd_per_hour for name, instance in catalogue().items()}
 PRICES_VARIABLE = "movielens_hourly_prices"
 FROM_VARIABLE, BUILT_IN, NO_PRICE, NOT_PRICED = "variable", "built-in", "none", "local"
 

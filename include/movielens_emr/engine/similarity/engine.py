@@ -2,18 +2,23 @@
 kernel beside it) for a run, its stage 2 block plan measured before it, its results collected after it, and
 its figures."""
 import logging
+import math
 
 from movielens_emr.config.params import DEFAULT_ENGINE
+from movielens_emr.data.datasets import get_dataset
 from movielens_emr.engine.protocol import MrjobJob, TaskFile
 from movielens_emr.engine.similarity.block_plan import stage2_layout, stage_block_plan
 from movielens_emr.engine.similarity.collect import collect_output
 from movielens_emr.engine.similarity.job import (
+    INTERPRETER_MB,
     JOB_CLASS,
     JOB_FILE,
     KERNEL_FILE,
     PLAN_STAGE,
     STAGE_NAMES,
     job_args,
+    run_movie_blocks,
+    stage2_reducer_bytes,
     work_metrics,
 )
 
@@ -45,6 +50,13 @@ class SimilarityEngine:
         return MrjobJob(job_file=JOB_FILE, job_class=JOB_CLASS, stage_names=STAGE_NAMES,
                         options=tuple(job_args(config, movie_blocks)), task_files=tuple(task_files),
                         reduce_tasks=reduce_tasks, support_files=(KERNEL_FILE,))
+
+    def task_memory_mb(self, config):
+        """The largest task's memory: a stage 2 reducer of the run's blocks (stage2_layout, raised to the
+        block cap), its larger block 5 % over the mean as hashing leaves it, by the job's documented bound."""
+        movie_blocks = run_movie_blocks(config, stage2_layout(config)[0])
+        block_movies = math.ceil(get_dataset(config.dataset).movies / movie_blocks * 1.05)
+        return INTERPRETER_MB + stage2_reducer_bytes(config.metric, block_movies) / 2**20
 
     def collect(self, storage, output_folder, results_prefix):
         """results/similarities.csv (.csv.gz when large) and results/top_neighbours.json (collect.py)."""

@@ -35,8 +35,7 @@ def job_args(config, movie_blocks):
     movie_blocks is raised, if need be, to the fewest that keep the dataset's blocks within
     MAX_BLOCK_MOVIES, so no stage 2 task outgrows its memory bound.
     """
-    from movielens_emr.data.datasets import get_dataset
-    movie_blocks = max(movie_blocks, math.ceil(get_dataset(config.dataset).movies / MAX_BLOCK_MOVIES))
+    movie_blocks = run_movie_blocks(config, movie_blocks)
     return [
         "--metric", config.metric,
         "--min-score", repr(config.min_score),
@@ -44,6 +43,28 @@ def job_args(config, movie_blocks):
         "--sample-fraction", repr(config.sample_fraction),
         "--movie-blocks", str(movie_blocks),
     ]
+
+
+# The job's sums per movie pair by metric (S in its docstring's memory bound), its default --user-chunk,
+# and what the interpreter with numpy takes before the bound's first byte.
+SUMS_PER_PAIR = {"cosine": 4, "pearson": 6, "jaccard": 1}
+USER_CHUNK = 1024
+INTERPRETER_MB = 100
+
+
+def run_movie_blocks(config, movie_blocks):
+    """The blocks a run's job uses: movie_blocks, raised to keep each within MAX_BLOCK_MOVIES movies."""
+    from movielens_emr.data.datasets import get_dataset
+    return max(movie_blocks, math.ceil(get_dataset(config.dataset).movies / MAX_BLOCK_MOVIES))
+
+
+def stage2_reducer_bytes(metric, block_movies, user_chunk=USER_CHUNK):
+    """The job's documented peak of a stage 2 reduce task beyond the interpreter (jobs/movie_similarities.py):
+    sums, a chunk's dense matrices, a slice being scored, a chunk of users' ratings (at most 2B a user),
+    the kept neighbours waiting to be written."""
+    sums, b, c = SUMS_PER_PAIR[metric], block_movies, user_chunk
+    return (12.5 * (sums + 2) * b * b + 20 * c * b + 8 * (sums + 5) * 256 * b + 64 * c * 2 * b
+            + 100 * (256 * b + 200_000))
 
 
 def work_metrics(counters):

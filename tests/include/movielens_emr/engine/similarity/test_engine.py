@@ -65,3 +65,20 @@ def test_the_planned_stage_2_skew_sits_beside_the_measured_one():
 def test_a_run_without_a_block_plan_says_why(plan, reason):
     assert block_plan_metrics(plan) == {
         "stage2_planned_skew": None, "block_plan": None, "block_plan_skipped": reason}
+
+
+@pytest.mark.parametrize("dataset, metric, low, high", [
+    ("ml-1m", "cosine", 250, 320), ("ml-25m", "cosine", 1100, 1350), ("ml-25m", "pearson", 1300, 1500)])
+def test_the_largest_task_is_a_stage_2_reducer_by_the_jobs_documented_bound(dataset, metric, low, high):
+    # the job's docstring: ml-1m cosine at most 277 MB beyond the interpreter; pearson at B = 2,800 under
+    # 1.4 GB
+    config = validate_run_config({"dataset": dataset, "metric": metric, "target": "emr", "node_count": 4}, 20)
+    assert low <= ENGINE.task_memory_mb(config) <= high
+
+
+def test_every_catalogue_type_holds_the_similarity_jobs_largest_task():
+    from movielens_emr.config.instances import catalogue, memory_fit_error
+
+    config = validate_run_config({"dataset": "ml-25m", "metric": "pearson", "target": "emr"}, 20)
+    assert [name for name, instance in catalogue().items()
+            if memory_fit_error(ENGINE.task_memory_mb(config), instance, "it")] == []
