@@ -12,14 +12,21 @@ count's task slots.
 import argparse
 import json
 import math
-import statistics
 import sys
 
+from movielens_emr.config.instances import catalogue
 from movielens_emr.config.params import DEFAULT_ENGINE
 from movielens_emr.config.targets import EMR, LOCAL, TARGET_NAMES, target_named
+from movielens_emr.sizing.history_rows import (
+    observation,
+    planned_pair_work,
+    same_engine,
+    same_machines,
+    usable_runs,
+)
+from movielens_emr.sizing.instance_plan import format_type_plan, plan_instance_types
 from movielens_emr.sizing.model import (
     NotEnoughHistory,
-    Observation,
     fit_time_model,
     pareto_front,
     predictions,
@@ -30,49 +37,6 @@ from movielens_emr.sizing.prices import NOT_PRICED, configured_overrides, price_
 DEFAULT_NODE_COUNTS = range(1, 21)
 # metrics.json files read at most, newest run first, in search of a one-run prediction.
 ONE_RUN_READS = 5
-
-
-def usable_runs(rows, target, instance_type, engine=DEFAULT_ENGINE):
-    """Successful runs of one engine, target and instance type that have the figures a fit needs;
-    (runs, skipped). Each engine has its own model: their work does not take the same time."""
-    chosen, skipped = [], 0
-    for row in rows:
-        if row.get("outcome") != "success" or row.get("target") != target or not same_engine(row, engine):
-            continue
-        if not same_machines(row, target, instance_type):
-            continue
-        if not (row.get("pair_work") and row.get("cluster_seconds")):
-            skipped += 1  # an older run without the pair work count, or without timings
-            continue
-        chosen.append(row)
-    return chosen, skipped
-
-
-def same_engine(row, engine):
-    """Whether a history row was computed by engine (a row from before engines were named: the default)."""
-    return (row.get("engine") or DEFAULT_ENGINE) == engine
-
-
-def same_machines(row, target, instance_type):
-    """Whether a history row ran on the machines planned: on a cluster, of the same instance type."""
-    planned = target_named(target).instance_type_of(instance_type)
-    return planned is None or row.get("instance_type") == planned
-
-
-def observation(row):
-    provisioning = row.get("provisioning_seconds") or 0.0
-    return Observation(int(row["node_count"]), float(row["pair_work"]),
-                       float(row["cluster_seconds"]) - provisioning, provisioning, row.get("run_id", ""))
-
-
-def planned_pair_work(rows, dataset, sample_fraction):
-    """The pair work of a run of `dataset` at `sample_fraction`, scaled from that dataset's measured runs."""
-    full = [row["pair_work"] / (row.get("sample_fraction") or 1.0)
-            for row in rows if row.get("dataset") == dataset]
-    if not full:
-        raise NotEnoughHistory(f"no successful run of {dataset} with a pair work count: run it once (a small "
-                               "sample_fraction will do) so that its work is known")
-    return statistics.median(full) * sample_fraction
 
 
 def one_run_candidates(rows, dataset, target, instance_type, sample_fraction, engine=DEFAULT_ENGINE):
@@ -294,6 +258,8 @@ def parse_args(argv):
     parser.add_argument("--target", default=EMR.name, choices=TARGET_NAMES)
     parser.add_argument("--engine", default=DEFAULT_ENGINE, help="the engine whose runs the model fits")
     parser.add_argument("--instance-type", default="m5.xlarge")
+    parser.add_argument("--instance-types", help="plan across these instance types (comma-separated, or "
+                                                 "'all': the instance catalogue's) instead of one")
     parser.add_argument("--sample-fraction", type=float, default=1.0)
     parser.add_argument("--deadline-minutes", type=float, help="recommend the cheapest count that meets it")
     parser.add_argument("--budget-usd", type=float, help="recommend the fastest count within it")
@@ -309,6 +275,8 @@ def main(argv=None, rows=None, metrics_of=None, price_overrides=None):
     args = parse_args(argv)
     if rows is None:
         rows, metrics_of = stored_history()
+    if args.instance_types:
+        return main_across_types(args, rows, price_overrides)
     one_run = None
     if metrics_of is not None:
         one_run = latest_one_run(one_run_candidates(rows, args.dataset, args.target, args.instance_type,
@@ -325,6 +293,24 @@ def main(argv=None, rows=None, metrics_of=None, price_overrides=None):
         return 2
     plan["price"] = price.as_dict()
     print(json.dumps(plan, indent=1) if args.json else format_plan(plan))
+    return 0
+
+
+def main_across_types(args, rows, price_overrides):
+    """The command line's plan across instance types (instance_plan.plan_instance_types)."""
+    names = list(catalogue()) if args.instance_types == "all" else args.instance_types.split(",")
+    try:
+        if price_overrides is None and target_named(args.target).priced:
+            price_overrides = configured_overrides()
+        plan = plan_instance_types(
+            rows, args.dataset, args.target, names,
+            lambda name: price_in_force(name, price_overrides or {}, args.target).usd_per_node_hour,
+            args.sample_fraction, range(1, args.max_nodes + 1), args.deadline_minutes, args.budget_usd,
+            args.engine)
+    except ValueError as error:
+        print(f"advise: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(plan, indent=1) if args.json else format_type_plan(plan))
     return 0
 
 

@@ -8,10 +8,9 @@ from movielens_emr.sizing.advise import (
     main,
     one_run_candidates,
     plan_run,
-    planned_pair_work,
     run_advice,
-    usable_runs,
 )
+from movielens_emr.sizing.history_rows import planned_pair_work, usable_runs
 from movielens_emr.sizing.model import NoNodeCountFits, NotEnoughHistory
 
 FULL_WORK = {"ml-1m": 4e9, "ml-100k": 2e8}
