@@ -56,9 +56,14 @@ def latest_neighbours(storage):
     key = latest_results_key(storage, successful)
     if key is None:
         raise NoResults(f"no results yet: no top_neighbours.json under {storage.uri('runs')}")
+    return key.split("/results/")[0], neighbours_at(storage, key)
+
+
+def neighbours_at(storage, key):
+    """The top_neighbours.json at `key` of the deployment's storage, checked (check_neighbours); read once per
+    version of the file."""
     settings = settings_from_env()
-    movies = _neighbours(settings.storage_root, settings.aws_conn_id, key, modified_at(storage, key))
-    return key.split("/results/")[0], movies
+    return _neighbours(settings.storage_root, settings.aws_conn_id, key, modified_at(storage, key))
 
 
 @functools.lru_cache(maxsize=2)

@@ -16,12 +16,16 @@ from movielens_emr.data.datasets import CATALOGUE
 from movielens_emr.engine.similarity.results import id_order
 from movielens_emr.reporting import benchmark_report
 
-from . import planning, sources
+from . import failures, planning, runs, sources
 from .sources import PLOT_NAME, NoResults, UnreadableFile, is_record, is_scalar
 
 log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).with_name("templates")
 HISTORY_LIMIT = 200
+# The newest failed runs in the history whose reason is read (metrics.json, the failed tasks' logs).
+REASON_LIMIT = 20
+# A failed run's reason in the history: this many characters at most, the whole in its tooltip.
+REASON_CHARACTERS = 160
 MATCH_LIMIT = 20
 # A number as report.py prints it ("1,868.0", "100 %", "1/1", "-"): right-aligned like numbers.
 NUMERIC_TEXT = r"[-+]?[\d,]*\.?\d+( %)?|\d+/\d+|-"
@@ -44,25 +48,38 @@ def _is_number(value):
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _size(size):
+    """A file's size as people read it: 512 B, 12.2 MB."""
+    if not _is_number(size):
+        return "–"
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1000
+
+
 templates = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
-templates.filters.update(number=lambda value, digits=1: _format(value, f",.{digits}f"),
+templates.filters.update(number=lambda value, digits=1: _format(value, f",.{digits}f"), size=_size,
                          figure=lambda value: _format(value, ",.6g"),
                          when=lambda value: value.strftime("%Y-%m-%d %H:%M UTC") if value else "–")
+templates.globals["REASON_CHARACTERS"] = REASON_CHARACTERS
 templates.tests["numeric"] = lambda value: _is_number(value) or (
     isinstance(value, str) and re.fullmatch(NUMERIC_TEXT, value) is not None)
 
 
 # --- the page and its sections -----------------------------------------------------------------------------
 
-def page(storage, dataset, target, title, plan_form):
+def page(storage, dataset, target, title, plan_form, read_logs=False):
     """The whole page, its history filtered by dataset and target, its lookup of `title` and its plan of
-    `plan_form` (a planning.PlanForm); a section that fails shows why in its place (section)."""
+    `plan_form` (a planning.PlanForm); a section that fails shows why in its place (section). `read_logs`:
+    the caller may read the DAG's task logs, where a failed run's reason may be."""
     default_target = settings_from_env().default_target
     context = {"dag_id": sources.DAG_ID, "dataset": dataset or "", "target": target or "", "title": title,
                "datasets": list(CATALOGUE), "targets": list(TARGETS), "storage_root": storage.uri(""),
                "plan_form": plan_form.shown(default_target)}
     return templates.get_template("page.html").render(
-        **context, history_section=section("history", context, lambda: history_section(dataset, target)),
+        **context, history_section=section("history", context,
+                                lambda: history_section(storage, dataset, target, read_logs)),
         report_section=section("report", context, lambda: report_section(storage)),
         similar_section=section("similar", context, lambda: similar_section(storage, title)),
         plan_section=section("plan", context, lambda: plan_section(plan_form, default_target)))
@@ -79,8 +96,23 @@ def section(name, context, build):
         return Markup(template.render(**context, error=describe(error)))
 
 
-def history_section(dataset, target):
-    return {"runs": sources.history(dataset=dataset, target=target, limit=HISTORY_LIMIT)}
+def history_section(storage, dataset, target, read_logs):
+    """The history's rows, each with its run page (`page`) and, for the newest REASON_LIMIT failed runs,
+    why it failed (`reason`, failures.reason_of)."""
+    rows = sources.history(dataset=dataset, target=target, limit=HISTORY_LIMIT)
+    failed = [row["run_id"] for row in rows if row["outcome"] == "failed"][:REASON_LIMIT]
+    reasons = {run_id: failure_reason(storage, run_id, read_logs) for run_id in failed}
+    return {"runs": [{**row, "page": runs.page_path(row["run_id"]), "reason": reasons.get(row["run_id"])}
+                     for row in rows]}
+
+
+def failure_reason(storage, run_id, read_logs):
+    """failures.reason_of, or None when it cannot be read: the row still names the failed tasks."""
+    try:
+        return failures.reason_of(storage, run_id, read_logs)
+    except Exception:  # a row of the history is never lost to its failure's account
+        log.warning("MovieLens benchmarks page: why %s failed could not be read", run_id, exc_info=True)
+        return None
 
 
 def report_section(storage):

@@ -10,11 +10,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from movielens_emr.airflow.links import run_page_path
+
 from tests.conftest import REPO
-from tests.plugins.movielens_benchmarks.stored import add_runs, add_sized_runs, history_run_ids
+from tests.plugins.movielens_benchmarks.stored import add_local_run, add_runs, add_sized_runs, history_run_ids
 
 ADMIN_PASSWORD = "test-only-password"
 PACKAGE = REPO / "plugins" / "movielens_benchmarks"
+LINKED_RUN = "manual__2026-03-01T12:00:00+00:00"
 
 
 def test_the_plugin_is_discovered_with_its_app_and_navigation_entry():
@@ -26,6 +29,7 @@ def test_the_plugin_is_discovered_with_its_app_and_navigation_entry():
     assert info["external_views"] == [{"name": "MovieLens benchmarks", "href": "movielens/",
                                        "url_route": "movielens-benchmarks", "destination": "nav",
                                        "category": "browse"}]
+    assert info["operator_extra_links"] == ["<movielens_emr.airflow.links.RunPageLink object>"]
 
 
 def test_the_plugins_folder_loads_without_errors_and_leaves_the_package_whole():
@@ -96,7 +100,9 @@ def price_variable(airflow_db):
 
 
 def test_the_page_through_a_real_api_server(api_server, storage_root, price_variable):
-    for path in ("/movielens/", "/movielens/docs", "/movielens/redoc", "/movielens/openapi.json"):
+    add_local_run(storage_root, LINKED_RUN)
+    run_paths = [f"/movielens/runs/{LINKED_RUN}{file}" for file in ("", "/metrics.json", "/stages.png")]
+    for path in ("/movielens/", "/movielens/docs", "/movielens/redoc", "/movielens/openapi.json", *run_paths):
         assert httpx.get(f"{api_server}{path}").status_code == 401, path
     login = {"username": "admin", "password": ADMIN_PASSWORD}
     token = httpx.post(f"{api_server}/auth/token", json=login).json()["access_token"]
@@ -116,6 +122,11 @@ def test_the_page_through_a_real_api_server(api_server, storage_root, price_vari
                                                  "plan_instance_type": "m5.xlarge", "deadline_minutes": "",
                                                  "budget_usd": ""})
         assert form.status_code == 200 and "Fitted on 6 runs" in form.text
+        # the run page, as the result tasks' extra link opens it: the real access checks and metadata database
+        run_page = client.get(f"/{run_page_path(LINKED_RUN)}")
+        assert run_page.status_code == 200 and f"<h1>Run {LINKED_RUN}</h1>" in run_page.text
+        assert client.get(f"/movielens/runs/{LINKED_RUN}/stages.png").headers["content-type"] == "image/png"
+        assert client.get("/movielens/runs/manual__unknown").status_code == 404
         plugins = client.get("/api/v2/plugins").json()["plugins"]
         assert client.get("/api/v2/plugins/importErrors").json()["import_errors"] == []
     with httpx.Client(base_url=api_server, cookies={"_token": token}) as browser:

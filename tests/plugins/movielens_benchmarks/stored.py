@@ -4,6 +4,8 @@ import json
 import os
 import re
 
+from airflow.utils.log.file_task_handler import StructuredLogMessage
+
 from movielens_emr.data.storage import run_folder
 from movielens_emr.reporting import benchmark_report
 from movielens_emr.reporting.benchmark import summarize
@@ -93,3 +95,84 @@ def add_reports(root):
 
 def history_run_ids(html):
     return re.findall(r'<tr data-run-id="([^"]+)">', html)
+
+
+# --- one run's folder, as the pipeline's tasks write it ----------------------------------------------------
+
+LOCAL_METRICS = {
+    "node_count": 2, "target": "local", "dataset": "ml-100k", "metric": "cosine", "min_score": 0.95,
+    "min_co_ratings": 10, "instance_type": "m5.xlarge", "release_label": "emr-7.9.0", "sample_fraction": 1.0,
+    "security_configuration": "", "deadline_minutes": None, "budget_usd": None, "advice": None,
+    "engine": "similarity", "cluster_id": None, "cluster_security_configuration": None,
+    "wall_seconds": 19.386, "cluster_seconds": 7.604, "provisioning_seconds": 0.0,
+    "stage_seconds": [1.734, 4.065, 1.805], "overhead_seconds": 11.782, "node_minutes": 0.253,
+    "price_per_node_hour_usd": 0.0, "estimated_cost_usd": 0.0, "input_ratings": 100000, "bad_lines": 0,
+    "counters_read_from": None, "counters_missing_stages": [], "output_pairs": 154800, "pair_work": 20200812,
+    "task_times": {"source": "local task times", "missing": None, "read_from": None, "stages": [
+        {"mapper": {"tasks": 4, "total_seconds": 1.656, "max_seconds": 0.455},
+         "reducer": {"tasks": 4, "total_seconds": 1.639, "max_seconds": 0.5}}] * 3}}
+SIMILARITIES_CSV = ("movie_id,movie_title,similar_movie_id,similar_movie_title,score,co_raters\n"
+                    "1,Toy Story (1995),2,Toy Story 2 (1999),0.97,12\n")
+
+
+def add_run_folder(root, run_id, metrics=None, results=None, owner=None):
+    """runs/<folder> of a run: its owner marker (`owner`, the run id itself unless given), metrics.json
+    ({"run_id", **metrics}) and results/ ({name: text}), each only if given."""
+    folder = root / run_folder(run_id)
+    write(folder / "_RUN_ID", owner or run_id)
+    if metrics is not None:
+        write(folder / "metrics.json", json.dumps({"run_id": run_id, **metrics}, indent=1))
+    for name, data in (results or {}).items():
+        write(folder / "results" / name, data)
+    return folder
+
+
+def add_local_run(root, run_id, titles=("Toy Story (1995)", "Toy Story 2 (1999)", "Heat (1995)")):
+    """A successful local ml-100k run: metrics.json, similarities.csv and top_neighbours.json."""
+    return add_run_folder(root, run_id, LOCAL_METRICS, {"similarities.csv": SIMILARITIES_CSV,
+                                                        "top_neighbours.json": neighbours_json(*titles)})
+
+
+def emr_failure_metrics(run_id, task_traceback=None):
+    """metrics.json of an EMR run whose stage 2 failed, as diagnose_failure writes it."""
+    from movielens_emr.emr.diagnosis import failure_record, stage_failure_report
+    from movielens_emr.reporting.metrics import failed_run_metrics
+
+    def step(number, state, **status):
+        return {"Name": f"stage {number} of 3: {run_id}", "Status": {"State": state, **status}}
+
+    steps = [step(1, "COMPLETED"), step(2, "FAILED", FailureDetails={
+        "Reason": "NonZeroExitCode", "Message": "Step failed with exit code 1"}), step(3, "CANCELLED")]
+    logs = "s3://bucket/runs/x/logs/j-1/steps/s-2/"
+    report = stage_failure_report(steps, "Streaming Command Failed!", logs, task_traceback=task_traceback,
+                                  container_log_location="s3://bucket/runs/x/logs/j-1/containers/")
+    config = {name: value for name, value in LOCAL_METRICS.items() if name in PARAMS} | {"target": "emr"}
+    return failed_run_metrics(run_id, config, "j-1", failure_record(steps, ["s-1", "s-2", "s-3"], None,
+                                                                    report))
+
+
+# --- a failed task's log, as Airflow's log reader returns it ---------------------------------------------
+
+BAD_LINES = "TooManyBadLines: 30 of 50 ratings lines in file:///x/ratings.csv are bad; e.g. '0;1;4.0'"
+# What the local runner logs of a job that refused its input: each line of the job's output behind "job: ".
+JOB_OUTPUT = ["job: Traceback (most recent call last):",
+              'job:   File "movie_similarities.py", line 277, in reducer_group_by_user',
+              "job:     raise TooManyBadLines(too_many)",
+              f"job: {BAD_LINES}",
+              "job: multiprocessing.pool.RemoteTraceback: ",
+              'job: """']
+FAILED = {"exc_type": "LocalJobFailed", "is_cause": False, "frames": [
+    {"filename": "/repo/include/movielens_emr/local/runner.py", "lineno": 72, "name": "run_local_job"}],
+    "exc_value": "the job's process exited with code 1; its last lines:\n" + "\n".join(
+        line.removeprefix("job: ") for line in JOB_OUTPUT)}
+
+
+def task_log(*events, error=None):
+    """A failed task's log as TaskLogReader.read_log_chunks returns it."""
+    messages = [StructuredLogMessage(event="::group::Log message source details"),
+                StructuredLogMessage(event="::endgroup::")]
+    messages += [StructuredLogMessage(event=event, level="info") for event in events]
+    if error:
+        messages.append(StructuredLogMessage(event="Task failed with exception", level="error",
+                                             error_detail=[error]))
+    return messages
