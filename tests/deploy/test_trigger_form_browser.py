@@ -1,15 +1,20 @@
-"""movielens_similarity's trigger form in a real browser (Playwright driving Debian's Chromium) against the
-services of scripts/airflow_services.sh: a run from the form's own fields, and out-of-range node counts."""
+"""A user's journey in a real browser (Playwright driving Debian's Chromium) against the services of
+scripts/airflow_services.sh: the plan before the trigger, a local ml-100k run from the trigger form's own
+fields, its extra link to its page (stage chart, neighbours, downloads), and the reason of a run that failed
+on bad data; then out-of-range node counts. Each step leaves a screenshot in test-artifacts/."""
 import json
+import re
+import shutil
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
 from movielens_emr.config.params import SECURITY_CONFIGURATION_PATTERN
 from movielens_emr.data.storage import run_folder
 
-from tests.conftest import REPO
+from tests.conftest import MOVIELENS, REPO
 from tests.deploy.test_airflow_services import api, running_services, wait_for_dag
 
 DAG_ID = "movielens_similarity"
@@ -18,8 +23,12 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = REPO / "test-artifacts"
 # node_count's default is 4; an EMR-only field set on the local target must do no harm.
-CHOSEN = {"node_count": 3, "target": "local", "dataset": "ml-latest-small",
-          "security_configuration": "at-rest-kms"}
+CHOSEN = {"node_count": 3, "target": "local", "dataset": "ml-100k", "security_configuration": "at-rest-kms"}
+# The services' source folder holds the real ml-100k, and as ml-latest-small a release whose ratings are
+# mostly not ratings (as tests/dags/test_fault_matrix.py makes one): a run of it fails in the job.
+BAD_DATASET = "ml-latest-small"
+BAD_DATA_REASON = re.compile(r"TooManyBadLines: 30 of 50 ratings lines in \S+ are bad")
+LINK_NAME = "Results and metrics"
 MAX_NODE_COUNT = 20  # the Variable movielens_max_node_count is not set
 FORM_VIEWPORT = {"width": 1400, "height": 1900}  # the whole trigger form in one screenshot
 RUN_PAGE_VIEWPORT = {"width": 1400, "height": 1000}
@@ -39,14 +48,37 @@ def sync_playwright():
     return entry_point()
 
 
+def source_folder(folder):
+    """MOVIELENS_SOURCE_DIR for the services: the real ml-100k, and a BAD_DATASET of 30 bad lines in 50."""
+    folder.mkdir()
+    (folder / "ml-100k").symlink_to(MOVIELENS / "ml-100k")
+    bad = folder / BAD_DATASET
+    bad.mkdir()
+    shutil.copy(MOVIELENS / BAD_DATASET / "movies.csv", bad / "movies.csv")
+    good = [f"{user},1,4.0,964982703" for user in range(1, 21)]
+    (bad / "ratings.csv").write_text("userId,movieId,rating,timestamp\n" + "\n".join(
+        good + [f"{user};1;4.0" for user in range(30)]) + "\n")
+    return folder
+
+
 @pytest.fixture(scope="module")
 def services(tmp_path_factory):
     home = tmp_path_factory.mktemp("airflow-browser")
-    with running_services(home, MOVIELENS_STORAGE_ROOT=str(home / "storage")) as services:
+    with running_services(home, MOVIELENS_STORAGE_ROOT=str(home / "storage"),
+                          MOVIELENS_SOURCE_DIR=str(source_folder(home / "source"))) as services:
         wait_for_dag(services, DAG_ID)
         status, dag = api(services, "PATCH", f"/dags/{DAG_ID}", {"is_paused": False})
         assert (status, dag["is_paused"]) == (200, False), dag
         yield services
+
+
+@pytest.fixture(scope="module")
+def bad_data_run(services):
+    """A local run of BAD_DATASET, triggered by the API; it runs beside the form's run."""
+    status, run = api(services, "POST", f"/dags/{DAG_ID}/dagRuns", {
+        "logical_date": None, "conf": {"target": "local", "dataset": BAD_DATASET, "node_count": 1}})
+    assert status == 200, run
+    return run["dag_run_id"]
 
 
 @pytest.fixture(scope="module")
@@ -130,21 +162,44 @@ def form_run(page, services):
             "run_id": response.json()["dag_run_id"]}
 
 
-@pytest.fixture(scope="module")
-def finished_run(form_run, services):
-    """The form's run, by the API, once it has ended."""
+def ended_run(services, run_id):
+    """The run, by the API, once it has ended."""
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while time.monotonic() < deadline:
-        status, run = api(services, "GET", f"/dags/{DAG_ID}/dagRuns/{form_run['run_id']}")
+        status, run = api(services, "GET", f"/dags/{DAG_ID}/dagRuns/{run_id}")
         if run.get("state") in TERMINAL_STATES:
             return run
         time.sleep(3)
-    raise AssertionError(f"{form_run['run_id']} did not end within {RUN_TIMEOUT_S} s")
+    raise AssertionError(f"{run_id} did not end within {RUN_TIMEOUT_S} s")
+
+
+@pytest.fixture(scope="module")
+def finished_run(form_run, services):
+    """The form's run, once it has ended."""
+    return ended_run(services, form_run["run_id"])
 
 
 def task_states(services, run_id):
     _, body = api(services, "GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances")
     return {task["task_id"]: task["state"] for task in body["task_instances"]}
+
+
+def test_the_plan_with_empty_deadline_and_budget_answers_in_the_page(page, services, bad_data_run):
+    page.goto(f"{services.url}/movielens/")
+    plan = page.locator("#plan")
+    plan.get_by_label("Dataset to plan for").select_option(CHOSEN["dataset"])
+    assert plan.get_by_label("Target").input_value() == "local"  # the deployment's own target
+    assert plan.get_by_label("Deadline in minutes").input_value() == ""
+    assert plan.get_by_label("Budget in USD").input_value() == ""
+    plan.get_by_role("button", name="Plan").click()
+    page.wait_for_url("**deadline_minutes=&budget_usd=*")
+    answer = page.locator("#plan .needs-history")
+    answer.wait_for()
+    screenshot(page, "journey-1-plan.png")
+    # No run has succeeded yet: the page says so, and which runs would let the history answer.
+    assert answer.inner_text().startswith("No plan yet: the run history cannot answer")
+    assert "Runs that would let it answer" in answer.inner_text()
+    assert page.get_by_role("heading", name="MovieLens benchmarks").is_visible()
 
 
 def test_form_sends_the_chosen_values(form_run):
@@ -180,6 +235,79 @@ def test_run_metrics_record_the_chosen_node_count(finished_run, services):
     metrics = json.loads((storage_root / run_folder(finished_run["dag_run_id"]) / "metrics.json").read_text())
     assert {name: metrics[name] for name in CHOSEN} == CHOSEN
     assert metrics["cluster_security_configuration"] is None  # no cluster on the local target
+
+
+def open_extra_link(page, services, run_id, task_id, shown_as):
+    """The task's page in the UI, its Details tab, then its extra link to the run's page, as a user clicks;
+    the task's page with the link is saved as the screenshot `shown_as`."""
+    page.goto(f"{services.url}/dags/{DAG_ID}/runs/{quote(run_id, safe='')}/tasks/{task_id}")
+    page.get_by_role("link", name="Details", exact=True).click()  # the task page's tabs are links
+    link = page.get_by_role("link", name=LINK_NAME)
+    link.wait_for()
+    screenshot(page, shown_as)
+    link.click()
+    page.wait_for_url(f"**/movielens/runs/{quote(run_id, safe='')}")
+    page.get_by_role("heading", name=f"Run {run_id}", exact=True).wait_for()
+
+
+def test_the_extra_link_opens_the_runs_page_with_its_stage_chart_and_neighbours(finished_run, page, services):
+    run_id = finished_run["dag_run_id"]
+    open_extra_link(page, services, run_id, "record_metrics", "journey-2-extra-link.png")
+    chart = page.locator("#stages img")
+    chart.wait_for()
+    page.wait_for_load_state("networkidle")
+    screenshot(page, "journey-3-run-page.png")
+    assert chart.evaluate("image => image.complete && image.naturalWidth > 0")
+    assert chart.get_attribute("alt").startswith("Stage times: 1. group ratings by user")
+    neighbours = page.locator("#neighbours article.movie")
+    assert neighbours.count() == 10
+    assert neighbours.first.get_by_role("heading").inner_text() == "Toy Story (1995) movie 1"
+    assert neighbours.first.locator("tbody tr").count() == 10
+    assert "Why it failed" not in page.content()
+
+
+def test_the_runs_page_looks_titles_up_and_downloads_its_files(finished_run, page, services):
+    run_id = finished_run["dag_run_id"]
+    page.goto(f"{services.url}/movielens/runs/{quote(run_id, safe='')}")
+    page.get_by_label("Movie title").fill("star wars")
+    page.get_by_role("button", name="Find").click()
+    page.locator("#neighbours article.movie").first.wait_for()
+    assert page.locator("#neighbours h3").first.inner_text() == "Star Wars (1977) movie 50"
+    screenshot(page, "journey-4-title-lookup.png")
+    folder = Path(services.env["MOVIELENS_STORAGE_ROOT"]) / run_folder(run_id)
+    for name, stored in (("download metrics.json", "metrics.json"),
+                         ("similarities.csv", "results/similarities.csv")):
+        with page.expect_download() as download:
+            page.get_by_role("link", name=name).click()
+        assert Path(download.value.path()).read_bytes() == (folder / stored).read_bytes(), name
+
+
+def test_the_form_runs_other_result_task_links_to_the_same_page(finished_run, services):
+    status, links = api(services, "GET", f"/dags/{DAG_ID}/dagRuns/{finished_run['dag_run_id']}"
+                                         "/taskInstances/collect_results/links")
+    assert (status, links["extra_links"]) == (
+        200, {LINK_NAME: f"movielens/runs/{quote(finished_run['dag_run_id'], safe='')}"})
+
+
+def test_a_run_failed_on_bad_data_says_the_jobs_reason(bad_data_run, page, services):
+    assert ended_run(services, bad_data_run)["state"] == "failed"
+    # The history table says why, and links the run to its page.
+    page.goto(f"{services.url}/movielens/")
+    row = page.locator(f'tr[data-run-id="{bad_data_run}"]')
+    reason = row.locator(".reason")
+    # Cut to fit the table, whole in its tooltip.
+    assert reason.inner_text().startswith("TooManyBadLines: 30 of 50 ratings lines in ")
+    assert BAD_DATA_REASON.match(reason.get_attribute("title"))
+    screenshot(page, "journey-5-history.png")
+    row.get_by_role("link", name=bad_data_run).click()
+    headline = page.locator("#failure .headline")
+    headline.wait_for()
+    screenshot(page, "journey-6-failed-run.png")
+    assert BAD_DATA_REASON.match(headline.inner_text()), headline.inner_text()
+    assert "Task run_local_job failed" in page.locator("#failure").inner_text()
+    # collect_results never ran (upstream_failed), and still links to the page that says why.
+    open_extra_link(page, services, bad_data_run, "collect_results", "journey-7-failed-run-extra-link.png")
+    assert BAD_DATA_REASON.match(page.locator("#failure .headline").inner_text())
 
 
 @pytest.mark.parametrize("typed, clamped", [("0", "1"), ("-3", "1"), ("25", str(MAX_NODE_COUNT))])
