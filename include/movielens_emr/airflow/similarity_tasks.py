@@ -6,6 +6,7 @@ import dataclasses
 import datetime
 import json
 import logging
+import time
 from pathlib import Path
 
 from airflow.sdk import Asset, Variable, get_current_context
@@ -103,7 +104,8 @@ def with_sizing_advice(config, settings):
     try:
         advice = run_advice(rows, config.dataset, config.target, config.instance_type, price,
                             config.sample_fraction, config.node_count, max_node_count(),
-                            config.deadline_minutes, config.budget_usd, engine=config.engine)
+                            config.deadline_minutes, config.budget_usd, engine=config.engine,
+                            pair_work=planned_work(config, settings))
     except ValueError as error:  # too little history, or no count meets the goal
         if config.node_count is None:
             raise InvalidParam(f"node_count: the sizing advisor cannot choose it: {error}") from error
@@ -113,6 +115,25 @@ def with_sizing_advice(config, settings):
              advice["chosen_by"], advice["node_count"], advice["predicted_cluster_seconds"] / 60,
              advice["predicted_cost_usd"], advice["confidence"])
     return dataclasses.replace(config, node_count=advice["node_count"], advice=advice)
+
+
+def planned_work(config, settings):
+    """The run's work as its engine counts it on the run's own ratings files (planned_work), or None when the
+    engine does not say, or the files cannot be read here: the advisor then scales the work it measured."""
+    engine = run_engine(config)
+    if not hasattr(engine, "planned_work"):
+        return None
+    started = time.monotonic()
+    try:
+        dataset = get_dataset(config.dataset)
+        files = dataset_source_files(dataset, settings.source_dir, settings.cache_dir)
+        work = engine.planned_work(config, [files[name] for name in dataset.ratings_files])
+    except (OSError, ValueError, MemoryError) as error:
+        log.warning("the run's work could not be counted on its ratings (%s: %s): the advisor scales it from "
+                    "the measured runs", type(error).__name__, error)
+        return None
+    log.info("the run's pair work, counted on its ratings in %.1f s: %.4g", time.monotonic() - started, work)
+    return work
 
 
 def check_memory_fit(config):

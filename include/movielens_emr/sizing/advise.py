@@ -124,14 +124,19 @@ def _counts(counts):
 
 def plan_run(rows, dataset, target=EMR.name, instance_type="m5.xlarge", price_per_node_hour=None,
              sample_fraction=1.0, node_counts=DEFAULT_NODE_COUNTS, deadline_minutes=None, budget_usd=None,
-             one_run=None, engine=DEFAULT_ENGINE):
+             one_run=None, engine=DEFAULT_ENGINE, pair_work=None):
     """Predictions for every node count, the Pareto front and, for a deadline or budget, the choice.
 
     one_run (latest_one_run's) puts a measured run's one-run prediction beside each fitted one.
+    pair_work: the planned run's W counted on its own ratings (the engine's planned_work); without it,
+    W is scaled from the dataset's measured runs by the sample fraction, and the plan says so.
     """
     runs, skipped = usable_runs(rows, target, instance_type, engine)
     model = fit_time_model([observation(row) for row in runs], target=target)
-    pair_work = planned_pair_work(runs, dataset, sample_fraction)
+    work_source = "counted on the ratings files" if pair_work else (
+        "scaled from the dataset's measured runs by the sample fraction (a sample's W is not linear in it: "
+        "heavy users dominate it)")
+    pair_work = pair_work or planned_pair_work(runs, dataset, sample_fraction)
     options = predictions(model, list(node_counts), pair_work, price_per_node_hour)
     one_run_seconds = {option["node_count"]: option["cluster_seconds"]
                        for option in (one_run or {}).get("predictions", [])}
@@ -144,7 +149,7 @@ def plan_run(rows, dataset, target=EMR.name, instance_type="m5.xlarge", price_pe
                                           price_per_node_hour)
     return {
         "dataset": dataset, "engine": engine, "target": target, "instance_type": instance_type,
-        "sample_fraction": sample_fraction, "pair_work": pair_work,
+        "sample_fraction": sample_fraction, "pair_work": pair_work, "pair_work_source": work_source,
         "model": {"coefficients": dict(zip(("a", "b", "c", "d"), model.coefficients, strict=True)),
                   "runs": model.runs, "runs_skipped": skipped, "node_range": list(model.node_range),
                   "work_range": list(model.work_range), "provisioning_seconds": model.provisioning_seconds,
@@ -162,7 +167,7 @@ def plan_run(rows, dataset, target=EMR.name, instance_type="m5.xlarge", price_pe
 
 
 def run_advice(rows, dataset, target, instance_type, price_per_node_hour, sample_fraction, node_count,
-               max_node_count, deadline_minutes=None, budget_usd=None, engine=DEFAULT_ENGINE):
+               max_node_count, deadline_minutes=None, budget_usd=None, engine=DEFAULT_ENGINE, pair_work=None):
     """What the advisor says about a triggered run; None when the run asks it nothing.
 
     node_count None: the count is the advisor's recommendation for the deadline or budget (an error
@@ -173,11 +178,12 @@ def run_advice(rows, dataset, target, instance_type, price_per_node_hour, sample
         return None
     if node_count is None:
         plan = plan_run(rows, dataset, target, instance_type, price_per_node_hour, sample_fraction,
-                        range(1, max_node_count + 1), deadline_minutes, budget_usd, engine=engine)
+                        range(1, max_node_count + 1), deadline_minutes, budget_usd, engine=engine,
+                        pair_work=pair_work)
         chosen = plan["recommendation"]
     else:
         plan = plan_run(rows, dataset, target, instance_type, price_per_node_hour, sample_fraction,
-                        [node_count], engine=engine)
+                        [node_count], engine=engine, pair_work=pair_work)
         chosen = plan["predictions"][0]
     deadline_seconds = None if deadline_minutes is None else deadline_minutes * 60
     return {
@@ -198,7 +204,8 @@ def format_plan(plan):
     error = model["loo_median_error"]
     lines = [
         f"{plan['dataset']} at sample fraction {plan['sample_fraction']:g} on {plan['target']} "
-        f"({plan['instance_type']}): pair work {plan['pair_work']:.4g}",
+        f"({plan['instance_type']}): pair work {plan['pair_work']:.4g}, "
+        f"{plan.get('pair_work_source', 'scaled from the measured runs')}",
         "model t(m) = {a:.1f} + {b:.3g} * W/m + {c:.1f} * log m + {d:.2f} * m seconds".format(
             **model["coefficients"]) + f", provisioning {model['provisioning_seconds']:.0f} s apart",
         f"fitted on {model['runs']} runs ({model['runs_skipped']} without a pair work count skipped), "

@@ -70,6 +70,15 @@ def run_block_plan(ratings_paths, config):
     return plan_from_keys(keys, movie_blocks, reduce_tasks), int(keys.size)
 
 
+def pair_work_of_files(ratings_paths, sample_fraction=1.0):
+    """W = the sum over the kept users of n_u^2 (n_u: the distinct movies each rated), exactly as the job's
+    stage 1 counts it, from the ratings files themselves: a sample's W is not the full W times the
+    fraction, since the heavy users dominate it."""
+    keys = read_rating_keys(ratings_paths, sample_fraction)
+    _, per_user = np.unique(keys >> MOVIE_BITS, return_counts=True)
+    return int(np.sum(per_user.astype(np.int64) ** 2))
+
+
 def plan_from_keys(keys, movie_blocks, reduce_tasks):
     """job.block_plan of the ratings read_rating_keys gave, counted a slice of users at a time."""
     movies, counts = movie_counts(keys)

@@ -7,7 +7,7 @@ import math
 from movielens_emr.config.params import DEFAULT_ENGINE
 from movielens_emr.data.datasets import get_dataset
 from movielens_emr.engine.protocol import MrjobJob, TaskFile
-from movielens_emr.engine.similarity.block_plan import stage2_layout, stage_block_plan
+from movielens_emr.engine.similarity.block_plan import pair_work_of_files, stage2_layout, stage_block_plan
 from movielens_emr.engine.similarity.collect import collect_output
 from movielens_emr.engine.similarity.job import (
     INTERPRETER_MB,
@@ -57,6 +57,10 @@ class SimilarityEngine:
         movie_blocks = run_movie_blocks(config, stage2_layout(config)[0])
         block_movies = math.ceil(get_dataset(config.dataset).movies / movie_blocks * 1.05)
         return INTERPRETER_MB + stage2_reducer_bytes(config.metric, block_movies) / 2**20
+
+    def planned_work(self, config, ratings_paths):
+        """The run's pair work W, which the time model is fitted on, counted on its own ratings files."""
+        return pair_work_of_files(ratings_paths, config.sample_fraction)
 
     def collect(self, storage, output_folder, results_prefix):
         """results/similarities.csv (.csv.gz when large) and results/top_neighbours.json (collect.py)."""

@@ -209,3 +209,20 @@ def test_plan_is_written_as_the_job_reads_it(tmp_path):
     assert json.loads((tmp_path / "plan.json").read_text()) == plan == plan_of_ratings(users, movies, 3, 4)
     assert set(plan["routes"]) == {"0,0", "0,1", "0,2", "1,1", "1,2", "2,2"}
     assert set(plan["routes"].values()) <= set(range(4))
+
+
+@pytest.mark.parametrize("fraction", [1.0, 0.3])
+def test_the_pair_work_counted_on_the_files_is_the_jobs_own_count(fraction):
+    from movielens_emr.engine.similarity.job import PAIR_WORK_COUNTER, job_class
+    from movielens_emr.reporting.metrics import flatten_counters
+
+    movies = SAMPLE_RATINGS.with_name("movies.csv")
+    job = job_class()(["-r", "inline", "--no-conf", "--items", str(movies), "--sample-fraction",
+                       repr(fraction), str(SAMPLE_RATINGS)])
+    with job.make_runner() as runner:
+        runner.run()
+        counted = flatten_counters(runner.counters())[PAIR_WORK_COUNTER]
+    assert block_plan.pair_work_of_files([SAMPLE_RATINGS], fraction) == counted
+    if fraction < 1:  # a sample's work is not the whole's times the fraction
+        whole = block_plan.pair_work_of_files([SAMPLE_RATINGS])
+        assert counted != round(whole * fraction)
