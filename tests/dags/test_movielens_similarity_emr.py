@@ -543,8 +543,13 @@ def test_the_command_line_plans_from_the_emr_history_at_the_pipelines_prices(adv
 
 
 def test_a_run_left_to_the_advisor_records_its_prediction_and_error(advisor_runs):
+    from movielens_emr.engine.similarity.block_plan import pair_work_of_files
+
+    from conftest import MOVIELENS
+
+    counted = pair_work_of_files([MOVIELENS / DATASET / "ratings.csv"], 0.05)  # as validate_config counts it
     advice = run_advice(advisor_runs.rows, DATASET, "emr", "m5.xlarge", PRICES["m5.xlarge"], 0.05, None,
-                        ADVISED_MAX_NODES, deadline_minutes=30)
+                        ADVISED_MAX_NODES, deadline_minutes=30, pair_work=counted)
     metrics = advisor_runs.metrics
     assert metrics["advice"] == advice and advice["chosen_by"] == "advisor"
     assert metrics["node_count"] == advice["node_count"] and advice["model_runs"] == 4
