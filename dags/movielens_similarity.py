@@ -1,7 +1,8 @@
 """
 ### MovieLens movie similarity on EMR (or on this machine)
 
-Pick a dataset and a node count in the trigger form. The run stages the MovieLens files to the
+Pick a dataset and a node count in the trigger form (**[plan first](movielens/#plan)**: the predicted
+time and cost of every node count, from the run history). The run stages the MovieLens files to the
 storage root (once per content checksum) and measures on them the plan that balances stage 2's
 reduce tasks, then either
 

@@ -30,6 +30,12 @@ MAX_DEADLINE_MINUTES = 7 * 24 * 60
 MAX_BUDGET_USD = 100_000
 
 
+# The benchmarks page's plan form, relative to the UI's base URL (the plugin is mounted at /movielens).
+PLAN_PAGE = "movielens/#plan"
+# What a field's spec holds for the form only, not for its JSON schema.
+FORM_ONLY_KEYS = ("default", "title", "description", "description_md")
+
+
 class InvalidParam(ValueError):
     """A run parameter out of its schema; the message starts with the field's name."""
 
@@ -69,7 +75,12 @@ def param_schemas(max_node_count, default_target, engines=(DEFAULT_ENGINE,)):
             description=f"Total EMR nodes including the master (4 = 1 master + 3 core), 1 to "
                         f"{max_node_count} (Variable movielens_max_node_count). On the local target: "
                         "parallel tasks. Empty: the sizing advisor chooses it from the run history, for "
-                        "the deadline or budget below."),
+                        "the deadline or budget below.",
+            description_md=f"Total EMR nodes including the master (4 = 1 master + 3 core), 1 to "
+                           f"{max_node_count} (Variable `movielens_max_node_count`). On the local target: "
+                           "parallel tasks. Empty: the sizing advisor chooses it from the run history, for "
+                           "the deadline or budget below. **[See the predicted time and cost of every node "
+                           f"count]({PLAN_PAGE})** before you trigger."),
         "target": dict(
             default=default_target, type="string", enum=list(TARGET_NAMES), title="Target",
             description="; ".join(f"{target.name}: {target.description}" for target in TARGETS.values())
@@ -139,7 +150,7 @@ def validated_values(params, schemas):
     values = {}
     for name, spec in schemas.items():
         value = params.get(name, spec["default"])
-        schema = {key: spec[key] for key in spec if key not in ("default", "title", "description")}
+        schema = {key: spec[key] for key in spec if key not in FORM_ONLY_KEYS}
         try:
             jsonschema.validate(value, schema)
         except jsonschema.ValidationError as error:

@@ -134,3 +134,12 @@ def test_an_empty_node_count_without_a_goal_is_refused():
 def test_bad_deadlines_and_budgets_are_refused_naming_the_field(field, value):
     with pytest.raises(InvalidParam, match=f"^{field}: "):
         validate_run_config({field: value}, max_node_count=20)
+
+
+def test_the_node_count_field_links_to_the_plan_before_the_trigger():
+    from movielens_emr.config.params import PLAN_PAGE
+
+    spec = param_schemas(20, "local")["node_count"]
+    assert f"]({PLAN_PAGE})" in spec["description_md"] and PLAN_PAGE == "movielens/#plan"
+    # the markdown is the form's, not part of the value's schema
+    assert validate_run_config({"node_count": 3}, 20).node_count == 3
