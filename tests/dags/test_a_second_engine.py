@@ -50,9 +50,9 @@ def expected_csv():
 
 def test_the_engine_is_a_choice_of_the_trigger_form(dagbag_with_the_engine, monkeypatch):
     monkeypatch.setenv(ENGINES_ENV, ENGINE_LOCATION)
-    assert engine_names() == ("similarity", "rating-counts")
+    assert engine_names() == ("similarity", "als", "rating-counts")
     params = dagbag_with_the_engine.get_dag("movielens_similarity").params
-    assert params.get_param("engine").schema["enum"] == ["similarity", "rating-counts"]
+    assert params.get_param("engine").schema["enum"] == ["similarity", "als", "rating-counts"]
 
 
 def test_an_unregistered_engine_is_refused_before_anything_is_staged(dagbag_with_the_engine, storage_root,

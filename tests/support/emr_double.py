@@ -1,4 +1,5 @@
-"""A test double of EMR's compute for moto: the steps of a moto cluster really run, as Hadoop streaming.
+"""A test double of EMR's compute for moto: the steps of a moto cluster really run, as Hadoop streaming or
+as spark-submit (see "Spark steps" below).
 
 moto accepts EMR clusters and steps but never runs a step: its first step stays RUNNING and the
 others PENDING for ever. While `emr_streaming_double()` is installed, every `describe_step` call
@@ -63,12 +64,14 @@ EMR's ValidationException, as on EMR.
 
 S3 and EMR are reached through moto's backend objects, which `mock_aws()` and a `ThreadedMotoServer`
 in the same process share: the double works in both (with the server, steps run in its thread).
-A step runs inside the describe_step call that ends it, so that call lasts as long as the step: keep
-test jobs well under botocore's 60 s read timeout. Not modelled: task retries, input splits of large
-files, speculative execution, step concurrency above 1, Spark or other non-streaming steps (FAILED), the
-minutes EMR takes to deliver logs (the double writes them all as the step ends), a job history's full
-schema line (trimmed to the record names) and its tasks' Hadoop counters (only their reporter counters),
-bootstrap actions on more than one node (all nodes share one filesystem here: the master's).
+A step runs inside the describe_step call that ends it, so that call lasts as long as the step: behind a
+server, keep test jobs well under botocore's 60 s read timeout (a Spark step of the pipeline takes about a
+minute: run it under mock_aws(), where no socket times out). Not modelled: task retries, input splits of
+large files, speculative execution, step concurrency above 1, steps other than hadoop-streaming and
+spark-submit (FAILED), the minutes EMR takes to deliver logs (the double writes them all as the step
+ends), a job history's full schema line (trimmed to the record names) and its tasks' Hadoop counters (only
+their reporter counters), bootstrap actions on more than one node (all nodes share one filesystem here:
+the master's).
 """
 import contextlib
 import dataclasses
@@ -98,6 +101,7 @@ from moto.server import ThreadedMotoServer
 from moto.utilities.utils import get_partition
 
 from tests.support.node_pythons import node_python_commands
+from tests.support.node_spark import spark_home
 
 TERMINAL_STEP_STATES = ("COMPLETED", "CANCELLED", "FAILED", "INTERRUPTED")
 ENDED_CLUSTER_STATES = ("TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS")
@@ -233,6 +237,10 @@ class MotoS3:
         self._bucket(bucket)
         self.backend.put_object(bucket, key, data)
 
+    def delete(self, uri):
+        bucket, key = split_s3_uri(uri)
+        self.backend.delete_object(bucket, key)
+
 
 def java_text_hash(key):
     """org.apache.hadoop.io.Text#hashCode: WritableComparator.hashBytes over the key's bytes (signed)."""
@@ -324,6 +332,7 @@ class StepExecution:
     log_uri: str | None = None
     application_id: str | None = None
     logs: dict = dataclasses.field(default_factory=dict)  # {path under <LogUri>/<cluster id>/: text}
+    spark: "SparkRun | None" = None  # a spark-submit step's: what ran and what it wrote
 
 
 def write_command(path, command):
@@ -938,6 +947,265 @@ def _model_patches():
             (Cluster, "terminate", terminate))
 
 
+# Spark steps: `command-runner.jar spark-submit ...`, as EMR runs them on a cluster with the Spark
+# application: spark-submit's own options (--deploy-mode cluster, --master yarn, --conf, --files,
+# --py-files), then the application's script and its arguments. On EMR, YARN localizes the script,
+# --files (under their '#' name) and --py-files into the driver's container (the application master's,
+# in cluster mode), and EMRFS serves s3:// URIs to Spark's Hadoop file system. Here the step runs for
+# real with the pinned pyspark laid out as EMR's /usr/lib/spark (node_spark.py), in Spark's local mode
+# (the driver and executors in one JVM, the double's workers as cores), the driver and the executors'
+# Python workers under the node's Python (spark.pyspark.python resolved on the node's PATH) with the
+# node's packages (spark.yarn.appMasterEnv.* and spark.executorEnv.*, node folders moved under the
+# node's). S3 is a mirror folder: each s3:// URI of the arguments and --conf values is fetched (an
+# object, or every object of a prefix; a key ending in "/" a folder) and replaced by its file:// path;
+# once spark-submit ends, what it added or changed there goes back to S3 (and what it deleted goes),
+# hidden files (Hadoop's .crc) and _temporary/ left out, as EMRFS writes none of them.
+# Not modelled: YARN's executors in containers of their own (one JVM here: an executor's log is in the
+# driver's), dynamic allocation, client deploy mode's console, Spark's own application id (its
+# event log is named local-<ms>, not application_<...>).
+SPARK_SUBMIT = "spark-submit"
+SPARK_VALUE_OPTIONS = ("--master", "--deploy-mode", "--conf", "--files", "--py-files", "--name",
+                       "--driver-memory", "--executor-memory", "--executor-cores", "--num-executors")
+SPARK_TIMEOUT_SECONDS = 900
+APP_MASTER_ENV = "spark.yarn.appMasterEnv."
+S3_URI = re.compile(r"s3[an]?://[^\s,#]+")
+NOT_MIRRORED = re.compile(r"(^|/)(\.|_temporary/)")
+
+
+@dataclasses.dataclass
+class SparkSubmitArgs:
+    """A spark-submit command line, parsed: its options, the application's script and its arguments."""
+
+    options: list  # [(option, value)] in order, --conf included
+    script: str
+    app_args: list
+
+    def values(self, option):
+        return [value for name, value in self.options if name == option]
+
+    @property
+    def conf(self):
+        return dict(_key_value(value, "--conf") for value in self.values("--conf"))
+
+
+def parse_spark_submit_args(args):
+    """The SparkSubmitArgs of a command-runner.jar step's Args, or StepArgsError as spark-submit refuses."""
+    if not args or args[0] != SPARK_SUBMIT:
+        raise StepArgsError(f"not a {SPARK_SUBMIT} step: {args[:1]}")
+    words, options = list(args[1:]), []
+    while words and words[0].startswith("--"):
+        option = words.pop(0)
+        if option not in SPARK_VALUE_OPTIONS:
+            raise StepArgsError(f"spark-submit: unrecognized option {option!r}")
+        if not words:
+            raise StepArgsError(f"spark-submit: option {option} needs a value")
+        options.append((option, words.pop(0)))
+    if not words:
+        raise StepArgsError("spark-submit: missing the application's script")
+    parsed = SparkSubmitArgs(options, words[0], words[1:])
+    if parsed.values("--master") not in ([], ["yarn"]):
+        raise StepArgsError(f"spark-submit on EMR runs on YARN: --master {parsed.values('--master')}")
+    if parsed.values("--deploy-mode") not in ([], ["cluster"], ["client"]):
+        raise StepArgsError(f"spark-submit: bad --deploy-mode {parsed.values('--deploy-mode')}")
+    return parsed
+
+
+@dataclasses.dataclass
+class SparkRun:
+    """What the double ran for one spark-submit step: for tests to look at."""
+
+    submitted: SparkSubmitArgs
+    command: list = dataclasses.field(default_factory=list)
+    env: dict = dataclasses.field(default_factory=dict)
+    returncode: int | None = None
+    stdout: bytes = b""
+    stderr: bytes = b""
+    seconds: float = 0.0
+    uploaded: list = dataclasses.field(default_factory=list)  # s3:// URIs written back from the mirror
+
+
+class S3Mirror:
+    """The s3:// URIs a Spark step names, as a local folder: fetched before it runs, written back after."""
+
+    def __init__(self, s3, root):
+        self.s3, self.root = s3, Path(root)
+        self.before = {}
+
+    def local(self, uri):
+        bucket, key = split_s3_uri(uri)
+        return self.root / bucket / key
+
+    def fetch(self, uri):
+        """uri's object, or every object under it as a folder, into the mirror; its file:// URI."""
+        bucket, key = split_s3_uri(uri)
+        if key and not key.endswith("/") and self.s3.exists(uri):
+            self._fetch_object(uri)
+        else:
+            if key.endswith("/"):
+                self.local(uri).mkdir(parents=True, exist_ok=True)
+            for child, name in self.s3.list(uri):
+                if name and not name.endswith("/"):
+                    self._fetch_object(child)
+                else:
+                    self.local(child).mkdir(parents=True, exist_ok=True)
+        path = self.local(uri)
+        return path.as_uri() + ("/" if uri.endswith("/") else "")
+
+    def _fetch_object(self, uri):
+        path = self.local(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(self.s3.get(uri))
+        self.before[path] = _file_state(path)
+
+    def write_back(self):
+        """Put what was added or changed under the mirror, delete what was removed; the URIs put."""
+        put = []
+        for path in sorted(self.root.rglob("*")):
+            relative = path.relative_to(self.root).as_posix()
+            if not path.is_file() or NOT_MIRRORED.search(relative):
+                continue
+            if self.before.get(path) != _file_state(path):
+                uri = f"s3://{relative}"
+                self.s3.put(uri, path.read_bytes())
+                put.append(uri)
+        for path in self.before:
+            if not path.exists():
+                self.s3.delete(f"s3://{path.relative_to(self.root).as_posix()}")
+        return put
+
+
+def _file_state(path):
+    status = path.stat()
+    return status.st_size, status.st_mtime_ns
+
+
+class SparkSubmitRunner:
+    """Runs one spark-submit step on a cluster's node against moto's S3 (see the section's comment)."""
+
+    def __init__(self, submitted, s3, workdir, node, cores, execution, application_id):
+        self.submitted, self.s3, self.node, self.cores = submitted, s3, node, cores
+        self.workdir, self.execution, self.application_id = Path(workdir), execution, application_id
+        self.container = self.workdir / "container"
+        self.mirror = S3Mirror(s3, self.workdir / "s3")
+        self.run_record = execution.spark = SparkRun(submitted)
+
+    def run(self):
+        self.container.mkdir(parents=True)
+        spark_submit = self.node.bin / SPARK_SUBMIT
+        if not spark_submit.exists():
+            write_command(spark_submit, [spark_home() / "bin" / SPARK_SUBMIT])
+        command = [SPARK_SUBMIT, "--master", f"local[{self.cores}]", *self._options(), self._localize(
+            self.submitted.script, self.container), *map(self._mirrored, self.submitted.app_args)]
+        env = self.node.env({"SPARK_HOME": str(spark_home()), **_java_home(), **self._app_master_env()})
+        self.run_record.command, self.run_record.env = command, env
+        started = time.monotonic()
+        try:
+            done = subprocess.run(command, capture_output=True, cwd=self.container, env=env,
+                                  timeout=SPARK_TIMEOUT_SECONDS, check=False)
+            returncode, stdout, stderr = done.returncode, done.stdout, done.stderr
+        except (OSError, subprocess.TimeoutExpired) as error:
+            returncode, stdout, stderr = 127, b"", f"cannot run {SPARK_SUBMIT}: {error}\n".encode()
+        finally:
+            self.run_record.uploaded = self.mirror.write_back()
+        record = self.run_record
+        record.returncode, record.stdout, record.stderr = returncode, stdout, stderr
+        self.run_record.seconds = round(time.monotonic() - started, 3)
+        if returncode != 0:
+            raise StepFailure(f"org.apache.spark.SparkException: Application {self.application_id} finished "
+                              "with failed status")
+
+    def _options(self):
+        """The step's options for Spark's local mode: no master or deploy mode (this machine's), --files
+        localized into the driver's container, --py-files as local files, node folders and s3:// URIs
+        in --conf values moved to the node's and the mirror's."""
+        options = []
+        for option, value in self.submitted.options:
+            if option in ("--master", "--deploy-mode", "--driver-memory", "--executor-memory",
+                          "--executor-cores", "--num-executors"):
+                continue
+            if option == "--files":
+                for spec in filter(None, value.split(",")):
+                    uri, name = _file_spec(spec)
+                    self._localize(uri, self.container, name)
+            elif option == "--py-files":
+                folder = self.workdir / "py-files"
+                local = [self._localize(uri, folder / str(number))
+                         for number, uri in enumerate(filter(None, value.split(",")))]
+                options += ["--py-files", ",".join(local)]
+            elif option == "--conf":
+                name, setting = _key_value(value, "--conf")
+                if not name.startswith(APP_MASTER_ENV):
+                    options += ["--conf", f"{name}={self._mirrored(self.node.path_of(setting))}"]
+            else:
+                options += [option, value]
+        return options
+
+    def _app_master_env(self):
+        """The driver's environment from spark.yarn.appMasterEnv.* (cluster mode: the driver is the AM)."""
+        return {name[len(APP_MASTER_ENV):]: self.node.path_of(value)
+                for name, value in self.submitted.conf.items() if name.startswith(APP_MASTER_ENV)}
+
+    def _localize(self, uri, folder, name=None):
+        """An s3:// object fetched into folder (as YARN localizes it), under name or its own; its path."""
+        if "/" in (name or "x") or name in ("", ".", ".."):
+            raise StepArgsError(f"--files: bad link name {name!r} in {uri}")
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / (name or uri.rstrip("/").rsplit("/", 1)[-1])
+        path.write_bytes(self.s3.get(uri))
+        return str(path)
+
+    def _mirrored(self, value):
+        return S3_URI.sub(lambda match: self.mirror.fetch(match.group(0)), value)
+
+
+def _java_home():
+    return {"JAVA_HOME": os.environ["JAVA_HOME"]} if os.environ.get("JAVA_HOME") else {}
+
+
+def spark_client_stderr(execution, started, ended):
+    """The step's stderr: spark-submit's YARN client in cluster mode, polling its application to the end."""
+    def line(moment, level, logger, message):
+        return f"{moment:%y/%m/%d %H:%M:%S} {level} {logger}: {message}"
+
+    application = execution.application_id
+    if not application:
+        return f"Error: {execution.reason}\n"
+    succeeded = execution.state == "COMPLETED"
+    lines = [line(started, "INFO", "Client", f"Submitting application {application} to ResourceManager"),
+             line(started, "INFO", "YarnClientImpl", f"Submitted application {application}"),
+             line(started, "INFO", "Client", f"Application report for {application} (state: RUNNING)"),
+             line(ended, "INFO", "Client", f"Application report for {application} (state: FINISHED)"),
+             line(ended, "INFO", "Client", ""),
+             "\t client token: N/A",
+             f"\t diagnostics: {'N/A' if succeeded else 'User application exited with status 1'}",
+             f"\t final status: {'SUCCEEDED' if succeeded else 'FAILED'}",
+             f"\t tracking URL: http://{NODE_HOST}:20888/proxy/{application}/",
+             "\t user: hadoop"]
+    if not succeeded:
+        lines += [f'Exception in thread "main" org.apache.spark.SparkException: Application {application} '
+                  "finished with failed status",
+                  "\tat org.apache.spark.deploy.yarn.Client.run(Client.scala:1321)",
+                  "\tat org.apache.spark.deploy.SparkSubmit.main(SparkSubmit.scala)"]
+    lines.append(line(ended, "INFO", "ShutdownHookManager", "Shutdown hook called"))
+    return "\n".join(lines) + "\n"
+
+
+def spark_step_logs(execution, step_number, args, started):
+    """{path under <LogUri>/<cluster id>/: text} of a spark-submit step: the step's own logs, and the
+    driver's container (the application master's, in cluster mode) with what the driver wrote."""
+    ended = utcnow()
+    folder = f"steps/{execution.step_id}"
+    logs = {f"{folder}/controller": step_controller(execution, step_number, args, started, ended),
+            f"{folder}/stderr": spark_client_stderr(execution, started, ended),
+            f"{folder}/stdout": "", f"{folder}/syslog": ""}
+    if execution.application_id and execution.spark:
+        driver = execution.application_id.replace("application_", "container_", 1) + "_01_000001"
+        prefix = f"containers/{execution.application_id}/{driver}"
+        logs[f"{prefix}/stderr"] = execution.spark.stderr.decode("utf-8", "replace")
+        logs[f"{prefix}/stdout"] = execution.spark.stdout.decode("utf-8", "replace")
+    return logs
+
+
 class EmrStreamingDouble:
     """Install with `with EmrStreamingDouble().installed():` (or the emr_streaming_double() helper)."""
 
@@ -1126,10 +1394,8 @@ class EmrStreamingDouble:
         workdir = Path(tempfile.mkdtemp(prefix=f"emr-double-{step.id}-", dir=self.work_root))
         runner = None
         try:
-            execution.job = parse_streaming_args(list(step.args))
             application_id = f"application_{self._cluster_epoch(cluster.id)}_{application_number:04d}"
-            runner = StreamingRunner(execution.job, s3, workdir, self.node(cluster.id), self.workers,
-                                     execution, application_id)
+            runner = self._runner(cluster, list(step.args), s3, workdir, execution, application_id)
             runner.run()
             execution.state = "COMPLETED"
         except (StepArgsError, StepFailure) as error:
@@ -1140,11 +1406,23 @@ class EmrStreamingDouble:
         finally:
             if not self.keep_workdirs:
                 shutil.rmtree(workdir, ignore_errors=True)
-        if runner and execution.tasks:  # YARN ran the job: the client submitted an application
-            execution.application_id = runner.application_id
+        if runner and (execution.tasks or execution.spark and execution.spark.command):
+            execution.application_id = runner.application_id  # the client submitted an application
         step_number = cluster.steps.index(step) + 1
         self._write_logs(s3, cluster, execution, runner, step_number, list(step.args), started)
         return execution
+
+    def _runner(self, cluster, args, s3, workdir, execution, application_id):
+        """A step's runner: Hadoop streaming's, or spark-submit's on a cluster that has Spark."""
+        if args[:1] == [SPARK_SUBMIT]:
+            if "Spark" not in {application.name for application in cluster.applications}:
+                raise StepFailure(f'Cannot run program "{SPARK_SUBMIT}": error=2, No such file or directory '
+                                  "(the cluster was created without the Spark application)")
+            return SparkSubmitRunner(parse_spark_submit_args(args), s3, workdir, self.node(cluster.id),
+                                     self.workers, execution, application_id)
+        execution.job = parse_streaming_args(args)
+        return StreamingRunner(execution.job, s3, workdir, self.node(cluster.id), self.workers, execution,
+                               application_id)
 
     def _cluster_epoch(self, cluster_id):
         """The YARN ResourceManager's start time in ms, the first part of the cluster's application ids."""
@@ -1152,10 +1430,13 @@ class EmrStreamingDouble:
 
     @staticmethod
     def _write_logs(s3, cluster, execution, runner, step_number, args, started):
-        groups = runner.counter_groups() if runner and execution.tasks else {}
-        execution.counters = {f"{group}: {name}": amount
-                              for group, counters in groups.items() for name, amount in counters.items()}
-        execution.logs = emr_step_logs(execution, step_number, args, groups, started)
+        if args[:1] == [SPARK_SUBMIT]:
+            execution.logs = spark_step_logs(execution, step_number, args, started)
+        else:
+            groups = runner.counter_groups() if runner and execution.tasks else {}
+            execution.counters = {f"{group}: {name}": amount
+                                  for group, counters in groups.items() for name, amount in counters.items()}
+            execution.logs = emr_step_logs(execution, step_number, args, groups, started)
         if not cluster.log_uri:
             return
         folder = f"{cluster.log_uri.rstrip('/')}/{cluster.id}"

@@ -1,6 +1,8 @@
-"""The EMR test double itself: streaming steps really run, in order, one state transition per poll."""
+"""The EMR test double itself: streaming and Spark steps really run, in order, a state transition a poll."""
 import gzip
+import json
 import sys
+import zipfile
 from collections import Counter
 
 import boto3
@@ -13,14 +15,17 @@ from mrjob.logs.history import _match_history_log_path, _parse_yarn_history_log
 from movielens_emr.reporting.metrics import parse_hadoop_counters
 from movielens_emr.sizing.task_times import parse_job_history
 
-from tests.support import node_pythons
+from tests.support import node_pythons, node_spark
 from tests.support.emr_double import (
     EmrStreamingDouble,
+    MotoS3,
+    S3Mirror,
     StepArgsError,
     emr_streaming_double,
     hash_partition,
     java_text_hash,
     line_key,
+    parse_spark_submit_args,
     parse_streaming_args,
 )
 from tests.support.node_pythons import NodePythonMissing
@@ -559,3 +564,130 @@ def test_the_double_works_behind_a_threaded_moto_server():
     finally:
         requests.post(f"http://{host}:{port}/moto-api/reset", timeout=10)  # the backends outlive the server
         server.stop()
+
+
+# Spark steps ----------------------------------------------------------------------------------------
+WORDS_APP = r'''
+import json, sys
+from pyspark.sql import SparkSession
+
+spark = SparkSession.builder.getOrCreate()
+context = spark.sparkContext
+words = context.textFile(sys.argv[1]).flatMap(lambda line: line.split()).map(lambda word: (word, 1))
+counts = words.reduceByKey(lambda a, b: a + b).collect()
+path = context._jvm.org.apache.hadoop.fs.Path(sys.argv[2] + "/counts.json")
+stream = path.getFileSystem(context._jsc.hadoopConfiguration()).create(path, True)
+stream.write(bytearray(json.dumps({"counts": dict(counts), "driver": sys.version.split()[0],
+                                   "workers": context.parallelize([0], 1).map(
+                                       lambda _: sys.version.split()[0]).first(),
+                                   "shipped": open("greeting.txt").read()}).encode()))
+stream.close()
+if len(sys.argv) > 3:
+    raise ValueError(sys.argv[3])
+'''
+
+
+def spark_world(s3, emr, applications=("Hadoop", "Spark")):
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_object(Bucket=BUCKET, Key="code/words.py", Body=WORDS_APP.encode())
+    s3.put_object(Bucket=BUCKET, Key="code/greeting.txt", Body=b"hello from S3")
+    s3.put_object(Bucket=BUCKET, Key="input/a.txt", Body=b"to be or not to be\n")
+    return emr.run_job_flow(
+        Name="double", ReleaseLabel="emr-7.9.0", LogUri=LOG_URI,
+        Applications=[{"Name": name} for name in applications],
+        Instances={"InstanceGroups": [
+            {"Name": "master", "InstanceRole": "MASTER", "InstanceType": "m5.xlarge", "InstanceCount": 1}],
+            "KeepJobFlowAliveWhenNoSteps": True},
+        JobFlowRole="EMR_EC2_DefaultRole", ServiceRole="EMR_DefaultRole")["JobFlowId"]
+
+
+def words_step(*extra):
+    return {"Name": "words", "ActionOnFailure": "CANCEL_AND_WAIT", "HadoopJarStep": {
+        "Jar": "command-runner.jar", "Args": [
+            "spark-submit", "--deploy-mode", "cluster", "--master", "yarn",
+            "--conf", "spark.pyspark.python=python3.9", "--conf", "spark.ui.enabled=false",
+            "--files", f"s3://{BUCKET}/code/greeting.txt#greeting.txt",
+            f"s3://{BUCKET}/code/words.py", f"s3://{BUCKET}/input", f"s3://{BUCKET}/output", *extra]}}
+
+
+def test_parse_spark_submit_args_of_the_pipelines_step():
+    parsed = parse_spark_submit_args(words_step("x")["HadoopJarStep"]["Args"])
+    assert parsed.script == f"s3://{BUCKET}/code/words.py"
+    assert parsed.app_args == [f"s3://{BUCKET}/input", f"s3://{BUCKET}/output", "x"]
+    assert parsed.conf == {"spark.pyspark.python": "python3.9", "spark.ui.enabled": "false"}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["spark-submit", "--bogus", "x", "app.py"], "unrecognized option '--bogus'"),
+    (["spark-submit", "--master", "local[2]", "app.py"], "runs on YARN"),
+    (["spark-submit", "--conf"], "option --conf needs a value"),
+    (["spark-submit", "--deploy-mode", "cluster"], "missing the application's script"),
+])
+def test_spark_submit_args_spark_submit_would_refuse_are_refused(args, message):
+    with pytest.raises(StepArgsError, match=message):
+        parse_spark_submit_args(args)
+
+
+def test_a_spark_step_on_a_cluster_without_spark_fails_as_on_emr(aws):
+    s3, emr = aws
+    cluster_id = spark_world(s3, emr, applications=("Hadoop",))
+    with emr_streaming_double():
+        step_id = emr.add_job_flow_steps(JobFlowId=cluster_id, Steps=[words_step()])["StepIds"][0]
+        _, status = poll_until_terminal(emr, cluster_id, step_id)
+    assert status["State"] == "FAILED"
+    assert 'Cannot run program "spark-submit"' in status["FailureDetails"]["Reason"]
+
+
+def test_a_spark_step_really_runs_under_the_nodes_python_with_s3_as_its_file_system(aws):
+    s3, emr = aws
+    cluster_id = spark_world(s3, emr)
+    with emr_streaming_double() as double:
+        step_id = emr.add_job_flow_steps(JobFlowId=cluster_id, Steps=[words_step()])["StepIds"][0]
+        states, status = poll_until_terminal(emr, cluster_id, step_id)
+        failing = emr.add_job_flow_steps(JobFlowId=cluster_id, Steps=[words_step("the driver fails")])
+        _, failed = poll_until_terminal(emr, cluster_id, failing["StepIds"][0])
+    assert states == ["RUNNING", "COMPLETED"], status
+    written = json.loads(s3.get_object(Bucket=BUCKET, Key="output/counts.json")["Body"].read())
+    assert written["counts"] == {"to": 2, "be": 2, "or": 1, "not": 1}
+    assert written["shipped"] == "hello from S3"
+    # the driver and the executors' Python workers under the node's bare 3.9, not this process's Python
+    assert written["driver"].startswith("3.9.") and written["workers"].startswith("3.9.")
+    assert not [key for key in list_keys(s3, "output/") if "/." in key]  # no .crc files: EMRFS writes none
+    execution = double.execution(step_id)
+    stderr = gunzipped(s3, f"logs/{cluster_id}/steps/{step_id}/stderr.gz")
+    assert f"Submitted application {execution.application_id}" in stderr
+    assert "final status: SUCCEEDED" in stderr
+    # the failed driver's traceback is in its container's stdout, as spark-submit's PythonRunner writes it
+    assert failed["State"] == "FAILED" and "finished with failed status" in failed["FailureDetails"]["Reason"]
+    application = double.execution(failing["StepIds"][0]).application_id
+    container = application.replace("application_", "container_", 1) + "_01_000001"
+    driver = gunzipped(s3, f"logs/{cluster_id}/containers/{application}/{container}/stdout.gz")
+    assert "Traceback (most recent call last):" in driver and "ValueError: the driver fails" in driver
+
+
+def test_the_s3_mirror_writes_back_what_changed_and_deletes_what_went(aws, tmp_path):
+    s3, emr = aws
+    spark_world(s3, emr)
+    s3.put_object(Bucket=BUCKET, Key="data/old.txt", Body=b"old")
+    s3.put_object(Bucket=BUCKET, Key="data/kept.txt", Body=b"kept")
+    s3.put_object(Bucket=BUCKET, Key="events/", Body=b"")
+    mirror = S3Mirror(MotoS3("123456789012", REGION), tmp_path)
+    assert mirror.fetch(f"s3://{BUCKET}/data") == (tmp_path / BUCKET / "data").as_uri()
+    assert mirror.fetch(f"s3://{BUCKET}/events/").endswith("/events/")
+    assert (tmp_path / BUCKET / "events").is_dir()
+    (tmp_path / BUCKET / "data" / "old.txt").unlink()
+    (tmp_path / BUCKET / "data" / "new.txt").write_bytes(b"new")
+    (tmp_path / BUCKET / "data" / ".new.txt.crc").write_bytes(b"crc")
+    (tmp_path / BUCKET / "events" / "_temporary").mkdir()
+    (tmp_path / BUCKET / "events" / "_temporary" / "part").write_bytes(b"x")
+    assert mirror.write_back() == [f"s3://{BUCKET}/data/new.txt"]
+    assert list_keys(s3, "data/") == ["data/kept.txt", "data/new.txt"]
+
+
+def test_the_nodes_spark_has_pyspark_and_py4j_where_spark_submit_puts_them_on_the_path():
+    lib = node_spark.spark_home() / "python" / "lib"
+    with zipfile.ZipFile(lib / "pyspark.zip") as archive:
+        names = set(archive.namelist())
+    assert "pyspark/__init__.py" in names and not any(name.startswith("pyspark/jars/") for name in names)
+    assert (lib / node_spark.py4j_zip_name()).exists()
+    assert (node_spark.spark_home() / "bin" / "spark-submit").exists()

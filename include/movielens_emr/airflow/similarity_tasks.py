@@ -27,7 +27,6 @@ from movielens_emr.emr.diagnosis import stages_completed
 from movielens_emr.emr.target import EmrTarget
 from movielens_emr.engine.protocol import final_output_folder
 from movielens_emr.engine.registry import UnknownEngine, engine_named, engine_names
-from movielens_emr.local.runner import run_local_job as run_job_locally
 from movielens_emr.local.target import LocalTarget
 from movielens_emr.reporting.metrics import (
     failed_run_metrics,
@@ -234,8 +233,8 @@ def prepare_stage_wait(step_ids, wait_timeout):
 
 
 def run_local_job(config, staged, run_id):
-    """The engine's job run here by mrjob's local runner, node_count tasks at a time, output in the run
-    folder.
+    """The engine's job run here by its kind's runner (mrjob's local runner, node_count tasks at a time, or
+    Spark's local mode with node_count cores), output in the run folder.
 
     Its process records and scratch go to local-job/ in the run folder (under the cache folder when
     the storage root is on S3); a job left running by an earlier try is stopped first.
@@ -248,8 +247,9 @@ def run_local_job(config, staged, run_id):
     output_dir = storage.uri(final_output_folder(run_prefix, engine))
     work_dir = (storage.local_path(f"{run_prefix}/local-job")
                 or Path(settings.cache_dir).expanduser() / run_prefix / "local-job")
-    run = run_job_locally(engine.job(config, staged), staged["ratings_uris"], output_dir, config.node_count,
-                          work_dir)
+    # The job's kind decides its runner: mrjob's local runner, or Spark's local mode (local.target).
+    run = run_target(config).run_job(engine.job(config, staged), staged["ratings_uris"], output_dir,
+                                     config.node_count, work_dir)
     log.info("local run finished in %.1f s; stages %s", run["seconds"], run["stage_seconds"])
     return run
 
@@ -301,6 +301,8 @@ def record_metrics(config, collected, staged, run_id, dag_run, ti):
                **run_metrics(config, timings, seconds_between(started, now), figures["counters"], price,
                              figures["counter_sources"],
                              engine.figures(figures["counters"], collected, staged)),
+               # what the target measured of the job's kind (a Spark application's task times)
+               **figures.get("target_figures", {}),
                "task_times": task_times,
                "one_run_prediction": one_run_prediction(task_times, timings, config.node_count, slots, price)}
     storage.put_bytes(json.dumps(metrics, indent=1).encode(), f"{run_prefix}/metrics.json")

@@ -27,6 +27,13 @@ SECURITY_CONFIGURATION_PATTERN = r"^([A-Za-z0-9][A-Za-z0-9._-]{0,255})?(?![\s\S]
 # schema before it starts. validated_values refuses null (and NaN) for them, in validate_config.
 NUMBER_FORM_TYPE = ["number", "null"]
 MAX_DEADLINE_MINUTES = 7 * 24 * 60
+# The als engine's hyperparameters: Spark's own defaults (rank 10, 10 iterations, regParam 0.1, alpha 1;
+# 10 user and 10 item blocks when left empty), and the ranges the form allows.
+ALS_DEFAULTS = {"als_rank": 10, "als_max_iter": 10, "als_reg_param": 0.1, "als_alpha": 1.0,
+                "als_user_blocks": None, "als_item_blocks": None}
+MAX_ALS_RANK = 500
+MAX_ALS_ITERATIONS = 100
+MAX_ALS_BLOCKS = 10_000
 MAX_BUDGET_USD = 100_000
 
 
@@ -60,6 +67,13 @@ class RunConfig:
     # What the sizing advisor said (movielens_emr.sizing.advise.run_advice), when the run asked it.
     advice: dict | None = None
     engine: str = DEFAULT_ENGINE
+    # The als engine's (ignored by the others).
+    als_rank: int = ALS_DEFAULTS["als_rank"]
+    als_max_iter: int = ALS_DEFAULTS["als_max_iter"]
+    als_reg_param: float = ALS_DEFAULTS["als_reg_param"]
+    als_alpha: float = ALS_DEFAULTS["als_alpha"]
+    als_user_blocks: int | None = None
+    als_item_blocks: int | None = None
 
     @property
     def core_node_count(self):
@@ -88,7 +102,9 @@ def param_schemas(max_node_count, default_target, engines=(DEFAULT_ENGINE,)):
         "engine": dict(
             default=DEFAULT_ENGINE, type="string", enum=list(engines), title="Engine",
             description=f"What computes the result: {DEFAULT_ENGINE}, the exact item-item similarity "
-                        "MapReduce job (three stages), or another registered engine."),
+                        "MapReduce job (three stages); als, implicit-feedback matrix factorisation on Spark "
+                        "(nearest movies by their factors, and recommendations per user); or another "
+                        "registered engine."),
         "dataset": dict(
             default="ml-latest-small-sample", type="string", enum=list(CATALOGUE), title="Dataset",
             description="MovieLens release (ml-latest-small-sample is bundled, for a first run offline): "
@@ -128,6 +144,7 @@ def param_schemas(max_node_count, default_target, engines=(DEFAULT_ENGINE,)):
             title="Budget (USD)",
             description="With an empty node count: the sizing advisor picks the fastest count predicted "
                         "to cost at most this (with a deadline too: the cheapest meeting both)."),
+        **als_param_schemas(),
         # null as well as "": the form sends null for a field the user typed in and then cleared.
         "security_configuration": dict(
             default="", type=["string", "null"], pattern=SECURITY_CONFIGURATION_PATTERN,
@@ -136,6 +153,36 @@ def param_schemas(max_node_count, default_target, engines=(DEFAULT_ENGINE,)):
                         "(letters, digits, '.', '-', '_'; up to 256). Empty: the setting "
                         "MOVIELENS_EMR_SECURITY_CONFIGURATION, or none if that is unset. Ignored on the "
                         "local target."),
+    }
+
+
+def als_param_schemas():
+    """The als engine's fields: implicit-feedback ALS (Spark's pyspark.ml.recommendation.ALS)."""
+    blocks = "Empty: Spark's default, 10. More blocks, more parallel tasks and more factors shipped."
+    return {
+        "als_rank": dict(
+            default=ALS_DEFAULTS["als_rank"], type="integer", minimum=1, maximum=MAX_ALS_RANK,
+            title="ALS: rank", description=f"als engine: factors per user and movie, 1 to {MAX_ALS_RANK}."),
+        "als_max_iter": dict(
+            default=ALS_DEFAULTS["als_max_iter"], type="integer", minimum=1, maximum=MAX_ALS_ITERATIONS,
+            title="ALS: iterations",
+            description=f"als engine: alternating least squares iterations, 1 to {MAX_ALS_ITERATIONS}."),
+        "als_reg_param": dict(
+            default=ALS_DEFAULTS["als_reg_param"], type=NUMBER_FORM_TYPE, minimum=0, maximum=1e6,
+            title="ALS: regularisation",
+            description="als engine: lambda, scaled by each user's and movie's ratings (Spark's "
+                        "regParam), 0 or more."),
+        "als_alpha": dict(
+            default=ALS_DEFAULTS["als_alpha"], type=NUMBER_FORM_TYPE, minimum=0, maximum=1e6,
+            title="ALS: alpha",
+            description="als engine: a rating r counts with confidence 1 + alpha * r (unrated pairs with "
+                        "confidence 1, as not liked), 0 or more."),
+        "als_user_blocks": dict(
+            default=None, type=["integer", "null"], minimum=1, maximum=MAX_ALS_BLOCKS,
+            title="ALS: user blocks", description=f"als engine: blocks the users are split into. {blocks}"),
+        "als_item_blocks": dict(
+            default=None, type=["integer", "null"], minimum=1, maximum=MAX_ALS_BLOCKS,
+            title="ALS: item blocks", description=f"als engine: blocks the movies are split into. {blocks}"),
     }
 
 

@@ -1,6 +1,7 @@
 """The EMR job flow of a run, built from its RunConfig: sizes, software, bootstrap, logs, tags, backstops."""
 from movielens_emr.config.settings import ClusterSettings
 from movielens_emr.emr.wheelhouse import node_python
+from movielens_emr.engine.registry import engine_named
 
 # A cluster idle this long terminates itself even if every other safeguard failed.
 IDLE_TIMEOUT_SECONDS = 3600
@@ -18,7 +19,7 @@ def build_job_flow(config, dag_id, run_id, log_uri, job_files, settings=DEFAULT_
     job_flow = {
         "Name": f"movielens-similarity {run_id}",
         "ReleaseLabel": config.release_label,
-        "Applications": [{"Name": "Hadoop"}],
+        "Applications": [{"Name": name} for name in cluster_applications(config)],
         "LogUri": log_uri,
         "Instances": {
             "InstanceGroups": _instance_groups(config),
@@ -48,6 +49,13 @@ def build_job_flow(config, dag_id, run_id, log_uri, job_files, settings=DEFAULT_
     if security_configuration:
         job_flow["SecurityConfiguration"] = security_configuration
     return job_flow
+
+
+def cluster_applications(config):
+    """The EMR applications the run's engine needs (its `applications`; Hadoop alone by default), Hadoop
+    always among them: its YARN runs Spark too."""
+    wanted = getattr(engine_named(config.engine), "applications", ())
+    return ("Hadoop", *(name for name in wanted if name != "Hadoop"))
 
 
 def node_python_for(config, settings):

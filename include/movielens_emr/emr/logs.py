@@ -11,7 +11,11 @@ Amazon S3"), under <log URI>/<cluster id>/:
   syslog, where mrjob reads them, and AMI 3.x to controller: all three are read.
 * containers/<application id>/<container id>/{stderr,stdout,syslog}.gz: the YARN containers' logs.
   A streaming task's own stderr (a Python traceback) is only there, in its container's stderr; the
-  application master's container (id ending _000001) logs which container ran which attempt.
+  application master's container (id ending _000001) logs which container ran which attempt. For a
+  spark-submit step in cluster deploy mode, the step's stderr is spark-submit's YARN client (the
+  application id, "Application report for ...", the final status); the application master's container
+  runs the driver, whose Python traceback is in its stdout (spark-submit's PythonRunner merges the
+  Python driver's stderr into it), and an executor's container stderr logs its failed tasks.
 * node/<instance id>/...: the nodes' logs, the bootstrap actions' included.
 * hadoop-mapreduce/history/...: the MapReduce job history files of the cluster's jobs, one .jhist.gz
   per job named after its job id (job_<...>-<submit time>-<user>-<job name>-...jhist.gz), beside its
@@ -22,6 +26,7 @@ EMR uploads logs about every five minutes: they arrive minutes after a step ends
 """
 import dataclasses
 import gzip
+import itertools
 import logging
 import re
 import time
@@ -49,6 +54,10 @@ PYTHON_TRACEBACK = "Traceback (most recent call last):"
 # Lines Hadoop streaming or log4j add to a task's stderr that say nothing about its failure.
 TASK_STDERR_NOISE = re.compile(r"reporter:(counter|status):.*|log4j:WARN .*")
 TASK_ERROR_LINES = 60
+# A spark-submit client's output (a Spark step's stderr), and an executor's log of a task that failed.
+SPARK_CLIENT = re.compile(r"INFO (?:yarn\.)?Client: Application report for application_|SparkSubmit")
+EXECUTOR_TASK_FAILED = re.compile(r"ERROR (?:executor\.)?Executor: Exception in task")
+JAVA_CAUSE = re.compile(r"(?:: |Caused by: )\S")
 MAX_CONTAINERS_SCANNED = 100
 
 
@@ -183,6 +192,8 @@ def _find_task_error(storage, run_prefix, cluster_id, step_id):
         return None
     folder = container_log_folder(run_prefix, cluster_id, application_id)
     stderr_keys = {key.split("/")[-2]: key for key in storage.list_keys(folder) if key.endswith("/stderr.gz")}
+    if SPARK_CLIENT.search(client_log):
+        return _spark_errors(storage, stderr_keys)
     containers = _attempt_containers(storage, folder, stderr_keys)
     for attempt in attempts:
         container = containers.get(attempt)
@@ -198,6 +209,48 @@ def _find_task_error(storage, run_prefix, cluster_id, step_id):
         if error:
             return f"a failed task of {application_id} ({container}, {storage.uri(key)}):\n{error}"
     return None
+
+
+def _spark_errors(storage, stderr_keys):
+    """A failed Spark application's errors: its driver's and the first failed executor task's; None when
+    neither is there yet.
+
+    In cluster deploy mode the driver runs in the application master's container; spark-submit's
+    PythonRunner merges the Python driver's stderr into its own stdout, so its traceback is in that
+    container's stdout (read first) or stderr. An executor's failed task is logged in its container's
+    stderr from "ERROR Executor: Exception in task" on.
+    """
+    found, executor = [], None
+    for container, key in sorted(stderr_keys.items())[:MAX_CONTAINERS_SCANNED]:
+        if container.endswith(APPLICATION_MASTER_SUFFIX):
+            for log_key in (key.replace("/stderr.gz", "/stdout.gz"), key):
+                error = last_python_traceback(read_log(storage, log_key) or "")
+                if error:
+                    found.append(f"the driver ({container}, {storage.uri(log_key)}):\n{error}")
+                    break
+        elif executor is None:
+            text = read_log(storage, key) or ""
+            failed = EXECUTOR_TASK_FAILED.search(text)
+            if failed:
+                line_start = text.rfind("\n", 0, failed.start()) + 1
+                error = "\n".join(text[line_start:].splitlines()[:TASK_ERROR_LINES])
+                executor = f"an executor's failed task ({container}, {storage.uri(key)}):\n{error}"
+    return "\n".join([*found, *([executor] if executor else [])]) or None
+
+
+def last_python_traceback(text, lines=TASK_ERROR_LINES):
+    """The last Python traceback in text, through the line that names its exception and the Java causes a
+    Py4JJavaError adds after it (": ..." and "Caused by: ..." lines; not their stack frames); or None."""
+    all_lines = text.splitlines()
+    starts = [number for number, line in enumerate(all_lines) if line.startswith(PYTHON_TRACEBACK)]
+    if not starts:
+        return None
+    block = all_lines[starts[-1]:]
+    end = next((number for number, line in enumerate(block[1:], start=1)
+                if line.strip() and not line[0].isspace()), len(block) - 1)
+    after = itertools.takewhile(str.strip, block[end + 1:])  # up to the first blank line
+    causes = [line for line in after if JAVA_CAUSE.match(line)]
+    return "\n".join([*block[:end + 1], *causes][-lines:])
 
 
 def _attempt_containers(storage, folder, containers):

@@ -1,4 +1,5 @@
-"""An engine's mrjob job as EMR steps: Hadoop streaming via command-runner.jar, one step per stage."""
+"""An engine's job as EMR steps, through command-runner.jar: an mrjob job's stages as Hadoop streaming steps,
+one per stage; a Spark job as one spark-submit step."""
 import posixpath
 import shlex
 
@@ -64,3 +65,33 @@ def _task_commands(description, step_num, job_name, task_args, python):
         elif task_type == "mapper":
             commands += ["-mapper", "cat"]
     return commands
+
+
+def build_spark_step(job, shipped_uris, input_uris, output_uri, run_id, node=DEFAULT_NODE,
+                     event_log_uri=None):
+    """The EMR step of a SparkJob: spark-submit through command-runner.jar, in YARN's cluster deploy mode
+    (the driver runs in the application master's container, on a core node). shipped_uris are the staged
+    copies of job.shipped_files, the script first: the script is run from S3, its support files go with
+    --py-files, the TaskFiles with --files (in the driver's working folder under their local name). The
+    driver and the executors' Python workers run under node's Python with the packages the bootstrap
+    installed for it; the event log goes to event_log_uri, where the run's figures read it."""
+    script, support = shipped_uris[0], shipped_uris[1:]
+    script_name = posixpath.splitext(posixpath.basename(script))[0]
+    properties = [("spark.pyspark.python", node.binary),
+                  ("spark.yarn.appMasterEnv.PYTHONPATH", node.packages_dir),
+                  ("spark.executorEnv.PYTHONPATH", node.packages_dir),
+                  ("spark.app.name", f"movielens-{script_name} {run_id}"),
+                  *job.properties]
+    if event_log_uri:
+        properties += [("spark.eventLog.enabled", "true"), ("spark.eventLog.dir", event_log_uri)]
+    args = ["spark-submit", "--deploy-mode", "cluster", "--master", "yarn"]
+    for name, value in properties:
+        args += ["--conf", f"{name}={value}"]
+    if support:
+        args += ["--py-files", ",".join(support)]
+    if job.task_files:
+        args += ["--files", ",".join(f"{task_file.uri}#{local_name(task_file)}"
+                                     for task_file in job.task_files)]
+    args += [script, *job.script_args(input_uris, stage_output_uri(output_uri, 1), local_name)]
+    return {"Name": step_name(1, job.stage_names, run_id), "ActionOnFailure": ACTION_ON_FAILURE,
+            "HadoopJarStep": {"Jar": "command-runner.jar", "Args": args}}

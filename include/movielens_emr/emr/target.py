@@ -1,16 +1,27 @@
 """The EMR target's share of a run: what it checks before anything is staged, what it ships to the cluster,
 the steps of the engine's job, and where the run's figures are read once the cluster has ended."""
+import gzip
 import logging
+import posixpath
 
 from movielens_emr.config.params import InvalidParam
 from movielens_emr.config.targets import EMR
 from movielens_emr.emr.client import EmrClient
 from movielens_emr.emr.cluster import node_python_for
 from movielens_emr.emr.job_files import stage_job_files
-from movielens_emr.emr.steps import build_stage_steps
+from movielens_emr.emr.steps import build_spark_step, build_stage_steps
 from movielens_emr.emr.wheelhouse import node_wheels, requirements_file
+from movielens_emr.engine.protocol import SparkJob, needs_spark
+from movielens_emr.reporting.metrics import emr_timings
+from movielens_emr.reporting.spark_events import spark_task_times, unknown_spark_task_times
+from movielens_emr.sizing.task_times import unknown_task_times
 
 log = logging.getLogger(__name__)
+# Where a Spark step writes its event log, in the run's folder (EMR keeps Spark's own on the cluster's HDFS,
+# gone with the cluster).
+SPARK_EVENTS = "spark-events"
+NO_TASK_TIMES = ("a Spark step: its tasks are under spark_task_times (Spark's event log); the one-run "
+                 "prediction models MapReduce task waves only")
 
 
 class EmrTarget:
@@ -32,19 +43,63 @@ class EmrTarget:
         """The engine's job files, the bootstrap and its pins, and the nodes' wheels: {"job_files": URIs}."""
         node, cluster = node_python_for(config, settings.cluster), settings.cluster
         wheels = node_wheels(node, settings.cache_dir, cluster.wheelhouse_dir, requirements_file(cluster))
-        return {"job_files": stage_job_files(storage, run_prefix, engine.shipped_files(), node, wheels,
-                                             requirements_file(cluster))}
+        staged = {"job_files": stage_job_files(storage, run_prefix, engine.shipped_files(), node, wheels,
+                                               requirements_file(cluster))}
+        if needs_spark(engine):
+            # A folder marker: Spark checks that its event log folder is one before it writes there.
+            storage.put_bytes(b"", f"{run_prefix}/{SPARK_EVENTS}/")
+            staged["spark_event_log"] = storage.uri(f"{run_prefix}/{SPARK_EVENTS}")
+        return staged
 
     def steps(self, job, staged, output_uri, run_id, config, settings):
-        """The EMR steps of the engine's job (steps.build_stage_steps), under the nodes' Python."""
+        """The EMR steps of the engine's job, under the nodes' Python: steps.build_stage_steps of an
+        MrjobJob, steps.build_spark_step of a SparkJob (its event log in the run's spark-events/)."""
+        node = node_python_for(config, settings.cluster)
+        if isinstance(job, SparkJob):
+            event_log = (staged.get("spark_event_log")
+                         or f"{posixpath.dirname(output_uri.rstrip('/'))}/{SPARK_EVENTS}")
+            return [build_spark_step(job, staged["job_files"]["shipped"], staged["ratings_uris"], output_uri,
+                                     run_id, node, event_log)]
         return build_stage_steps(job, staged["job_files"]["shipped"], staged["ratings_uris"], output_uri,
-                                 run_id, node_python_for(config, settings.cluster))
+                                 run_id, node)
 
     def run_figures(self, results, settings, storage, run_prefix, stage_count):
         """Timings from EMR's timestamps, counters from the steps' logs, task times from the job history;
         results: {task id: its XCom} of result_tasks."""
         cluster_id, step_ids = results["create_cluster"], results["submit_stages"]
-        figures = EmrClient(settings.aws_conn_id).run_figures(
+        client = EmrClient(settings.aws_conn_id)
+        steps = client.describe_steps(cluster_id, step_ids)
+        if any(is_spark_step(step) for step in steps):
+            return spark_run_figures(client.describe_cluster(cluster_id), steps, storage, run_prefix)
+        figures = client.run_figures(
             storage, run_prefix, cluster_id, step_ids, settings.log_wait_seconds, settings.poll_seconds)
         return {"cluster_id": cluster_id, "timings": figures.timings, "counters": figures.counters,
                 "counter_sources": figures.counter_sources, "task_times": figures.task_times}
+
+
+def is_spark_step(step):
+    """Whether a described step runs spark-submit (a SparkJob's) rather than Hadoop streaming."""
+    args = (step.get("Config") or {}).get("Args") or []
+    return bool(args) and args[0] == "spark-submit"
+
+
+def spark_run_figures(cluster, steps, storage, run_prefix):
+    """A Spark step's figures: EMR's timings; no Hadoop counters (its engine's figures are the script's own);
+    its tasks from the event log it wrote to the run's spark-events/ (there once the step has ended)."""
+    timings = emr_timings(cluster["Status"]["Timeline"], [step["Status"]["Timeline"] for step in steps])
+    tasks = event_log_task_times(storage, f"{run_prefix}/{SPARK_EVENTS}")
+    return {"cluster_id": cluster["Id"], "timings": timings, "counters": {}, "counter_sources": None,
+            "task_times": unknown_task_times(len(steps), NO_TASK_TIMES),
+            "target_figures": {"spark_task_times": tasks}}
+
+
+def event_log_task_times(storage, folder):
+    """spark_task_times of the one application whose event log is in folder (Spark compresses none by
+    default; a .gz one is read too)."""
+    keys = [key for key in storage.list_keys(folder)
+            if not key.endswith("/") and not posixpath.basename(key).startswith(".")]
+    if len(keys) != 1:
+        return unknown_spark_task_times(f"{len(keys)} event logs in {storage.uri(folder)}, not one")
+    data = storage.get_bytes(keys[0])
+    text = (gzip.decompress(data) if keys[0].endswith(".gz") else data).decode("utf-8", "replace")
+    return spark_task_times(text.splitlines(), storage.uri(keys[0]))

@@ -3,8 +3,9 @@
 An Engine says what to run; the targets (emr/, local/) say how. The DAG's callables ask the run's
 engine (engine.registry) for the files its tasks need, for the job of one run, where its final
 output is, how to collect it and which figures its counters give; the EMR target turns the job into
-EMR steps, the local target runs it on this machine. No module outside an engine's own knows what it
-computes.
+EMR steps, the local target runs it on this machine. A job is one of two kinds: an MrjobJob (Hadoop
+streaming steps on a cluster, mrjob's local runner here) or a SparkJob (one spark-submit step on a
+cluster, Spark's local mode here). No module outside an engine's own knows what it computes.
 """
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,39 @@ class MrjobJob:
         return (self.job_file, *self.support_files)
 
 
+@dataclass(frozen=True)
+class SparkJob:
+    """One run of a PySpark script, in one stage: a spark-submit step on a cluster (cluster deploy mode),
+    Spark's local mode here. The script reads its inputs and writes its output folder itself, through
+    the URIs it is given (s3:// on a cluster)."""
+
+    script: Path
+    stage_names: tuple[str, ...]
+    # The script's own options; URIs in them are read by Spark itself, on either target.
+    options: tuple[str, ...]
+    # Files the driver opens as local files: shipped beside it on a cluster (named by their local name),
+    # passed by their URI here.
+    task_files: tuple[TaskFile, ...] = ()
+    # Modules the script imports from its own folder: --py-files, on the driver's and executors' path.
+    support_files: tuple[Path, ...] = ()
+    # Spark properties of the run (the serializer...), as spark-submit's --conf.
+    properties: tuple[tuple[str, str], ...] = ()
+    # The options the script takes its ratings files (one or more URIs) and output folder by.
+    input_option: str = "--ratings"
+    output_option: str = "--output"
+
+    def script_args(self, input_uris, output_uri, name_of):
+        """The script's arguments: its options, each TaskFile named by name_of(task_file), the inputs,
+        the output folder."""
+        files = [arg for task_file in self.task_files for arg in (task_file.option, name_of(task_file))]
+        return [*self.options, *files, self.input_option, *input_uris, self.output_option, output_uri]
+
+    @property
+    def shipped_files(self):
+        """The script, then its support files: what a cluster runs."""
+        return (self.script, *self.support_files)
+
+
 class Engine(Protocol):
     """What computes a run's result: `name` is the trigger form's choice, `stage_names` its stages."""
 
@@ -73,8 +107,9 @@ class Engine(Protocol):
         """Anything the run's job needs that is measured on its input (written under run_prefix/job/),
         once the dataset is staged; merged into the staged record that the other tasks get."""
 
-    def job(self, config, staged) -> MrjobJob:
-        """The run's job: its options for config, its task files (staged's URIs) and its reduce tasks."""
+    def job(self, config, staged) -> MrjobJob | SparkJob:
+        """The run's job: its options for config, its task files (staged's URIs) and its reduce tasks (an
+        MrjobJob), or its Spark properties (a SparkJob)."""
 
     def collect(self, storage, output_folder, results_prefix) -> dict:
         """Write the run's results under results_prefix from the part files in output_folder; a summary."""
@@ -82,6 +117,12 @@ class Engine(Protocol):
     def figures(self, counters, collected, staged) -> dict:
         """The engine's own figures for metrics.json: from the run's counters, its collected summary and
         what prepare staged."""
+
+
+def needs_spark(engine):
+    """Whether the engine's jobs are SparkJobs, so that a cluster needs the Spark application (an engine
+    says so by `applications`, the EMR applications it needs; without it, Hadoop alone)."""
+    return "Spark" in getattr(engine, "applications", ())
 
 
 def final_output_folder(run_prefix, engine):

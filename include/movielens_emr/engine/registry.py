@@ -7,7 +7,8 @@ import os
 from movielens_emr.config.params import DEFAULT_ENGINE
 
 ENGINES_ENV = "MOVIELENS_ENGINES"
-BUILT_IN = {DEFAULT_ENGINE: "movielens_emr.engine.similarity.engine:ENGINE"}
+BUILT_IN = {DEFAULT_ENGINE: "movielens_emr.engine.similarity.engine:ENGINE",
+            "als": "movielens_emr.engine.als.engine:ENGINE"}
 ENGINE_ATTRIBUTES = ("name", "stage_names", "shipped_files", "prepare", "job", "collect", "figures")
 
 

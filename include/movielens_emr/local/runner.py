@@ -66,7 +66,7 @@ def run_local_job(job, input_paths, output_dir, parallel_tasks, work_dir):
     command = [sys.executable, "-m", "movielens_emr.local.runner", json.dumps(request), str(result_file),
                str(os.getpid())]
     try:
-        returncode, last_lines = _run_job_process(command, work_dir)
+        returncode, last_lines = run_job_process(command, work_dir)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if returncode != 0:
@@ -75,11 +75,13 @@ def run_local_job(job, input_paths, output_dir, parallel_tasks, work_dir):
     return json.loads(result_file.read_text())
 
 
-def _run_job_process(command, work_dir):
-    """Run the job's process in a new session, logging its output; (its exit code, its last lines)."""
+def run_job_process(command, work_dir, env=None):
+    """Run the job's process in a new session, logging its output; (its exit code, its last lines).
+
+    env: the process's environment, by default this one's with the package on PYTHONPATH."""
     last_lines = collections.deque(maxlen=FAILURE_TAIL_LINES)
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             errors="replace", env=_child_env(), start_new_session=True)
+                             errors="replace", env=env or child_env(), start_new_session=True)
     try:
         record_job(work_dir, child.pid)
         for line in child.stdout:
@@ -175,7 +177,7 @@ def group_members(pgid):
     return members
 
 
-def _child_env():
+def child_env():
     path = os.environ.get("PYTHONPATH")
     return {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT) + (os.pathsep + path if path else "")}
 

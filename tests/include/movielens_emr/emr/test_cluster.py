@@ -113,3 +113,12 @@ def test_build_job_flow_takes_the_settings_the_plan_task_passes():
 def test_task_slots_count_core_vcpus(node_count, instance_type, slots):
     config = validate_run_config({"node_count": node_count}, max_node_count=20)
     assert task_slots(config.__class__(**{**config.__dict__, "instance_type": instance_type})) == slots
+
+
+@pytest.mark.parametrize(("engine", "applications"), [("similarity", ["Hadoop"]),
+                                                      ("als", ["Hadoop", "Spark"])])
+def test_the_cluster_gets_the_applications_its_engine_needs(engine, applications):
+    config = validate_run_config({"target": "emr", "engine": engine}, max_node_count=20,
+                                 engines=("similarity", "als"))
+    request = build_job_flow(config, "movielens_similarity", "manual__1", "s3://b/runs/r/logs/", JOB_FILES)
+    assert request["Applications"] == [{"Name": name} for name in applications]

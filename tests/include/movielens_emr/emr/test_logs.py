@@ -15,6 +15,7 @@ from movielens_emr.emr.logs import (
     failed_step_logs,
     hadoop_client_job,
     history_log_folder,
+    last_python_traceback,
     run_counters,
     run_task_times,
     step_counters,
@@ -292,3 +293,63 @@ def test_a_store_that_refuses_the_history_leaves_the_task_times_unknown_without_
     times = run_task_times(storage, RUN, CLUSTER, ["s-1"])
     assert times["source"] is None and times["stages"] == [None]
     assert times["missing"] == "reading the job history failed: AccessDenied: s3:ListBucket"
+
+
+# a Spark step's logs -------------------------------------------------------------------------------------
+SPARK_CLIENT_STDERR = "\n".join([
+    f"26/12/02 13:00:00 INFO YarnClientImpl: Submitted application {APP}",
+    f"26/12/02 13:00:40 INFO Client: Application report for {APP} (state: FINISHED)",
+    "\t final status: FAILED",
+    f'Exception in thread "main" org.apache.spark.SparkException: Application {APP} finished with failed '
+    "status",
+    ""])
+DRIVER_STDOUT = "\n".join([
+    "26/12/02 13:00:01 WARN NativeCodeLoader: Unable to load native-hadoop library",
+    "Traceback (most recent call last):", '  File "als_recommender.py", line 9, in <module>',
+    "py4j.protocol.Py4JJavaError: An error occurred while calling z:PythonRDD.collectAndServe.",
+    ": org.apache.hadoop.mapred.InvalidInputException: Input path does not exist: s3://b/missing.tsv",
+    "\tat org.apache.hadoop.mapred.FileInputFormat.listStatus(FileInputFormat.java:304)",
+    "Caused by: java.io.IOException: Input path does not exist: s3://b/missing.tsv", "",
+    "26/12/02 13:00:39 INFO ShutdownHookManager: Shutdown hook called", ""])
+EXECUTOR_STDERR = "\n".join([
+    "26/12/02 13:00:30 INFO Executor: Running task 0.0 in stage 3.0 (TID 7)",
+    "26/12/02 13:00:31 ERROR Executor: Exception in task 0.0 in stage 3.0 (TID 7)",
+    "org.apache.spark.api.python.PythonException: Traceback (most recent call last):",
+    "ZeroDivisionError: division by zero", ""])
+
+
+def put_failed_spark_application(storage, executor=True):
+    put_step_log(storage, "s-1", "stderr", SPARK_CLIENT_STDERR)
+    driver, worker = (APP.replace("application_", "container_") + f"_01_00000{n}" for n in (1, 2))
+    put_container_log(storage, driver, "stderr", "26/12/02 13:00:01 INFO SparkContext: Running Spark\n")
+    put_container_log(storage, driver, "stdout", DRIVER_STDOUT)
+    put_container_log(storage, worker, "stderr", EXECUTOR_STDERR if executor else "INFO all well\n")
+    return driver, worker
+
+
+def test_a_failed_spark_steps_driver_traceback_is_read_from_its_containers_stdout_with_java_causes(storage):
+    driver, worker = put_failed_spark_application(storage)
+    found = task_failure_traceback(storage, RUN, CLUSTER, "s-1")
+    folder = container_log_folder(RUN, CLUSTER, APP)
+    assert found.startswith(f"the driver ({driver}, {storage.uri(f'{folder}/{driver}/stdout.gz')}):\n"
+                            "Traceback (most recent call last):\n")
+    assert ("py4j.protocol.Py4JJavaError: An error occurred while calling z:PythonRDD.collectAndServe.\n"
+            ": org.apache.hadoop.mapred.InvalidInputException: Input path does not exist: s3://b/missing.tsv\n"
+            "Caused by: java.io.IOException: Input path does not exist: s3://b/missing.tsv\n") in found
+    assert "FileInputFormat.listStatus" not in found and "ShutdownHookManager" not in found
+    executor_log = storage.uri(f"{folder}/{worker}/stderr.gz")
+    assert found.endswith(f"an executor's failed task ({worker}, {executor_log}):\n"
+                          + EXECUTOR_STDERR[EXECUTOR_STDERR.index("26/12/02 13:00:31"):].rstrip("\n"))
+
+
+def test_a_spark_step_without_a_failed_executor_gives_the_drivers_error_alone(storage):
+    put_failed_spark_application(storage, executor=False)
+    found = task_failure_traceback(storage, RUN, CLUSTER, "s-1")
+    assert found.startswith("the driver (") and "an executor" not in found
+
+
+def test_the_last_traceback_ends_at_its_exception_line_when_no_java_cause_follows():
+    text = 'noise\nTraceback (most recent call last):\n  File "a.py", line 1\nValueError: bad\nlater log\n'
+    assert last_python_traceback(text) == (
+        'Traceback (most recent call last):\n  File "a.py", line 1\nValueError: bad')
+    assert last_python_traceback("no traceback here") is None

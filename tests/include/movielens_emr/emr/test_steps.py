@@ -1,12 +1,14 @@
-"""The job's stages as EMR Hadoop streaming steps, and the job's arguments for a run."""
+"""An engine's job as EMR steps: an mrjob job's stages as Hadoop streaming steps (and the job's arguments
+for a run), a Spark job as one spark-submit step."""
 import shlex
+from pathlib import Path
 
 import pytest
 
 from movielens_emr.config.params import validate_run_config
-from movielens_emr.emr.steps import ACTION_ON_FAILURE, build_stage_steps
+from movielens_emr.emr.steps import ACTION_ON_FAILURE, build_spark_step, build_stage_steps
 from movielens_emr.emr.wheelhouse import NodePython
-from movielens_emr.engine.protocol import MrjobJob, TaskFile
+from movielens_emr.engine.protocol import MrjobJob, SparkJob, TaskFile
 from movielens_emr.engine.similarity.job import JOB_CLASS, JOB_FILE, STAGE_NAMES, job_args
 
 JOB_URI = "s3://b/runs/r/job/movie_similarities.py"
@@ -108,3 +110,53 @@ def test_a_block_plan_reaches_only_stage_2s_tasks_under_its_own_name():
             if command == ["cat"]:
                 continue
             assert (command[-2:] == ["--block-plan", "block_plan.json"]) == (number == 2), (number, command)
+
+
+# A Spark job ---------------------------------------------------------------------------------------
+SPARK_JOB = SparkJob(
+    script=Path("/repo/jobs/als_recommender.py"), stage_names=("fit ALS",), options=("--rank", "4"),
+    task_files=(TaskFile("--items", "s3://b/datasets/d/c/movies.csv"),),
+    support_files=(Path("/repo/jobs/similarity_kernel.py"),),
+    properties=(("spark.serializer", "org.apache.spark.serializer.KryoSerializer"),))
+SPARK_SHIPPED = ["s3://b/runs/r/job/als_recommender.py", "s3://b/runs/r/job/similarity_kernel.py"]
+
+
+@pytest.fixture
+def spark_step():
+    return build_spark_step(SPARK_JOB, SPARK_SHIPPED, ["s3://b/datasets/d/c/ratings.csv"],
+                            "s3://b/runs/r/output", "manual__1", NodePython("3.11"), "s3://b/runs/r/spark-events")
+
+
+def spark_conf(args):
+    return dict(args[index + 1].split("=", 1) for index, arg in enumerate(args) if arg == "--conf")
+
+
+def test_a_spark_job_is_one_cluster_mode_spark_submit_step_through_command_runner(spark_step):
+    assert spark_step["Name"] == "stage 1 of 1: fit ALS [manual__1]"
+    assert spark_step["ActionOnFailure"] == ACTION_ON_FAILURE
+    assert spark_step["HadoopJarStep"]["Jar"] == "command-runner.jar"
+    assert spark_step["HadoopJarStep"]["Args"][:5] == [
+        "spark-submit", "--deploy-mode", "cluster", "--master", "yarn"]
+
+
+def test_a_spark_steps_driver_and_workers_run_under_the_nodes_python_and_its_packages(spark_step):
+    properties = spark_conf(spark_step["HadoopJarStep"]["Args"])
+    assert properties["spark.pyspark.python"] == "python3.11"
+    assert properties["spark.yarn.appMasterEnv.PYTHONPATH"] == "/usr/local/lib/movielens-job/python3.11"
+    assert properties["spark.executorEnv.PYTHONPATH"] == "/usr/local/lib/movielens-job/python3.11"
+
+
+def test_a_spark_step_has_its_jobs_properties_and_its_event_log_in_the_run_folder(spark_step):
+    properties = spark_conf(spark_step["HadoopJarStep"]["Args"])
+    assert properties["spark.serializer"] == "org.apache.spark.serializer.KryoSerializer"
+    assert (properties["spark.eventLog.enabled"], properties["spark.eventLog.dir"]) == (
+        "true", "s3://b/runs/r/spark-events")
+
+
+def test_a_spark_steps_script_runs_from_s3_its_kernel_and_files_shipped_beside_the_driver(spark_step):
+    args = spark_step["HadoopJarStep"]["Args"]
+    assert args[args.index("--py-files") + 1] == SPARK_SHIPPED[1]
+    assert args[args.index("--files") + 1] == "s3://b/datasets/d/c/movies.csv#movies.csv"
+    script = args.index(SPARK_SHIPPED[0])
+    assert args[script + 1:] == ["--rank", "4", "--items", "movies.csv", "--ratings",
+                                 "s3://b/datasets/d/c/ratings.csv", "--output", "s3://b/runs/r/output/stage-1"]
