@@ -494,6 +494,8 @@ def test_a_failing_local_job_fails_the_run_with_the_jobs_own_traceback(
     log = task_log()
     assert "Traceback (most recent call last)" in log
     assert "TooManyBadLines" in log and "30 of 50" in log
+    # raised as AirflowFailException, which Airflow never retries, whatever MOVIELENS_TASK_RETRIES says
+    assert "AirflowFailException" in log and "The input is at fault (TooManyBadLines): not retried." in log
     assert not (root / run_folder(dag_run.run_id) / "results").exists()
 
 

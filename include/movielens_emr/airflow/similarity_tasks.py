@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from airflow.sdk import Asset, Variable, get_current_context
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from movielens_emr.config.capacity import task_slots
 from movielens_emr.config.instances import UnknownInstanceType, instance_type, memory_fit_error
@@ -27,6 +27,7 @@ from movielens_emr.emr.diagnosis import stages_completed
 from movielens_emr.emr.target import EmrTarget
 from movielens_emr.engine.protocol import final_output_folder
 from movielens_emr.engine.registry import UnknownEngine, engine_named, engine_names
+from movielens_emr.local.runner import LocalJobFailed
 from movielens_emr.local.target import LocalTarget
 from movielens_emr.reporting.metrics import (
     failed_run_metrics,
@@ -248,10 +249,26 @@ def run_local_job(config, staged, run_id):
     work_dir = (storage.local_path(f"{run_prefix}/local-job")
                 or Path(settings.cache_dir).expanduser() / run_prefix / "local-job")
     # The job's kind decides its runner: mrjob's local runner, or Spark's local mode (local.target).
-    run = run_target(config).run_job(engine.job(config, staged), staged["ratings_uris"], output_dir,
-                                     config.node_count, work_dir)
+    try:
+        run = run_target(config).run_job(engine.job(config, staged), staged["ratings_uris"], output_dir,
+                                         config.node_count, work_dir)
+    except LocalJobFailed as error:
+        cause = input_error(str(error), getattr(engine, "input_errors", ()))
+        if cause:  # the same input fails the same way: a retry would only delay the answer
+            raise AirflowFailException(f"{error}\nThe input is at fault ({cause}): not retried.") from error
+        raise
     log.info("local run finished in %.1f s; stages %s", run["seconds"], run["stage_seconds"])
     return run
+
+
+def input_error(message, names):
+    """The first of the engine's input errors (exception class names) that a failed job's message ends a line
+    with, as `Name: ...` or `module.Name: ...`; None when none does."""
+    for line in message.splitlines():
+        name = line.split(": ", 1)[0].rpartition(".")[2] if ": " in line else ""
+        if name in names:
+            return name
+    return None
 
 
 def collect_results(config, run_id):

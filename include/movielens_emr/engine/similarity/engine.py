@@ -30,6 +30,8 @@ class SimilarityEngine:
 
     name = DEFAULT_ENGINE
     stage_names = STAGE_NAMES
+    # The job's exceptions that mean its input is at fault: the same input fails the same way again.
+    input_errors = ("TooManyBadLines", "ItemsFileUnusable", "BadBlockPlan")
 
     def shipped_files(self):
         """The job file, then the kernel it imports from beside it."""

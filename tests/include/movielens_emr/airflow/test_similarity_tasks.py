@@ -131,3 +131,15 @@ def test_a_failed_stage_is_diagnosed_into_the_log_and_a_metrics_json_of_its_own(
         1, step_ids[0], ["FAILED", "CANCELLED"])
     assert failure["report"].startswith("stage 1 of 2 (stage 1 of 2) ended FAILED: ")
     assert failure["report"] in caplog.text
+
+
+@pytest.mark.parametrize("message, cause", [
+    ("the job's process exited with code 1; its last lines:\nmovie_similarities.TooManyBadLines: 30 of 50 "
+     "ratings lines are bad", "TooManyBadLines"),
+    ("exited with code 1; its last lines:\nItemsFileUnusable: --items movies.csv: No such file",
+     "ItemsFileUnusable"),
+    ("exited with code -9; its last lines:\nKilled", None),
+    ("exited with code 1; its last lines:\nMemoryError: ", None),
+])
+def test_a_failure_of_the_input_is_told_from_one_a_retry_may_cure(message, cause):
+    assert tasks.input_error(message, ("TooManyBadLines", "ItemsFileUnusable", "BadBlockPlan")) == cause
