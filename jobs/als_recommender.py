@@ -23,9 +23,9 @@ user block gets only the item factors its users need) finds rank-k factors x_u, 
 * FOLDER/figures.json: ratings read and used, bad lines, users, movies, iterations, fit seconds,
   seconds per iteration and the training loss (per iteration with --loss-per-iteration).
 
-Memory on the driver, beyond Spark's: the factors of every user and movie (8 * rank bytes each), each
-user's rated movies (8 bytes a rating) one partition at a time, and one block of scores (BLOCK_ROWS
-rows of every movie, 8 bytes each). Python 3.9, as on the EMR nodes.
+Memory on the driver, beyond Spark's: the factors of every user and movie (8 * rank bytes each), every
+user's rated movies as Python lists (about 40 bytes a rating: 1 GB for ml-25m's 25M), and one block of
+scores (BLOCK_ROWS rows of every movie, 8 bytes each). Python 3.9, as on the EMR nodes.
 """
 import argparse
 import json

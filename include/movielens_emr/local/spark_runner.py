@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 SUPPORTED_JAVA = (8, 11, 17)
 JAVA_INSTALL_HINT = ("install Debian's headless Java 17 runtime (scripts/bootstrap.sh does: "
                      "apt-get install openjdk-17-jre-headless) or set JAVA_HOME to a Java 17")
-# Spark's local mode runs the driver and its executors in one JVM: its heap, for MovieLens up to ml-1m.
+# Spark's local mode runs the driver and its executors in one JVM: its heap (measured enough for ml-100k and
+# ml-latest-small; not measured beyond).
 LOCAL_DRIVER_MEMORY = "2g"
 EVENT_LOG_FOLDER = "spark-events"
 NO_TASK_TIMES = ("a Spark application: its tasks are under spark_task_times (Spark's event log); the "
