@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from movielens_emr.engine.similarity.job import job_kernel
+from movielens_emr.engine.als.job import kernel
 from movielens_emr.evaluation.split import Ratings, time_split
 
 log = logging.getLogger(__name__)
@@ -17,16 +17,16 @@ TRAIN_FILE, HELD_OUT_FILE = "evaluation_train.tsv", "evaluation_held_out.tsv"
 def read_ratings(paths, sample_fraction=1.0):
     """The ratings the jobs keep from the files: their parsing rules, their sample of users, one rating per
     user and movie (the latest, the highest on ties)."""
-    kernel = job_kernel()
+    rules = kernel()
     rows = []
     for path in paths:
         with open(path, "rb") as lines:
             for line in lines:
                 try:
-                    parsed = kernel.parse_rating_line(line)
-                except kernel.BadRatingLine:
+                    parsed = rules.parse_rating_line(line)
+                except rules.BadRatingLine:
                     continue
-                if parsed and kernel.in_sample(parsed[0], sample_fraction):
+                if parsed and rules.in_sample(parsed[0], sample_fraction):
                     rows.append((int(parsed[0]), int(parsed[1]), parsed[2], parsed[3]))
     table = np.array(rows, dtype=np.int64).reshape(-1, 4)
     return latest_per_pair(table[:, 0], table[:, 1], table[:, 2] / 2, table[:, 3])

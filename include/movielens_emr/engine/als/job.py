@@ -1,5 +1,8 @@
 """The als engine's job: the PySpark script of jobs/ with the similarity job's kernel beside it, its options
 for one run and its Spark properties."""
+import functools
+import importlib
+import sys
 from pathlib import Path
 
 from movielens_emr.config.targets import target_named
@@ -12,6 +15,16 @@ STAGE_NAMES = ("fit ALS, nearest movies and recommendations",)
 SPARK_DEFAULT_BLOCKS = 10
 SEED = 42
 KRYO_SERIALIZER = "org.apache.spark.serializer.KryoSerializer"
+
+
+@functools.cache
+def kernel():
+    """The jobs' ratings and titles rules (jobs/similarity_kernel.py), imported by its own name from its
+    folder as the script imports it: the module the similarity job's loading gives, without that job."""
+    folder = str(KERNEL_FILE.parent)
+    if folder not in sys.path:
+        sys.path.append(folder)
+    return importlib.import_module(KERNEL_FILE.stem)
 
 
 def script_options(config, evaluation_train_uri=None):

@@ -11,6 +11,7 @@ from movielens_emr.engine.als.evaluation_split import (
     read_split,
     stage_evaluation_split,
 )
+from movielens_emr.engine.als.job import kernel
 from movielens_emr.engine.similarity.job import job_kernel
 
 
@@ -27,7 +28,11 @@ def test_the_sample_is_the_jobs_sample_of_users(tmp_path):
     path = tmp_path / "u.data"
     path.write_text("".join(f"{user}\t1\t4\t10\n" for user in range(1, 300)))
     kept = set(read_ratings([path], 0.25).users.tolist())
-    assert kept == {user for user in range(1, 300) if job_kernel().in_sample(str(user), 0.25)}
+    assert kept == {user for user in range(1, 300) if kernel().in_sample(str(user), 0.25)}
+
+
+def test_its_rules_are_the_module_the_similarity_job_imports():
+    assert kernel() is job_kernel()
 
 
 def test_the_tsv_round_trips():
