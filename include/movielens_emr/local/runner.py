@@ -191,7 +191,7 @@ def run_in_this_process(job_file, job_class, job_args, input_paths, output_dir, 
         runner_args += ["--local-tmp-dir", str(local_tmp_dir)]
         Path(local_tmp_dir).mkdir(parents=True, exist_ok=True)
     job = load_job_class(Path(job_file), job_class)([*job_args, *runner_args, *map(str, input_paths)])
-    stage_seconds = []
+    stage_seconds, stages = [], len(job.steps())
     with job.make_runner() as runner, tempfile.TemporaryDirectory(prefix="task-times-",
                                                                   dir=local_tmp_dir) as task_records:
         run_step = runner._run_step
@@ -199,13 +199,15 @@ def run_in_this_process(job_file, job_class, job_args, input_paths, output_dir, 
         # mrjob has no per-step timing of its own; wrapping its step method measures each stage.
         def timed_step(step, step_num):
             started = time.monotonic()
+            log.info("stage %d of %d started, %.1f s into the job", step_num + 1, stages,
+                     started - job_started)
             run_step(step, step_num)
             stage_seconds.append(round(time.monotonic() - started, 3))
-            log.info("stage %d finished in %.1f s", step_num + 1, stage_seconds[-1])
+            log.info("stage %d of %d finished in %.1f s", step_num + 1, stages, stage_seconds[-1])
 
         runner._run_step = timed_step
         record_task_times(runner, task_records)
-        started = time.monotonic()
+        started = job_started = time.monotonic()
         run_raising_task_errors(job, runner)
         seconds = round(time.monotonic() - started, 3)
         counters = flatten_counters(runner.counters())

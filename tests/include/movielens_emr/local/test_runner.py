@@ -110,6 +110,9 @@ def test_a_later_try_stops_the_job_an_earlier_one_left_running(tmp_path, leftove
                                          tmp_path / "output", 2, work_dir)
     assert local_run.group_members(leftover_group) == []
     assert f"still running (process group {leftover_group}, 2 processes): stopping it" in caplog.text
+    for number in (1, 2, 3):  # the task log follows the stages: a line as each starts and ends
+        assert f"stage {number} of 3 started, " in caplog.text
+        assert f"stage {number} of 3 finished in " in caplog.text
     assert result["counters"] and len(result["stage_seconds"]) == 3
     assert list((tmp_path / "output").glob("part-*"))
     # every map and reduce task timed; on 2 slots a stage's tasks add up to at most twice its time
