@@ -10,6 +10,8 @@ reduce tasks, then either
   submits the job's three MapReduce stages as three Hadoop streaming steps, waits for the last,
   and always terminates the cluster (`terminate_cluster` is the teardown of `create_cluster`), or
 * **local**: runs the same job file with mrjob's local runner, `node_count` tasks at a time;
+  (for the `als` engine: one spark-submit step on a cluster with Spark, or Spark's local mode with
+  `node_count` cores; its results also include `results/recommendations.csv` and `results/evaluation.json`);
 
 then writes `results/similarities.csv` and `results/top_neighbours.json` and records
 `metrics.json` (wall, cluster, provisioning and per-stage seconds, overhead, node-minutes,

@@ -121,8 +121,33 @@ def input_counts(counters):
     return {"input_ratings": counters[INPUT_RATINGS], "bad_lines": counters.get(BAD_LINES, 0)}
 
 
+def evaluation_lines(evaluation):
+    """A recommender evaluation (evaluation.ranking's metrics per recommender) as a row per recommender."""
+    rows = []
+    for name, scores in (evaluation.get("recommenders") or {}).items():
+        figures = ", ".join(f"{label} {scores[key]:.4f}" for label, key in (
+            ("P@k", "precision_at_k"), ("R@k", "recall_at_k"), ("NDCG@k", "ndcg_at_k"), ("MAP@k", "map_at_k"),
+            ("coverage", "coverage")) if scores.get(key) is not None)
+        rows.append((f"evaluation[{name}]", f"k = {scores.get('k')}: {figures}"))
+    return rows or [("evaluation", "-")]
+
+
+def spark_task_times_lines(times):
+    """A Spark application's task times (reporting.spark_events) as a row per task type."""
+    if not times.get("source"):
+        return [("spark_task_times", f"unknown: {times.get('missing')}")]
+    rows = [("spark_task_times", f"{times['jobs']} jobs, {times['stages']} stages, {times['executors']} "
+                                 f"executors, {times['failed_tasks']} failed tasks")]
+    for task_type, summary in (times.get("task_types") or {}).items():
+        rows.append((f"spark_task_times[{task_type}]",
+                     f"{summary['tasks']} tasks, {summary['total_seconds']:,.1f} s in all, the longest "
+                     f"{summary['max_seconds']:,.1f} s"))
+    return rows
+
+
 # Records too large for a row each of their figures: summarised in a few rows.
-SUMMARISED = {"task_times": task_times_lines, "one_run_prediction": one_run_prediction_lines}
+SUMMARISED = {"task_times": task_times_lines, "one_run_prediction": one_run_prediction_lines,
+              "evaluation": evaluation_lines, "spark_task_times": spark_task_times_lines}
 
 
 # Figures of a cluster: a run on this machine has none of them (metrics.json keeps them, as null or 0).

@@ -147,3 +147,17 @@ def test_a_failed_runs_metrics_hold_the_run_its_config_and_the_failure_and_no_fi
 @pytest.mark.parametrize("metrics", [None, {}, {"run_id": "r1", "output_pairs": 3, "wall_seconds": 9.0}])
 def test_a_successs_metrics_record_no_failure(metrics):
     assert not records_failure(metrics)
+
+
+def test_an_als_runs_evaluation_and_spark_task_times_read_as_a_few_rows():
+    scores = {"k": 10, "precision_at_k": 0.1134, "recall_at_k": 0.1294, "ndcg_at_k": 0.1509,
+              "map_at_k": 0.0798, "coverage": 0.2885}
+    times = {"source": "spark event log", "jobs": 12, "stages": 30, "executors": 1, "failed_tasks": 0,
+             "task_types": {"ResultTask": {"tasks": 40, "total_seconds": 12.5, "max_seconds": 1.25}}}
+    lines = metrics_table({"evaluation": {"recommenders": {"als": scores}}, "spark_task_times": times})
+    assert "k = 10: P@k 0.1134, R@k 0.1294, NDCG@k 0.1509, MAP@k 0.0798, coverage 0.2885" in lines
+    assert lines.startswith("evaluation[als] ")
+    assert "12 jobs, 30 stages, 1 executors, 0 failed tasks" in lines
+    assert "spark_task_times[ResultTask]" in lines and "40 tasks, 12.5 s in all, the longest 1.2 s" in lines
+    assert "unknown: no event log" in metrics_table({"spark_task_times": {"source": None,
+                                                                          "missing": "no event log"}})
