@@ -5,11 +5,13 @@ Its rules and math are jobs/similarity_kernel.py's, shipped beside it.
 
 1. group ratings by user (and count the pair work W = sum over users of n_u^2);
 2. split each user's ratings into movie blocks and compute, per pair of blocks, the pair
-   statistics of every movie pair co-rated by enough users and its similarity (dense
-   matrix products over chunks of users, so each unordered pair is computed exactly once
-   and nothing per pair is shuffled); each block pair's key is salted so that Hadoop's
-   HashPartitioner sends it to the reduce task its route names (dealt in turn, or from a
-   --block-plan measured on the data), and each reduce task counts its work; both
+   statistics of every movie pair co-rated by enough users and its similarity (each
+   unordered pair is computed exactly once and nothing per pair is shuffled): heavy raters'
+   rows by dense matrix products over batches of users, light raters' by summing their
+   co-rated pairs directly, each row as its density says, to the same integer sums; a
+   mapper writes each block pair's rows in batches; each block pair's key is salted so that
+   Hadoop's HashPartitioner sends it to the reduce task its route names (dealt in turn, or
+   from a --block-plan measured on the data), and each reduce task counts its work; both
    directions of every kept pair are written, each movie's neighbours of a block pair as one
    record;
 3. attach titles and rank each movie's neighbours (no mapper of its own).
@@ -26,14 +28,18 @@ so B is M/G within a few per cent once M is in the thousands; a --block-plan mak
 equal to one movie), beyond the interpreter:
   stage 1 mapper:  O(1)    at most 100,000 buffered ratings
   stage 1 reducer: O(m)    one user's ratings
-  stage 2 mapper:  O(m)    one user's ratings and their block split, the plan's O(M) blocks
+  stage 2 mapper:  O(m)    one user's ratings and their block split, the plan's O(M) blocks,
+                           and up to ROW_BATCH_BYTES (64 KB) of rows per block pair
   stage 2 reducer: 12.5*(S+2)*B^2 + 20*C*B + 8*(S+5)*256*B + 64*C*r + 100*(256*B + 200000)
-                   bytes: the block pair's sums (25% growth headroom, one more while
-                   growing, one gathered for an update), a chunk's dense matrices, one
-                   256-row slice of pairs being scored, one chunk of users' ratings,
-                   r = min(m, 2*B) of them a user (a row holds only the movies of the pair's
-                   two blocks), and the kept neighbours waiting to be written (at most
-                   HELD_NEIGHBOURS plus one slice's, about 100 bytes each)
+                   bytes: the block pair's sums, two to a float64 array (25% growth headroom,
+                   one more array while growing or one float32 product), with a sparse batch of
+                   at most B^2/4 co-rated pairs and the rows waiting for it (about 36 bytes a
+                   pair, 42 for pearson); a batch's dense matrices; one 256-row slice of pairs
+                   being scored; one chunk of users' ratings, r = min(m, 2*B) of them a user (a
+                   row holds only the movies of the pair's two blocks); and the kept neighbours
+                   waiting to be written (at most HELD_NEIGHBOURS plus one slice's, about 100
+                   bytes each). With at most PACKED_USERS (671,088) users in a block pair, as
+                   in every MovieLens release; beyond, 12.5*S*B^2 more (the sums unpacked)
   stage 3 reducer: O(M)    titles, one movie's neighbours
 e.g. ml-1m (M=3,706, m=2,314), G=4 (B about 960), C=1024, cosine: at most 277 MB;
 ml-25m (M=59,047, m=32,202), G=22 (B about 2,700), cosine: at most 1.1 GB.
@@ -79,6 +85,8 @@ from similarity_kernel import (  # noqa: E402
     BadRatingLine,
     BlockAccumulator,
     PairRule,
+    RowBatches,
+    TitledIds,
     block_pair_of,
     block_rows,
     excess_bad_lines,
@@ -119,10 +127,13 @@ class PreformattedJSONProtocol(JSONProtocol):
     """mrjob's JSON protocol for reading; writes keys and values that are JSON text already.
 
     The final reducer formats each line itself, each movie's id and title encoded once (with
-    json.dumps' defaults, as JSONProtocol writes them) rather than once per neighbour line.
+    json.dumps' defaults, as JSONProtocol writes them) rather than once per neighbour line, and
+    writes all of a movie's lines at once: a None key's value is those lines, written as they are.
     """
 
     def write(self, key, value):
+        if key is None:
+            return value.encode("utf-8")
         return f"{key}\t{value}".encode("utf-8")
 
 
@@ -175,7 +186,7 @@ class MRMovieSimilarities(MRJob):
                  "HashPartitioner (default 0: the jobconf mapreduce.job.reduces if set, else no routing)")
         self.add_passthru_arg(
             "--user-chunk", type=int, default=1024,
-            help="users per dense matrix product in stage 2, at most 65536 (default 1024)")
+            help="stage 2 users parsed at once, and per dense matrix product, at most 65536 (default 1024)")
 
     def load_args(self, args):
         super().load_args(args)
@@ -205,6 +216,7 @@ class MRMovieSimilarities(MRJob):
                    reducer_final=self.flush_counters),
             MRStep(mapper_init=self.mapper_init_blocks,
                    mapper=self.mapper_split_user_into_blocks,
+                   mapper_final=self.mapper_final_flush_rows,
                    reducer_init=self.reducer_init_counters,
                    reducer=self.reducer_compute_block_similarities,
                    reducer_final=self.reducer_final_report_work),
@@ -288,23 +300,32 @@ class MRMovieSimilarities(MRJob):
         self._block_of = dict(plan.get("blocks", {}))
         reduce_tasks = self.options.reduce_tasks or int(jobconf_from_env("mapreduce.job.reduces", 0) or 0)
         self._keys = routed_keys(plan, self.options.movie_blocks, reduce_tasks)
+        self._row_batches = RowBatches()
+        self._needs_marginals = self.options.metric == "jaccard"
 
     def mapper_split_user_into_blocks(self, _, ratings):
-        """(user_id, 'movies|letters') -> ('a,b[@salt]', 'movies_a|letters_a|movies_b|letters_b')"""
-        needs_marginals = self.options.metric == "jaccard"
-        for pair, row in block_rows(ratings, self._block_of, self.options.movie_blocks, needs_marginals):
-            yield self._keys.get(pair, pair), row
+        """(user_id, 'movies|letters') -> ('a,b[@salt]', rows 'movies_a|letters_a|movies_b|letters_b'
+        joined by '|'), each key's rows written ROW_BATCH_BYTES at a time"""
+        batches, keys = self._row_batches, self._keys
+        rows = block_rows(ratings, self._block_of, self.options.movie_blocks, self._needs_marginals)
+        for pair, row in rows:
+            record = batches.add(keys.get(pair, pair), row)
+            if record:
+                yield record
+
+    def mapper_final_flush_rows(self):
+        yield from self._row_batches.drain()
 
     def reducer_init_counters(self):
         self._counters = Counter()
         self._task_work = 0
 
-    def reducer_compute_block_similarities(self, key, user_rows):
-        """('a,b[@salt]', user rows) -> (movie_id, 'similar_movie_id score co_raters'), both
+    def reducer_compute_block_similarities(self, key, row_batches):
+        """('a,b[@salt]', batches of user rows) -> (movie_id, 'similar_movie_id score co_raters;...'), both
         directions of each kept pair"""
         a, b = block_pair_of(key)
         accumulator = BlockAccumulator(METRIC_STATS[self.options.metric], diagonal=a == b)
-        self._task_work += accumulator.add_user_rows(user_rows, self.options.user_chunk)
+        self._task_work += accumulator.add_user_rows(row_batches, self.options.user_chunk)
         rule = PairRule(self.options.metric, self.options.min_co_ratings, self.options.min_score)
         yield from kept_neighbours(accumulator, rule, self._counters)
 
@@ -323,25 +344,20 @@ class MRMovieSimilarities(MRJob):
         first_reducer = jobconf_from_env("mapreduce.task.partition", "0") == "0"
         title_counters = self._counters if first_reducer else Counter()
         self._titles = read_titles(self.options.items, title_counters) if self.options.items else {}
-        self._movie_json = {}
+        self._titled_ids = TitledIds(self._titles)
 
     def reducer_rank_neighbours(self, movie, values):
-        """(movie, 'similar_id score co_raters' values) -> ([movie_id, title],
-        [similar_id, similar_title, score, co_raters]) as JSON text, best neighbour first"""
+        """(movie, 'similar_id score co_raters' values) -> the movie's output lines as one record, best
+        neighbour first, each key [movie_id, title] and value [similar_id, similar_title, score, co_raters]
+        as JSON text, tab-separated: one write a movie rather than one a pair"""
         if movie not in self._titles:
             self._counters["output: movies without a title"] += 1
-        key = f"[{self._id_and_title(movie)}]"
+        titled = self._titled_ids
+        key = f"[{titled[movie]}]"
         neighbours = rank_neighbours(values)
         self._counters["output: ordered pairs"] += len(neighbours)
-        for other, score, co_raters in neighbours:
-            yield key, f"[{self._id_and_title(other)}, {score}, {co_raters}]"
-
-    def _id_and_title(self, movie):
-        """'"id", "title"' (or null), JSON-encoded once per movie."""
-        encoded = self._movie_json.get(movie)
-        if encoded is None:
-            encoded = self._movie_json[movie] = f"{json.dumps(movie)}, {json.dumps(self._titles.get(movie))}"
-        return encoded
+        yield None, "\n".join([f"{key}\t[{titled[other]}, {score}, {co_raters}]"
+                               for other, score, co_raters in neighbours])
 
     def make_runner(self):
         """mrjob's runner, once --items is found readable: a missing movies file fails before any stage."""

@@ -2,17 +2,18 @@
 
 The job imports it by name from its own folder (see the job file's header); the pipeline imports it the
 same way to apply the same parsing and routing (movielens_emr.engine.similarity.job.job_kernel). Python
-3.9 and the standard library (numpy inside the functions of stage 2), as on the EMR nodes.
+3.9 and the standard library (numpy inside the functions of stages 2 and 3), as on the EMR nodes.
 """
 import bz2
 import csv
 import gzip
 import json
+import math
 import re
 import zlib
 from collections import Counter, namedtuple
 
-# numpy is imported inside the functions that use it: only stage 2's reducer needs it, and
+# numpy is imported inside the functions that use it: only the reducers of stages 2 and 3 need it, and
 # each of the other tasks (a new process each) starts 0.1 s sooner without it.
 
 METRICS = ("cosine", "pearson", "jaccard")
@@ -279,23 +280,104 @@ def block_pair_of(key):
     return a, b
 
 
-class BlockAccumulator:
-    """Exact co-rating sums for every movie pair of one block pair (a, b), fed chunks of users.
+# A user's row is summed by one of two paths, to the same integer sums, so the answer never depends on the
+# choice: the dense path multiplies a batch of users' rating matrices (its cost: the users times the
+# batch's movies on each side), the sparse path sums each user's co-rated pairs directly (its cost: the
+# pairs). A row takes the dense path when its co-rated pairs are at least DENSE_ROW_SHARE of the block
+# pair's movie pairs so far: a dense cell of a row costs about 1/250 of a summed pair on one core
+# (benchmarks/stage2_paths.py times both paths). Heavy raters go dense, the many light ones sparse.
+DENSE_ROW_SHARE = 0.004
+# A dense batch's products cost as much again as this many rows to write and add into the sums: a batch
+# of a few heavy rows (the last of a block pair) is summed by the sparse path when that costs less.
+DENSE_BATCH_ROWS = 96
+PATHS = ("dense", "sparse")
+# The sparse path sums at most a quarter as many co-rated pairs at once as the block pair has cells (at
+# least MIN_SPARSE_BATCH_PAIRS): its temporaries and waiting rows, about 36 bytes a pair (42 for pearson),
+# stay within the sums' share of the job's documented memory bound, and each batch's pass over the sums
+# is spread over many pairs.
+SPARSE_BATCH_SHARE = 4
+MIN_SPARSE_BATCH_PAIRS = 1 << 16
+# Cells of the sums the sparse path adds at once (each slice's counts stay in the CPU's cache).
+SLICE_CELLS = 1 << 17
+# Users of a dense batch at most: its float32 products stay exact (sums below 100 * 2**16 < 2**24).
+MAX_CHUNK_USERS = 1 << 16
+# The sums are kept two to a float64, PACK apart (first + PACK * second), so that one bincount or one
+# update adds both. The packed totals stay exact (below 2**52) while each sum stays below PACK: at most
+# PACKED_USERS users (a doubled rating's square is at most 100) before they are unpacked into the sums.
+PACK = 2.0 ** 26
+PACKED_USERS = 2 ** 26 // 100
+# The term each co-rated pair adds to each sum, x and y being the two movies' doubled ratings.
+PAIR_TERMS = {
+    "n": lambda x, y: x ** 0,
+    "sxy": lambda x, y: x * y,
+    "sxx": lambda x, y: x * x,
+    "syy": lambda x, y: y * y,
+    "sx": lambda x, y: x,
+    "sy": lambda x, y: y,
+}
+# A stage 2 mapper writes a key's rows ROW_BATCH_BYTES at a time as one record, the rows joined by '|' as
+# their own fields are: one shuffled line per batch, not per user (rows are short at high block counts).
+ROW_BATCH_BYTES = 1 << 16
+ROW_SEPARATOR = "|"
 
-    Each user row is 'movies_a|letters_a|movies_b|letters_b' ('movies|letters' on the
-    diagonal). Sums are over doubled ratings, so they are integers: float32 products of a
-    chunk are exact while a chunk's sums stay below 2**24, and float64 accumulators are
-    exact up to 2**53.
+# One side of a batch of user rows: ratings per user, each rating's column in the block's index and its
+# doubled rating (uint8, 1..10), user by user.
+UserRatings = namedtuple("UserRatings", ["lengths", "cols", "vals"])
+
+
+class RowBatches:
+    """A stage 2 mapper's rows, held per key and given back as records of ROW_BATCH_BYTES or so."""
+
+    def __init__(self):
+        self.held = {}
+
+    def add(self, key, row):
+        """Hold a row; (key, record) when the key's rows reach ROW_BATCH_BYTES, else None."""
+        held = self.held.get(key)
+        if held is None:
+            held = self.held[key] = [[], 0]
+        held[0].append(row)
+        held[1] += len(row) + 1
+        if held[1] < ROW_BATCH_BYTES:
+            return None
+        del self.held[key]
+        return key, ROW_SEPARATOR.join(held[0])
+
+    def drain(self):
+        """(key, record) of every key's rows still held."""
+        records = [(key, ROW_SEPARATOR.join(rows)) for key, (rows, _) in self.held.items()]
+        self.held = {}
+        return records
+
+
+class BlockAccumulator:
+    """Exact co-rating sums for every movie pair of one block pair (a, b), fed records of user rows.
+
+    Each user row is 'movies_a|letters_a|movies_b|letters_b' ('movies|letters' on the diagonal); a record
+    is one or more rows joined by '|'. Sums are over doubled ratings, so they are integers whichever path
+    adds them: the dense path's float32 products are exact while a batch's sums stay below 2**24, the
+    sparse path's float64 counts, and the packed float64 totals, while each sum stays below PACK. On the
+    diagonal only the pairs i < j are certain to be summed (candidate_pairs reads no others). `path`
+    ("dense" or "sparse") sends every row one way, for tests and benchmarks; by default each row goes the
+    way its density says (DENSE_ROW_SHARE).
     """
 
-    def __init__(self, stats, diagonal):
+    def __init__(self, stats, diagonal, path=None):
         import numpy as np
+        if path not in (None, *PATHS):
+            raise ValueError(f"unknown path {path!r}; choose one of {', '.join(PATHS)}")
         self.stats = stats
         self.diagonal = diagonal
+        self.path = path
         self.index_a, self.index_b = {}, ({} if not diagonal else None)
-        self.sums = {name: np.zeros((0, 0)) for name in stats}
+        # The sums two to an array (_packed_stats), made when the first batch is summed; users they hold.
+        self.packed, self.packed_users = [], 0
+        # The sums by name unpacked when more than PACKED_USERS users came (none for MovieLens releases).
+        self.spilled = {}
         self.raters_a = np.zeros(0)
         self.raters_b = np.zeros(0)
+        self.chunk_users = MAX_CHUNK_USERS
+        self.pending = {name: [] for name in PATHS}
 
     @property
     def movies_a(self):
@@ -305,27 +387,107 @@ class BlockAccumulator:
     def movies_b(self):
         return list(self.index_a if self.diagonal else self.index_b)
 
-    def add_user_rows(self, rows, chunk_users):
-        """Add every user row of rows (an iterable), chunk_users at a time; their work (add_users)."""
-        work, chunk = 0, []
-        for row in rows:
-            chunk.append(row)
-            if len(chunk) == chunk_users:
-                work += self.add_users(chunk)
-                chunk = []
-        if chunk:
-            work += self.add_users(chunk)
+    def add_user_rows(self, records, chunk_users):
+        """Add every user row of records (an iterable), parsed chunk_users rows at a time, each summed by
+        its path; the sums are complete on return. Returns the rows' work, the sum over users of n_a * n_b."""
+        self.chunk_users = chunk_users
+        width = 2 if self.diagonal else 4
+        work, fields = 0, []
+        for record in records:
+            fields += record.split(ROW_SEPARATOR)
+            while len(fields) >= chunk_users * width:
+                work += self._route(fields[: chunk_users * width])
+                del fields[: chunk_users * width]
+        if fields:
+            work += self._route(fields)
+        for path in PATHS:
+            self._flush(path)
+        self._grow(len(self.index_a), len(self.index_a if self.diagonal else self.index_b))
         return work
 
     def add_users(self, rows):
-        """Add one chunk of user rows (at most 65,536 users, to keep float32 sums exact).
+        """Add one chunk of user rows (at most MAX_CHUNK_USERS); returns its work (add_user_rows)."""
+        return self.add_user_rows(rows, max(len(rows), 1))
 
-        Returns the chunk's work: the sum over its users of n_a * n_b.
-        """
+    def _route(self, fields):
+        """Parse a chunk of rows' fields, count its raters and hold each row for its path; its work."""
         import numpy as np
-        left, right = self._chunk_matrices(rows)
+        left, right = self._parse(fields)
+        self.raters_a = _grown(self.raters_a, (len(self.index_a),))
+        self.raters_a += np.bincount(left.cols, minlength=len(self.raters_a))
+        if not self.diagonal:
+            self.raters_b = _grown(self.raters_b, (len(self.index_b),))
+            self.raters_b += np.bincount(right.cols, minlength=len(self.raters_b))
+        pairs = left.lengths * right.lengths
+        dense = self._dense_rows(pairs)
+        for path, chosen in (("dense", dense), ("sparse", ~dense & (pairs > 0))):
+            if chosen.any():
+                self._hold(path, left, right, chosen, pairs[chosen])
+        return int(pairs.sum())
+
+    def _parse(self, fields):
+        """A chunk's two sides as UserRatings (one on the diagonal), new movies added to the indexes."""
+        width = 2 if self.diagonal else 4
+        left = _user_ratings(fields[0::width], fields[1::width], self.index_a)
+        if self.diagonal:
+            return left, left
+        return left, _user_ratings(fields[2::width], fields[3::width], self.index_b)
+
+    def _dense_rows(self, pairs):
+        """Which rows take the dense path: their pairs against the block pair's cells so far."""
+        import numpy as np
+        if self.path is not None:
+            return np.full(len(pairs), self.path == "dense") & (pairs > 0)
+        cells = len(self.index_a) * len(self.index_a if self.diagonal else self.index_b)
+        return pairs >= max(DENSE_ROW_SHARE * cells, 1)
+
+    def _hold(self, path, left, right, chosen, pairs):
+        """Queue the chosen rows for `path`, summing its batch when they fill it: the dense batch at
+        chunk_users users, the sparse one at _sparse_batch_pairs() pairs."""
+        dense = path == "dense"
+        limit, most_pairs = (self.chunk_users, math.inf) if dense else (math.inf, self._sparse_batch_pairs())
+        held = self.pending[path]
+        if held and (sum(len(part[2]) for part in held) + len(pairs) > limit
+                     or sum(int(part[2].sum()) for part in held) + int(pairs.sum()) > most_pairs):
+            self._flush(path)
+        right_rows = None if self.diagonal else _rows_of(right, chosen)
+        self.pending[path].append((_rows_of(left, chosen), right_rows, pairs))
+        if int(pairs.sum()) >= most_pairs:
+            self._flush(path)
+
+    def _sparse_batch_pairs(self):
+        cells = len(self.index_a) * len(self.index_a if self.diagonal else self.index_b)
+        return max(MIN_SPARSE_BATCH_PAIRS, cells // SPARSE_BATCH_SHARE)
+
+    def _flush(self, path):
+        """Sum the rows waiting for `path` into the packed sums."""
+        held, self.pending[path] = self.pending[path], []
+        if not held:
+            return
+        left = _joined_ratings([part[0] for part in held])
+        right = left if self.diagonal else _joined_ratings([part[1] for part in held])
         self._grow(len(self.index_a), len(self.index_a if self.diagonal else self.index_b))
-        (cols_a, ratings_a, rated_a), (cols_b, ratings_b, rated_b) = left, right
+        if self.packed_users + len(left.lengths) > PACKED_USERS:
+            self._spill()
+        self.packed_users += len(left.lengths)
+        pairs = sum(int(part[2].sum()) for part in held)
+        if path == "dense" and (self.path == "dense" or not self._cheaper_sparse(len(left.lengths), pairs)):
+            self._add_dense(left, right)
+        else:
+            self._add_sparse(left, right)
+
+    def _cheaper_sparse(self, users, pairs):
+        """Whether a dense batch of `users` rows holding `pairs` co-rated pairs costs less summed by the
+        sparse path: a product's cost is its rows, plus DENSE_BATCH_ROWS for writing it, times the cells."""
+        cells = len(self.index_a) * len(self.index_a if self.diagonal else self.index_b)
+        return pairs < DENSE_ROW_SHARE * (users + DENSE_BATCH_ROWS) * cells
+
+    def _add_dense(self, left, right):
+        """Add a batch's sums by dense matrix products over its users (users x the block's movies so far)."""
+        import numpy as np
+        rows, cols = len(self.index_a), len(self.index_a if self.diagonal else self.index_b)
+        ratings_a, rated_a = _dense_matrices(left, rows)
+        ratings_b, rated_b = (ratings_a, rated_a) if self.diagonal else _dense_matrices(right, cols)
         products = {
             "n": lambda: rated_a.T @ rated_b,
             "sxy": lambda: ratings_a.T @ ratings_b,
@@ -334,59 +496,69 @@ class BlockAccumulator:
             "sx": lambda: ratings_a.T @ rated_b,
             "sy": lambda: rated_a.T @ ratings_b,
         }
-        cells = np.ix_(cols_a, cols_b)
-        for name in self.stats:
-            self.sums[name][cells] += products[name]()
-        raters_a, raters_b = rated_a.sum(axis=0), rated_b.sum(axis=0)
-        self.raters_a[cols_a] += raters_a
-        self.raters_b[cols_b] += raters_b
-        return int(rated_a.sum(axis=1, dtype=np.float64) @ rated_b.sum(axis=1, dtype=np.float64))
+        for packed, (first, second) in zip(self.packed, _packed_stats(self.stats)):
+            # One float32 product at a time, added in place; scaling by PACK (a power of two) is exact.
+            packed[:rows, :cols] += products[first]()
+            if second:
+                product = products[second]()
+                product *= PACK
+                packed[:rows, :cols] += product
 
-    def _chunk_matrices(self, rows):
-        split_rows = [row.split("|") for row in rows]
-        left = self._dense_side([(r[0], r[1]) for r in split_rows], self.index_a)
-        if self.diagonal:
-            return left, left
-        return left, self._dense_side([(r[2], r[3]) for r in split_rows], self.index_b)
-
-    @staticmethod
-    def _dense_side(user_ratings, index):
-        """Dense (users x movies seen in this chunk) matrices of doubled ratings and of 0/1 rated."""
+    def _add_sparse(self, left, right):
+        """Add a batch's sums from each user's co-rated pairs, _sparse_batch_pairs() at a time."""
         import numpy as np
-        user_rows, cols, letters = [], [], []
-        for user, (movies, user_letters) in enumerate(user_ratings):
-            if not movies:
-                continue
-            movie_cols = [index.setdefault(movie, len(index)) for movie in movies.split(" ")]
-            cols.extend(movie_cols)
-            user_rows.extend([user] * len(movie_cols))
-            letters.append(user_letters)
-        ratings = np.frombuffer("".join(letters).encode("ascii"), dtype=np.uint8)
-        chunk_cols, dense_cols = np.unique(np.array(cols, dtype=np.int64), return_inverse=True)
-        rated = np.zeros((len(user_ratings), len(chunk_cols)), dtype=np.float32)
-        doubled = np.zeros_like(rated)
-        rated[user_rows, dense_cols] = 1
-        doubled[user_rows, dense_cols] = ratings - RATING_LETTER_BASE
-        return chunk_cols, doubled, rated
+        rows, cols = len(self.index_a), len(self.index_a if self.diagonal else self.index_b)
+        # Rows of the sums added at once: a slice of about SLICE_CELLS cells stays in the CPU's cache.
+        slice_rows = max(1, SLICE_CELLS // cols)
+        first_rows = range(0, rows, slice_rows)
+        tables = _packed_term_tables(self.stats)
+        for part_left, part_right in _pair_batches(left, right, self.diagonal, self._sparse_batch_pairs()):
+            cells, ratings = co_rated_pairs(part_left, part_right, self.diagonal, cols)
+            bounds = np.searchsorted(cells, [row * cols for row in first_rows] + [rows * cols])
+            weights = [table[ratings] for table in tables]
+            for row, start, end in zip(first_rows, bounds[:-1], bounds[1:]):
+                if start < end:
+                    end_row = min(row + slice_rows, rows)
+                    slice_cells = cells[start:end] - row * cols
+                    for packed, pair_weights in zip(self.packed, weights):
+                        packed[row:end_row, :cols] += np.bincount(
+                            slice_cells, pair_weights[start:end],
+                            minlength=(end_row - row) * cols).reshape(end_row - row, cols)
+
+    def _spill(self):
+        """Add the packed sums into the spilled ones by name (made the first time), and zero them."""
+        import numpy as np
+        for number, (first, second) in enumerate(_packed_stats(self.stats)):
+            for name, sums in zip((first, second), _unpacked(self.packed[number])):
+                if name in self.spilled:
+                    self.spilled[name] += sums
+                elif name:
+                    self.spilled[name] = sums
+            self.packed[number] = np.zeros_like(self.packed[number])
+        self.packed_users = 0
 
     def _grow(self, rows, cols):
+        """Packed (and any unpacked) sums of at least rows x cols: exactly that the first time, then with
+        25% headroom, so that few regrowths follow as a block's movies arrive, and little memory is unused."""
         import numpy as np
-        old_rows, old_cols = self.sums[self.stats[0]].shape
+        if not self.packed:
+            self.packed = [np.zeros((rows, cols)) for _ in _packed_stats(self.stats)]
+        old_rows, old_cols = self.packed[0].shape
         if rows <= old_rows and cols <= old_cols:
             return
-        # 25% headroom: few regrowths as a block's movies arrive, and little memory unused.
         rows, cols = max(rows, old_rows * 5 // 4), max(cols, old_cols * 5 // 4)
-        for name, sums in self.sums.items():
-            self.sums[name] = np.pad(sums, ((0, rows - old_rows), (0, cols - old_cols)))
-        self.raters_a = np.pad(self.raters_a, (0, rows - old_rows))
-        self.raters_b = np.pad(self.raters_b, (0, cols - old_cols))
+        # One array at a time, so that at most one old array is held beside the new ones.
+        for number in range(len(self.packed)):
+            self.packed[number] = _grown(self.packed[number], (rows, cols))
+        for name in self.spilled:
+            self.spilled[name] = _grown(self.spilled[name], (rows, cols))
 
     def candidate_pairs(self, min_co_ratings, first_row, end_row):
         """Index arrays (i, j) of the pairs of rows first_row..end_row-1 with more than
         min_co_ratings co-raters, each unordered pair once."""
         import numpy as np
-        n = self.sums["n"][first_row:end_row, : len(self.index_a if self.diagonal else self.index_b)]
-        keep = n > min_co_ratings
+        cols = len(self.index_a if self.diagonal else self.index_b)
+        keep = self._sums_at("n", (slice(first_row, end_row), slice(0, cols))) > min_co_ratings
         if self.diagonal:
             keep = np.triu(keep, k=first_row + 1)
         i, j = np.nonzero(keep)
@@ -394,10 +566,142 @@ class BlockAccumulator:
 
     def pair_sums(self, i, j):
         """The named sums at the pairs (i, j); on the diagonal, raters of j come from side a."""
-        sums = {name: self.sums[name][i, j] for name in self.stats}
+        sums = {name: self._sums_at(name, (i, j)) for name in self.stats}
         sums["raters_x"] = self.raters_a[i]
         sums["raters_y"] = (self.raters_a if self.diagonal else self.raters_b)[j]
         return sums
+
+    def unpacked_sums(self):
+        """{name: rows x columns array of its sums}, the block pair's movies in the indexes' order."""
+        cells = (slice(0, len(self.index_a)), slice(0, len(self.index_a if self.diagonal else self.index_b)))
+        return {name: self._sums_at(name, cells) for name in self.stats}
+
+    def _sums_at(self, name, cells):
+        """The named sums at `cells` (an index of the packed arrays), unpacked, with any spilled ones."""
+        for number, names in enumerate(_packed_stats(self.stats)):
+            if name in names:
+                sums = _unpacked(self.packed[number][cells])[names.index(name)]
+                return sums + self.spilled[name][cells] if name in self.spilled else sums
+        raise KeyError(name)
+
+
+def co_rated_pairs(left, right, diagonal, width):
+    """Every co-rated pair of a batch of users, as arrays ordered by i: its cell i * width + j (i the left
+    movie's column, j the right one's) and its ratings, 10 * (x - 1) + (y - 1) for doubled ratings x, y.
+    On the diagonal (right is left) only the pairs with i < j.
+
+    Each left rating pairs with a run of right ratings, [start, start + count) of its user's: all of them
+    off the diagonal; on it, with the ratings sorted by column within each user, those after it. The left
+    ratings are taken in column order, so that the pairs fill the sums one row at a time.
+    """
+    import numpy as np
+    users = np.repeat(np.arange(len(left.lengths)), left.lengths)
+    right_starts = np.cumsum(right.lengths) - right.lengths
+    if diagonal:
+        by_user = np.lexsort((left.cols, users))
+        left = right = UserRatings(left.lengths, left.cols[by_user], left.vals[by_user])
+        starts = np.arange(1, len(users) + 1)
+        counts = right_starts[users] + right.lengths[users] - starts
+    else:
+        starts, counts = right_starts[users], right.lengths[users]
+    by_column = np.argsort(left.cols, kind="stable")
+    starts, counts = starts[by_column], counts[by_column]
+    runs = np.cumsum(counts) - counts
+    partner = np.arange(int(counts.sum()))
+    partner -= np.repeat(runs - starts, counts)
+    cells = np.repeat(left.cols[by_column] * width, counts)
+    cells += right.cols[partner]
+    ratings = np.repeat((left.vals[by_column] - 1) * 10, counts)
+    ratings += right.vals[partner] - 1
+    return cells, ratings
+
+
+def _packed_stats(stats):
+    """The stats two by two (the last alone when odd): each pair is kept in one array."""
+    stats = list(stats)
+    return [(stats[k], stats[k + 1] if k + 1 < len(stats) else None) for k in range(0, len(stats), 2)]
+
+
+def _unpacked(packed):
+    """The two sums (first, second) held in packed values first + PACK * second (second 0 for a lone sum)."""
+    import numpy as np
+    second = np.floor(packed / PACK)
+    return packed - second * PACK, second
+
+
+def _packed_term_tables(stats):
+    """Per packed pair of stats, the float64 term a co-rated pair adds, indexed by its ratings
+    10 * (x - 1) + (y - 1): the first stat's term plus PACK times the second's."""
+    import numpy as np
+    x, y = np.repeat(np.arange(1.0, 11.0), 10), np.tile(np.arange(1.0, 11.0), 10)
+    return [PAIR_TERMS[first](x, y) + (PAIR_TERMS[second](x, y) * PACK if second else 0)
+            for first, second in _packed_stats(stats)]
+
+
+def _pair_batches(left, right, diagonal, max_pairs):
+    """The batch's users in consecutive runs of at most max_pairs co-rated pairs (a heavier user alone)."""
+    import numpy as np
+    pairs = left.lengths * (left.lengths - 1) // 2 if diagonal else left.lengths * right.lengths
+    ends = np.cumsum(pairs)
+    first = 0
+    while first < len(pairs):
+        base = ends[first - 1] if first else 0
+        end = max(int(np.searchsorted(ends, base + max_pairs, side="right")), first + 1)
+        part = _user_range(left, first, end)
+        yield part, (part if diagonal else _user_range(right, first, end))
+        first = end
+
+
+def _user_ratings(movies, letters, index):
+    """UserRatings of one side from each user's 'movie movie ...' and letters; new movies join the index
+    in their order of arrival."""
+    import numpy as np
+    lengths = np.fromiter(map(len, letters), dtype=np.int64, count=len(letters))
+    tokens = " ".join(filter(None, movies)).split(" ") if lengths.any() else []
+    new = [movie for movie in dict.fromkeys(tokens) if movie not in index]
+    index.update(zip(new, range(len(index), len(index) + len(new))))
+    cols = np.fromiter(map(index.__getitem__, tokens), dtype=np.int64, count=len(tokens))
+    vals = np.frombuffer("".join(letters).encode("ascii"), dtype=np.uint8) - RATING_LETTER_BASE
+    return UserRatings(lengths, cols, vals)
+
+
+def _rows_of(side, chosen):
+    """The UserRatings of the chosen users (a boolean mask) of a side."""
+    import numpy as np
+    ratings = np.repeat(chosen, side.lengths)
+    return UserRatings(side.lengths[chosen], side.cols[ratings], side.vals[ratings])
+
+
+def _user_range(side, first, end):
+    """The UserRatings of users first..end-1 of a side."""
+    start, stop = int(side.lengths[:first].sum()), int(side.lengths[:end].sum())
+    return UserRatings(side.lengths[first:end], side.cols[start:stop], side.vals[start:stop])
+
+
+def _joined_ratings(parts):
+    import numpy as np
+    return UserRatings(*(np.concatenate(column) for column in zip(*parts)))
+
+
+def _grown(array, shape):
+    """`array` in the first rows and columns of a zero array of `shape` (itself if it has that shape)."""
+    import numpy as np
+    if array.shape == tuple(shape):
+        return array
+    grown = np.zeros(shape)
+    grown[tuple(slice(0, size) for size in array.shape)] = array
+    return grown
+
+
+def _dense_matrices(side, columns):
+    """Dense users x columns float32 matrices of a batch's doubled ratings and of 0/1 rated."""
+    import numpy as np
+    users = np.repeat(np.arange(len(side.lengths)), side.lengths)
+    rated = np.zeros((len(side.lengths), columns), dtype=np.float32)
+    doubled = np.zeros_like(rated)
+    rated[users, side.cols] = 1
+    doubled[users, side.cols] = side.vals
+    return doubled, rated
 
 
 def similarity_scores(metric, sums):
@@ -530,14 +834,39 @@ def rank_neighbours(values):
     Returns (movie, score, co_raters) with score and co_raters as the text they came in: the
     score is repr(float), which is already its JSON form.
     """
-    neighbours = [entry.split(" ") for value in values for entry in value.split(NEIGHBOUR_SEPARATOR)]
-    neighbours.sort(key=_neighbour_order)
-    return neighbours
+    fields = " ".join(NEIGHBOUR_SEPARATOR.join(values).split(NEIGHBOUR_SEPARATOR)).split(" ")
+    neighbours = list(zip(fields[0::3], fields[1::3], fields[2::3]))
+    try:
+        order = _numeric_order(fields[0::3], fields[1::3])
+    except (ValueError, OverflowError):  # an id that is not an int64: sorted one entry at a time
+        return sorted(neighbours, key=_neighbour_order)
+    return [neighbours[number] for number in order]
+
+
+def _numeric_order(movies, scores):
+    """Positions by score descending, then by movie id; ValueError or OverflowError for an id that is not an
+    int64."""
+    import numpy as np
+    ids = np.fromiter(map(int, movies), dtype=np.int64, count=len(movies))
+    descending = -np.fromiter(map(float, scores), dtype=np.float64, count=len(scores))
+    return np.lexsort((ids, descending)).tolist()
 
 
 def _neighbour_order(neighbour):
     movie, score, _ = neighbour
     return (-float(score), 0, int(movie), "") if movie.isdigit() else (-float(score), 1, 0, movie)
+
+
+class TitledIds(dict):
+    """'"id", "title"' (or null) of each movie, JSON-encoded once: the stage 3 lines' movies."""
+
+    def __init__(self, titles):
+        super().__init__()
+        self.titles = titles
+
+    def __missing__(self, movie):
+        encoded = self[movie] = f"{json.dumps(movie)}, {json.dumps(self.titles.get(movie))}"
+        return encoded
 
 
 # --- the command line's account of a run -----------------------------------------------------------

@@ -315,6 +315,20 @@ def test_matches_independent_computation_on_real_data(real_ratings, metric):
     assert all(pairs[pair][1] == co_raters for pair, (_, co_raters) in expected.items())
 
 
+@pytest.mark.parametrize("dense_row_share", [0.0, 2.0], ids=["every row dense", "every row sparse"])
+@pytest.mark.parametrize("metric", ["cosine", "pearson"])
+def test_either_stage_2_path_alone_gives_the_independent_answer_exactly(monkeypatch, metric, dense_row_share):
+    """By default heavy raters take the dense path and light ones the sparse path; either alone gives the
+    reference's pairs, scores and co-raters, bit for bit."""
+    monkeypatch.setattr(kernel, "DENSE_ROW_SHARE", dense_row_share)
+    paths = [MOVIELENS / "ml-100k" / "u.data"]
+    min_score = METRIC_THRESHOLDS[metric]
+    expected = reference.similar_pairs(reference.read_ratings(paths), metric, float(min_score), 10)
+    pairs, _, _ = run_job("--metric", metric, "--min-score", min_score, *paths)
+    assert len(expected) > 10_000
+    assert pairs == expected
+
+
 def test_local_runner_matches_independent_computation_on_ml_100k():
     paths = [MOVIELENS / "ml-100k" / "u.data"]
     expected = reference.similar_pairs(reference.read_ratings(paths))

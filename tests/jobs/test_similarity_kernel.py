@@ -7,6 +7,7 @@ import math
 from collections import Counter
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from jobs.movie_similarities import TooManyBadLines
@@ -117,12 +118,18 @@ def test_dealt_routes_give_each_task_floor_or_ceil_of_the_block_pairs():
 
 def test_rank_neighbours_orders_by_score_then_by_movie_id():
     ranked = kernel.rank_neighbours(["10 0.9 12", "9 0.99 11", "2 0.9 30"])
-    assert ranked == [["9", "0.99", "11"], ["2", "0.9", "30"], ["10", "0.9", "12"]]
+    assert ranked == [("9", "0.99", "11"), ("2", "0.9", "30"), ("10", "0.9", "12")]
 
 
 def test_rank_neighbours_reads_a_movies_entries_batched_by_its_block_pairs():
     ranked = kernel.rank_neighbours(["10 0.9 12;9 0.99 11", "2 0.9 30"])
-    assert ranked == [["9", "0.99", "11"], ["2", "0.9", "30"], ["10", "0.9", "12"]]
+    assert ranked == [("9", "0.99", "11"), ("2", "0.9", "30"), ("10", "0.9", "12")]
+
+
+def test_rank_neighbours_orders_ids_beyond_int64_by_their_value_too():
+    huge = "9" * 25
+    ranked = kernel.rank_neighbours([f"{huge} 0.9 12;10 0.9 11;{huge}0 0.95 30"])
+    assert ranked == [(f"{huge}0", "0.95", "30"), ("10", "0.9", "11"), (huge, "0.9", "12")]
 
 
 def test_read_titles_decodes_ml_100k_items_as_latin_1():
@@ -258,8 +265,161 @@ def test_sums_added_a_chunk_at_a_time_are_those_of_one_chunk():
     work = whole.add_users(HAND_ROWS)
     assert chunked.add_user_rows(iter(HAND_ROWS), 1) == work == 9 + 4 + 9 + 1
     assert chunked.movies_a == whole.movies_a
-    for name, sums in whole.sums.items():
-        assert (chunked.sums[name][:3, :3] == sums[:3, :3]).all(), name
+    for name, sums in whole.unpacked_sums().items():
+        assert (np.triu(chunked.unpacked_sums()[name], 1) == np.triu(sums, 1)).all(), name
+
+
+def test_a_record_of_several_rows_is_read_as_those_rows():
+    one_by_one, batched = (kernel.BlockAccumulator(kernel.METRIC_STATS["cosine"], False) for _ in "ab")
+    rows = ["1 2|jh|7|b", "2|f|7 8|fj", "||8|c"]
+    work = one_by_one.add_user_rows(rows, 2)
+    assert batched.add_user_rows(["|".join(rows[:2]), rows[2]], 2) == work == 2 + 2
+    assert batched.movies_a == one_by_one.movies_a and batched.movies_b == one_by_one.movies_b
+    for name, sums in one_by_one.unpacked_sums().items():
+        assert (batched.unpacked_sums()[name] == sums).all(), name
+
+
+def test_a_mappers_rows_are_batched_per_key_up_to_row_batch_bytes(monkeypatch):
+    monkeypatch.setattr(kernel, "ROW_BATCH_BYTES", 20)
+    batches = kernel.RowBatches()
+    written = [batches.add("0,0", row) for row in ("1 2|jh", "3|b", "4 5 6|abc", "7|d")]
+    written += [batches.add("0,1", "1|j|9|c")] + batches.drain()
+    # "1 2|jh" (7 bytes with its separator) + "3|b" (4) + "4 5 6|abc" (10) reach 20 bytes: one record.
+    assert written == [None, None, ("0,0", "1 2|jh|3|b|4 5 6|abc"), None, None, ("0,0", "7|d"),
+                       ("0,1", "1|j|9|c")]
+    assert batches.drain() == []
+
+
+# --- stage 2: the dense and the sparse path give the same sums --------------------------------------
+
+def random_rows(rng, users, density, diagonal, movies=(120, 90)):
+    """User rows of one block pair: each user rates each movie of a side with probability `density`
+    (a few users ten times as often), ratings 1..10 as letters."""
+    rows = []
+    for user in range(users):
+        rate = min(1.0, density * (10 if user % 17 == 0 else 1))
+        sides = []
+        for side, count in enumerate(movies[:1] if diagonal else movies):
+            rated = np.flatnonzero(rng.random(count) < rate) + 1000 * side
+            ratings = rng.integers(1, 11, rated.size)
+            letters = "".join(chr(kernel.RATING_LETTER_BASE + rating) for rating in ratings)
+            sides.append(" ".join(map(str, rated)) + "|" + letters)
+        rows.append("|".join(sides))
+    return rows
+
+
+def comparable_sums(accumulator):
+    """The sums by name over the movies in id order, both triangles from the upper one on the diagonal."""
+    order_a = np.argsort([int(movie) for movie in accumulator.movies_a])
+    order_b = np.argsort([int(movie) for movie in accumulator.movies_b])
+    rows, cols = len(order_a), len(order_b)
+    sums = {}
+    for name, values in accumulator.unpacked_sums().items():
+        if accumulator.diagonal:
+            values = np.triu(values, 1) + np.triu(values, 1).T
+        sums[name] = values[np.ix_(order_a, order_b)]
+    raters_b = accumulator.raters_a if accumulator.diagonal else accumulator.raters_b
+    sums["raters_a"], sums["raters_b"] = accumulator.raters_a[:rows][order_a], raters_b[:cols][order_b]
+    return sums
+
+
+def brute_force_sums(rows, stats, index=None):
+    """The co-rating sums {(name, movie x, movie y): sum} one user and one pair at a time, in plain Python;
+    with the diagonal's index ({movie: its place}) the pairs of one side, x placed before y."""
+    terms = {"n": lambda x, y: 1, "sxy": lambda x, y: x * y, "sxx": lambda x, y: x * x,
+             "syy": lambda x, y: y * y, "sx": lambda x, y: x, "sy": lambda x, y: y}
+    sums = Counter()
+    for row in rows:
+        fields = row.split("|")
+        sides = [list(zip(fields[k].split(), (ord(c) - kernel.RATING_LETTER_BASE for c in fields[k + 1]),
+                          strict=True)) for k in range(0, len(fields), 2)]
+        left, right = (sides[0], sides[0]) if index else sides
+        for movie_x, x in left:
+            for movie_y, y in right:
+                if not index or index[movie_x] < index[movie_y]:
+                    for name in stats:
+                        sums[name, movie_x, movie_y] += terms[name](x, y)
+    return sums
+
+
+@pytest.mark.parametrize("diagonal", [True, False], ids=["diagonal", "off-diagonal"])
+@pytest.mark.parametrize("density", [0.003, 0.03, 0.3, 0.9])
+@pytest.mark.parametrize("metric", ["cosine", "pearson", "jaccard"])
+def test_the_dense_and_the_sparse_path_give_identical_sums(metric, density, diagonal):
+    rows = random_rows(np.random.default_rng(int(density * 1000)), 300, density, diagonal)
+    results = {}
+    for path in ("dense", "sparse", None):
+        accumulator = kernel.BlockAccumulator(kernel.METRIC_STATS[metric], diagonal, path=path)
+        work = accumulator.add_user_rows(iter(rows), 64)
+        results[path] = work, comparable_sums(accumulator)
+    dense_work, dense_sums = results["dense"]
+    assert dense_sums["n"].sum() > 0
+    for path in ("sparse", None):
+        work, sums = results[path]
+        assert work == dense_work
+        assert sums.keys() == dense_sums.keys()
+        for name, values in sums.items():
+            assert np.array_equal(values, dense_sums[name]), (path, name)
+
+
+@pytest.mark.parametrize("path", ["dense", "sparse"])
+def test_each_path_gives_the_sums_of_each_pair_one_user_at_a_time(path):
+    rows = random_rows(np.random.default_rng(3), 60, 0.1, diagonal=False, movies=(30, 20))
+    accumulator = kernel.BlockAccumulator(kernel.METRIC_STATS["pearson"], diagonal=False, path=path)
+    accumulator.add_user_rows(iter(rows), 16)
+    expected, sums = brute_force_sums(rows, kernel.METRIC_STATS["pearson"]), accumulator.unpacked_sums()
+    assert len(expected) > 1000
+    for (name, movie_x, movie_y), total in expected.items():
+        i, j = accumulator.index_a[movie_x], accumulator.index_b[movie_y]
+        assert sums[name][i, j] == total, (name, movie_x, movie_y)
+
+
+def test_on_the_diagonal_the_sparse_path_sums_each_unordered_pair_once():
+    rows = random_rows(np.random.default_rng(4), 60, 0.2, diagonal=True, movies=(25,))
+    accumulator = kernel.BlockAccumulator(kernel.METRIC_STATS["cosine"], diagonal=True, path="sparse")
+    accumulator.add_user_rows(iter(rows), 16)
+    expected = brute_force_sums(rows, kernel.METRIC_STATS["cosine"], index=accumulator.index_a)
+    sums = accumulator.unpacked_sums()
+    assert len(expected) > 500
+    for (name, movie_x, movie_y), total in expected.items():
+        i, j = accumulator.index_a[movie_x], accumulator.index_a[movie_y]
+        assert sums[name][i, j] == total, (name, movie_x, movie_y)
+
+
+def test_the_density_sends_heavy_raters_dense_and_light_ones_sparse(monkeypatch):
+    summed = Counter()
+    for path in ("dense", "sparse"):
+        method = getattr(kernel.BlockAccumulator, f"_add_{path}")
+        monkeypatch.setattr(kernel.BlockAccumulator, f"_add_{path}",
+                            lambda self, left, right, path=path, method=method:
+                            (summed.update({path: len(left.lengths)}), method(self, left, right)))
+    rows = random_rows(np.random.default_rng(5), 340, 0.02, diagonal=False, movies=(400, 400))
+    rows[::17] = random_rows(np.random.default_rng(6), 20, 0.8, diagonal=False, movies=(400, 400))
+    kernel.BlockAccumulator(kernel.METRIC_STATS["cosine"], diagonal=False).add_user_rows(iter(rows), 64)
+    # The 20 heavy raters (640 pairs of 160,000 cells or more: above DENSE_ROW_SHARE) go dense, the rest
+    # (about 64 pairs) sparse.
+    assert summed == {"dense": 20, "sparse": 320}
+
+
+def test_sums_stay_the_same_in_small_sparse_batches_and_when_the_packed_sums_spill(monkeypatch):
+    rows = random_rows(np.random.default_rng(7), 200, 0.05, diagonal=False)
+    expected = kernel.BlockAccumulator(kernel.METRIC_STATS["pearson"], False, path="sparse")
+    expected.add_user_rows(iter(rows), 64)
+    monkeypatch.setattr(kernel, "MIN_SPARSE_BATCH_PAIRS", 7)
+    monkeypatch.setattr(kernel, "SPARSE_BATCH_SHARE", 10**6)
+    monkeypatch.setattr(kernel, "SLICE_CELLS", 100)
+    monkeypatch.setattr(kernel, "PACKED_USERS", 30)
+    for path in ("sparse", "dense"):
+        accumulator = kernel.BlockAccumulator(kernel.METRIC_STATS["pearson"], False, path=path)
+        accumulator.add_user_rows(iter(rows), 16 if path == "dense" else 64)
+        sums, reference_sums = comparable_sums(accumulator), comparable_sums(expected)
+        for name, values in reference_sums.items():
+            assert np.array_equal(sums[name], values), (path, name)
+
+
+def test_an_unknown_path_is_refused():
+    with pytest.raises(ValueError, match="unknown path 'fast'"):
+        kernel.BlockAccumulator(kernel.METRIC_STATS["cosine"], diagonal=True, path="fast")
 
 
 def test_kept_neighbours_write_both_directions_of_each_kept_pair_and_count_them():
