@@ -45,6 +45,11 @@ RUNS = {"success": "deferred__success", "failing_stage": "deferred__failing_stag
 # The provider's EmrStepSensor waits 60 attempts by default (a minute at one poll a second): the
 # long run's first stage stays RUNNING for more polls than that.
 DEFAULT_WAITER_ATTEMPTS, HELD_POLLS = 60, 70
+# Every other run's first stage stays RUNNING for a few polls too, so that no trigger fires within a
+# second or two of its deferral: Airflow's scheduler marks a resumed task failed when the trigger has
+# fired before the scheduler handled the deferring try's executor event ("finished with state success,
+# but the task instance's state attribute is queued"), a race a loaded machine makes likely.
+SETTLE_POLLS = 8
 # Generous: on a loaded machine the services alone can take minutes to start.
 START_TIMEOUT_S, RUN_TIMEOUT_S, API_TIMEOUT_S = 600, 900, 120
 DATABASE_ERROR_ATTEMPTS = 5
@@ -67,7 +72,7 @@ class FaultsByRun(LogsAtTermination):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.fail_bootstrap()
-        self.held_polls = 0
+        self.held_polls = {}
         self.hold_steps(self._held)
 
     def _fail_bootstrap_of(self, cluster):
@@ -78,11 +83,12 @@ class FaultsByRun(LogsAtTermination):
         return run_of(cluster) == RUNS["failing_stage"]
 
     def _held(self, step_name):
-        """Stage 1 of the long run, held RUNNING for its first HELD_POLLS polls (a poll moves it on)."""
-        if not (step_name.startswith("stage 1 of 3") and f"[{RUNS['long']}]" in step_name):
+        """Stage 1 of each run, held RUNNING for its first polls (a poll moves it on): the long run's
+        HELD_POLLS, every other run's SETTLE_POLLS."""
+        if not step_name.startswith("stage 1 of 3"):
             return False
-        self.held_polls += 1
-        return self.held_polls <= HELD_POLLS
+        polls = self.held_polls[step_name] = self.held_polls.get(step_name, 0) + 1
+        return polls <= (HELD_POLLS if f"[{RUNS['long']}]" in step_name else SETTLE_POLLS)
 
     def run_step(self, backend, cluster, step):
         if step.name.startswith(f"stage {FAILED_STAGE} of 3") and f"[{RUNS['failing_stage']}]" in step.name:
