@@ -1,5 +1,5 @@
 """The instance catalogue (instances.toml): each EC2 type a run may choose, its size, its YARN containers
-as EMR configures them, its architecture and its on-demand price."""
+as EMR configures them, its architecture, its on-demand price and its assumed Spot price."""
 import functools
 import tomllib
 from dataclasses import dataclass
@@ -26,6 +26,14 @@ class InstanceType:
     reduce_container_mb: int
     yarn_source: str
     usd_per_hour: float
+    emr_usd_per_hour: float
+    spot_price_fraction: float
+
+    @property
+    def spot_usd_per_hour(self):
+        """A Spot node's assumed USD per hour: the EC2 part at spot_price_fraction, EMR's charge in full."""
+        return round((self.usd_per_hour - self.emr_usd_per_hour) * self.spot_price_fraction
+                     + self.emr_usd_per_hour, 4)
 
     @property
     def python_task_mb(self):
@@ -33,7 +41,7 @@ class InstanceType:
         return self.reduce_container_mb - STREAMING_JVM_MB
 
     def as_dict(self):
-        return {**self.__dict__, "python_task_mb": self.python_task_mb}
+        return {**self.__dict__, "python_task_mb": self.python_task_mb, "spot_usd_per_hour": self.spot_usd_per_hour}
 
 
 @functools.cache
