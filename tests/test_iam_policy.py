@@ -9,13 +9,28 @@ ALLOWED = {action for statement in POLICY["Statement"] for action in
            ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])}
 
 
+def pipeline_calls(client):
+    """The API calls the package makes through a boto3 client named `client`: direct calls and paginators."""
+    source = "".join(path.read_text() for path in (REPO / "include" / "movielens_emr").rglob("*.py"))
+    calls = set(re.findall(rf"\b{client}\.([a-z_]+)\(", source)) - {"get_paginator"}
+    calls |= set(re.findall(rf"\b{client}\.get_paginator\(\"([a-z_]+)\"\)", source))
+    return {"".join(word.capitalize() for word in call.split("_")) for call in calls}
+
+
 def test_every_emr_call_of_the_pipeline_is_allowed():
-    source = "".join(path.read_text() for path in (REPO / "include" / "movielens_emr").glob("*.py"))
-    calls = set(re.findall(r"emr\.(describe_cluster|describe_step|terminate_job_flows|list_steps)\(", source))
-    needed = {"elasticmapreduce:" + "".join(word.capitalize() for word in call.split("_")) for call in calls}
+    calls = pipeline_calls("emr")
+    # the package's own calls, found: a pattern that found none would pass any policy
+    assert {"DescribeCluster", "ListSteps", "ListInstances", "TerminateJobFlows"} <= calls
+    needed = {f"elasticmapreduce:{call}" for call in calls}
     needed |= {"elasticmapreduce:RunJobFlow", "elasticmapreduce:AddJobFlowSteps",
                "elasticmapreduce:ListClusters"}
     assert needed <= ALLOWED, needed - ALLOWED
+
+
+def test_every_ec2_call_of_the_pipeline_is_allowed():
+    calls = pipeline_calls("ec2")
+    assert calls == {"DescribeSpotPriceHistory"}
+    assert {f"ec2:{call}" for call in calls} <= ALLOWED
 
 
 def test_no_wildcard_actions_and_termination_is_limited_to_tagged_clusters():

@@ -14,7 +14,13 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from movielens_emr.config.capacity import task_slots
 from movielens_emr.config.instances import UnknownInstanceType, instance_type, memory_fit_error
-from movielens_emr.config.params import DEFAULT_MAX_NODE_COUNT, InvalidParam, RunConfig, validate_run_config
+from movielens_emr.config.params import (
+    DEFAULT_MAX_NODE_COUNT,
+    InvalidParam,
+    RunConfig,
+    check_spot_task_nodes,
+    validate_run_config,
+)
 from movielens_emr.config.settings import settings_from_env
 from movielens_emr.config.targets import EMR, LOCAL, target_named
 from movielens_emr.data.datasets import get_dataset
@@ -74,6 +80,7 @@ def validate_config(params):
     except UnknownEngine as error:
         raise InvalidParam(str(error)) from None
     config = with_sizing_advice(config, settings)
+    check_spot_task_nodes(config)  # again: the advisor may have chosen the node count
     target = target_named(config.target)
     if target.needs_s3_storage and not settings.storage_root.startswith("s3://"):
         raise InvalidParam(f"target: {target.name} needs an s3:// storage root (MOVIELENS_STORAGE_ROOT is "
@@ -222,8 +229,8 @@ def plan_emr_run(config, staged, dag_id, run_id):
     job_flow = build_job_flow(config, dag_id, run_id, storage.uri(f"{run_prefix}/logs/"),
                               staged["job_files"], settings.cluster)
     timeout = settings.stage_timeout_seconds or wait_timeout_seconds(config, get_dataset(config.dataset))
-    log.info("cluster: %s nodes of %s; %d task slots; stage wait up to %d s",
-             config.node_count, config.instance_type, slots, timeout)
+    log.info("cluster: %s nodes of %s (%d task nodes on Spot); %d task slots; stage wait up to %d s",
+             config.node_count, config.instance_type, config.spot_task_nodes, slots, timeout)
     return {"job_flow": job_flow, "steps": steps, "wait_timeout": timeout}
 
 
@@ -317,7 +324,8 @@ def record_metrics(config, collected, staged, run_id, dag_run, ti):
                    chosen_security_configuration(config, settings.cluster) if cluster_id else None),
                **run_metrics(config, timings, seconds_between(started, now), figures["counters"], price,
                              figures["counter_sources"],
-                             engine.figures(figures["counters"], collected, staged)),
+                             engine.figures(figures["counters"], collected, staged),
+                             spot_market=figures.get("spot_market"), task_times=task_times),
                # what the target measured of the job's kind (a Spark application's task times)
                **figures.get("target_figures", {}),
                "task_times": task_times,

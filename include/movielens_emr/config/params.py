@@ -35,6 +35,10 @@ MAX_ALS_RANK = 500
 MAX_ALS_ITERATIONS = 100
 MAX_ALS_BLOCKS = 10_000
 MAX_BUDGET_USD = 100_000
+# A cluster with Spot task nodes keeps a master and at least one core node on-demand: HDFS (the job's
+# intermediate and final outputs between stages) lives on the core nodes, and losing the master ends the
+# cluster.
+MIN_ON_DEMAND_NODES = 2
 
 
 # The benchmarks page's plan form, relative to the UI's base URL (the plugin is mounted at /movielens).
@@ -74,10 +78,13 @@ class RunConfig:
     als_alpha: float = ALS_DEFAULTS["als_alpha"]
     als_user_blocks: int | None = None
     als_item_blocks: int | None = None
+    # How many of the node_count nodes are task nodes on Spot (EMR only); the rest stay on-demand.
+    spot_task_nodes: int = 0
 
     @property
     def core_node_count(self):
-        return self.node_count - 1
+        """The on-demand core nodes: node_count less the master and the Spot task nodes."""
+        return self.node_count - 1 - self.spot_task_nodes
 
 
 def param_schemas(max_node_count, default_target, engines=(DEFAULT_ENGINE,)):
@@ -144,6 +151,15 @@ def param_schemas(max_node_count, default_target, engines=(DEFAULT_ENGINE,)):
             title="Budget (USD)",
             description="With an empty node count: the sizing advisor picks the fastest count predicted "
                         "to cost at most this (with a deadline too: the cheapest meeting both)."),
+        "spot_task_nodes": dict(
+            default=0, type="integer", minimum=0, maximum=max(max_node_count - MIN_ON_DEMAND_NODES, 0),
+            title="Spot task nodes",
+            description="EMR only: how many of the node count's nodes are task nodes on Spot (they run "
+                        "tasks but hold no HDFS data). The master and at least one core node stay "
+                        f"on-demand (so at most node count - {MIN_ON_DEMAND_NODES}); 0: every node "
+                        "on-demand. A Spot node may be reclaimed mid-run: Hadoop reruns its tasks on the "
+                        "other nodes, the result is unchanged, the run takes longer. The run records the "
+                        "Spot price it was charged."),
         **als_param_schemas(),
         # null as well as "": the form sends null for a field the user typed in and then cleared.
         "security_configuration": dict(
@@ -239,7 +255,28 @@ def validate_run_config(params, max_node_count, default_target=LOCAL.name, engin
     if config["node_count"] is None and config["deadline_minutes"] is None and config["budget_usd"] is None:
         raise InvalidParam("node_count: left empty, it is chosen by the sizing advisor, which needs a "
                            "deadline_minutes or a budget_usd")
-    return RunConfig(**config)
+    run_config = RunConfig(**config)
+    if run_config.node_count is not None:  # the advisor's count is checked once it has chosen it
+        check_spot_task_nodes(run_config)
+    return run_config
+
+
+def check_spot_task_nodes(config):
+    """Refuse Spot task nodes on a target without a cluster, or so many that no on-demand core node is
+    left."""
+    spot = config.spot_task_nodes
+    if not spot:
+        return
+    if not TARGETS[config.target].cluster:
+        raise InvalidParam(f"spot_task_nodes: {spot} Spot task nodes asked, but the {config.target} target "
+                           "runs on this machine, which has no Spot market: set it to 0, or choose the emr "
+                           "target")
+    if config.node_count - spot < MIN_ON_DEMAND_NODES:
+        most = max(config.node_count - MIN_ON_DEMAND_NODES, 0)
+        raise InvalidParam(f"spot_task_nodes: {spot} of {config.node_count} nodes on Spot would leave "
+                           f"{max(config.node_count - 1 - spot, 0)} core nodes: a cluster keeps its master "
+                           "and at least one core node on-demand (they hold HDFS and the job's outputs), so "
+                           f"at most {most} of {config.node_count} nodes may be Spot task nodes")
 
 
 def _config_value(spec, value):

@@ -1,4 +1,5 @@
 """Deployment settings read from the environment: where data lives, which AWS connection and roles to use."""
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -26,6 +27,9 @@ class ClusterSettings:
     node_python: str = DEFAULT_NODE_PYTHON
     wheelhouse_dir: str = ""
     requirements_file: str = ""
+    # The most a Spot task node's EC2 part may cost, USD per hour (the instance group's BidPrice); None: the
+    # instance type's on-demand EC2 price from the instance catalogue.
+    spot_max_price_usd: float | None = None
 
 
 @dataclass(frozen=True)
@@ -74,5 +78,20 @@ def settings_from_env(environ=None):
             node_python=env.get("MOVIELENS_EMR_PYTHON") or cluster_defaults.node_python,
             wheelhouse_dir=env.get("MOVIELENS_EMR_WHEELHOUSE", ""),
             requirements_file=env.get("MOVIELENS_EMR_REQUIREMENTS", ""),
+            spot_max_price_usd=spot_max_price(env.get("MOVIELENS_EMR_SPOT_MAX_PRICE", "")),
         ),
     )
+
+
+def spot_max_price(text):
+    """MOVIELENS_EMR_SPOT_MAX_PRICE as USD per hour (None when unset); ValueError naming it when it is not a
+    price: a wrong cap would silently keep Spot nodes from starting, or pay more than meant."""
+    if not text.strip():
+        return None
+    try:
+        price = float(text)
+    except ValueError:
+        price = None
+    if price is None or not math.isfinite(price) or price <= 0:
+        raise ValueError(f"MOVIELENS_EMR_SPOT_MAX_PRICE: {text!r} is not a price in USD per hour above 0")
+    return price

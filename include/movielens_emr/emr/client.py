@@ -3,6 +3,7 @@ import dataclasses
 import logging
 import time
 
+from airflow.providers.amazon.aws.hooks.ec2 import EC2Hook
 from airflow.providers.amazon.aws.hooks.emr import EmrHook
 
 from movielens_emr.config.settings import AWS_CLIENT_CONFIG
@@ -37,6 +38,9 @@ CLUSTER_ENDED_WAITER_OVERRIDES = {"acceptors": [
 # its logs are there or never will be. A minute covers the last objects landing as the state changes,
 # where the full log wait (MOVIELENS_LOG_WAIT_SECONDS) covers EMR's upload every five minutes.
 ENDED_CLUSTER_LOG_GRACE_SECONDS = 60
+# The Spot price history's names for the Linux the EMR nodes run, in a VPC first (every EMR 7 cluster is in
+# one); EC2 prices both alike.
+LINUX_PRODUCTS = ("Linux/UNIX (Amazon VPC)", "Linux/UNIX")
 
 
 def log_wait_for(cluster, log_wait_seconds, grace_seconds=ENDED_CLUSTER_LOG_GRACE_SECONDS):
@@ -80,6 +84,25 @@ class EmrClient:
         emr = self.hook.conn
         return [step for page in emr.get_paginator("list_steps").paginate(ClusterId=cluster_id)
                 for step in page["Steps"]]
+
+    def list_instances(self, cluster_id, group_types):
+        """ListInstances of the cluster's instance groups of the types (MASTER, CORE, TASK): every instance
+        the groups ever had, ended ones included, with its Market, Status and Timeline."""
+        emr = self.hook.conn
+        pages = emr.get_paginator("list_instances").paginate(
+            ClusterId=cluster_id, InstanceGroupTypes=list(group_types))
+        return [instance for page in pages for instance in page["Instances"]]
+
+    def spot_price_history(self, instance_type, availability_zone, start, end):
+        """EC2's Spot price records of a Linux instance type in one availability zone from start to end
+        (describe_spot_price_history, which also returns the last change before start, the price in force
+        then), through an EC2 client of the same connection and region."""
+        ec2 = EC2Hook(api_type="client_type", aws_conn_id=self.hook.aws_conn_id,
+                      region_name=self.hook.conn.meta.region_name, config=AWS_CLIENT_CONFIG).conn
+        pages = ec2.get_paginator("describe_spot_price_history").paginate(
+            InstanceTypes=[instance_type], AvailabilityZone=availability_zone, StartTime=start, EndTime=end,
+            ProductDescriptions=list(LINUX_PRODUCTS))
+        return [record for page in pages for record in page["SpotPriceHistory"]]
 
     def describe_clusters_in(self, states):
         """describe_cluster results of every cluster in one of the states."""

@@ -1,7 +1,9 @@
 """The EMR job flow of a run, built from its RunConfig: sizes, software, bootstrap, logs, tags, backstops."""
+from movielens_emr.config.instances import instance_type
 from movielens_emr.config.settings import ClusterSettings
 from movielens_emr.emr.wheelhouse import node_python
 from movielens_emr.engine.registry import engine_named
+from movielens_emr.sizing.prices import spot_bid_price
 
 # A cluster idle this long terminates itself even if every other safeguard failed.
 IDLE_TIMEOUT_SECONDS = 3600
@@ -13,8 +15,9 @@ DEFAULT_CLUSTER_SETTINGS = ClusterSettings()
 
 
 def build_job_flow(config, dag_id, run_id, log_uri, job_files, settings=DEFAULT_CLUSTER_SETTINGS):
-    """The run_job_flow request of one run: 1 master + node_count - 1 core nodes of one type; job_files are
-    stage_job_files' URIs (the bootstrap installs the wheelhouse's packages for the nodes' Python)."""
+    """The run_job_flow request of one run: node_count nodes of one type, 1 master, spot_task_nodes task nodes
+    on Spot and the rest core nodes, on-demand; job_files are stage_job_files' URIs (the bootstrap installs
+    the wheelhouse's packages for the nodes' Python)."""
     node = node_python_for(config, settings)
     job_flow = {
         "Name": f"movielens-similarity {run_id}",
@@ -22,7 +25,7 @@ def build_job_flow(config, dag_id, run_id, log_uri, job_files, settings=DEFAULT_
         "Applications": [{"Name": name} for name in cluster_applications(config)],
         "LogUri": log_uri,
         "Instances": {
-            "InstanceGroups": _instance_groups(config),
+            "InstanceGroups": instance_groups(config, settings),
             # Steps are added after creation, so the cluster must not end when it has none.
             "KeepJobFlowAliveWhenNoSteps": True,
             "TerminationProtected": False,
@@ -68,10 +71,20 @@ def chosen_security_configuration(config, settings):
     return config.security_configuration or settings.security_configuration
 
 
-def _instance_groups(config):
+def instance_groups(config, settings=DEFAULT_CLUSTER_SETTINGS):
+    """The master and core groups on-demand; the Spot task nodes, if any, a TASK group on Spot whose BidPrice
+    caps the EC2 price (prices.spot_bid_price: the configured maximum, else the on-demand EC2 price).
+
+    Task nodes run tasks but hold no HDFS blocks: losing one costs the tasks it was running, which Hadoop
+    reruns elsewhere; the stages' outputs stay on the core nodes and S3.
+    """
     groups = [{"Name": "master", "InstanceRole": "MASTER", "Market": "ON_DEMAND",
                "InstanceType": config.instance_type, "InstanceCount": 1}]
     if config.core_node_count:
         groups.append({"Name": "core", "InstanceRole": "CORE", "Market": "ON_DEMAND",
                        "InstanceType": config.instance_type, "InstanceCount": int(config.core_node_count)})
+    if config.spot_task_nodes:
+        bid = spot_bid_price(instance_type(config.instance_type), settings.spot_max_price_usd)
+        groups.append({"Name": "task (spot)", "InstanceRole": "TASK", "Market": "SPOT", "BidPrice": bid,
+                       "InstanceType": config.instance_type, "InstanceCount": int(config.spot_task_nodes)})
     return groups

@@ -36,6 +36,7 @@ from movielens_emr.sizing.task_times import (
     HISTORY_SOURCE,
     history_file_keys,
     job_id_of,
+    killed_attempts,
     parse_job_history,
     task_times_record,
     unknown_task_times,
@@ -315,11 +316,13 @@ def run_task_times(storage, run_prefix, cluster_id, step_ids, wait_seconds=0, po
     return task_times_record(
         HISTORY_SOURCE, [found[step_id][0] if step_id in found else None for step_id in step_ids],
         read_from=[found[step_id][1] if step_id in found else None for step_id in step_ids],
-        missing=f"no job history of {', '.join(missing)}" if missing else None)
+        missing=f"no job history of {', '.join(missing)}" if missing else None,
+        killed=[len(found[step_id][2]) if step_id in found else None for step_id in step_ids])
 
 
 def _find_histories(storage, run_prefix, cluster_id, step_ids, jobs, found):
-    """Add to found {step id: (its tasks, the history's URI)} the steps whose history has arrived."""
+    """Add to found {step id: (its tasks, the history's URI, its killed attempts)} the steps whose history
+    has arrived."""
     keys = None
     for step_id in step_ids:
         if step_id in found:
@@ -332,8 +335,9 @@ def _find_histories(storage, run_prefix, cluster_id, step_ids, jobs, found):
             keys = storage.list_keys(history_log_folder(run_prefix, cluster_id)) if keys is None else keys
             histories = history_file_keys(keys, jobs[step_id])
             if histories:  # the newest name of a job's history (one, unless re-archived)
-                found[step_id] = (parse_job_history(_log_lines(storage, histories[-1])),
-                                  storage.uri(histories[-1]))
+                lines = _log_lines(storage, histories[-1])
+                uri = storage.uri(histories[-1])
+                found[step_id] = (parse_job_history(lines), uri, killed_attempts(lines))
 
 
 def _log_lines(storage, key):

@@ -6,7 +6,7 @@ import posixpath
 
 from movielens_emr.config.params import InvalidParam
 from movielens_emr.config.targets import EMR
-from movielens_emr.emr.client import EmrClient
+from movielens_emr.emr.client import LINUX_PRODUCTS, EmrClient
 from movielens_emr.emr.cluster import node_python_for
 from movielens_emr.emr.job_files import stage_job_files
 from movielens_emr.emr.steps import build_spark_step, build_stage_steps
@@ -14,12 +14,15 @@ from movielens_emr.emr.wheelhouse import node_wheels, requirements_file
 from movielens_emr.engine.protocol import SparkJob, needs_spark
 from movielens_emr.reporting.metrics import emr_timings
 from movielens_emr.reporting.spark_events import spark_task_times, unknown_spark_task_times
+from movielens_emr.sizing.prices import time_weighted_price
 from movielens_emr.sizing.task_times import unknown_task_times
 
 log = logging.getLogger(__name__)
 # Where a Spark step writes its event log, in the run's folder (EMR keeps Spark's own on the cluster's HDFS,
 # gone with the cluster).
 SPARK_EVENTS = "spark-events"
+# How EMR says an instance ended with its cluster; any other end of a Spot task instance is an interruption.
+CLUSTER_TERMINATED = "CLUSTER_TERMINATED"
 NO_TASK_TIMES = ("a Spark step: its tasks are under spark_task_times (Spark's event log); the one-run "
                  "prediction models MapReduce task waves only")
 
@@ -70,11 +73,96 @@ class EmrTarget:
         client = EmrClient(settings.aws_conn_id)
         steps = client.describe_steps(cluster_id, step_ids)
         if any(is_spark_step(step) for step in steps):
-            return spark_run_figures(client.describe_cluster(cluster_id), steps, storage, run_prefix)
+            cluster = client.describe_cluster(cluster_id)
+            return {**spark_run_figures(cluster, steps, storage, run_prefix),
+                    "spot_market": spot_market_figures(client, cluster)}
         figures = client.run_figures(
             storage, run_prefix, cluster_id, step_ids, settings.log_wait_seconds, settings.poll_seconds)
         return {"cluster_id": cluster_id, "timings": figures.timings, "counters": figures.counters,
-                "counter_sources": figures.counter_sources, "task_times": figures.task_times}
+                "counter_sources": figures.counter_sources, "task_times": figures.task_times,
+                "spot_market": spot_market_figures(client, client.describe_cluster(cluster_id))}
+
+
+def spot_market_figures(client, cluster):
+    """What the cluster's Spot task nodes were, how long they ran, how many EC2 took back, and the EC2 Spot
+    price over the run (reporting.metrics.spot_metrics prices them). A figure EMR or EC2 would not give
+    is None with the reason, never guessed; nothing here fails the run."""
+    try:
+        instances = [instance for instance in client.list_instances(cluster["Id"], ["TASK"])
+                     if instance.get("Market") == "SPOT"]
+    except Exception as error:  # a refused ListInstances costs the run these figures, not its metrics
+        log.warning("the cluster's task instances could not be listed (%s: %s)", type(error).__name__, error)
+        return {"spot_instances": None, "why": f"ListInstances failed: {type(error).__name__}: {error}"}
+    timeline = cluster["Status"]["Timeline"]
+    start, end = timeline.get("CreationDateTime"), timeline.get("EndDateTime")
+    zone = (cluster.get("Ec2InstanceAttributes") or {}).get("Ec2AvailabilityZone")
+    lost = [lost_instance(instance) for instance in instances if is_interrupted(instance)]
+    figures = {"spot_instances": len(instances), "availability_zone": zone,
+               "spot_node_seconds": spot_node_seconds(instances, start, end), "lost_instances": lost}
+    if instances:
+        figures.update(spot_history_price(client, instances[0]["InstanceType"], zone, start, end))
+    return figures
+
+
+def is_interrupted(instance):
+    """Whether a task instance (ListInstances') ended before its cluster did: EC2 took a Spot node back."""
+    status = instance.get("Status") or {}
+    return (status.get("State") == "TERMINATED"
+            and (status.get("StateChangeReason") or {}).get("Code") != CLUSTER_TERMINATED)
+
+
+def lost_instance(instance):
+    """The lost instance's id, when and why EMR says it ended."""
+    status = instance.get("Status") or {}
+    ended = (status.get("Timeline") or {}).get("EndDateTime")
+    return {"instance_id": instance.get("Ec2InstanceId") or instance.get("Id"),
+            "ended": ended.isoformat() if ended else None,
+            "reason": (status.get("StateChangeReason") or {}).get("Message")}
+
+
+def spot_node_seconds(instances, start, end):
+    """Seconds the Spot instances ran within the cluster's span: each from its creation (the cluster's, if
+    later) to its end (the cluster's, if it ran to it); None when the cluster's span is unknown."""
+    if not (start and end):
+        return None
+    total = 0.0
+    for instance in instances:
+        timeline = (instance.get("Status") or {}).get("Timeline") or {}
+        began = max(timeline.get("CreationDateTime") or start, start)
+        ended = min(timeline.get("EndDateTime") or end, end)
+        total += max((ended - began).total_seconds(), 0.0)
+    return round(total, 3)
+
+
+def spot_history_price(client, instance_type, zone, start, end):
+    """{"history_ec2_usd_per_hour": the EC2 Spot price time-weighted over the run, or None, "why": where it
+    came from or why there is none}."""
+    if not (zone and start and end):
+        return {"history_ec2_usd_per_hour": None,
+                "why": "the cluster's availability zone or span is unknown to EMR"}
+    try:
+        records = client.spot_price_history(instance_type, zone, start, end)
+    except Exception as error:  # e.g. no ec2:DescribeSpotPriceHistory: the price is assumed, and says so
+        log.warning("EC2's Spot price history could not be read (%s: %s)", type(error).__name__, error)
+        return {"history_ec2_usd_per_hour": None,
+                "why": f"DescribeSpotPriceHistory failed: {type(error).__name__}: {error}"}
+    price = time_weighted_price(spot_price_points(records, zone), start, end)
+    if price is None:
+        return {"history_ec2_usd_per_hour": None,
+                "why": f"EC2 has no Spot price of {instance_type} in {zone} in force at the cluster's start"}
+    return {"history_ec2_usd_per_hour": round(price, 6),
+            "why": f"EC2's Spot price history of {instance_type} in {zone}, time-weighted over the cluster's "
+                   f"{(end - start).total_seconds():,.0f} s"}
+
+
+def spot_price_points(records, zone):
+    """[(time, USD)] of describe_spot_price_history's records in one zone and of one Linux product (the
+    first of client.LINUX_PRODUCTS it has: EC2 prices them alike, and one keeps the changes in order)."""
+    in_zone = [record for record in records if record.get("AvailabilityZone") == zone]
+    products = [record.get("ProductDescription") for record in in_zone]
+    product = next((name for name in LINUX_PRODUCTS if name in products), None)
+    return [(record["Timestamp"], float(record["SpotPrice"])) for record in in_zone
+            if record.get("ProductDescription") == product]
 
 
 def is_spark_step(step):

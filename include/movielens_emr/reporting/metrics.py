@@ -1,7 +1,9 @@
 """Timing and cost figures of a run, from EMR's timestamps (or the local run's clock), as one flat record."""
 import re
 
+from movielens_emr.config.instances import UnknownInstanceType, instance_type
 from movielens_emr.config.targets import target_named
+from movielens_emr.sizing.prices import spot_price_charged
 from movielens_emr.sizing.task_times import one_run_prediction_lines, task_times_lines
 
 INPUT_RATINGS = "input: ratings read"
@@ -74,29 +76,107 @@ def emr_timings(cluster_timeline, step_timelines):
 
 
 def run_metrics(config, timings, wall_seconds, counters, price_per_node_hour, counter_sources=None,
-                engine_figures=None):
-    """The flat metrics record: timings plus overhead, node-minutes, cost and the job's input counts,
-    then the engine's own figures (protocol.Engine.figures: its output, its work).
+                engine_figures=None, spot_market=None, task_times=None):
+    """The flat metrics record: timings plus overhead, node-minutes, cost and the job's input counts, what
+    the Spot task nodes were charged and lost (spot_metrics), then the engine's own figures
+    (protocol.Engine.figures: its output, its work).
 
     counter_sources: per stage, the log its counters were read from, None for a stage whose
     counters were found nowhere (EMR); None when the runner returned them itself (local).
+    spot_market: the target's figures of the cluster's Spot task nodes (emr.target.spot_market_figures);
+    task_times: the run's task_times (its killed attempts).
     """
     cluster_seconds = timings["cluster_seconds"]
-    node_minutes = round(config.node_count * cluster_seconds / 60, 3) if cluster_seconds is not None else None
+    spot = spot_metrics(config, cluster_seconds, price_per_node_hour, spot_market, task_times)
     return {
         "wall_seconds": round(wall_seconds, 3),
         **timings,
         "overhead_seconds": round(wall_seconds - cluster_seconds, 3) if cluster_seconds is not None else None,
-        "node_minutes": node_minutes,
+        "node_minutes": spot.pop("node_minutes"),
         "price_per_node_hour_usd": price_per_node_hour,
-        "estimated_cost_usd": (round(node_minutes / 60 * price_per_node_hour, 4)
-                               if node_minutes is not None and price_per_node_hour is not None else None),
+        "estimated_cost_usd": spot.pop("estimated_cost_usd"),
+        **spot,
         **input_counts(counters),
         "counters_read_from": counter_sources,
         "counters_missing_stages": [number for number, source in enumerate(counter_sources or [], start=1)
                                     if source is None],
         **(engine_figures or {}),
     }
+
+
+def spot_metrics(config, cluster_seconds, on_demand_price, spot_market=None, task_times=None):
+    """Node-minutes and cost of a run, its on-demand nodes at on_demand_price and its Spot task nodes at the
+    Spot price charged (prices.spot_price_charged: from EC2's Spot price history when it was read, else
+    assumed, and saying which), how many Spot nodes EC2 took back and how many task attempts were killed.
+
+    The on-demand nodes are billed for the cluster's span; the Spot nodes for the time each ran
+    (spot_market's spot_node_seconds), or for the cluster's span when that is unknown, and say so.
+    """
+    spot = getattr(config, "spot_task_nodes", 0) or 0
+    market = spot_market or {}
+    on_demand_minutes = (round((config.node_count - spot) * cluster_seconds / 60, 3)
+                         if cluster_seconds is not None else None)
+    record = {"spot_task_nodes": spot, "on_demand_nodes": config.node_count - spot,
+              "killed_task_attempts": killed_task_attempts(task_times)}
+    if not spot:
+        return {"node_minutes": _round(on_demand_minutes, 3), "estimated_cost_usd": _cost(
+                    [(on_demand_minutes, on_demand_price)]), **record}
+    spot_minutes, minutes_from = _spot_minutes(spot, cluster_seconds, market)
+    spot_minutes = _round(spot_minutes, 3)
+    price = _spot_price(config.instance_type, on_demand_price, market)
+    lost = market.get("lost_instances")
+    record.update({
+        "on_demand_node_minutes": _round(on_demand_minutes, 3), "spot_node_minutes": _round(spot_minutes, 3),
+        "spot_node_minutes_from": minutes_from,
+        "spot_usd_per_node_hour": price and price.usd_per_node_hour,
+        "spot_ec2_usd_per_hour": price and price.ec2_usd_per_hour,
+        "spot_price_source": price.source if price else "none",
+        "spot_price_description": price.why if price else f"{config.instance_type} is not in the catalogue",
+        "spot_interruptions": len(lost) if lost is not None else None,
+        "spot_lost_instances": lost})
+    node_minutes = (on_demand_minutes + spot_minutes
+                    if on_demand_minutes is not None and spot_minutes is not None else None)
+    return {"node_minutes": _round(node_minutes, 3), "estimated_cost_usd": _cost(
+        [(on_demand_minutes, on_demand_price), (spot_minutes, price and price.usd_per_node_hour)]), **record}
+
+
+def _spot_minutes(spot, cluster_seconds, market):
+    """(the Spot nodes' minutes, where they came from)."""
+    if market.get("spot_node_seconds") is not None:
+        return market["spot_node_seconds"] / 60, "ListInstances: each Spot task instance's own span"
+    why = market.get("why") or "the cluster's task instances are unknown"
+    if cluster_seconds is None:
+        return None, f"unknown: {why}"
+    return spot * cluster_seconds / 60, f"the cluster's span x {spot} Spot task nodes ({why})"
+
+
+def _spot_price(name, on_demand_price, market):
+    try:
+        instance = instance_type(name)
+    except UnknownInstanceType:
+        return None
+    return spot_price_charged(instance, on_demand_price, market.get("history_ec2_usd_per_hour"),
+                              market.get("why") or "no figures of the cluster's Spot market")
+
+
+def killed_task_attempts(task_times):
+    """Task attempts the job history records as killed, over the run's stages; None when any stage's history
+    is unknown or the source records none (the local runner)."""
+    killed = (task_times or {}).get("killed_attempts")
+    if not killed or any(count is None for count in killed):
+        return None
+    return sum(killed)
+
+
+def _cost(parts):
+    """USD of [(node-minutes, USD per node-hour)]; None when any part is unknown."""
+    if any(minutes is None or price is None for minutes, price in parts):
+        return None
+    return round(sum(minutes / 60 * price for minutes, price in parts), 4)
+
+
+def _round(value, digits):
+    return None if value is None else round(value, digits)
 
 
 def failed_run_metrics(run_id, config, cluster_id, failure):
@@ -154,7 +234,10 @@ SUMMARISED = {"task_times": task_times_lines, "one_run_prediction": one_run_pred
 CLUSTER_FIELDS = frozenset({
     "cluster_id", "cluster_security_configuration", "security_configuration", "instance_type",
     "release_label", "provisioning_seconds", "node_minutes", "price_per_node_hour_usd", "estimated_cost_usd",
-    "counters_read_from", "counters_missing_stages"})
+    "counters_read_from", "counters_missing_stages", "spot_task_nodes", "on_demand_nodes",
+    "killed_task_attempts", "on_demand_node_minutes", "spot_node_minutes", "spot_node_minutes_from",
+    "spot_usd_per_node_hour", "spot_ec2_usd_per_hour", "spot_price_source", "spot_price_description",
+    "spot_interruptions", "spot_lost_instances"})
 
 
 def metrics_table(metrics):

@@ -87,3 +87,68 @@ def configured_overrides():
 def hourly_price(instance_type, overrides=None):
     """USD per node-hour of an instance type, overrides first; None when unknown."""
     return {**HOURLY_PRICES_USD, **(overrides or {})}.get(instance_type)
+
+
+# Spot task nodes --------------------------------------------------------------------------------------
+# A Spot node pays the EC2 Spot price plus EMR's charge in full (EMR's charge is not discounted on Spot).
+SPOT_HISTORY, ASSUMED_SPOT = "spot price history", "assumed"
+
+
+@dataclass(frozen=True)
+class SpotPrice:
+    """A Spot task node's USD per node-hour as charged (the EC2 Spot price + EMR's charge) and its source:
+    SPOT_HISTORY (EC2's Spot price history of the type in the cluster's zone over the run, time-weighted)
+    or ASSUMED_SPOT (the catalogue's spot_price_fraction of the on-demand EC2 price); `why` says why."""
+
+    usd_per_node_hour: float
+    ec2_usd_per_hour: float
+    source: str
+    why: str
+
+
+def on_demand_ec2_usd_per_hour(instance):
+    """The EC2 part of an instance type's on-demand price (the catalogue's usd_per_hour less EMR's charge)."""
+    return round(instance.usd_per_hour - instance.emr_usd_per_hour, 4)
+
+
+def spot_bid_price(instance, max_price_usd=None):
+    """The Spot task group's BidPrice (USD per hour of the EC2 instance, as EMR takes it, a string): the
+    configured maximum when there is one, else the type's on-demand EC2 price from the catalogue, so that
+    Spot never costs more than on-demand would."""
+    price = max_price_usd if max_price_usd is not None else on_demand_ec2_usd_per_hour(instance)
+    return f"{price:.4f}".rstrip("0").rstrip(".")
+
+
+def time_weighted_price(history, start, end):
+    """The average over [start, end] of a price history [(time, USD)], each price in force from its time
+    until the next one (as EC2's Spot price history gives it, the last change before `start` included);
+    None when no price was in force at `start`. A zero-length span: the price in force at `start`."""
+    points = sorted(history)
+    before = [price for moment, price in points if moment <= start]
+    if not before:
+        return None
+    if end <= start:
+        return before[-1]
+    changes = [(start, before[-1]), *((moment, price) for moment, price in points if start < moment < end)]
+    until = [moment for moment, _ in changes[1:]] + [end]
+    total = sum(price * _seconds(moment, ends) for (moment, price), ends in zip(changes, until, strict=True))
+    return total / _seconds(start, end)
+
+
+def _seconds(start, end):
+    return (end - start).total_seconds()
+
+
+def spot_price_charged(instance, on_demand_usd_per_node_hour, history_ec2_usd=None, why=""):
+    """The SpotPrice of a Spot task node: from the EC2 Spot price read from the history (history_ec2_usd),
+    else assumed: the catalogue's spot_price_fraction of the on-demand EC2 price in force (the node-hour in
+    force less EMR's charge). `why`: where the history's price came from, or why there is none."""
+    emr = instance.emr_usd_per_hour
+    if history_ec2_usd is not None:
+        return SpotPrice(round(history_ec2_usd + emr, 6), round(history_ec2_usd, 6), SPOT_HISTORY, why)
+    on_demand = instance.usd_per_hour if on_demand_usd_per_node_hour is None else on_demand_usd_per_node_hour
+    ec2 = max(on_demand - emr, 0.0) * instance.spot_price_fraction
+    return SpotPrice(round(ec2 + emr, 6), round(ec2, 6), ASSUMED_SPOT,
+                     f"assumed: {instance.spot_price_fraction:.0%} of the on-demand EC2 price "
+                     f"(instances.toml's spot_price_fraction), as the Spot price history could not be used: "
+                     f"{why}")

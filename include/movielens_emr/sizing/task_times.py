@@ -24,6 +24,8 @@ SPLIT_PHASES = {HISTORY_SOURCE: (1,), LOCAL_SOURCE: (0, 1)}
 START_EVENTS = ("TASK_STARTED", "MAP_ATTEMPT_STARTED", "REDUCE_ATTEMPT_STARTED")
 FINISH_EVENTS = {"TASK_FINISHED": "status", "MAP_ATTEMPT_FINISHED": "taskStatus",
                  "REDUCE_ATTEMPT_FINISHED": "taskStatus"}
+# An attempt YARN took its container from (a lost node's, a preempted one): not a failure, it is rerun.
+KILLED_EVENTS = ("MAP_ATTEMPT_KILLED", "REDUCE_ATTEMPT_KILLED")
 TASK_ID = re.compile(r"task_\d+_\d+_([mr])_\d+")
 TASK_PHASES = {"m": "mapper", "r": "reducer"}
 # A done job's history file: <job id>-<submit time>-<user>-<job name>-...-<status>-<queue>-<start>.jhist,
@@ -82,6 +84,12 @@ def parse_job_history(lines):
     return sorted(tasks, key=lambda task: (task.started, task.task))
 
 
+def killed_attempts(lines):
+    """The attempt ids a job history file records as killed (KILLED_EVENTS), in its order: on EMR, the
+    attempts that ran on a node the cluster lost (a Spot node reclaimed), which Hadoop reran elsewhere."""
+    return [fields.get("attemptId") for kind, fields in history_events(lines) if kind in KILLED_EVENTS]
+
+
 def _is_time(value):
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
@@ -137,11 +145,13 @@ def read_local_task_times(folder, stages):
 
 # metrics.json ---------------------------------------------------------------------------------------
 
-def task_times_record(source, stage_tasks, read_from=None, missing=None):
+def task_times_record(source, stage_tasks, read_from=None, missing=None, killed=None):
     """metrics.json's task_times: per stage, each phase's task count, total and longest seconds, and
     the durations in start order (task_seconds); None for a stage whose tasks are unknown.
 
     stage_tasks: per stage a list of TaskTime, or None. source is None when no stage's are known.
+    killed: per stage the number of killed attempts (killed_attempts), None where unknown; left out when
+    the source does not record them (the local runner).
     """
     stages = [None if tasks is None else
               {phase: _phase_summary([task.seconds for task in tasks if task.phase == phase])
@@ -151,8 +161,11 @@ def task_times_record(source, stage_tasks, read_from=None, missing=None):
                {phase: [round(task.seconds, 3) for task in tasks if task.phase == phase] for phase in PHASES}
                for tasks in stage_tasks]
     known = any(stage is not None for stage in stages)
-    return {"source": source if known else None, "missing": missing, "read_from": read_from,
-            "stages": stages, "task_seconds": seconds}
+    record = {"source": source if known else None, "missing": missing, "read_from": read_from,
+              "stages": stages, "task_seconds": seconds}
+    if killed is not None:
+        record["killed_attempts"] = killed
+    return record
 
 
 def unknown_task_times(stages, missing):
