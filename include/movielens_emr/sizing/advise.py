@@ -2,12 +2,14 @@
 
     python -m movielens_emr.sizing.advise --dataset ml-1m --deadline-minutes 20
     python -m movielens_emr.sizing.advise --dataset ml-1m --budget-usd 0.50 --json
+    python -m movielens_emr.sizing.advise --dataset ml-25m --instance-types all --deadline-minutes 60
 
 The model is fitted to the run history (`movielens_run_history`) of one engine, target and instance type,
 and costs are at the pipeline's own prices (movielens_emr.sizing.prices); see movielens_emr.sizing.model
 for the model and docs/planning.md for the rules. Beside it, the one-run prediction of the newest run
 of the same input that has one (its metrics.json): that run's task waves replayed on each node
-count's task slots.
+count's task slots. With --instance-types, the plan is across instance types, node counts and Spot task
+nodes instead (movielens_emr.sizing.instance_plan).
 """
 import argparse
 import json
@@ -16,7 +18,7 @@ import sys
 
 from movielens_emr.config.instances import catalogue
 from movielens_emr.config.params import DEFAULT_ENGINE
-from movielens_emr.config.targets import EMR, LOCAL, TARGET_NAMES, target_named
+from movielens_emr.config.targets import EMR, TARGET_NAMES, target_named
 from movielens_emr.sizing.history_rows import (
     observation,
     planned_pair_work,
@@ -24,15 +26,15 @@ from movielens_emr.sizing.history_rows import (
     same_machines,
     usable_runs,
 )
-from movielens_emr.sizing.instance_plan import format_type_plan, plan_instance_types
+from movielens_emr.sizing.instance_plan import catalogue_spot_price, format_type_plan, plan_instance_types
 from movielens_emr.sizing.model import (
-    NotEnoughHistory,
     fit_time_model,
     pareto_front,
     predictions,
     recommend,
 )
 from movielens_emr.sizing.prices import NOT_PRICED, configured_overrides, price_in_force
+from movielens_emr.sizing.single_machine import against_single_machine, duration, single_machine, time_column
 
 DEFAULT_NODE_COUNTS = range(1, 21)
 # metrics.json files read at most, newest run first, in search of a one-run prediction.
@@ -57,69 +59,6 @@ def latest_one_run(run_ids, metrics_of, reads=ONE_RUN_READS):
         if prediction and prediction.get("predictions"):
             return {"run_id": run_id, **prediction}
     return None
-
-
-def single_machine(rows, dataset, sample_fraction, engine=DEFAULT_ENGINE):
-    """This machine's time for the same input (the COST baseline: McSherry, Isard and Murray, "Scalability!
-    But at what COST?", HotOS 2015): its fastest measured local run of the dataset, sample fraction and
-    engine, else the local time model's best prediction; None when the history has neither.
-
-    {"seconds", "source": "measured" | "predicted", "run_id", "node_count" (its parallel tasks)}.
-    """
-    measured = [row for row in rows if row.get("outcome") == "success" and row.get("target") == LOCAL.name
-                and row.get("dataset") == dataset and same_engine(row, engine) and row.get("cluster_seconds")
-                and math.isclose(row.get("sample_fraction") or 1.0, sample_fraction)]
-    if measured:
-        fastest = min(measured, key=lambda row: row["cluster_seconds"])
-        return {"seconds": float(fastest["cluster_seconds"]), "source": "measured",
-                "run_id": fastest["run_id"], "node_count": int(fastest["node_count"])}
-    local_runs, _ = usable_runs(rows, LOCAL.name, None, engine)
-    try:
-        model = fit_time_model([observation(row) for row in local_runs], target=LOCAL.name)
-        pair_work = planned_pair_work([row for row in rows if same_engine(row, engine)], dataset,
-                                      sample_fraction)
-    except NotEnoughHistory:
-        return None
-    node_counts = range(model.node_range[0], model.node_range[1] + 1)
-    best = min(predictions(model, list(node_counts), pair_work), key=lambda option: option.cluster_seconds)
-    return {"seconds": round(best.cluster_seconds, 1), "source": "predicted", "run_id": None,
-            "node_count": best.node_count}
-
-
-def against_single_machine(options, baseline, price_per_node_hour):
-    """What the cluster's node counts gain over this machine: the counts predicted faster, the counts
-    predicted cheaper than one node of the instance type for the single machine's time, and a sentence."""
-    if baseline is None:
-        return None
-    cost = None if price_per_node_hour is None else baseline["seconds"] / 3600 * price_per_node_hour
-    faster = [option.node_count for option in options if option.cluster_seconds < baseline["seconds"]]
-    cheaper = [option.node_count for option in options
-               if cost is not None and option.cost_usd is not None and option.cost_usd < cost]
-    how = (f"measured by run {baseline['run_id']}" if baseline["source"] == "measured"
-           else "predicted by its time model")
-    line = (f"a single machine (this one, {baseline['node_count']} parallel tasks) takes "
-            f"{_minutes(baseline['seconds'])}, {how}; ")
-    if not faster:
-        fastest = min(options, key=lambda option: option.cluster_seconds)
-        line += (f"no node count beats it on time (the fastest, {fastest.node_count} nodes, is predicted at "
-                 f"{_minutes(fastest.cluster_seconds)}, provisioning included)")
-    else:
-        line += f"node counts predicted faster: {_counts(faster)}"
-    if cost is not None:
-        line += ("; none beats it on cost" if not cheaper else f"; cheaper than one such node for as long: "
-                 f"{_counts(cheaper)}")
-    return {**baseline, "cost_usd": None if cost is None else round(cost, 4), "faster_node_counts": faster,
-            "cheaper_node_counts": cheaper, "summary": line}
-
-
-def _minutes(seconds):
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
-
-
-def _counts(counts):
-    if len(counts) > 2 and counts == list(range(counts[0], counts[-1] + 1)):
-        return f"{counts[0]}-{counts[-1]}"
-    return ", ".join(map(str, counts))
 
 
 def plan_run(rows, dataset, target=EMR.name, instance_type="m5.xlarge", price_per_node_hour=None,
@@ -199,9 +138,11 @@ def run_advice(rows, dataset, target, instance_type, price_per_node_hour, sample
 
 
 def format_plan(plan):
-    """The plan as text: the model, a table of node counts and the recommendation."""
+    """The plan as text: the model, a table of node counts and the recommendation; times in seconds when the
+    runs are short (single_machine.time_column), else in minutes."""
     model = plan["model"]
     error = model["loo_median_error"]
+    unit, in_unit = time_column([option["cluster_seconds"] for option in plan["predictions"]])
     lines = [
         f"{plan['dataset']} at sample fraction {plan['sample_fraction']:g} on {plan['target']} "
         f"({plan['instance_type']}): pair work {plan['pair_work']:.4g}, "
@@ -215,30 +156,35 @@ def format_plan(plan):
         *one_run_lines(plan["one_run"]),
         *([price_line(plan["price"])] if plan.get("price") else []),
         "",
-        "nodes  minutes" + ("  one-run" if plan["one_run"] else "")
+        f"nodes  {unit}" + ("  one-run" if plan["one_run"] else "")
         + "  node-min  cost USD  confidence  note",
     ]
     for option in plan["predictions"]:
         mark = "*" if option["node_count"] in plan["pareto_node_counts"] else " "
         cost = "-" if option["cost_usd"] is None else f"{option['cost_usd']:.2f}"
         one_run = option["one_run_cluster_seconds"]
-        beside = f" {'-' if one_run is None else f'{one_run / 60:.1f}':>8}" if plan["one_run"] else ""
-        lines.append(f"{option['node_count']:>4}{mark} {option['cluster_seconds'] / 60:>8.1f}{beside} "
+        beside = f" {'-' if one_run is None else in_unit(one_run):>8}" if plan["one_run"] else ""
+        lines.append(f"{option['node_count']:>4}{mark} {in_unit(option['cluster_seconds']):>8}{beside} "
                      f"{option['node_minutes']:>9.1f} {cost:>9} {option['confidence']:>11}  "
                      + "; ".join(option["extrapolation"]))
     lines.append("* on the cost-time Pareto front")
-    if plan.get("single_machine"):
-        lines.append(plan["single_machine"]["summary"])
-    elif target_named(plan["target"]).cluster:
-        lines.append(f"single machine: no local run of {plan['dataset']} at this sample fraction, and too "
-                     "few local runs to predict one: run it once with target local to see what a cluster "
-                     "gains")
+    lines += single_machine_lines(plan)
     if plan["recommendation"]:
         chosen = plan["recommendation"]
-        lines.append(f"recommended: {chosen['node_count']} nodes, {chosen['cluster_seconds'] / 60:.1f} min, "
+        lines.append(f"recommended: {chosen['node_count']} nodes, {duration(chosen['cluster_seconds'])}, "
                      f"{'-' if chosen['cost_usd'] is None else '$%.2f' % chosen['cost_usd']} "
                      f"({chosen['confidence']} confidence)")
     return "\n".join(lines)
+
+
+def single_machine_lines(plan):
+    """The plan's line on this machine beside the cluster, or on the local run that would give one."""
+    if plan.get("single_machine"):
+        return [plan["single_machine"]["summary"]]
+    if target_named(plan["target"]).cluster:
+        return [f"single machine: no local run of {plan['dataset']} at this sample fraction, and too few "
+                "local runs to predict one: run it once with target local to see what a cluster gains"]
+    return []
 
 
 def one_run_lines(one_run):
@@ -267,6 +213,8 @@ def parse_args(argv):
     parser.add_argument("--instance-type", default="m5.xlarge")
     parser.add_argument("--instance-types", help="plan across these instance types (comma-separated, or "
                                                  "'all': the instance catalogue's) instead of one")
+    parser.add_argument("--no-spot", action="store_true",
+                        help="with --instance-types: plan every node on-demand, no Spot task nodes")
     parser.add_argument("--sample-fraction", type=float, default=1.0)
     parser.add_argument("--deadline-minutes", type=float, help="recommend the cheapest count that meets it")
     parser.add_argument("--budget-usd", type=float, help="recommend the fastest count within it")
@@ -313,7 +261,7 @@ def main_across_types(args, rows, price_overrides):
             rows, args.dataset, args.target, names,
             lambda name: price_in_force(name, price_overrides or {}, args.target).usd_per_node_hour,
             args.sample_fraction, range(1, args.max_nodes + 1), args.deadline_minutes, args.budget_usd,
-            args.engine)
+            args.engine, spot_price_of=None if args.no_spot else catalogue_spot_price)
     except ValueError as error:
         print(f"advise: {error}", file=sys.stderr)
         return 2

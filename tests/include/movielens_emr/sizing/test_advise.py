@@ -1,5 +1,6 @@
 import json
 import math
+import re
 
 import pytest
 
@@ -221,3 +222,25 @@ def test_without_local_runs_there_is_no_single_machine_line_but_a_hint(capsys):
     assert plan_run(rows, "ml-1m", node_counts=[4])["single_machine"] is None
     assert main(["--dataset", "ml-1m"], rows=rows, price_overrides={}) == 0
     assert "single machine: no local run of ml-1m at this sample fraction" in capsys.readouterr().out
+
+
+def short_local_history():
+    """Local runs of ml-1m of 5-45 s: 5 s fixed, 40 s of work spread over the parallel tasks."""
+    return [local_row(nodes, 5 + 1e-8 * 4e9 * fraction / nodes, fraction=fraction)
+            for nodes in (1, 2, 4) for fraction in (0.25, 1.0)]
+
+
+@pytest.mark.parametrize("arguments, rows, unit, recommended", [
+    (["--target", "local"], short_local_history(), "seconds", r"recommended: \d+ nodes, \d+ s, "),
+    ([], history(), "minutes", r"recommended: \d+ nodes, \d+\.\d min, "),
+])
+def test_the_text_gives_seconds_when_the_runs_are_short_and_minutes_otherwise(capsys, arguments, rows, unit,
+                                                                                recommended):
+    assert main(["--dataset", "ml-1m", "--deadline-minutes", "30", "--max-nodes", "4", *arguments], rows=rows,
+                price_overrides={}) == 0
+    out = capsys.readouterr().out
+    assert f"nodes  {unit}  node-min  cost USD  confidence  note" in out.splitlines()
+    assert re.search(recommended, out)
+    if unit == "seconds":  # each count's time in whole seconds: 45 s on one task, 15 s on four
+        times = [line.split()[1] for line in out.splitlines() if re.match(r"^ +[1-4][ *] ", line)]
+        assert times == ["45", "25", "18", "15"]
