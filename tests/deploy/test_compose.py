@@ -7,6 +7,8 @@ import jsonschema
 import pytest
 import yaml
 
+from movielens_emr.local.spark_runner import SUPPORTED_JAVA
+
 from tests.conftest import REPO, SHARED
 
 COMPOSE_FILE = REPO / "docker-compose.yaml"
@@ -83,7 +85,25 @@ def test_dockerfile_installs_the_pinned_requirements_under_their_constraints():
     install = r"pip install --no-cache-dir\s+(\\\n\s*)?-r \S*requirements\.txt -c \S*constraints\.txt"
     assert re.search(install, DOCKERFILE)
     assert re.search(r"^ENV PYTHONPATH=/opt/airflow/include$", DOCKERFILE, re.M)
-    assert not re.search(r"^USER root", DOCKERFILE, re.M)
+
+
+def test_the_image_runs_as_airflow_and_is_root_only_to_install_java():
+    assert re.findall(r"^USER (\S+)", DOCKERFILE, re.M) == ["root", "airflow"]
+    as_root = DOCKERFILE[DOCKERFILE.index("USER root"):DOCKERFILE.index("USER airflow")]
+    commands = [line for line in as_root.splitlines() if line.startswith("RUN ")]
+    assert len(commands) == 1 and "openjdk-" in as_root and "pip" not in as_root
+
+
+def test_the_image_has_a_java_runtime_spark_runs_on_for_the_als_engine():
+    """Spark's local mode (the als engine on the local target) needs Java: Debian's headless runtime of a
+    version spark_runner accepts, and JAVA_HOME naming it."""
+    installed = re.search(r"apt-get install -y --no-install-recommends openjdk-(\d+)-jre-headless",
+                          DOCKERFILE)
+    assert installed and int(installed.group(1)) in SUPPORTED_JAVA
+    java_home = re.search(r"^ENV JAVA_HOME=(\S+)$", DOCKERFILE, re.M).group(1)
+    jvm = f"/usr/lib/jvm/java-{installed.group(1)}-openjdk-"
+    linked = rf'ln -s "{re.escape(jvm)}\$\(dpkg --print-architecture\)" {re.escape(java_home)}( |$)'
+    assert re.search(linked, DOCKERFILE, re.M)
 
 
 def test_no_requirements_are_installed_at_container_start():
