@@ -17,17 +17,23 @@ import dataclasses
 import statistics
 
 from movielens_emr.config.instances import catalogue
-from movielens_emr.config.params import DEFAULT_ENGINE
+from movielens_emr.config.params import DEFAULT_ENGINE, MIN_ON_DEMAND_NODES
 from movielens_emr.config.targets import target_named
 from movielens_emr.sizing.history_rows import observation, planned_pair_work, usable_runs
-from movielens_emr.sizing.model import NoNodeCountFits, NotEnoughHistory, fit_time_model, predictions
+from movielens_emr.sizing.model import (
+    NoNodeCountFits,
+    NotEnoughHistory,
+    PlannedWork,
+    fit_run_model,
+    predictions,
+)
 from movielens_emr.sizing.single_machine import baseline_phrase, duration, single_machine, time_column
 
 SCALED_NOTE = "scaled from {reference} by a speed factor of {factor:.2f} ({runs} run(s) of {name})"
 ON_DEMAND, SPOT = "on-demand", "spot"
-# A Spot option keeps these nodes on-demand (the master and one core node, which holds HDFS): a cluster needs
-# a node more for a Spot task node to exist.
-ON_DEMAND_NODES_WITH_SPOT = 2
+# A Spot option keeps the master and one core node on-demand, as the pipeline's clusters do (params'
+# MIN_ON_DEMAND_NODES: HDFS lives on the core nodes): a Spot task node needs a cluster of a node more.
+ON_DEMAND_NODES_WITH_SPOT = MIN_ON_DEMAND_NODES
 SPOT_PRICE_NOTE = ("an ASSUMED Spot price, ${usd:.4g} per node-hour (the instance catalogue's "
                    "spot_price_fraction of the EC2 price, EMR's charge in full), not a quote")
 SPOT_RISK_NOTE = ("Spot task nodes can be reclaimed: Hadoop reruns a lost node's tasks on the others, so the "
@@ -53,7 +59,7 @@ def type_models(rows, target, instance_types, engine=DEFAULT_ENGINE):
         runs, _ = usable_runs(rows, target, name, engine)
         runs_of[name] = runs
         try:
-            fitted[name] = TypeModel(name, fit_time_model([observation(row) for row in runs], target=target),
+            fitted[name] = TypeModel(name, fit_run_model([observation(row) for row in runs], target=target),
                                      "fitted", len(runs))
         except NotEnoughHistory:
             pass
@@ -76,9 +82,8 @@ def type_models(rows, target, instance_types, engine=DEFAULT_ENGINE):
 def scaled_model(reference, name, runs):
     """reference's model scaled to the runs of type `name`: every coefficient times the median ratio of their
     working seconds to the reference's prediction, provisioning their own median."""
-    ratios = [observation(row).work_seconds / reference.model.work_seconds(int(row["node_count"]),
-                                                                            float(row["pair_work"]))
-              for row in runs]
+    ratios = [observation(row).work_seconds
+              / reference.model.work_seconds(int(row["node_count"]), run_work(row)) for row in runs]
     factor = statistics.median(ratios)
     model = dataclasses.replace(
         reference.model, coefficients=tuple(value * factor for value in reference.model.coefficients),
@@ -166,6 +171,21 @@ def type_options(type_model, node_counts, pair_work, on_demand_usd, spot_usd):
     return options
 
 
+def spot_market(target, spot_price_of):
+    """spot_price_of where there is a Spot market to plan on (a priced cluster target), else no Spot price."""
+    planned = target_named(target)
+    if planned.cluster and planned.priced and spot_price_of is not None:
+        return spot_price_of
+    return lambda name: None
+
+
+def run_work(row):
+    """A measured run's work as a PlannedWork (W and the sizes it recorded), as the model reads a plan's."""
+    run = observation(row)
+    return PlannedWork(run.pair_work, run.dataset or None, run.ratings, run.output_pairs,
+                       f"measured by run {run.run_id}")
+
+
 def plan_instance_types(rows, dataset, target, instance_types=None, price_of=None, sample_fraction=1.0,
                         node_counts=range(1, 21), deadline_minutes=None, budget_usd=None,
                         engine=DEFAULT_ENGINE, spot_price_of=catalogue_spot_price):
@@ -176,9 +196,7 @@ def plan_instance_types(rows, dataset, target, instance_types=None, price_of=Non
     exist on a priced cluster target only."""
     instance_types = list(instance_types or catalogue())
     price_of = price_of or (lambda name: catalogue()[name].usd_per_hour if name in catalogue() else None)
-    cluster = target_named(target)
-    if not (cluster.cluster and cluster.priced) or spot_price_of is None:
-        spot_price_of = lambda name: None  # noqa: E731 - no Spot market here
+    spot_price_of = spot_market(target, spot_price_of)
     models, unplanned = type_models(rows, target, instance_types, engine)
     if not models:
         raise NotEnoughHistory(next(iter(unplanned.values())))
@@ -189,10 +207,11 @@ def plan_instance_types(rows, dataset, target, instance_types=None, price_of=Non
     goal = Goal(deadline_minutes, budget_usd)
     chosen = choose(options, goal) if goal.given else None
     front = pareto(options)
-    baseline = single_machine(rows, dataset, sample_fraction, engine) if cluster.cluster else None
+    cluster = target_named(target).cluster
+    baseline = single_machine(rows, dataset, sample_fraction, engine) if cluster else None
     return {
         "dataset": dataset, "engine": engine, "target": target, "sample_fraction": sample_fraction,
-        "pair_work": pair_work,
+        "pair_work": pair_work, "pair_work_source": pair_work.source,
         "types": {name: {"how": type_model.how, "runs": type_model.runs, "usd_per_node_hour": price_of(name),
                          "spot_usd_per_node_hour": spot_price_of(name)}
                   for name, type_model in models.items()},
@@ -306,7 +325,8 @@ def market_reason(chosen, options, goal):
                        else f"all on-demand, the best is {summary(other_market)}")
         return f"{risk}; {alternative}"
     if not any(option.spot_nodes for option in options):
-        return "no Spot option in this plan (Spot task nodes need 3 nodes or more on a priced cluster)"
+        return ("no Spot option in this plan (on-demand only was asked, or there is no count of 3 nodes or "
+                "more on a priced cluster)")
     if other_market is None:
         return "no Spot option meets the goal"
     return f"on-demand, since no Spot option does better for the goal (its best: {summary(other_market)})"
@@ -327,8 +347,8 @@ def against_single_machine_across(front, baseline, price_of, names):
     line += (f"front options predicted faster: {', '.join(option.label for option in faster)}" if faster else
              f"no option beats it on time (the fastest, {summary(front[0])}, provisioning included)")
     if cost is not None:
-        line += (f"; as one {cheapest_type} node for as long it would cost ${cost:.4g}, "
-                 + (f"more than {len(cheaper)} front option(s)" if cheaper else "less than any option"))
+        line += (f"; priced as one {cheapest_type} node for as long, ${cost:.4g}: "
+                 + (f"{len(cheaper)} front option(s) cost less" if cheaper else "no option costs less"))
     return {**baseline, "cost_usd": None if cost is None else round(cost, 4), "priced_as": cheapest_type,
             "faster": [option.as_dict() for option in faster],
             "cheaper": [option.as_dict() for option in cheaper],
@@ -339,7 +359,8 @@ def format_type_plan(plan):
     """The plan across instance types as text: how each type is modelled, its Pareto front, each type's best
     for the goal, the choice and its reason, and this machine beside them."""
     lines = [f"{plan['dataset']} at sample fraction {plan['sample_fraction']:g} on {plan['target']}, "
-             f"pair work {plan['pair_work']:.4g}, across instance types"]
+             f"pair work {plan['pair_work']:.4g}, across instance types",
+             f"  work: {plan['pair_work_source']}"]
     for name, facts in plan["types"].items():
         lines.append(f"  {name}: {facts['how']}, {facts['runs']} run(s), {price_text(facts)}")
     lines += [f"  {name}: not planned: {why}" for name, why in plan["unplanned"].items()]
@@ -353,8 +374,15 @@ def format_type_plan(plan):
                       "node's tasks are rerun, so the time may grow: 'if lost' is the model's time at worst"]
     if plan["single_machine"]:
         lines.append(plan["single_machine"]["summary"])
+    elif target_named(plan["target"]).cluster:
+        lines.append(f"single machine: no local run of {plan['dataset']} at this sample fraction, and too "
+                     "few local runs to predict one: run it once with target local to see what a cluster "
+                     "gains")
     if plan["recommendation"]:
-        lines.append(f"recommended: {plan['recommendation']['reason']}")
+        chosen = plan["recommendation"]
+        lines += [f"recommended: {chosen['reason']}",
+                  f"  to run it: instance_type {chosen['instance_type']}, node_count {chosen['node_count']}, "
+                  f"spot_task_nodes {chosen['spot_task_nodes']}"]
     return "\n".join(lines)
 
 

@@ -5,7 +5,7 @@ import math
 from movielens_emr.config.params import DEFAULT_ENGINE
 from movielens_emr.config.targets import LOCAL
 from movielens_emr.sizing.history_rows import observation, planned_pair_work, same_engine, usable_runs
-from movielens_emr.sizing.model import NotEnoughHistory, fit_time_model, predictions
+from movielens_emr.sizing.model import NotEnoughHistory, fit_run_model, predictions
 
 # Below this many seconds a duration reads better in seconds ("42 s") than in minutes ("0.7 min").
 SECONDS_BELOW = 120
@@ -32,7 +32,7 @@ def single_machine(rows, dataset, sample_fraction, engine=DEFAULT_ENGINE):
                 "run_id": fastest["run_id"], "node_count": int(fastest["node_count"])}
     local_runs, _ = usable_runs(rows, LOCAL.name, None, engine)
     try:
-        model = fit_time_model([observation(row) for row in local_runs], target=LOCAL.name)
+        model = fit_run_model([observation(row) for row in local_runs], target=LOCAL.name)
         pair_work = planned_pair_work([row for row in rows if same_engine(row, engine)], dataset,
                                       sample_fraction)
     except NotEnoughHistory:

@@ -165,6 +165,10 @@ def test_the_command_line_plans_across_types(capsys):
     assert "Each type's best for the goal, on-demand and Spot (cheapest within 60 min):" in printed
     assert re.search(r"^c5\.2xlarge +spot +\d+ ", printed, re.MULTILINE)
     assert "ASSUMED Spot price" in printed and "recommended: " in printed and "Spot task nodes" in printed
+    plan = plan_instance_types(history(), "ml-25m", "emr", THREE_TYPES, deadline_minutes=60)
+    chosen = plan["recommendation"]
+    assert (f"  to run it: instance_type {chosen['instance_type']}, node_count {chosen['node_count']}, "
+            f"spot_task_nodes {chosen['node_count'] - 2}") in printed
 
 
 def test_the_command_line_plans_on_demand_only_when_asked(capsys):
@@ -196,11 +200,16 @@ def test_this_machine_is_set_beside_the_front(seconds, faster):
     assert single["faster"] == faster_on_front
     if not faster:
         assert "no option beats it on time (the fastest, " in single["summary"]
+    cheaper_on_front = [option for option in plan["pareto"] if option["cost_usd"] < single["cost_usd"]]
+    assert single["cheaper"] == cheaper_on_front and bool(cheaper_on_front) is faster
+    assert ("no option costs less" in single["summary"]) is (not cheaper_on_front)
     assert single["summary"] in format_type_plan(plan)
 
 
-def test_without_a_local_run_there_is_no_single_machine_line():
-    assert plan_instance_types(history(), "ml-25m", "emr", THREE_TYPES)["single_machine"] is None
+def test_without_a_local_run_there_is_no_single_machine_line_but_a_hint():
+    plan = plan_instance_types(history(), "ml-25m", "emr", THREE_TYPES)
+    assert plan["single_machine"] is None
+    assert "single machine: no local run of ml-25m at this sample fraction" in format_type_plan(plan)
 
 
 def test_the_text_gives_seconds_when_the_runs_are_short():
