@@ -58,6 +58,13 @@ Faults, for the tests of what the pipeline does when EMR goes wrong:
   describe_cluster, before steps could be added.
 * `hold_steps(predicate)`: steps for which predicate(step name) is true start but never end,
   like a stage stuck on a hung task, until their cluster is terminated (then INTERRUPTED).
+* `interrupt_spot_task_nodes(step_number)`: EC2 reclaims a cluster's Spot task nodes as the map phase of
+  one step starts. A step's tasks are dealt to the cluster's core and task nodes in turn (their hosts
+  in the job history); those dealt to the lost nodes are KILLED (exit -100, "Container released on a
+  *lost* node", MAP_ or REDUCE_ATTEMPT_KILLED in the history, no container logs) and rerun as attempt
+  _1 on the nodes left, so the step completes with the same output. ListInstances then shows the lost
+  instances TERMINATED with reason code INSTANCE_FAILURE, ListInstanceGroups their group running none;
+  when the cluster ends, its other instances end with CLUSTER_TERMINATED, as EMR shows them.
 
 Terminating a cluster that has already ended changes nothing, and adding steps to it fails with
 EMR's ValidationException, as on EMR.
@@ -66,8 +73,8 @@ S3 and EMR are reached through moto's backend objects, which `mock_aws()` and a 
 in the same process share: the double works in both (with the server, steps run in its thread).
 A step runs inside the describe_step call that ends it, so that call lasts as long as the step: behind a
 server, keep test jobs well under botocore's 60 s read timeout (a Spark step of the pipeline takes about a
-minute: run it under mock_aws(), where no socket times out). Not modelled: task retries, input splits of
-large files, speculative execution, step concurrency above 1, steps other than hadoop-streaming and
+minute: run it under mock_aws(), where no socket times out). Not modelled: retries of failed tasks, input
+splits of large files, speculative execution, step concurrency above 1, steps other than hadoop-streaming and
 spark-submit (FAILED), the minutes EMR takes to deliver logs (the double writes them all as the step
 ends), a job history's full schema line (trimmed to the record names) and its tasks' Hadoop counters (only
 their reporter counters), bootstrap actions on more than one node (all nodes share one filesystem here:
@@ -95,7 +102,7 @@ from unittest import mock
 
 from moto.core.utils import utcnow
 from moto.emr.exceptions import ValidationException
-from moto.emr.models import Cluster, ElasticMapReduceBackend, Step
+from moto.emr.models import Cluster, ElasticMapReduceBackend, Instance, InstanceGroup, Step
 from moto.s3.models import s3_backends
 from moto.server import ThreadedMotoServer
 from moto.utilities.utils import get_partition
@@ -117,6 +124,12 @@ NODE_FOLDERS = ("/usr/local/", "/mnt/", "/home/hadoop/")
 AWS_CLI = Path(__file__).resolve().parent / "aws_cli.py"
 # What a node's processes see of this machine's environment: the credentials moto takes, nothing else.
 NODE_ENV_PASSED = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "LANG", "TZ")
+# A node's NodeManager: its host (a cluster of one's, or one whose instances moto does not list) and ports.
+NODE_HOST, NODE_PORT, NODE_HTTP_PORT, SHUFFLE_PORT = "ip-10-0-0-2.ec2.internal", 8041, 8042, 13562
+# What YARN reports of a container on a node it lost (ContainerExitStatus.ABORTED, SchedulerUtils'
+# diagnostic), and the MapReduce application master then records of its attempt, KILLED.
+CONTAINER_ABORTED = -100
+LOST_NODE_DIAGNOSTIC = "Container released on a *lost* node"
 
 
 class StepArgsError(ValueError):
@@ -309,6 +322,12 @@ class TaskRun:
     seconds: float = 0.0
     started: float = 0.0  # seconds since the epoch, as the job history records a task's start and finish
     finished: float = 0.0
+    host: str = NODE_HOST  # the node it ran on
+    killed: bool = False  # YARN took its container away (its node was lost): not a failure, it is rerun
+
+    @property
+    def failed(self):
+        return self.returncode != 0 and not self.killed
 
     def failure_reason(self):
         """What the job client and EMR say of a failed streaming task: its exit code, not what it wrote."""
@@ -379,9 +398,12 @@ class Node:
 class StreamingRunner:
     """Runs one StreamingJob in a local working directory of a cluster's node against moto's S3."""
 
-    def __init__(self, job, s3, workdir, node, workers, execution, application_id):
+    def __init__(self, job, s3, workdir, node, workers, execution, application_id, hosts=(), loss=None):
         self.job, self.s3, self.workdir, self.execution = job, s3, Path(workdir), execution
         self.node, self.workers = node, workers
+        # The nodes whose NodeManagers run the tasks (a cluster's core and task nodes, its master when alone),
+        # and the NodeLoss to happen during this step, if any.
+        self.hosts, self.loss = list(hosts) or [NODE_HOST], loss
         self.cache = self.workdir / "filecache"
         self.localized = {}  # {link name: the localized file it links to}
         self.application_id = application_id
@@ -396,12 +418,12 @@ class StreamingRunner:
                               f"Output directory {self.job.output} already exists")
         self._fetch_files()
         inputs = self._input_files()
-        map_outputs = self._run_phase(list(enumerate(inputs)), self._map_task)
+        map_outputs = self._run_phase("map", list(enumerate(inputs)), self._map_task)
         if reduces == 0:
             parts = map_outputs
         else:
             partitions = self._partition(map_outputs, reduces)
-            parts = self._run_phase(list(enumerate(partitions)), self._reduce_task)
+            parts = self._run_phase("reduce", list(enumerate(partitions)), self._reduce_task)
         self._write_output(parts)
 
     def _fetch_files(self):
@@ -430,27 +452,48 @@ class StreamingRunner:
             files += [child for child, name in listed if not name.startswith(("_", "."))]
         return files
 
-    def _run_phase(self, tasks, function):
-        with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            results = list(pool.map(lambda task: function(*task), tasks))
-        runs = [run for result in results for run in result[1]]
-        self.execution.tasks += runs
-        failed = next((run for run in runs if run.returncode != 0), None)
+    def _run_phase(self, phase, tasks, function):
+        """Run a phase's tasks, dealt to the live hosts in turn as YARN spreads containers. When the step's
+        NodeLoss happens in this phase, its nodes are lost as the phase starts: the attempts dealt to them
+        are killed, and each task reruns as attempt 1 on the hosts left."""
+        lost = self.loss.hosts if self.loss and self.loss.phase == phase else set()
+        placed = [(task, self.hosts[index % len(self.hosts)]) for index, task in enumerate(tasks)]
+        if lost:
+            self.loss.happen()
+            self.hosts = [host for host in self.hosts if host not in lost]
+            if not self.hosts:  # YARN would wait for nodes for ever; the pipeline always keeps a core node
+                raise StepFailure("every node that runs tasks was lost: no node left to rerun them on")
+        results = self._run_attempts([(task, host, 0, host in lost) for task, host in placed], function)
+        rerun = [(number, task) for number, (task, host) in enumerate(placed) if host in lost]
+        reruns = self._run_attempts([(task, self.hosts[index % len(self.hosts)], 1, False)
+                                     for index, (_, task) in enumerate(rerun)], function)
+        for (number, _), result in zip(rerun, reruns, strict=True):
+            results[number] = result
+        failed = next((run for run in self.execution.tasks if run.failed), None)
         if failed:
             raise StepFailure(failed.failure_reason())
         return [result[0] for result in results]
 
-    def _map_task(self, number, uri):
-        attempt = f"attempt_{self.job_id[4:]}_m_{number:06d}_0"
-        data = self.s3.get(uri)
+    def _run_attempts(self, attempts, function):
+        """[(output lines, runs)] of function's attempts [(task, host, attempt number, killed)], in order."""
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            results = list(pool.map(lambda attempt: function(*attempt[0], *attempt[1:]), attempts))
+        self.execution.tasks += [run for result in results for run in result[1]]
+        return results
+
+    def _map_task(self, number, uri, host=NODE_HOST, attempt_number=0, killed=False):
+        attempt = f"attempt_{self.job_id[4:]}_m_{number:06d}_{attempt_number}"
         env = {"mapreduce_map_input_file": uri, "map_input_file": uri, "mapreduce_task_ismap": "true",
                "mapreduce_task_partition": str(number)}
-        run, output = self._run_task(attempt, "map", self.job.mapper, data, env, uri)
+        if killed:
+            return None, [self._kill_task(attempt, "map", self.job.mapper, env, uri, host)]
+        data = self.s3.get(uri)
+        run, output = self._run_task(attempt, "map", self.job.mapper, data, env, uri, host)
         runs = [run]
         if run.returncode == 0 and self.job.combiner and self.job.reduces:
             combine_attempt = attempt + "_combine"
             combined, output = self._run_task(combine_attempt, "combine", self.job.combiner,
-                                              join_lines(sort_by_key(split_lines(output))), env, uri)
+                                              join_lines(sort_by_key(split_lines(output))), env, uri, host)
             runs.append(combined)
         return split_lines(output), runs
 
@@ -465,18 +508,40 @@ class StreamingRunner:
                 partitions[number].append(line)
         return [sort_by_key(lines) for lines in partitions]
 
-    def _reduce_task(self, number, lines):
-        attempt = f"attempt_{self.job_id[4:]}_r_{number:06d}_0"
+    def _reduce_task(self, number, lines, host=NODE_HOST, attempt_number=0, killed=False):
+        attempt = f"attempt_{self.job_id[4:]}_r_{number:06d}_{attempt_number}"
         env = {"mapreduce_task_ismap": "false", "mapreduce_task_partition": str(number)}
         reducer = self.job.reducer or "cat"
-        run, output = self._run_task(attempt, "reduce", reducer, join_lines(lines), env, None)
+        if killed:
+            return None, [self._kill_task(attempt, "reduce", reducer, env, None, host)]
+        run, output = self._run_task(attempt, "reduce", reducer, join_lines(lines), env, None, host)
         return split_lines(output), [run]
 
-    def _run_task(self, attempt, kind, command, stdin_data, extra_env, input_uri):
+    def _task_dir(self, attempt):
         task_dir = self.workdir / attempt
         task_dir.mkdir()
         for name, path in self.localized.items():
             (task_dir / name).symlink_to(path)
+        return task_dir
+
+    def _kill_task(self, attempt, kind, command, extra_env, input_uri, host):
+        """An attempt whose container starts on a node as the node is lost: its process is killed before it
+        has read its input, and YARN reports the container ABORTED (exit status -100)."""
+        task_dir, env = self._task_dir(attempt), self._task_env(attempt, extra_env)
+        started = time.time()
+        try:
+            process = subprocess.Popen(shlex.split(command), stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=task_dir,
+                                       env=env)
+            process.kill()
+            process.wait(timeout=TASK_TIMEOUT_SECONDS)
+        except (OSError, ValueError):
+            pass  # a command that cannot start is lost with its node all the same
+        return TaskRun(attempt, kind, command, input_uri, CONTAINER_ABORTED, b"", input_records=0,
+                       output_records=0, started=started, finished=time.time(), host=host, killed=True)
+
+    def _run_task(self, attempt, kind, command, stdin_data, extra_env, input_uri, host=NODE_HOST):
+        task_dir = self._task_dir(attempt)
         env = self._task_env(attempt, extra_env)
         started, started_at = time.monotonic(), time.time()
         try:
@@ -488,7 +553,8 @@ class StreamingRunner:
             returncode, stdout, stderr = 127, b"", f"cannot run {command!r}: {error}\n".encode()
         run = TaskRun(attempt, kind, command, input_uri, returncode, stderr,
                       input_records=len(split_lines(stdin_data)), output_records=len(split_lines(stdout)),
-                      seconds=round(time.monotonic() - started, 3), started=started_at, finished=time.time())
+                      seconds=round(time.monotonic() - started, 3), started=started_at, finished=time.time(),
+                      host=host)
         return run, stdout
 
     def _task_env(self, attempt, extra_env):
@@ -507,15 +573,19 @@ class StreamingRunner:
         self.s3.put(f"{output}/_SUCCESS", b"")
 
     def counter_groups(self):
-        """Hadoop's own counters plus the tasks' reporter counters, as {group: {counter: amount}}."""
-        runs = self.execution.tasks
+        """Hadoop's own counters plus the tasks' reporter counters, as {group: {counter: amount}}: every
+        launched attempt counts as launched, a killed attempt's records and reporter counters not at all."""
+        launched = self.execution.tasks
+        runs = [run for run in launched if not run.killed]
         by_kind = {kind: [run for run in runs if run.kind == kind] for kind in ("map", "combine", "reduce")}
+        attempts = task_attempts(launched)
         groups = {
-            "Job Counters": {"Launched map tasks": len(by_kind["map"]),
-                             "Launched reduce tasks": len(by_kind["reduce"]),
+            "Job Counters": {"Launched map tasks": sum(run.kind == "map" for run in launched),
+                             "Launched reduce tasks": sum(run.kind == "reduce" for run in launched),
                              **{f"Failed {kind} tasks": failed for kind in ("map", "reduce")
-                                if (failed := sum(run.returncode != 0 for run in task_attempts(runs)
-                                                  if run.kind == kind))}},
+                                if (failed := sum(run.failed for run in attempts if run.kind == kind))},
+                             **{f"Killed {kind} tasks": killed for kind in ("map", "reduce")
+                                if (killed := sum(run.killed for run in attempts if run.kind == kind))}},
             "Map-Reduce Framework": {
                 "Map input records": sum(run.input_records for run in by_kind["map"]),
                 "Map output records": sum(run.output_records for run in by_kind["map"]),
@@ -586,7 +656,7 @@ def hadoop_client_stderr(execution, counter_groups, started, ended):
         lines += [line(started, "INFO", "impl.YarnClientImpl", submitted),
                   line(started, "INFO", "mapreduce.Job", f"Running job: {job_id}")]
         for run in task_attempts(execution.tasks):
-            if run.returncode != 0:
+            if run.failed:  # the client prints failed attempts only (mapreduce.client.output.filter)
                 lines += [line(ended, "INFO", "mapreduce.Job", f"Task Id : {run.attempt}, Status : FAILED"),
                           f"Error: {PIPE_FAILED} {run.returncode}", *JAVA_STACK]
         lines.append(line(ended, "INFO", "mapreduce.Job", " map 100% reduce 100%"))
@@ -648,6 +718,8 @@ def container_logs(execution, started, ended):
     logs[f"{master}/syslog"] = "\n".join(master_syslog) + "\n"
     runs = {run.attempt: run for run in execution.tasks}
     for run in task_attempts(execution.tasks):
+        if run.killed:  # its container's logs were on the lost node: YARN never aggregates them
+            continue
         folder = containers[run.attempt]
         combined = runs.get(f"{run.attempt}_combine")
         stderr = b"".join(task.stderr for task in (runs[run.attempt], combined) if task)
@@ -682,7 +754,7 @@ def task_syslog(run, ended):
 # event a line, times in ms since the epoch; the job history server moves it to its done folder,
 # <yyyy>/<mm>/<dd>/<serial>/, named after the job (FileNameIndexUtils), beside <job id>_conf.xml;
 # EMR archives that folder under <LogUri>/<cluster id>/hadoop-mapreduce/history/, where mrjob
-# looks for it. The double runs one attempt per task.
+# looks for it. The double runs one attempt per task, two for a task whose first was killed with its node.
 HISTORY_NAMESPACE = "org.apache.hadoop.mapreduce.jobhistory"
 HISTORY_RECORDS = {  # event type: its record, the branch of the Event union
     "AM_STARTED": "AMStarted", "JOB_SUBMITTED": "JobSubmitted", "JOB_INITED": "JobInited",
@@ -691,12 +763,13 @@ HISTORY_RECORDS = {  # event type: its record, the branch of the Event union
     "MAP_ATTEMPT_FINISHED": "MapAttemptFinished", "REDUCE_ATTEMPT_FINISHED": "ReduceAttemptFinished",
     "MAP_ATTEMPT_FAILED": "TaskAttemptUnsuccessfulCompletion",
     "REDUCE_ATTEMPT_FAILED": "TaskAttemptUnsuccessfulCompletion",
+    "MAP_ATTEMPT_KILLED": "TaskAttemptUnsuccessfulCompletion",
+    "REDUCE_ATTEMPT_KILLED": "TaskAttemptUnsuccessfulCompletion",
     "TASK_FINISHED": "TaskFinished", "TASK_FAILED": "TaskFailed",
     "JOB_FINISHED": "JobFinished", "JOB_FAILED": "JobUnsuccessfulCompletion",
 }
 HISTORY_USER = "hadoop"
 JOB_NAME_LIMIT = 50  # mapreduce.jobhistory.jobname.limit
-NODE_HOST, NODE_PORT, NODE_HTTP_PORT, SHUFFLE_PORT = "ip-10-0-0-2.ec2.internal", 8041, 8042, 13562
 HISTORY_FOLDER = "hadoop-mapreduce/history"
 
 
@@ -732,38 +805,61 @@ def task_counter_groups(*runs):
     return groups
 
 
-def task_history_events(run, combined, container):
-    """[(ms, record)] of one task and its attempt: started, then finished or failed."""
-    kind = "MAP" if run.kind == "map" else "REDUCE"
-    task_id = run.attempt.replace("attempt_", "task_", 1).rsplit("_", 1)[0]
+def task_id_of(attempt):
+    """The task of an attempt id: attempt_<cluster>_<job>_m_000003_1 -> task_<cluster>_<job>_m_000003."""
+    return attempt.replace("attempt_", "task_", 1).rsplit("_", 1)[0]
+
+
+def task_history_events(attempts, runs, containers):
+    """[(ms, record)] of one task: started, then each attempt started and killed, failed or finished, then
+    the task's own end (its last attempt's)."""
+    first, last = attempts[0], attempts[-1]
+    kind, task_id = ("MAP" if first.kind == "map" else "REDUCE"), task_id_of(first.attempt)
+    started = epoch_ms(first.started)
+    events = [(started, history_event("TASK_STARTED", taskid=task_id, taskType=kind, startTime=started,
+                                      splitLocations=first.host if kind == "MAP" else ""))]
+    for run in attempts:
+        events += attempt_history_events(run, runs.get(f"{run.attempt}_combine"), containers[run.attempt],
+                                         kind, task_id)
+    combined = runs.get(f"{last.attempt}_combine")
+    finished = epoch_ms((combined or last).finished)
+    counters = jh_counters("COUNTERS", task_counter_groups(*(task for task in (last, combined) if task)))
+    if last.returncode != 0:
+        error = f"Error: {PIPE_FAILED} {last.returncode}"
+        return events + [(finished, history_event(
+            "TASK_FAILED", taskid=task_id, taskType=kind, finishTime=finished, error=error,
+            failedDueToAttempt={"string": last.attempt}, status="FAILED", counters=counters))]
+    return events + [(finished, history_event(
+        "TASK_FINISHED", taskid=task_id, taskType=kind, finishTime=finished, status="SUCCEEDED",
+        counters=counters, successfulAttemptId=last.attempt))]
+
+
+def attempt_history_events(run, combined, container, kind, task_id):
+    """[(ms, record)] of one attempt: started, then killed (its node lost), failed or finished."""
     started, finished = epoch_ms(run.started), epoch_ms((combined or run).finished)
     counters = jh_counters("COUNTERS", task_counter_groups(*(task for task in (run, combined) if task)))
-    events = [
-        (started, history_event("TASK_STARTED", taskid=task_id, taskType=kind, startTime=started,
-                                splitLocations=NODE_HOST if kind == "MAP" else "")),
-        (started, history_event(f"{kind}_ATTEMPT_STARTED", taskid=task_id, taskType=kind,
-                                attemptId=run.attempt, startTime=started, trackerName=NODE_HOST,
-                                httpPort=NODE_HTTP_PORT, shufflePort=SHUFFLE_PORT, containerId=container,
-                                locality={"string": "NODE_LOCAL"}, avataar={"string": "VIRGIN"}))]
-    where = {"hostname": NODE_HOST, "port": NODE_PORT, "rackname": "/default-rack"}
+    events = [(started, history_event(
+        f"{kind}_ATTEMPT_STARTED", taskid=task_id, taskType=kind, attemptId=run.attempt, startTime=started,
+        trackerName=run.host, httpPort=NODE_HTTP_PORT, shufflePort=SHUFFLE_PORT, containerId=container,
+        locality={"string": "NODE_LOCAL"}, avataar={"string": "VIRGIN"}))]
+    where = {"hostname": run.host, "port": NODE_PORT, "rackname": "/default-rack"}
     usage = {"clockSplits": [], "cpuUsages": [], "vMemKbytes": [], "physMemKbytes": []}
+    if run.killed:
+        return events + [(finished, history_event(
+            f"{kind}_ATTEMPT_KILLED", taskid=task_id, taskType=kind, attemptId=run.attempt,
+            finishTime=finished, **where, status="KILLED", error=LOST_NODE_DIAGNOSTIC,
+            counters=jh_counters("COUNTERS", {}), **usage))]
     if run.returncode != 0:
-        error = f"Error: {PIPE_FAILED} {run.returncode}"
-        return events + [
-            (finished, history_event(f"{kind}_ATTEMPT_FAILED", taskid=task_id, taskType=kind,
-                                     attemptId=run.attempt, finishTime=finished, **where, status="FAILED",
-                                     error=error, counters=counters, **usage)),
-            (finished, history_event("TASK_FAILED", taskid=task_id, taskType=kind, finishTime=finished,
-                                     error=error, failedDueToAttempt={"string": run.attempt}, status="FAILED",
-                                     counters=counters))]
+        return events + [(finished, history_event(
+            f"{kind}_ATTEMPT_FAILED", taskid=task_id, taskType=kind, attemptId=run.attempt,
+            finishTime=finished, **where, status="FAILED", error=f"Error: {PIPE_FAILED} {run.returncode}",
+            counters=counters, **usage))]
     phase_ends = ({"mapFinishTime": epoch_ms(run.finished)} if kind == "MAP"
                   else {"shuffleFinishTime": started, "sortFinishTime": started})
-    return events + [
-        (finished, history_event(f"{kind}_ATTEMPT_FINISHED", taskid=task_id, attemptId=run.attempt,
-                                 taskType=kind, taskStatus="SUCCEEDED", **phase_ends, finishTime=finished,
-                                 **where, state=run.kind, counters=counters, **usage)),
-        (finished, history_event("TASK_FINISHED", taskid=task_id, taskType=kind, finishTime=finished,
-                                 status="SUCCEEDED", counters=counters, successfulAttemptId=run.attempt))]
+    return events + [(finished, history_event(
+        f"{kind}_ATTEMPT_FINISHED", taskid=task_id, attemptId=run.attempt, taskType=kind,
+        taskStatus="SUCCEEDED", **phase_ends, finishTime=finished, **where, state=run.kind, counters=counters,
+        **usage))]
 
 
 def job_history_events(execution, counter_groups, started, ended):
@@ -774,9 +870,14 @@ def job_history_events(execution, counter_groups, started, ended):
     submitted, finished = epoch_ms(started), epoch_ms(ended)
     containers = container_ids(application_id, execution.tasks)
     runs = {run.attempt: run for run in execution.tasks}
-    attempts = task_attempts(execution.tasks)
-    totals = {kind: sum(run.kind == kind for run in attempts) for kind in ("map", "reduce")}
-    done = {kind: sum(run.kind == kind and run.returncode == 0 for run in attempts) for kind in totals}
+    tasks = {}  # {task id: its attempts, in order}
+    for run in task_attempts(execution.tasks):
+        tasks.setdefault(task_id_of(run.attempt), []).append(run)
+    ends = [attempts[-1] for attempts in tasks.values()]
+    totals = {kind: sum(run.kind == kind for run in ends) for kind in ("map", "reduce")}
+    done = {kind: sum(run.kind == kind and run.returncode == 0 for run in ends) for kind in totals}
+    killed = {kind: sum(run.kind == kind and run.killed for attempts in tasks.values() for run in attempts)
+              for kind in totals}
     events = [
         (submitted, history_event(
             "AM_STARTED", applicationAttemptId=f"{attempt_id}_000001", startTime=submitted,
@@ -792,14 +893,15 @@ def job_history_events(execution, counter_groups, started, ended):
                                   totalReduces=totals["reduce"], jobStatus="INITED", uberized=False)),
         (submitted, history_event("JOB_INFO_CHANGED", jobid=job_id, submitTime=submitted,
                                   launchTime=submitted))]
-    for run in attempts:
-        events += task_history_events(run, runs.get(f"{run.attempt}_combine"), containers[run.attempt])
+    for attempts in tasks.values():
+        events += task_history_events(attempts, runs, containers)
     if execution.state == "COMPLETED":
         events.append((finished, history_event(
             "JOB_FINISHED", jobid=job_id, finishTime=finished, finishedMaps=done["map"],
             finishedReduces=done["reduce"], failedMaps=0, failedReduces=0,
             totalCounters=jh_counters("TOTAL_COUNTERS", counter_groups),
-            mapCounters=jh_counters("MAP_COUNTERS", {}), reduceCounters=jh_counters("REDUCE_COUNTERS", {}))))
+            mapCounters=jh_counters("MAP_COUNTERS", {}), reduceCounters=jh_counters("REDUCE_COUNTERS", {}),
+            killedMaps=killed["map"], killedReduces=killed["reduce"])))
     else:
         events.append((finished, history_event("JOB_FAILED", jobid=job_id, finishTime=finished,
                                                finishedMaps=done["map"], finishedReduces=done["reduce"],
@@ -917,10 +1019,22 @@ def write_bootstrap_logs(s3, cluster, run):
             s3.put(f"{folder}/{name}.gz", gzip.compress(data))
 
 
+# How EMR reports an instance's end in ListInstances (InstanceStateChangeReason): one lost with its Spot
+# capacity, and one ended with its cluster. The pipeline reads the codes; the messages are for people.
+SPOT_INTERRUPTED = ("INSTANCE_FAILURE", "The Spot Instance was interrupted: Amazon EC2 reclaimed it")
+ENDED_WITH_CLUSTER = ("CLUSTER_TERMINATED", "Instance was terminated as its cluster was terminated")
+
+
+def end_instance(instance, reason):
+    """Mark a cluster's instance (moto's) TERMINATED now, for reason (code, message)."""
+    instance.ended = {"State": "TERMINATED", "Code": reason[0], "Message": reason[1], "EndDateTime": utcnow()}
+
+
 def _model_patches():
     """(owner, name, replacement) for moto's models, as EMR behaves.
 
-    A status carries EMR's failure details and reason code; terminating an ended cluster does nothing.
+    A status carries EMR's failure details and reason code; terminating an ended cluster does nothing, and
+    terminating a cluster ends its instances and groups.
     """
     original_status = Step.status
     original_cluster_status = Cluster.status
@@ -941,10 +1055,41 @@ def _model_patches():
     def terminate(cluster):
         if cluster.state not in ENDED_CLUSTER_STATES:
             original_terminate(cluster)
+            end_cluster_instances(cluster)
 
     return ((Step, "status", property(status)),
             (Cluster, "status", property(cluster_status)),
             (Cluster, "terminate", terminate))
+
+
+def end_cluster_instances(cluster):
+    """Its instances still up end with the cluster (CLUSTER_TERMINATED), and its instance groups too."""
+    for instance in cluster.ec2_instances:
+        if not getattr(instance, "ended", None):
+            end_instance(instance, ENDED_WITH_CLUSTER)
+    for group in cluster.instance_groups:
+        group.state, group.end_date_time = "TERMINATED", cluster.end_datetime
+
+
+def _instance_patches():
+    """(owner, name, replacement) for moto's instances: one that ended (end_instance) shows when and why in
+    ListInstances, and its group no longer counts it running."""
+    original_instance_status = Instance.status
+
+    def instance_status(instance):
+        status_dict = original_instance_status.fget(instance)
+        ended = getattr(instance, "ended", None)
+        if ended:
+            status_dict["State"] = ended["State"]
+            status_dict["StateChangeReason"] = {"Code": ended["Code"], "Message": ended["Message"]}
+            status_dict["Timeline"]["EndDateTime"] = ended["EndDateTime"]
+        return status_dict
+
+    def running_instance_count(group):
+        return 0 if group.state == "TERMINATED" else group.num_instances - getattr(group, "lost_instances", 0)
+
+    return ((Instance, "status", property(instance_status)),
+            (InstanceGroup, "running_instance_count", property(running_instance_count)))
 
 
 # Spark steps: `command-runner.jar spark-submit ...`, as EMR runs them on a cluster with the Spark
@@ -1206,6 +1351,35 @@ def spark_step_logs(execution, step_number, args, started):
     return logs
 
 
+@dataclasses.dataclass
+class NodeLoss:
+    """Nodes a step loses as one of its phases (map or reduce) starts: their hosts, and what ends their
+    instances in moto (happen)."""
+
+    phase: str
+    hosts: set
+    happen: object
+
+
+def instance_host(instance):
+    """The host name of a cluster's instance (moto's), as its NodeManager is known to YARN."""
+    return instance.ec2_instance.private_dns_name
+
+
+def task_instances(cluster):
+    """The cluster's instances (moto's) whose NodeManagers run tasks: its core and task nodes still up, or
+    its master when it has none; [] when moto lists no instances (a cluster made without instance groups)."""
+    live = [instance for instance in cluster.ec2_instances if not getattr(instance, "ended", None)]
+    workers = [instance for instance in live if instance.instance_group.role in ("CORE", "TASK")]
+    return workers or [instance for instance in live if instance.instance_group.role == "MASTER"]
+
+
+def spot_task_instances(cluster):
+    """The cluster's task instances on Spot that are still up (moto's)."""
+    return [instance for instance in task_instances(cluster)
+            if instance.instance_group.role == "TASK" and instance.instance_group.market == "SPOT"]
+
+
 class EmrStreamingDouble:
     """Install with `with EmrStreamingDouble().installed():` (or the emr_streaming_double() helper)."""
 
@@ -1224,6 +1398,8 @@ class EmrStreamingDouble:
         self.bootstrap_failure = None
         self.bootstrap_fails_before_steps = False
         self.held = lambda step_name: False
+        self.spot_interruption = None  # (step number, phase) of interrupt_spot_task_nodes
+        self.interrupted = set()  # ids of the clusters whose Spot task nodes were lost
         self._epochs = {}
         self._lock = threading.RLock()
 
@@ -1236,11 +1412,22 @@ class EmrStreamingDouble:
         """Keep the steps whose name satisfies predicate RUNNING until their cluster ends."""
         self.held = predicate
 
+    def interrupt_spot_task_nodes(self, step_number=2):
+        """EC2 takes back every Spot task node of a cluster as the map phase of its step_number-th streaming
+        step starts (mid-run: the steps before it ran on those nodes), once per cluster: the attempts dealt
+        to those nodes are KILLED (YARN's ABORTED container, "Container released on a *lost* node") and
+        rerun as attempt 1 on the nodes left, and ListInstances shows the instances TERMINATED
+        (INSTANCE_FAILURE), their group running none. The map phase, because then no finished map output
+        is on a lost node yet (Hadoop would rerun those maps too, which the double does not model). Not
+        modelled either: the two-minute notice, EMR provisioning replacements."""
+        self.spot_interruption = (step_number, "map")
+
     @contextlib.contextmanager
     def installed(self):
         with contextlib.ExitStack() as stack:
             stack.callback(self._clean_up)
-            for owner, name, replacement in (*self._backend_patches(), *_model_patches()):
+            patches = (*self._backend_patches(), *_model_patches(), *_instance_patches())
+            for owner, name, replacement in patches:
                 stack.enter_context(mock.patch.object(owner, name, replacement))
             yield self
 
@@ -1393,9 +1580,11 @@ class EmrStreamingDouble:
         started = utcnow()
         workdir = Path(tempfile.mkdtemp(prefix=f"emr-double-{step.id}-", dir=self.work_root))
         runner = None
+        step_number = cluster.steps.index(step) + 1
         try:
             application_id = f"application_{self._cluster_epoch(cluster.id)}_{application_number:04d}"
-            runner = self._runner(cluster, list(step.args), s3, workdir, execution, application_id)
+            runner = self._runner(cluster, list(step.args), s3, workdir, execution, application_id,
+                                  step_number)
             runner.run()
             execution.state = "COMPLETED"
         except (StepArgsError, StepFailure) as error:
@@ -1408,11 +1597,10 @@ class EmrStreamingDouble:
                 shutil.rmtree(workdir, ignore_errors=True)
         if runner and (execution.tasks or execution.spark and execution.spark.command):
             execution.application_id = runner.application_id  # the client submitted an application
-        step_number = cluster.steps.index(step) + 1
         self._write_logs(s3, cluster, execution, runner, step_number, list(step.args), started)
         return execution
 
-    def _runner(self, cluster, args, s3, workdir, execution, application_id):
+    def _runner(self, cluster, args, s3, workdir, execution, application_id, step_number=1):
         """A step's runner: Hadoop streaming's, or spark-submit's on a cluster that has Spark."""
         if args[:1] == [SPARK_SUBMIT]:
             if "Spark" not in {application.name for application in cluster.applications}:
@@ -1421,8 +1609,28 @@ class EmrStreamingDouble:
             return SparkSubmitRunner(parse_spark_submit_args(args), s3, workdir, self.node(cluster.id),
                                      self.workers, execution, application_id)
         execution.job = parse_streaming_args(args)
+        hosts = [instance_host(instance) for instance in task_instances(cluster)]
         return StreamingRunner(execution.job, s3, workdir, self.node(cluster.id), self.workers, execution,
-                               application_id)
+                               application_id, hosts, self._node_loss(cluster, step_number))
+
+    def _node_loss(self, cluster, step_number):
+        """The NodeLoss of the step, when interrupt_spot_task_nodes names it and its cluster has Spot task
+        nodes still up; None otherwise."""
+        if not self.spot_interruption or cluster.id in self.interrupted:
+            return None
+        interrupted_step, phase = self.spot_interruption
+        lost = spot_task_instances(cluster) if step_number == interrupted_step else []
+        if not lost:
+            return None
+
+        def happen():
+            self.interrupted.add(cluster.id)
+            for instance in lost:
+                end_instance(instance, SPOT_INTERRUPTED)
+                group = instance.instance_group
+                group.lost_instances = getattr(group, "lost_instances", 0) + 1
+
+        return NodeLoss(phase, {instance_host(instance) for instance in lost}, happen)
 
     def _cluster_epoch(self, cluster_id):
         """The YARN ResourceManager's start time in ms, the first part of the cluster's application ids."""
@@ -1467,3 +1675,21 @@ def emr_streaming_double(**kwargs):
     double = EmrStreamingDouble(**kwargs)
     with double.installed():
         yield double
+
+
+def spot_task_cluster(emr, name, log_uri=None, core_nodes=1, spot_task_nodes=2):
+    """An EMR 7 cluster of m5.xlarge that waits for steps: a master and core_nodes core nodes on-demand,
+    spot_task_nodes task nodes on Spot, made with the boto3 EMR client emr; its id."""
+    logs = {"LogUri": log_uri} if log_uri else {}
+
+    def group(role, count, market):
+        bid = {"BidPrice": "0.192"} if market == "SPOT" else {}
+        return {"InstanceRole": role, "InstanceType": "m5.xlarge", "InstanceCount": count, "Market": market,
+                **bid}
+
+    return emr.run_job_flow(
+        Name=name, ReleaseLabel="emr-7.9.0", JobFlowRole="EMR_EC2_DefaultRole", ServiceRole="EMR_DefaultRole",
+        Instances={"KeepJobFlowAliveWhenNoSteps": True, "InstanceGroups": [
+            group("MASTER", 1, "ON_DEMAND"), group("CORE", core_nodes, "ON_DEMAND"),
+            group("TASK", spot_task_nodes, "SPOT")]},
+        **logs)["JobFlowId"]

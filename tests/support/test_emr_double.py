@@ -13,7 +13,7 @@ from moto.server import ThreadedMotoServer
 from mrjob.logs.history import _match_history_log_path, _parse_yarn_history_log
 
 from movielens_emr.reporting.metrics import parse_hadoop_counters
-from movielens_emr.sizing.task_times import parse_job_history
+from movielens_emr.sizing.task_times import killed_attempts, parse_job_history
 
 from tests.support import node_pythons, node_spark
 from tests.support.emr_double import (
@@ -27,6 +27,7 @@ from tests.support.emr_double import (
     line_key,
     parse_spark_submit_args,
     parse_streaming_args,
+    spot_task_cluster,
 )
 from tests.support.node_pythons import NodePythonMissing
 
@@ -691,3 +692,72 @@ def test_the_nodes_spark_has_pyspark_and_py4j_where_spark_submit_puts_them_on_th
     assert "pyspark/__init__.py" in names and not any(name.startswith("pyspark/jars/") for name in names)
     assert (lib / node_spark.py4j_zip_name()).exists()
     assert (node_spark.spark_home() / "bin" / "spark-submit").exists()
+
+
+def test_lost_spot_task_nodes_kill_their_attempts_which_rerun_on_the_nodes_left(aws):
+    s3, emr = aws
+    with emr_streaming_double() as double:
+        setup_world(s3, emr)
+        cluster_id = spot_task_cluster(emr, "spot", log_uri=LOG_URI, core_nodes=1, spot_task_nodes=2)
+        double.interrupt_spot_task_nodes(step_number=2)
+        step_ids = emr.add_job_flow_steps(JobFlowId=cluster_id, Steps=[
+            word_count_step("wc", f"s3://{BUCKET}/out"),
+            word_count_step("again", f"s3://{BUCKET}/out-2", inputs=[f"s3://{BUCKET}/input"])])["StepIds"]
+        _, status = poll_until_terminal(emr, cluster_id, step_ids[-1])
+        assert status["State"] == "COMPLETED"
+        tasks = emr.list_instances(ClusterId=cluster_id, InstanceGroupTypes=["TASK"])["Instances"]
+        (core,) = emr.list_instances(ClusterId=cluster_id, InstanceGroupTypes=["CORE"])["Instances"]
+        groups = {group["InstanceGroupType"]: group
+                  for group in emr.list_instance_groups(ClusterId=cluster_id)["InstanceGroups"]}
+        first, second = double.execution(step_ids[0]), double.execution(step_ids[1])
+        emr.terminate_job_flows(JobFlowIds=[cluster_id])
+        (core_after,) = emr.list_instances(ClusterId=cluster_id, InstanceGroupTypes=["CORE"])["Instances"]
+    # EMR's account: both Spot instances TERMINATED by EC2, not with the cluster, which went on
+    assert [(task["Status"]["State"], task["Status"]["StateChangeReason"]["Code"]) for task in tasks] == [
+        ("TERMINATED", "INSTANCE_FAILURE")] * 2
+    assert all("EndDateTime" in task["Status"]["Timeline"] for task in tasks)
+    assert core["Status"]["State"] == "RUNNING"
+    assert (groups["TASK"]["RequestedInstanceCount"], groups["TASK"]["RunningInstanceCount"]) == (2, 0)
+    assert core_after["Status"]["StateChangeReason"]["Code"] == "CLUSTER_TERMINATED"
+
+    # YARN's: the first step ran on all three nodes; in the second, the map attempts dealt to the lost
+    # nodes were killed and rerun as attempt 1 on the core node, where every later attempt ran
+    lost_hosts = {task["PrivateDnsName"] for task in tasks}
+    assert not any(run.killed for run in first.tasks)
+    assert {run.host for run in first.tasks if run.kind == "reduce"} == lost_hosts | {core["PrivateDnsName"]}
+    killed = [run for run in second.tasks if run.killed]
+    assert len(killed) == 1 and killed[0].kind == "map" and killed[0].returncode == -100  # map 1 of 2
+    assert killed[0].host in lost_hosts
+    reruns = {run.attempt for run in second.tasks if run.attempt.endswith("_1")}
+    assert reruns == {killed[0].attempt.removesuffix("_0") + "_1"}
+    assert {run.host for run in second.tasks if not run.killed} == {core["PrivateDnsName"]}
+
+    # the answer is exact, and the counters count each record once
+    for output in ("out", "out-2"):
+        counts = Counter()
+        for data in read_parts(s3, output)[1].values():
+            counts.update({key: int(value) for key, value in (line.split(b"\t") for line in data.split(b"\n")
+                                                               if line)})
+        assert counts == expected_counts()
+    counters = parse_hadoop_counters(gunzipped(s3, f"logs/{cluster_id}/steps/{step_ids[1]}/stderr.gz"))
+    assert counters["words: mapped"] == sum(expected_counts().values())
+    assert counters["Map-Reduce Framework: Map input records"] == sum(
+        len(text.splitlines()) for text in TEXTS.values())
+    jobs = {name: amount for name, amount in counters.items() if name.startswith("Job Counters: ")}
+    assert (jobs["Job Counters: Killed map tasks"], jobs["Job Counters: Launched map tasks"]) == (1, 3)
+    assert "Job Counters: Failed map tasks" not in counters
+
+    # the job history records the kill, which is not a failure: mrjob finds no error, every task finished
+    _, lines = job_history(s3, cluster_id, second.application_id)
+    assert killed_attempts(lines) == [killed[0].attempt]
+    assert '"error":"Container released on a *lost* node"' in "".join(lines)
+    assert _parse_yarn_history_log(lines).get("errors", []) == []
+    assert sorted(task.phase for task in parse_job_history(lines)) == ["mapper"] * 2 + ["reducer"] * 3
+    # a killed attempt's container logs were lost with its node; the application master assigned it one
+    containers = f"logs/{cluster_id}/containers/{second.application_id}/"
+    master_log = next(key for key in list_keys(s3, containers) if key.endswith("_000001/syslog.gz"))
+    assigned = gunzipped(s3, master_log)
+    folders = {key.split("/")[-2] for key in list_keys(s3, containers)}
+    for run in killed:
+        container = assigned.split(f" to {run.attempt}")[0].rsplit("Assigned container ", 1)[1]
+        assert container not in folders

@@ -143,3 +143,47 @@ def test_the_node_count_field_links_to_the_plan_before_the_trigger():
     assert f"]({PLAN_PAGE})" in spec["description_md"] and PLAN_PAGE == "movielens/#plan"
     # the markdown is the form's, not part of the value's schema
     assert validate_run_config({"node_count": 3}, 20).node_count == 3
+
+
+def test_spot_task_nodes_default_to_none_and_split_the_node_count():
+    assert validate_run_config({}, max_node_count=20).spot_task_nodes == 0
+    config = validate_run_config({"target": "emr", "node_count": 6, "spot_task_nodes": 4}, max_node_count=20)
+    # node_count keeps meaning every node: 1 master, 1 core, 4 Spot task nodes
+    assert (config.node_count, config.core_node_count, config.spot_task_nodes) == (6, 1, 4)
+
+
+@pytest.mark.parametrize("node_count, spot", [(2, 1), (3, 2), (4, 4)])
+def test_spot_task_nodes_that_leave_no_on_demand_core_node_are_refused(node_count, spot):
+    refusal = (rf"^spot_task_nodes: {spot} of {node_count} nodes on Spot would leave "
+               rf"{max(node_count - 1 - spot, 0)} core nodes: .* at most {node_count - 2} of {node_count} "
+               r"nodes may be Spot task nodes$")
+    with pytest.raises(InvalidParam, match=refusal):
+        validate_run_config({"target": "emr", "node_count": node_count, "spot_task_nodes": spot},
+                            max_node_count=20)
+
+
+def test_spot_task_nodes_are_refused_on_the_local_target():
+    with pytest.raises(InvalidParam, match=r"^spot_task_nodes: 1 Spot task nodes asked, but the local target "
+                                           r"runs on this machine, which has no Spot market"):
+        validate_run_config({"target": "local", "node_count": 4, "spot_task_nodes": 1}, max_node_count=20)
+
+
+def test_the_spot_fields_range_follows_the_node_limit():
+    assert param_schemas(7, "local")["spot_task_nodes"]["maximum"] == 5
+    with pytest.raises(InvalidParam, match=r"^spot_task_nodes: -1 is less than the minimum of 0"):
+        validate_run_config({"target": "emr", "spot_task_nodes": -1}, max_node_count=20)
+
+
+@pytest.mark.parametrize("text, price", [("", None), ("  ", None), ("0.1", 0.1), ("2", 2.0)])
+def test_the_spot_maximum_setting_is_a_price_or_unset(text, price):
+    from movielens_emr.config.settings import settings_from_env
+
+    assert settings_from_env({"MOVIELENS_EMR_SPOT_MAX_PRICE": text}).cluster.spot_max_price_usd == price
+
+
+@pytest.mark.parametrize("text", ["cheap", "0", "-1", "nan", "inf"])
+def test_a_spot_maximum_that_is_not_a_price_is_refused_naming_the_setting(text):
+    from movielens_emr.config.settings import settings_from_env
+
+    with pytest.raises(ValueError, match=rf"^MOVIELENS_EMR_SPOT_MAX_PRICE: '{text}' is not a price in USD"):
+        settings_from_env({"MOVIELENS_EMR_SPOT_MAX_PRICE": text})

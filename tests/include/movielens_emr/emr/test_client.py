@@ -15,7 +15,7 @@ from movielens_emr.emr.client import (
 )
 from movielens_emr.sizing.task_times import one_run_prediction
 
-from tests.support.emr_double import emr_streaming_double, single_node_cluster
+from tests.support.emr_double import emr_streaming_double, single_node_cluster, spot_task_cluster
 
 REGION = "us-east-1"
 BUCKET = "emr-client-test"
@@ -238,3 +238,20 @@ def test_the_providers_waiter_fails_on_a_cluster_that_ended_by_a_fault(aws):
         with pytest.raises(WaiterError, match="terminal failure"):
             client.hook.get_waiter("job_flow_terminated").wait(
                 ClusterId=cluster_id, WaiterConfig={"Delay": 1, "MaxAttempts": 2})
+
+
+def test_the_client_lists_a_clusters_task_instances_and_reads_ec2s_spot_price_history(aws):
+    """On moto: ListInstances of the groups asked for, and EC2's Spot price history through the same
+    connection (moto answers every type and zone with one fixed record, long before any cluster)."""
+    cluster_id = spot_task_cluster(aws, "spot", core_nodes=1, spot_task_nodes=2)
+    client = EmrClient("aws_default")
+    tasks = client.list_instances(cluster_id, ["TASK"])
+    assert [(task["Market"], task["InstanceType"]) for task in tasks] == [("SPOT", "m5.xlarge")] * 2
+    assert len(client.list_instances(cluster_id, ["MASTER", "CORE", "TASK"])) == 4
+    cluster = client.describe_cluster(cluster_id)
+    zone = cluster["Ec2InstanceAttributes"]["Ec2AvailabilityZone"]
+    timeline = cluster["Status"]["Timeline"]
+    records = client.spot_price_history("m5.xlarge", zone, timeline["CreationDateTime"],
+                                        timeline["CreationDateTime"])
+    assert ("m5.xlarge", zone) in {(record["InstanceType"], record["AvailabilityZone"]) for record in records}
+    assert all(record["Timestamp"] < timeline["CreationDateTime"] for record in records)

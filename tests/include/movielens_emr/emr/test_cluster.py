@@ -122,3 +122,27 @@ def test_the_cluster_gets_the_applications_its_engine_needs(engine, applications
                                  engines=("similarity", "als"))
     request = build_job_flow(config, "movielens_similarity", "manual__1", "s3://b/runs/r/logs/", JOB_FILES)
     assert request["Applications"] == [{"Name": name} for name in applications]
+
+
+def test_spot_task_nodes_are_a_task_group_on_spot_of_the_run_and_master_and_core_stay_on_demand():
+    request = job_flow(node_count=5, spot_task_nodes=3, instance_type="r5.xlarge")
+    groups = request["Instances"]["InstanceGroups"]
+    assert [(g["InstanceRole"], g["Market"], g["InstanceType"], g["InstanceCount"]) for g in groups] == [
+        ("MASTER", "ON_DEMAND", "r5.xlarge", 1), ("CORE", "ON_DEMAND", "r5.xlarge", 1),
+        ("TASK", "SPOT", "r5.xlarge", 3)]
+    # the cap is the catalogue's on-demand EC2 price, without the EMR charge (billed whatever the market)
+    [task] = [group for group in groups if group["InstanceRole"] == "TASK"]
+    assert task["BidPrice"] == "0.252" and type(task["InstanceCount"]) is int
+    assert all("BidPrice" not in group for group in groups if group["InstanceRole"] != "TASK")
+
+
+def test_a_configured_spot_maximum_caps_the_bid_instead():
+    settings = ClusterSettings(spot_max_price_usd=0.1)
+    groups = job_flow(settings, node_count=3, spot_task_nodes=1)["Instances"]["InstanceGroups"]
+    [task] = [group for group in groups if group["InstanceRole"] == "TASK"]
+    assert task["BidPrice"] == "0.1"
+
+
+def test_no_spot_task_nodes_no_task_group():
+    groups = job_flow(node_count=3, spot_task_nodes=0)["Instances"]["InstanceGroups"]
+    assert [g["InstanceRole"] for g in groups] == ["MASTER", "CORE"]

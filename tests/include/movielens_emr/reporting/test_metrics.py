@@ -161,3 +161,68 @@ def test_an_als_runs_evaluation_and_spark_task_times_read_as_a_few_rows():
     assert "spark_task_times[ResultTask]" in lines and "40 tasks, 12.5 s in all, the longest 1.2 s" in lines
     assert "unknown: no event log" in metrics_table({"spark_task_times": {"source": None,
                                                                           "missing": "no event log"}})
+
+
+# Spot task nodes -------------------------------------------------------------------------------------
+TIMINGS = {"cluster_seconds": 3600.0, "provisioning_seconds": 300.0, "stage_seconds": [600.0, 1800.0, 600.0]}
+
+
+def spot_config(node_count=5, spot=3):
+    return validate_run_config({"node_count": node_count, "target": "emr", "spot_task_nodes": spot},
+                               max_node_count=20)
+
+
+def test_a_run_without_spot_nodes_is_priced_as_before_and_says_so():
+    metrics = run_metrics(spot_config(4, 0), TIMINGS, 3700.0, {}, 0.24)
+    assert (metrics["node_minutes"], metrics["estimated_cost_usd"]) == (240.0, 0.96)
+    assert (metrics["spot_task_nodes"], metrics["on_demand_nodes"]) == (0, 4)
+    assert "spot_usd_per_node_hour" not in metrics and metrics["killed_task_attempts"] is None
+
+
+def test_spot_node_minutes_are_charged_at_the_spot_price_and_the_rest_at_on_demand():
+    # 2 on-demand nodes for the hour; 3 Spot nodes, one lost after 20 minutes: 2 x 60 + 20 Spot minutes
+    market = {"spot_instances": 3, "spot_node_seconds": 2 * 3600.0 + 1200.0, "availability_zone": "1a",
+              "lost_instances": [{"instance_id": "i-1", "ended": None, "reason": "reclaimed"}],
+              "history_ec2_usd_per_hour": 0.07, "why": "EC2's Spot price history of m5.xlarge in us-east-1a"}
+    times = {"killed_attempts": [0, 4, 0]}
+    metrics = run_metrics(spot_config(), TIMINGS, 3700.0, {}, 0.24, spot_market=market, task_times=times)
+    spot_price = 0.07 + 0.048  # the EC2 Spot price and EMR's charge in full
+    assert metrics["spot_usd_per_node_hour"] == pytest.approx(spot_price)
+    assert (metrics["spot_ec2_usd_per_hour"], metrics["spot_price_source"]) == (0.07, "spot price history")
+    assert metrics["spot_price_description"] == market["why"]
+    assert (metrics["on_demand_node_minutes"], metrics["spot_node_minutes"]) == (120.0, 140.0)
+    assert metrics["node_minutes"] == 260.0
+    assert metrics["estimated_cost_usd"] == pytest.approx(round(2 * 0.24 + 140 / 60 * spot_price, 4))
+    assert (metrics["spot_interruptions"], metrics["killed_task_attempts"]) == (1, 4)
+    assert metrics["price_per_node_hour_usd"] == 0.24  # the on-demand price, as before
+
+
+def test_without_the_spot_price_history_the_assumed_price_is_charged_and_said():
+    market = {"spot_instances": 3, "spot_node_seconds": 3 * 3600.0, "lost_instances": [],
+              "history_ec2_usd_per_hour": None, "why": "DescribeSpotPriceHistory failed: AccessDenied"}
+    metrics = run_metrics(spot_config(), TIMINGS, 3700.0, {}, 0.24, spot_market=market)
+    assumed = (0.24 - 0.048) * 0.4 + 0.048
+    assert metrics["spot_price_source"] == "assumed"
+    assert metrics["spot_usd_per_node_hour"] == pytest.approx(assumed)
+    assert "AccessDenied" in metrics["spot_price_description"]
+    assert metrics["estimated_cost_usd"] == pytest.approx(round(2 * 0.24 + 3 * assumed, 4))
+    assert metrics["spot_interruptions"] == 0
+
+
+def test_unknown_spot_instances_are_billed_for_the_clusters_span_and_say_why():
+    market = {"spot_instances": None, "why": "ListInstances failed: AccessDeniedException"}
+    metrics = run_metrics(spot_config(), TIMINGS, 3700.0, {}, 0.24, spot_market=market)
+    assert metrics["spot_node_minutes"] == 180.0
+    assert metrics["spot_node_minutes_from"] == (
+        "the cluster's span x 3 Spot task nodes (ListInstances failed: AccessDeniedException)")
+    assert metrics["spot_interruptions"] is None and metrics["spot_price_source"] == "assumed"
+
+
+def test_the_metrics_table_shows_the_spot_figures_on_emr_only():
+    market = {"spot_instances": 3, "spot_node_seconds": 3 * 3600.0, "lost_instances": [],
+              "history_ec2_usd_per_hour": 0.07, "why": "history"}
+    metrics = {"target": "emr", **run_metrics(spot_config(), TIMINGS, 3700.0, {}, 0.24, spot_market=market)}
+    table = metrics_table(metrics)
+    assert "spot_price_source" in table
+    assert any(line.split()[:2] == ["spot_interruptions", "0"] for line in table.splitlines())
+    assert "spot_" not in metrics_table({**metrics, "target": "local"})

@@ -1,8 +1,21 @@
+import datetime
+
 import pytest
 
 from movielens_emr.airflow import similarity_tasks as tasks
+from movielens_emr.config.instances import instance_type
 from movielens_emr.config.params import validate_run_config
-from movielens_emr.sizing.prices import BadPriceVariable, overrides_from_variable, price_in_force
+from movielens_emr.sizing.prices import (
+    ASSUMED_SPOT,
+    SPOT_HISTORY,
+    BadPriceVariable,
+    on_demand_ec2_usd_per_hour,
+    overrides_from_variable,
+    price_in_force,
+    spot_bid_price,
+    spot_price_charged,
+    time_weighted_price,
+)
 
 
 def test_the_variable_overrides_the_built_in_table_per_instance_type():
@@ -52,3 +65,53 @@ def test_runs_are_priced_from_the_variable_and_a_malformed_one_fails_validation(
     monkeypatch.setattr(tasks, "max_node_count", lambda: 20)
     with pytest.raises(BadPriceVariable, match="m5.xlarge's price 'cheap'"):
         tasks.validate_config({"target": "emr"})
+
+
+# Spot task nodes -------------------------------------------------------------------------------------
+T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+def at(seconds):
+    return T0 + datetime.timedelta(seconds=seconds)
+
+
+def test_a_spot_price_counts_from_its_change_until_the_next_one():
+    # 0.10 in force at the start (changed before it), 0.20 from 600 s, 0.05 from 900 s, to the end at 1200 s
+    history = [(at(-3600), 0.10), (at(600), 0.20), (at(900), 0.05), (at(5000), 9.99)]
+    expected = (0.10 * 600 + 0.20 * 300 + 0.05 * 300) / 1200
+    assert time_weighted_price(history, at(0), at(1200)) == pytest.approx(expected)
+    assert time_weighted_price(list(reversed(history)), at(0), at(1200)) == pytest.approx(expected)
+
+
+def test_no_spot_price_in_force_at_the_start_is_no_price():
+    assert time_weighted_price([(at(10), 0.1)], at(0), at(100)) is None
+    assert time_weighted_price([], at(0), at(100)) is None
+    assert time_weighted_price([(at(-1), 0.07)], at(0), at(0)) == 0.07  # a zero-length span
+
+
+def test_a_spot_node_pays_the_historys_ec2_price_and_emrs_charge_in_full():
+    m5 = instance_type("m5.xlarge")
+    price = spot_price_charged(m5, 0.24, history_ec2_usd=0.07, why="EC2's Spot price history")
+    assert (price.source, price.ec2_usd_per_hour) == (SPOT_HISTORY, 0.07)
+    assert price.usd_per_node_hour == pytest.approx(0.07 + m5.emr_usd_per_hour)
+    assert price.why == "EC2's Spot price history"
+
+
+@pytest.mark.parametrize("on_demand", [0.24, 0.5, None])
+def test_without_the_history_the_spot_price_is_the_assumed_fraction_of_the_on_demand_ec2_price(on_demand):
+    m5 = instance_type("m5.xlarge")
+    price = spot_price_charged(m5, on_demand, why="DescribeSpotPriceHistory failed: AccessDenied")
+    in_force = m5.usd_per_hour if on_demand is None else on_demand
+    assert price.source == ASSUMED_SPOT
+    assert price.ec2_usd_per_hour == pytest.approx((in_force - m5.emr_usd_per_hour) * m5.spot_price_fraction)
+    assert price.usd_per_node_hour == pytest.approx(price.ec2_usd_per_hour + m5.emr_usd_per_hour)
+    assert price.why.startswith("assumed: 40% of the on-demand EC2 price") and "AccessDenied" in price.why
+    if on_demand in (None, m5.usd_per_hour):  # at the catalogue's price: the catalogue's own Spot figure
+        assert price.usd_per_node_hour == pytest.approx(m5.spot_usd_per_hour)
+
+
+def test_the_spot_bid_is_the_on_demand_ec2_price_unless_a_maximum_is_set():
+    m7g = instance_type("m7g.xlarge")
+    assert on_demand_ec2_usd_per_hour(m7g) == pytest.approx(0.1632)
+    assert spot_bid_price(m7g) == "0.1632"
+    assert spot_bid_price(m7g, 0.05) == "0.05"

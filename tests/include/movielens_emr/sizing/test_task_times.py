@@ -9,6 +9,7 @@ from movielens_emr.sizing.task_times import (
     LOCAL_SOURCE,
     TaskTime,
     history_file_keys,
+    killed_attempts,
     local_record_path,
     one_run_prediction,
     parse_job_history,
@@ -235,3 +236,21 @@ def test_the_metrics_table_summarises_the_task_times_and_the_prediction():
         "task_times          unknown: no job history of stages 1, 2", "task_times[1]       unknown",
         "task_times[2]       unknown",
         "one_run_prediction  none: the task times of stages [1, 2] are unknown"]
+
+
+def test_the_attempts_the_history_records_as_killed_are_counted_apart():
+    lines = ["Avro-Json", *(json.dumps(record) for record in [
+        {"type": "MAP_ATTEMPT_STARTED", "event": {"x.TaskAttemptStarted": {
+            "taskid": "task_1_0001_m_000000", "attemptId": "attempt_1_0001_m_000000_0", "startTime": 1}}},
+        {"type": "MAP_ATTEMPT_KILLED", "event": {"x.TaskAttemptUnsuccessfulCompletion": {
+            "taskid": "task_1_0001_m_000000", "attemptId": "attempt_1_0001_m_000000_0", "status": "KILLED",
+            "error": "Container released on a *lost* node"}}},
+        {"type": "MAP_ATTEMPT_FAILED", "event": {"x.TaskAttemptUnsuccessfulCompletion": {
+            "taskid": "task_1_0001_m_000001", "attemptId": "attempt_1_0001_m_000001_0", "status": "FAILED"}}},
+        {"type": "REDUCE_ATTEMPT_KILLED", "event": {"x.TaskAttemptUnsuccessfulCompletion": {
+            "taskid": "task_1_0001_r_000000", "attemptId": "attempt_1_0001_r_000000_0", "status": "KILLED"}}},
+    ])]
+    assert killed_attempts(lines) == ["attempt_1_0001_m_000000_0", "attempt_1_0001_r_000000_0"]
+    record = task_times_record(HISTORY_SOURCE, [[], []], killed=[2, None])
+    assert record["killed_attempts"] == [2, None]
+    assert "killed_attempts" not in task_times_record(LOCAL_SOURCE, [[]])
