@@ -142,6 +142,9 @@ def plan_json(dataset: Annotated[str, Query(pattern=planning.DATASET_PATTERN)],
               budget_usd: Budget = None):
     """The sizing advisor's plan (movielens_emr.sizing.advise.plan_run), priced as the pipeline prices its
     runs (`price` says at what and from where), for the deployment's own target unless `target` names one;
+    on a cluster target also `across_types`, the plan across the instance catalogue's types with Spot task
+    nodes (its Pareto front, each type's best and the recommendation with its reason, or `unavailable`: why
+    not), and `single_machine`, this machine's time for the same input beside the cluster's;
     422 naming why when it has no answer (a field not as asked, too little history and which runs would
     let it answer, no node count meeting the goal), 503 when the price Variable cannot be read."""
     form = planning.PlanForm(dataset, target, instance_type, deadline_minutes, budget_usd)

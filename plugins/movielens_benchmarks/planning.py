@@ -1,8 +1,10 @@
-"""The page's "Plan a run": the form's fields as the advisor takes them, its plan at the pipeline's prices,
-and which runs would let it answer when the history cannot."""
+"""The page's "Plan a run": the form's fields as the advisor takes them, its plan at the pipeline's prices for
+the chosen instance type and across the instance catalogue's types (with Spot task nodes), this machine's time
+beside them, and which runs would let it answer when the history cannot."""
 import re
 from dataclasses import dataclass
 
+from movielens_emr.config.instances import catalogue
 from movielens_emr.config.params import (
     DEFAULT_INSTANCE_TYPE,
     INSTANCE_TYPE_PATTERN,
@@ -10,16 +12,18 @@ from movielens_emr.config.params import (
     MAX_DEADLINE_MINUTES,
     TARGETS,
 )
-from movielens_emr.config.targets import target_named
+from movielens_emr.config.targets import LOCAL, target_named
 from movielens_emr.data.datasets import CATALOGUE
 from movielens_emr.sizing.advise import plan_run
+from movielens_emr.sizing.instance_plan import plan_instance_types
 from movielens_emr.sizing.model import MIN_RUNS, NotEnoughHistory
 from movielens_emr.sizing.prices import configured_overrides, price_in_force
 
 from . import sources
 
 PLAN_MAX_NODES = 20
-# A plan is fitted to every successful run of its target: this many history rows at most.
+# A plan is fitted to every successful run of its target (and sets this machine's beside a cluster's): this
+# many history rows at most of each.
 PLAN_HISTORY_ROWS = 10_000
 # The number fields: what each holds, and its largest value (the trigger form's bounds).
 NUMBER_FIELDS = {"deadline_minutes": ("a number of minutes", MAX_DEADLINE_MINUTES),
@@ -120,19 +124,45 @@ def _number(name, value):
 
 def plan_for(request):
     """The advisor's plan (movielens_emr.sizing.advise.plan_run) with the `price` it used, as the pipeline
-    prices its runs. HistoryCannotAnswer when the history is too short; the advisor's other ValueErrors
-    (no node count meets the goal) and BadPriceVariable as they come."""
+    prices its runs, and `across_types` (across_types). HistoryCannotAnswer when the history is too short
+    for the chosen type; the advisor's other ValueErrors (no node count meets the goal) and
+    BadPriceVariable as they come."""
     target = target_named(request.target)
     # The pipeline's rule: the Variable movielens_hourly_prices, else the built-in table; none if unpriced.
     overrides = configured_overrides() if target.priced else {}
     price = price_in_force(request.instance_type, overrides, request.target)
-    rows = sources.history(target=request.target, outcome="success", limit=PLAN_HISTORY_ROWS)
+    rows = planning_history(request.target)
     try:
         plan = plan_run(rows, request.dataset, request.target, request.instance_type, price.usd_per_node_hour,
                         1.0, range(1, PLAN_MAX_NODES + 1), request.deadline_minutes, request.budget_usd)
     except NotEnoughHistory as error:
         raise HistoryCannotAnswer(str(error), runs_needed(request)) from error
-    return {**plan, "price": price.as_dict()}
+    return {**plan, "price": price.as_dict(), "across_types": across_types(rows, request, overrides)}
+
+
+def planning_history(target):
+    """The target's successful runs and, for a cluster, this machine's too: the plan sets a single machine's
+    time for the same input beside the cluster's (the COST line), which only local runs give."""
+    rows = sources.history(target=target, outcome="success", limit=PLAN_HISTORY_ROWS)
+    if target_named(target).cluster:
+        rows += sources.history(target=LOCAL.name, outcome="success", limit=PLAN_HISTORY_ROWS)
+    return rows
+
+
+def across_types(rows, request, overrides):
+    """The plan across the instance catalogue's types, on-demand and with Spot task nodes, for a cluster
+    target (movielens_emr.sizing.instance_plan.plan_instance_types), at the prices of `overrides` over the
+    built-in table; {"unavailable": why} when the history cannot answer it or no option meets the goal;
+    None for a target of one machine, where there is no type to choose."""
+    if not target_named(request.target).cluster:
+        return None
+    try:
+        return plan_instance_types(
+            rows, request.dataset, request.target, list(catalogue()),
+            lambda name: price_in_force(name, overrides, request.target).usd_per_node_hour, 1.0,
+            range(1, PLAN_MAX_NODES + 1), request.deadline_minutes, request.budget_usd)
+    except ValueError as error:  # too little history on every type, or no option meets the goal
+        return {"unavailable": str(error)}
 
 
 def runs_needed(request):

@@ -15,6 +15,7 @@ from movielens_emr.config.settings import settings_from_env
 from movielens_emr.data.datasets import CATALOGUE
 from movielens_emr.engine.similarity.results import id_order
 from movielens_emr.reporting import benchmark_report
+from movielens_emr.sizing.single_machine import duration
 
 from . import failures, planning, runs, sources
 from .sources import PLOT_NAME, NoResults, UnreadableFile, is_record, is_scalar
@@ -61,6 +62,7 @@ def _size(size):
 templates = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
 templates.filters.update(number=lambda value, digits=1: _format(value, f",.{digits}f"), size=_size,
                          figure=lambda value: _format(value, ",.6g"),
+                         duration=lambda seconds: "–" if seconds is None else duration(seconds),
                          when=lambda value: value.strftime("%Y-%m-%d %H:%M UTC") if value else "–")
 templates.globals["REASON_CHARACTERS"] = REASON_CHARACTERS
 templates.tests["numeric"] = lambda value: _is_number(value) or (

@@ -69,6 +69,17 @@ def add_sized_runs(root, target="emr"):
                                    "cluster_seconds": 400.0 + 120 + 2e-7 * work / nodes + 4 * nodes})
 
 
+def add_typed_runs(root):
+    """One sample run on 4 nodes each of c5.2xlarge and r5.xlarge on EMR, 0.6 and 0.9 times add_sized_runs'
+    time for the same work: enough to plan them against m5.xlarge by a speed factor."""
+    for instance_type, speed in (("c5.2xlarge", 0.6), ("r5.xlarge", 0.9)):
+        work = 4e9 * 0.5
+        add_run(root, f"typed-{instance_type}", 10, target="emr", node_count=4, sample_fraction=0.5,
+                instance_type=instance_type,
+                extra_metrics={"pair_work": work, "provisioning_seconds": 400.0,
+                               "cluster_seconds": 400.0 + speed * (120 + 2e-7 * work / 4 + 4 * 4)})
+
+
 def member(index, node_count, wall, stages, state="success", error=None):
     """A member run record of the benchmark DAG, as benchmark_tasks.report_benchmark receives it."""
     cluster = wall - 90

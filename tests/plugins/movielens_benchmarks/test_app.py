@@ -16,6 +16,7 @@ from tests.plugins.movielens_benchmarks.stored import (
     add_reports,
     add_runs,
     add_sized_runs,
+    add_typed_runs,
     history_run_ids,
     neighbours_json,
     write,
@@ -313,6 +314,24 @@ def test_plan_json_recommends_a_node_count_for_a_deadline(client, storage_root):
     assert plan["model"]["runs"] == 6
     assert plan["recommendation"]["cluster_seconds"] <= 1200
     assert len(plan["predictions"]) == planning.PLAN_MAX_NODES
+
+
+def test_plan_json_plans_across_types_with_spot_and_this_machine(client, storage_root):
+    add_sized_runs(storage_root, "emr")
+    add_sized_runs(storage_root, "local")
+    add_typed_runs(storage_root)
+    query = {"dataset": "ml-1m", "target": "emr", "deadline_minutes": 20}
+    plan = client.get("/api/plan", params=query).json()
+    across = plan["across_types"]
+    assert set(across["types"]) == {"m5.xlarge", "c5.2xlarge", "r5.xlarge"}
+    assert "spot" in {option["market"] for option in across["pareto"]}
+    assert {option["spot_task_nodes"] for option in across["options"] if option["market"] == "spot"} == set(
+        range(1, planning.PLAN_MAX_NODES - 1))
+    assert across["recommendation"]["reason"].startswith(f"{across['recommendation']['node_count']} x ")
+    assert plan["single_machine"]["run_id"] == "sized-local-8-1.0"
+    page_query = {"plan_dataset": "ml-1m", "plan_target": "emr", "deadline_minutes": 20}
+    html = client.get("/", params=page_query).text
+    assert "Recommended across types: " in html and '<table class="plan pareto">' in html
 
 
 def test_plan_json_says_why_it_has_no_answer_and_which_runs_would_let_it(client, storage_root):

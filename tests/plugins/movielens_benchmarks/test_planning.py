@@ -3,6 +3,7 @@ import re
 
 import pytest
 
+from movielens_emr.config.instances import catalogue
 from movielens_emr.config.params import TARGETS
 from plugins.movielens_benchmarks import planning
 from plugins.movielens_benchmarks.planning import (
@@ -13,7 +14,7 @@ from plugins.movielens_benchmarks.planning import (
     plan_request,
 )
 
-from tests.plugins.movielens_benchmarks.stored import add_sized_runs
+from tests.plugins.movielens_benchmarks.stored import add_sized_runs, add_typed_runs
 
 
 @pytest.mark.parametrize("blank", [None, "", "  "])
@@ -95,3 +96,49 @@ def test_plan_for_fits_the_targets_runs_at_its_price(storage_root, monkeypatch):
     plan = planning.plan_for(PlanRequest("ml-1m", "local", deadline_minutes=20))
     assert plan["model"]["runs"] == 6 and plan["price"]["source"] == "local"
     assert plan["recommendation"]["cluster_seconds"] <= 20 * 60
+
+
+@pytest.fixture
+def history_here(storage_root, monkeypatch):
+    """The history database in the storage root, as on a deployment without a history connection."""
+    monkeypatch.delenv("AIRFLOW_CONN_MOVIELENS_HISTORY", raising=False)
+    return storage_root
+
+
+def test_plan_for_sets_this_machines_runs_beside_a_cluster_plan(history_here):
+    add_sized_runs(history_here, "emr")
+    add_sized_runs(history_here, "local")
+    plan = planning.plan_for(PlanRequest("ml-1m", "emr", deadline_minutes=20))
+    # The fastest local run of the whole input: 8 parallel tasks.
+    assert (plan["single_machine"]["run_id"], plan["single_machine"]["source"]) == ("sized-local-8-1.0",
+                                                                                    "measured")
+    assert plan["model"]["runs"] == 6  # the local runs reach the single-machine line, not the EMR model
+    assert plan["across_types"]["single_machine"]["run_id"] == "sized-local-8-1.0"
+
+
+def test_plan_for_plans_across_the_catalogues_types_with_spot_task_nodes(history_here):
+    add_sized_runs(history_here, "emr")
+    add_typed_runs(history_here)
+    across = planning.plan_for(PlanRequest("ml-1m", "emr", deadline_minutes=20))["across_types"]
+    planned = {"m5.xlarge", "c5.2xlarge", "r5.xlarge"}
+    assert set(across["types"]) == planned and set(across["unplanned"]) == set(catalogue()) - planned
+    assert {option["market"] for option in across["pareto"]} >= {"spot"}
+    chosen = across["recommendation"]
+    meeting = [option["cost_usd"] for option in across["options"] if option["cluster_seconds"] <= 1200]
+    assert chosen["cost_usd"] == min(meeting) and "the cheapest within 20 min" in chosen["reason"]
+    assert across["single_machine"] is None  # no local run in this history
+
+
+def test_a_plan_for_one_machine_has_no_types_to_choose(history_here):
+    add_sized_runs(history_here, "local")
+    assert planning.plan_for(PlanRequest("ml-1m", "local"))["across_types"] is None
+
+
+def test_across_types_says_why_it_has_no_answer(history_here):
+    add_sized_runs(history_here, "emr")
+    rows = planning.planning_history("emr")
+    answer = planning.across_types(rows, PlanRequest("ml-1m", "emr", deadline_minutes=1), {})
+    assert re.match(r"no instance type and node count fits: the fastest, \d+ x m5\.xlarge on-demand, takes ",
+                    answer["unavailable"])
+    answer = planning.across_types(rows, PlanRequest("ml-25m", "emr"), {})
+    assert answer["unavailable"].startswith("no successful run of ml-25m with a pair work count")

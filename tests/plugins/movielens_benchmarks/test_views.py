@@ -3,6 +3,7 @@ import datetime
 import json
 
 import pytest
+from markupsafe import escape
 from sqlalchemy.exc import OperationalError
 
 from plugins.movielens_benchmarks import views
@@ -10,7 +11,7 @@ from plugins.movielens_benchmarks.planning import PlanForm
 from plugins.movielens_benchmarks.sources import UnreadableFile
 from plugins.movielens_benchmarks.views import find_similar, report_html, summary_blocks
 
-from tests.plugins.movielens_benchmarks.stored import neighbours_json
+from tests.plugins.movielens_benchmarks.stored import add_sized_runs, add_typed_runs, neighbours_json
 
 
 def test_find_similar_ranks_whole_titles_then_prefixes():
@@ -99,3 +100,25 @@ def test_the_plan_section_names_a_field_to_correct():
     section = views.plan_section(PlanForm(dataset="ml-1m", budget_usd="cheap"), "local")
     assert section == {"invalid": "budget_usd must be a number of US dollars, more than 0 and at most "
                                   "100,000; got 'cheap'"}
+
+
+def test_the_plan_section_shows_the_front_across_types_the_choice_and_this_machine(storage_root, monkeypatch):
+    monkeypatch.delenv("AIRFLOW_CONN_MOVIELENS_HISTORY", raising=False)
+    add_sized_runs(storage_root, "emr")
+    add_sized_runs(storage_root, "local")
+    add_typed_runs(storage_root)
+    form = PlanForm("ml-1m", "emr", deadline_minutes="20")
+    data = views.plan_section(form, "local")
+    html = views.section("plan", {"datasets": ["ml-1m"], "targets": ["emr", "local"],
+                                  "plan_form": form.shown("local")}, lambda: data)
+    across = data["plan"]["across_types"]
+    chosen = across["recommendation"]
+    assert (f"Recommended across types: {chosen['node_count']} × {chosen['instance_type']}" in html
+            and f"Why: {escape(chosen['reason'])}." in html)
+    pareto = html.split('<table class="plan pareto">')[1].split("</table>")[0]
+    assert pareto.count("<tr class=") == len(across["pareto"]) and '<tr class="spot' in pareto
+    assert "If Spot lost" in pareto and "<strong>assumed</strong> Spot price" in html
+    assert '<table class="plan best-by-type">' in html
+    assert ("Against a single machine: a single machine (this one, 8 parallel tasks) takes 10.9 min, "
+            "measured by run sized-local-8-1.0") in html
+    assert "Against a single machine, across types: " in html
