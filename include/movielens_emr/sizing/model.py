@@ -93,7 +93,10 @@ class TimeModel:
             **self.coefficient_dict()) + f", provisioning {self.provisioning_seconds:.0f} s apart")
 
     def error_basis(self, dataset):
-        """(held-out errors, what they are) that bound a prediction of `dataset`."""
+        """(held-out errors, what they are) that bound a prediction of `dataset`: none for a dataset the model
+        was not fitted on (its error there is unmeasured), else its leave-one-out errors."""
+        if dataset and self.datasets and dataset not in self.datasets:
+            return (), "held-out error across datasets"
         return self.loo_errors, "leave-one-out error"
 
     @property
@@ -258,8 +261,8 @@ class StagedTimeModel:
 def fit_stage_model(observations, target=LOCAL.name, stage_sizes=STAGE_SIZES, min_runs=MIN_RUNS):
     """The per-stage model of the observations that recorded their stages and sizes, with its held-out
     errors: each run predicted by the model fitted without it, and (with two datasets or more) each
-    dataset's runs predicted by the model fitted on the other datasets' runs, their output pairs and
-    ratings not given but estimated, as for a dataset never run. Raises NotEnoughHistory as fit_time_model."""
+    dataset's runs predicted by the model fitted on the other datasets' runs, their output pairs not given
+    but estimated, as for a dataset never run. Raises NotEnoughHistory as fit_time_model."""
     observations = [o for o in observations if has_stage_figures(o, stage_sizes) and o.work_seconds > 0]
     machines = {task_machines(o.node_count, target) for o in observations}
     if len(observations) < min_runs or len(machines) < 2:
