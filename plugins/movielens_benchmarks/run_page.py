@@ -4,19 +4,22 @@ import logging
 from urllib.parse import quote
 
 from movielens_emr.config.params import DEFAULT_ENGINE
-from movielens_emr.config.targets import target_named
+from movielens_emr.config.targets import LOCAL, target_named
 from movielens_emr.engine.registry import UnknownEngine, engine_named
 from movielens_emr.engine.similarity.results import id_order
 from movielens_emr.reporting.metrics import CLUSTER_FIELDS, FAILURE_KEY, SUMMARISED
 from movielens_emr.reporting.plots import new_figure, png_bytes
+from movielens_emr.sizing.single_machine import baseline_phrase, duration, single_machine
 
-from . import failures, runs, views
+from . import failures, runs, sources, views
 from .sources import is_scalar
 
 log = logging.getLogger(__name__)
 FIRST_MOVIES = 10
 SETTINGS = ("dataset", "target", "node_count", "engine", "metric", "sample_fraction")
 BAR_COLOUR = "#017cee"
+# This machine's runs read for the single-machine line: far more than one deployment's history holds.
+LOCAL_HISTORY_ROWS = 10_000
 
 
 # --- what the page shows -----------------------------------------------------------------------------------
@@ -58,9 +61,12 @@ def page(storage, run_id, title, read_logs):
     record = run_record(storage, run_id, read_logs)
     metrics = record["metrics"] or {}
     neighbours = attempt(record, "top_neighbours.json", lambda: neighbours_view(storage, record, title))
+    baseline = attempt(record, "this machine's time for the same input",
+                       lambda: against_this_machine(metrics, sources.history))
     html = views.templates.get_template("run.html").render(
         run=record, dag_id=views.sources.DAG_ID, settings=run_settings(record), rows=metric_rows(metrics),
-        stages=stage_times(metrics), neighbours=neighbours, title=title, quoted=quote(run_id, safe=""),
+        stages=stage_times(metrics), neighbours=neighbours, single_machine=baseline, title=title,
+        quoted=quote(run_id, safe=""),
         default_engine=DEFAULT_ENGINE, storage_root=storage.uri(""), runs_uri=storage.uri("runs"),
         folder_uri=storage.uri(record["folder"]) if record["folder"] else None)
     return html, 200 if is_known(record) else 404
@@ -104,6 +110,31 @@ def metric_rows(metrics):
         else:
             rows.append((name, value))
     return rows
+
+
+def against_this_machine(metrics, history):
+    """For a successful cluster run, this machine's time for the same dataset, sample fraction and engine (the
+    COST baseline: sizing.single_machine, measured by a local run or predicted by the local model) beside the
+    run's cluster time: {"baseline", "text"}, a sentence saying which is faster and by how much, or why
+    there is no baseline; None for a run on this machine, a failed run, or one without its cluster time."""
+    cluster_seconds = metrics.get("cluster_seconds")
+    if (not metrics or runs.records_failure(metrics) or not _on_a_cluster(metrics)
+            or not _is_seconds(cluster_seconds) or not cluster_seconds):
+        return None
+    dataset, fraction = metrics.get("dataset"), metrics.get("sample_fraction") or 1.0
+    rows = history(target=LOCAL.name, outcome="success", limit=LOCAL_HISTORY_ROWS)
+    baseline = single_machine(rows, dataset, fraction, metrics.get("engine") or DEFAULT_ENGINE)
+    if baseline is None:
+        return {"baseline": None,
+                "text": f"No single machine's time for {dataset} at sample fraction {fraction:g} to compare "
+                        "with: the history has no successful local run of it, nor enough local runs for the "
+                        "local time model. A local run of the same input gives one."}
+    ratio = cluster_seconds / baseline["seconds"]
+    verdict = (f"the single machine is {ratio:.1f}x faster than this cluster" if ratio > 1
+               else f"this cluster is {1 / ratio:.1f}x faster than the single machine")
+    return {"baseline": baseline,
+            "text": f"Against a single machine: {baseline_phrase(baseline)}; this cluster took "
+                    f"{duration(cluster_seconds)} from its creation to its end: {verdict}."}
 
 
 def _on_a_cluster(metrics):

@@ -1,5 +1,6 @@
 """The run page and its files through the web app: what a run's extra link opens, and the history's links."""
 import re
+from html import unescape
 from pathlib import Path
 from urllib.parse import quote
 
@@ -309,3 +310,57 @@ def test_an_emr_runs_page_and_downloads_from_s3(client, airflow, monkeypatch, tm
         assert download.text == SIMILARITIES_CSV
         assert download.headers["content-disposition"] == 'attachment; filename="similarities.csv"'
         assert client.get(f"{PAGE}/results/..%2Fmetrics.json").status_code == 404
+
+
+def emr_run_metrics(cluster_seconds):
+    """metrics.json of a successful EMR run of ml-1m on 4 nodes."""
+    return {**LOCAL_METRICS, "target": "emr", "dataset": "ml-1m", "node_count": 4, "cluster_id": "j-1",
+            "cluster_seconds": cluster_seconds, "provisioning_seconds": 400.0}
+
+
+def single_machine_line(html):
+    found = re.search(r'<p class="single-machine">([^<]*)</p>', html)
+    return found and unescape(found.group(1))
+
+
+def test_a_cluster_runs_page_sets_a_single_machines_measured_time_beside_its_own(client, storage_root,
+                                                                                 airflow):
+    add_run_folder(storage_root, RUN_ID, emr_run_metrics(1800.0))
+    airflow.add(RUN_ID)
+    for run_id, seconds in (("local-slow", 95.0), ("local-fast", 60.0)):
+        add_run(storage_root, run_id, 5, target="local", dataset="ml-1m", node_count=2,
+                extra_metrics={"cluster_seconds": seconds})
+    add_run(storage_root, "local-other-dataset", 5, target="local", dataset="ml-100k", node_count=2,
+            extra_metrics={"cluster_seconds": 5.0})
+    line = single_machine_line(client.get(PAGE).text)
+    assert line == ("Against a single machine: a single machine (this one, 2 parallel tasks) takes 60 s, "
+                    "measured by run local-fast; this cluster took 30.0 min from its creation to its end: "
+                    "the single machine is 30.0x faster than this cluster.")
+
+
+def test_a_cluster_faster_than_the_single_machine_says_so(client, storage_root, airflow):
+    add_run_folder(storage_root, RUN_ID, emr_run_metrics(600.0))
+    airflow.add(RUN_ID)
+    add_run(storage_root, "local-ml-1m", 5, target="local", dataset="ml-1m", node_count=2,
+            extra_metrics={"cluster_seconds": 1500.0})
+    assert single_machine_line(client.get(PAGE).text).endswith(
+        "this cluster took 10.0 min from its creation to its end: this cluster is 2.5x faster than the "
+        "single machine.")
+
+
+def test_a_cluster_runs_page_without_a_single_machines_time_says_what_would_give_one(client, storage_root,
+                                                                                     airflow):
+    add_run_folder(storage_root, RUN_ID, emr_run_metrics(1800.0))
+    airflow.add(RUN_ID)
+    add_run(storage_root, "local-other-sample", 5, target="local", dataset="ml-1m", node_count=2,
+            sample_fraction=0.5, extra_metrics={"cluster_seconds": 40.0})
+    assert single_machine_line(client.get(PAGE).text).startswith(
+        "No single machine's time for ml-1m at sample fraction 1 to compare with")
+
+
+def test_a_local_runs_page_has_no_single_machine_line(client, storage_root, airflow):
+    add_local_run(storage_root, RUN_ID)
+    airflow.add(RUN_ID)
+    add_run(storage_root, "local-ml-100k", 5, target="local", dataset="ml-100k", node_count=2,
+            extra_metrics={"cluster_seconds": 5.0})
+    assert single_machine_line(client.get(PAGE).text) is None
