@@ -294,7 +294,9 @@ def best_by_type(options, goal):
 
 def summary(option):
     """"5 x c5.2xlarge on-demand: 9.4 min, $0.83"."""
-    cost = "unpriced" if option.prediction.cost_usd is None else f"${option.prediction.cost_usd:.2f}"
+    # Rounded as as_dict rounds it first, so that the reason and the tables print the same cents.
+    usd = option.prediction.cost_usd
+    cost = "unpriced" if usd is None else f"${round(usd, 4):.2f}"
     return f"{option.label}: {duration(option.seconds)}, {cost}"
 
 
