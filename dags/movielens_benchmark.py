@@ -1,19 +1,22 @@
 """
-### MovieLens benchmark: movielens_similarity over a sweep of node counts
+### MovieLens benchmark: movielens_similarity over a sweep of node counts, with either engine
 
-Runs `movielens_similarity` once per node count, sample fraction and repetition (one at a time
-unless `parallel`), waits for every member run, then writes `report.md`, `summary.json` and PNG
-plots under `benchmarks/<run_id>/` of the storage root: median wall, cluster, provisioning,
+Runs `movielens_similarity` with one `engine` (`similarity`, the MapReduce job, or `als`, ALS on
+Spark) once per node count, sample fraction and repetition (one at a time unless `parallel`), waits
+for every member run, then writes `report.md`, `summary.json` and PNG plots under
+`benchmarks/<run_id>/` of the storage root, each naming the engine: median wall, cluster, provisioning,
 per-stage and overhead seconds per configuration; speedup and parallel efficiency against the
 smallest node count; node-minutes and cost; Amdahl's law fitted to the stage times (parallel
 fraction relative to the smallest node count, as the study did, and absolute); how cluster time
-grows with the input. A failed member run is reported as failed, never averaged in, and fails
-the benchmark run once the report is written.
+grows with the input; for an engine whose runs score their recommendations (`als`), the median
+P@10, R@10, NDCG@10, MAP@10 and coverage per recommender. A failed member run is reported as
+failed, never averaged in, and fails the benchmark run once the report is written.
 
 Member runs (`member_runs`): **trigger** (default) triggers them with `TriggerDagRunOperator`
 and needs a scheduler; **cli** runs each with `airflow dags test movielens_similarity`, for
 `airflow dags test movielens_benchmark` (which runs no triggered run), e.g. on this machine:
-`{"target": "local", "dataset": "ml-latest-small", "node_counts": [1, 2], "member_runs": "cli"}`.
+`{"target": "local", "dataset": "ml-latest-small", "node_counts": [1, 2], "member_runs": "cli"}`
+(add `"engine": "als"` for the als engine; each of its member runs takes about a minute here).
 
 Scheduled weekly; set `MOVIELENS_BENCHMARK_SCHEDULE` to a cron expression or preset, or `none`.
 """
@@ -26,6 +29,7 @@ from airflow.sdk import Param, TriggerRule, dag, task
 from movielens_emr.airflow import benchmark_tasks
 from movielens_emr.airflow.similarity_tasks import max_node_count
 from movielens_emr.config.settings import settings_from_env
+from movielens_emr.engine.registry import engine_names
 from movielens_emr.reporting.benchmark import (
     SIMILARITY_DAG_ID,
     benchmark_param_schemas,
@@ -51,7 +55,7 @@ MEMBER_RUN = {"trigger_dag_id": SIMILARITY_DAG_ID, "wait_for_completion": True, 
     default_args={"owner": "data-engineering", "retries": SETTINGS.task_retries,
                   "retry_delay": datetime.timedelta(minutes=1)},
     params={name: Param(**spec) for name, spec in
-            benchmark_param_schemas(max_node_count(), SETTINGS.default_target).items()},
+            benchmark_param_schemas(max_node_count(), SETTINGS.default_target, engine_names()).items()},
 )
 def movielens_benchmark():
     config = task(task_id="validate_benchmark", retries=0)(benchmark_tasks.validate_benchmark)()

@@ -81,13 +81,23 @@ def test_every_param_has_a_title_a_description_and_the_issue_s_default(dag):
     for name, param in dag.params.items():
         assert param.schema.get("title") and param.description, name
     defaults = {name: dag.params[name] for name in dag.params}
-    assert defaults == {"node_counts": [4, 8], "dataset": "ml-1m", "target": "local", "repetitions": 1,
-                        "sample_fractions": [1.0], "parallel": False, "member_runs": "trigger"}
+    assert defaults == {"node_counts": [4, 8], "engine": "similarity", "dataset": "ml-1m", "target": "local",
+                        "instance_type": "m5.xlarge", "repetitions": 1, "sample_fractions": [1.0],
+                        "parallel": False, "member_runs": "trigger"}
+
+
+def test_the_engine_field_offers_every_registered_engine(dag):
+    from movielens_emr.engine.registry import engine_names
+
+    engine = dag.params.get_param("engine")
+    assert engine.schema["enum"] == list(engine_names()) and {"similarity", "als"} <= set(engine_names())
+    assert "als" in engine.description
 
 
 @pytest.mark.parametrize("conf, field", [
     ({"node_counts": [0]}, "node_counts"), ({"sample_fractions": [2]}, "sample_fractions"),
-    ({"member_runs": "ssh"}, "member_runs"),
+    ({"member_runs": "ssh"}, "member_runs"), ({"engine": "spark"}, "engine"),
+    ({"instance_type": "m5.huge"}, "instance_type"),
 ])
 def test_the_form_schema_refuses_bad_values(dag, conf, field):
     from airflow.sdk.exceptions import ParamValidationError
@@ -199,3 +209,31 @@ def test_cli_member_runs_end_to_end_on_the_local_target(dag, storage_root):
     report_text = (folder / "report.md").read_text()
     assert "| 1 | 100 % | 1/1 | success |" in report_text and "| 2 | 100 % | 1/1 | success |" in report_text
     assert "![time_vs_nodes.png](time_vs_nodes.png)" in report_text
+
+
+def test_an_als_sweep_end_to_end_on_the_local_target(dag, storage_root):
+    """One als member run (about a minute): the engine reaches the member, the report names it and shows the
+    run's own evaluation, and the run's history row holds its P@10 and NDCG@10."""
+    from movielens_emr.reporting.history import engine_for_url, fetch_runs
+
+    run = dag.test(run_conf={"target": "local", "engine": "als", "dataset": SAMPLE.name, "node_counts": [2],
+                             "member_runs": "cli"})
+    assert run.state == "success", task_states(run)
+    folder = storage_root / report_folder(run.run_id)
+    summary = json.loads((folder / "summary.json").read_text())
+    [member] = summary["member_runs"]
+    assert summary["params"]["engine"] == member["conf"]["engine"] == member["metrics"]["engine"] == "als"
+    scores = member["metrics"]["evaluation"]["recommenders"]
+    assert [(row["recommender"], row["runs"], row["precision_at_k"], row["ndcg_at_k"])
+            for row in summary["recommendation_quality"]] == [
+        (name, 1, scores[name]["precision_at_k"], scores[name]["ndcg_at_k"])
+        for name in ("popularity", "als")]
+    assert 0 < scores["als"]["precision_at_k"] < 1
+    report_text = (folder / "report.md").read_text()
+    assert report_text.startswith("# als engine benchmark ")
+    assert f"| 2 | 100 % | als | 10 | 1/1 | {scores['als']['precision_at_k']:.4f} |" in report_text
+    [row] = [row for row in fetch_runs(engine_for_url(f"sqlite:///{storage_root}/history.sqlite"))
+             if row["run_id"] == member["run_id"]]
+    assert (row["engine"], row["precision_at_10"], row["ndcg_at_10"]) == (
+        "als", scores["als"]["precision_at_k"], scores["als"]["ndcg_at_k"])
+    assert row["popularity_precision_at_10"] == scores["popularity"]["precision_at_k"]

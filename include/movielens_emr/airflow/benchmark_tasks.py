@@ -15,6 +15,7 @@ from movielens_emr.config.params import InvalidParam
 from movielens_emr.config.settings import settings_from_env
 from movielens_emr.config.targets import target_named
 from movielens_emr.data.storage import open_storage, run_folder
+from movielens_emr.engine.registry import engine_names
 from movielens_emr.reporting import benchmark
 from movielens_emr.reporting import benchmark_report as report
 from movielens_emr.reporting.metrics import records_failure
@@ -39,7 +40,8 @@ def _storage():
 def validate_benchmark(params, dag_run):
     """The benchmark's parameters checked, including that its way of running members can work here."""
     settings = settings_from_env()
-    config = benchmark.validate_benchmark_config(dict(params), max_node_count(), settings.default_target)
+    config = benchmark.validate_benchmark_config(dict(params), max_node_count(), settings.default_target,
+                                                 engine_names())
     if config.member_runs == "trigger" and dag_run.triggering_user_name == DAG_TEST_USER:
         raise InvalidParam("member_runs: 'trigger' needs a scheduler to run the triggered runs and "
                            "`airflow dags test` runs none, so it would wait forever: "
@@ -171,12 +173,15 @@ def member_records(config, members, ti):
 
 
 def report_benchmark(config, members, run_id, ti):
-    """report.md, summary.json and the plots under benchmarks/<run id>/; the summary table in the log."""
+    """report.md, summary.json and the plots under benchmarks/<run id>/; the summary table (and the
+    recommendation quality, when the member runs scored it) in the log."""
     if config is None or members is None:  # ALL_DONE runs this after a failed validation or plan too
         raise RuntimeError("nothing to report: validate_benchmark or plan_member_runs failed")
     storage = _storage()
     records = [with_metrics(storage, record) for record in member_records(config, members, ti)]
-    document = {"benchmark_run_id": run_id, "params": config, "host_cpus": os.cpu_count(),
+    # Through BenchmarkConfig: a configuration saved before a field existed gets its default, as it ran.
+    params = dataclasses.asdict(benchmark.BenchmarkConfig(**config))
+    document = {"benchmark_run_id": run_id, "params": params, "host_cpus": os.cpu_count(),
                 **benchmark.summarize(records), "member_runs": records,
                 "sizing": sizing_section(records, member_price(records), single_machine_baseline(config))}
     folder = report.report_folder(run_id)
@@ -184,23 +189,27 @@ def report_benchmark(config, members, run_id, ti):
         storage.put_bytes(data, f"{folder}/{name}")
     log.info("benchmark report: %s\n%s", storage.uri(f"{folder}/report.md"),
              report.summary_table(document["configurations"]))
+    if quality := document["recommendation_quality"]:
+        log.info("recommendation quality (medians):\n%s", report.quality_table(quality))
     return {"report": storage.uri(f"{folder}/report.md"), "members": document["members"],
             "failed_members": document["failed_members"],
             "failed_run_ids": [record["run_id"] for record in records if not benchmark.is_measured(record)]}
 
 
 def single_machine_baseline(config):
-    """This machine's time for the benchmark's whole input, from the run history
+    """This machine's time for the benchmark's whole input with its engine, from the run history
     (sizing.advise.single_machine); None when the history has none or cannot be read (the report says so)."""
     from movielens_emr.reporting.history import fetch_runs, history_engine
     from movielens_emr.sizing.advise import single_machine
 
+    benchmark_config = benchmark.BenchmarkConfig(**config)
     try:
-        rows = fetch_runs(history_engine(settings_from_env()), outcome="success", limit=10_000)
+        rows = fetch_runs(history_engine(settings_from_env()), outcome="success", limit=10_000,
+                          run_engine=benchmark_config.engine)
     except Exception as error:  # the report goes on without the line
         log.warning("no single-machine line: the run history cannot be read (%s)", error)
         return None
-    return single_machine(rows, config["dataset"], 1.0)
+    return single_machine(rows, benchmark_config.dataset, 1.0, benchmark_config.engine)
 
 
 def check_member_runs(outcome):

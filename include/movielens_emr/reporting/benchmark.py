@@ -6,7 +6,8 @@ import os
 import statistics
 from dataclasses import dataclass
 
-from movielens_emr.config.params import validated_values
+from movielens_emr.config.instances import catalogue
+from movielens_emr.config.params import DEFAULT_ENGINE, DEFAULT_INSTANCE_TYPE, validated_values
 from movielens_emr.config.targets import LOCAL, TARGET_NAMES
 from movielens_emr.data.datasets import CATALOGUE
 
@@ -19,6 +20,8 @@ SCHEDULE_VARIABLE = "MOVIELENS_BENCHMARK_SCHEDULE"
 DEFAULT_SCHEDULE = "@weekly"
 MEDIAN_FIELDS = ("wall_seconds", "cluster_seconds", "provisioning_seconds", "overhead_seconds",
                  "node_minutes", "estimated_cost_usd")
+# The figures of a member run's evaluation (evaluation.ranking.evaluate) whose medians the report shows.
+QUALITY_FIELDS = ("precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k", "coverage")
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,9 @@ class BenchmarkConfig:
     sample_fractions: tuple
     parallel: bool
     member_runs: str
+    # Defaults, so that a configuration saved before these fields existed (an older run's XCom) still loads.
+    engine: str = DEFAULT_ENGINE
+    instance_type: str = DEFAULT_INSTANCE_TYPE
 
 
 def schedule_from_env(environ=None):
@@ -42,8 +48,9 @@ def schedule_from_env(environ=None):
     return value or DEFAULT_SCHEDULE
 
 
-def benchmark_param_schemas(max_node_count, default_target):
-    """JSON schema, title and description of every field of the benchmark's trigger form, keyed by name."""
+def benchmark_param_schemas(max_node_count, default_target, engines=(DEFAULT_ENGINE,)):
+    """JSON schema, title and description of every field of the benchmark's trigger form, keyed by name;
+    engines: the names of the registered engines (engine.registry.engine_names), the form's choices."""
     # The study's 4 and 8 nodes, kept inside the node limit: a scheduled DAG's defaults must validate.
     default_nodes = sorted({min(count, max_node_count) for count in STUDY_NODE_COUNTS})
     return {
@@ -53,6 +60,13 @@ def benchmark_param_schemas(max_node_count, default_target):
             description="One member run per node count (and sample fraction and repetition), 1 to "
                         f"{max_node_count}; speedups are against the smallest. Locally: parallel tasks, "
                         "e.g. [1, 2] on a 2-core machine."),
+        "engine": dict(
+            default=DEFAULT_ENGINE, type="string", enum=list(engines), title="Engine",
+            description=f"What every member run computes with, as movielens_similarity's engine field: "
+                        f"{DEFAULT_ENGINE}, the exact item-item similarity MapReduce job; als, implicit-"
+                        "feedback matrix factorisation on Spark, whose runs also score their "
+                        "recommendations (the report's recommendation quality); or another registered "
+                        "engine. The als fields take movielens_similarity's defaults."),
         "dataset": dict(
             default=STUDY_DATASET, type="string", enum=list(CATALOGUE), title="Dataset",
             description="MovieLens release every member run uses; ml-1m, the study's, comes from "
@@ -60,6 +74,11 @@ def benchmark_param_schemas(max_node_count, default_target):
         "target": dict(
             default=default_target, type="string", enum=list(TARGET_NAMES), title="Target",
             description="emr: one new cluster per member run; local: this machine."),
+        "instance_type": dict(
+            default=DEFAULT_INSTANCE_TYPE, type="string", enum=list(catalogue()), title="Instance type",
+            description="EC2 instance type of every member run's nodes, from the instance catalogue "
+                        "(include/movielens_emr/config/instances.toml), as movielens_similarity's "
+                        "instance_type; it prices the runs. Ignored on the local target."),
         "repetitions": dict(
             default=1, type="integer", minimum=1, maximum=MAX_REPETITIONS, title="Repetitions",
             description="Member runs per configuration; the report shows medians."),
@@ -79,30 +98,34 @@ def benchmark_param_schemas(max_node_count, default_target):
     }
 
 
-def validate_benchmark_config(params, max_node_count, default_target=LOCAL.name):
+def validate_benchmark_config(params, max_node_count, default_target=LOCAL.name, engines=(DEFAULT_ENGINE,)):
     """The BenchmarkConfig of checked params; InvalidParam naming the first field out of its schema."""
-    values = validated_values(params, benchmark_param_schemas(max_node_count, default_target))
+    values = validated_values(params, benchmark_param_schemas(max_node_count, default_target, engines))
     values["node_counts"] = tuple(sorted(values["node_counts"]))
     values["sample_fractions"] = tuple(sorted(float(fraction) for fraction in values["sample_fractions"]))
     return BenchmarkConfig(**values)
 
 
-def member_run_id(benchmark_run_id, node_count, sample_fraction, repetition):
-    return f"benchmark__{benchmark_run_id}__n{node_count}_f{sample_fraction:g}_r{repetition}"
+def member_run_id(benchmark_run_id, engine, node_count, sample_fraction, repetition):
+    """benchmark__<benchmark run id>__<engine>_n<nodes>_f<fraction>_r<repetition>: unique within the sweep,
+    and it names the engine in the run history, where both engines' runs sit side by side."""
+    return f"benchmark__{benchmark_run_id}__{engine}_n{node_count}_f{sample_fraction:g}_r{repetition}"
 
 
 def plan_members(config, benchmark_run_id):
-    """One member per (repetition, sample fraction, node count): index, run id, movielens_similarity conf."""
+    """One member per (repetition, sample fraction, node count): index, run id, movielens_similarity conf
+    (the sweep's engine and instance type in every one)."""
     # Repetitions are the outer loop, so a drift in the machine's or the account's speed over the
     # sweep spreads over every configuration instead of biasing the last ones.
     members = []
     for repetition in range(1, config.repetitions + 1):
         for fraction in config.sample_fractions:
             for node_count in config.node_counts:
-                conf = {"target": config.target, "dataset": config.dataset, "node_count": node_count,
-                        "sample_fraction": fraction}
-                members.append({"index": len(members), "conf": conf,
-                                "run_id": member_run_id(benchmark_run_id, node_count, fraction, repetition)})
+                conf = {"target": config.target, "engine": config.engine, "dataset": config.dataset,
+                        "node_count": node_count, "sample_fraction": fraction,
+                        "instance_type": config.instance_type}
+                run_id = member_run_id(benchmark_run_id, config.engine, node_count, fraction, repetition)
+                members.append({"index": len(members), "conf": conf, "run_id": run_id})
     return members
 
 
@@ -247,12 +270,40 @@ def input_growth(summaries):
     return growth
 
 
+def member_recommenders(member):
+    """{recommender: its figures} of a measured member run's evaluation; {} for a run that scored none."""
+    if not is_measured(member):
+        return {}
+    return (member["metrics"].get("evaluation") or {}).get("recommenders") or {}
+
+
+def recommendation_quality(members):
+    """Per configuration (sample fraction, node count) and recommender, in the runs' own order of
+    recommenders: the median of each QUALITY_FIELDS figure over the measured member runs that scored it.
+    [] when no member run has an evaluation. Runs scored at another k are a group of their own: a median
+    over P@5 and P@10 would be neither."""
+    groups, measured = {}, {}
+    for member in members:
+        configuration = (member["conf"]["sample_fraction"], member["conf"]["node_count"])
+        measured[configuration] = measured.get(configuration, 0) + is_measured(member)
+        for name, scores in member_recommenders(member).items():
+            groups.setdefault((*configuration, name, scores.get("k")), []).append(scores)
+    rows = [{"sample_fraction": fraction, "node_count": nodes, "recommender": name, "k": k,
+             "runs": len(scores), "measured": measured[(fraction, nodes)],
+             **{field: median_or_none([score.get(field) for score in scores]) for field in QUALITY_FIELDS}}
+            for (fraction, nodes, name, k), scores in groups.items()]
+    # sorted is stable: within a configuration, the recommenders keep the runs' order.
+    return sorted(rows, key=lambda row: (row["sample_fraction"], row["node_count"]))
+
+
 def summarize(members):
-    """Configurations, Amdahl fits and input growth of a sweep's member runs, and how many were measured."""
+    """Configurations, Amdahl fits, input growth and recommendation quality of a sweep's member runs, and
+    how many were measured."""
     summaries, measured = configurations(members), sum(is_measured(member) for member in members)
     return {"members": len(members), "measured_members": measured, "failed_members": len(members) - measured,
             "configurations": summaries, "amdahl": amdahl_fits(summaries),
-            "input_growth": input_growth(summaries)}
+            "input_growth": input_growth(summaries),
+            "recommendation_quality": recommendation_quality(members)}
 
 
 def parse_listed_runs(stdout):

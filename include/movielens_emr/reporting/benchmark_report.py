@@ -25,6 +25,12 @@ COLUMNS = ("nodes", "input", "runs ok", "state", "wall s", "cluster s", "provisi
 NUMBER_COLUMNS = (("wall_seconds", 1), ("cluster_seconds", 1), ("provisioning_seconds", 1),
                   ("stages_seconds", 1), ("overhead_seconds", 1), ("wall_speedup", 2), ("cluster_speedup", 2),
                   ("efficiency", 2), ("node_minutes", 2), ("estimated_cost_usd", 4))
+QUALITY_COLUMNS = ("nodes", "input", "recommender", "k", "runs scored", "P@k", "R@k", "NDCG@k", "MAP@k",
+                   "coverage")
+QUALITY_NOTE = (
+    "Each member run scores its recommendations on its own per-user time split of the input (each user's "
+    "latest 20 % of ratings held out, ratings of 4 or more the positives; see docs/als.md, Evaluation), "
+    "beside popularity on the same split. Medians over the member runs that scored each recommender.")
 COLOURS = ["#3182bd", "#31a354", "#756bb1", "#e6550d", "#636363"]
 BREAKDOWN = (("provisioning", "#9ecae1"), ("stages", "#3182bd"), ("other cluster time", "#fdae6b"),
              ("overhead (wall - cluster)", "#e6550d"))
@@ -64,6 +70,16 @@ def markdown_table(header, rows):
 def summary_table(configurations):
     """The per-configuration medians as a Markdown table (also what the task log shows)."""
     return markdown_table(COLUMNS, summary_rows(configurations))
+
+
+def quality_table(quality):
+    """The recommendation quality medians (benchmark.recommendation_quality) as a Markdown table."""
+    rows = [(str(row["node_count"]), _percent(row["sample_fraction"]), row["recommender"], str(row["k"]),
+             f"{row['runs']}/{row['measured']}",
+             *(_number(row[field], 4) for field in ("precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k",
+                                                    "coverage")))
+            for row in quality]
+    return markdown_table(QUALITY_COLUMNS, rows)
 
 
 def stage_table(configurations):
@@ -129,22 +145,29 @@ def member_table(members):
 def report_markdown(document):
     """report.md of a benchmark document (the content of summary.json)."""
     params, configurations = document["params"], document["configurations"]
-    failed = document["failed_members"]
+    failed, on_a_cluster = document["failed_members"], target_named(params["target"]).cluster
     lines = [
-        f"# movielens_similarity benchmark `{document['benchmark_run_id']}`", "",
-        f"Dataset {params['dataset']} on the {params['target']} target; "
+        f"# {params['engine']} engine benchmark `{document['benchmark_run_id']}`", "",
+        f"movielens_similarity runs with the {params['engine']} engine: "
+        f"dataset {params['dataset']} on the {params['target']} target"
+        + (f" ({params['instance_type']} nodes)" if on_a_cluster else "") + "; "
         f"node counts {', '.join(map(str, params['node_counts']))}; "
         f"inputs {', '.join(map(_percent, params['sample_fractions']))}; "
         f"{params['repetitions']} repetition(s); member runs by {params['member_runs']}, "
         f"{'in parallel' if params['parallel'] else 'one at a time'}."
         + (f" Local target: nodes are parallel tasks on {document['host_cpus']} CPUs, shared with whatever "
-           "else the machine runs." if not target_named(params["target"]).cluster else ""), "",
+           "else the machine runs." if not on_a_cluster else ""), "",
         f"**{document['measured_members']} of {document['members']} member runs measured"
         + (f"; {failed} failed and left out of every median (see Member runs).**" if failed else ".**"), "",
         "## Summary (medians per configuration)", "",
         "Speedups (x) are against the smallest measured node count at the same input; efficiency is the "
         "cluster speedup divided by the node ratio. Overhead is wall - cluster.", "",
         summary_table(configurations), "",
+    ]
+    if document.get("recommendation_quality"):
+        lines += ["## Recommendation quality", "", QUALITY_NOTE, "",
+                  quality_table(document["recommendation_quality"]), ""]
+    lines += [
         "## Stages", "", stage_table(configurations), "",
         "## Amdahl's law", "", CONVENTIONS, "", *amdahl_lines(document["amdahl"]), "",
     ]
@@ -155,6 +178,12 @@ def report_markdown(document):
     lines += ["## Plots", "", *(f"![{name}]({name})" for name in document["plots"]), "",
               "## Member runs", "", member_table(document["member_runs"]), ""]
     return "\n".join(lines)
+
+
+def plot_title(document, title):
+    """A plot's title, its second line naming what was benchmarked: a plot saved on its own still says so."""
+    params = document["params"]
+    return f"{title}\n{params['engine']} engine, {params['dataset']}, {params['target']} target"
 
 
 def _measured(configurations, fraction=None):
@@ -178,7 +207,8 @@ def plot_time_vs_nodes(document):
         if entry["fit"]:
             _draw_model_curves(axes, entry["fit"], staged, colour, label)
     measured_nodes = sorted({row["node_count"] for row in _measured(document["configurations"])})
-    axes.set(title="Time vs nodes: medians, ideal scaling and Amdahl's law (stages)", xlabel="nodes",
+    axes.set(title=plot_title(document, "Time vs nodes: medians, ideal scaling and Amdahl's law (stages)"),
+             xlabel="nodes",
              ylabel="seconds", xticks=measured_nodes)
     axes.set_ylim(bottom=0)
     axes.grid(alpha=0.3)
@@ -225,7 +255,8 @@ def plot_time_breakdown(document):
     for position, row in enumerate(rows):
         if not row["measured"]:
             axes.text(position, 0, "failed", ha="center", va="bottom", color="red")
-    axes.set(title="Where the wall time went (medians per configuration)", xlabel="configuration",
+    axes.set(title=plot_title(document, "Where the wall time went (medians per configuration)"),
+             xlabel="configuration",
              ylabel="seconds")
     axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))  # never over a bar
     axes.grid(axis="y", alpha=0.3)
@@ -245,7 +276,8 @@ def plot_cost_vs_time(document):
         axes.annotate(f"{_nodes(row['node_count'])}, {_percent(row['sample_fraction'])}", (x, y),
                       textcoords="offset points", xytext=(6, 6), fontsize="small")
     title = "Cost" if priced else "Node-minutes"
-    axes.set(title=f"{title} vs wall time (medians)" + ("" if priced else "; no price on this target"),
+    axes.set(title=plot_title(document, f"{title} vs wall time (medians)"
+                              + ("" if priced else "; no price on this target")),
              xlabel="wall minutes", ylabel=unit)
     # Room above and to the right for the point labels.
     axes.set_xlim(0, max(xs, default=1) * 1.3 or 1)
@@ -264,7 +296,8 @@ def plot_time_vs_input(document):
                          label=_nodes(entry["node_count"]))
         axes.plot([0, max(fractions)], [fixed, fixed + per_input * max(fractions)], "-",
                   color=line[0].get_color(), alpha=0.6, label=f"fit: {fixed:.0f} + {per_input:.0f} x f s")
-    axes.set(title="Cluster time vs input size (medians)", xlabel="sample fraction of users",
+    axes.set(title=plot_title(document, "Cluster time vs input size (medians)"),
+             xlabel="sample fraction of users",
              ylabel="cluster seconds")
     axes.set_xlim(left=0)
     axes.set_ylim(bottom=0)

@@ -16,6 +16,7 @@ from movielens_emr.reporting.benchmark import (
     validate_benchmark_config,
 )
 
+ENGINES = ("similarity", "als")
 # The study: ml-1m on 4 and 8 nodes.
 STUDY_WALL = {4: 31 * 60 + 8, 8: 18 * 60 + 2}
 STUDY_CLUSTER = {4: 29 * 60 + 33, 8: 16 * 60 + 33}
@@ -142,7 +143,15 @@ def test_no_input_growth_from_a_single_fraction():
 def test_defaults_are_the_studys_sweep():
     config = validate_benchmark_config({}, max_node_count=20)
     assert config == BenchmarkConfig(node_counts=(4, 8), dataset="ml-1m", target="local", repetitions=1,
-                                     sample_fractions=(1.0,), parallel=False, member_runs="trigger")
+                                     sample_fractions=(1.0,), parallel=False, member_runs="trigger",
+                                     engine="similarity", instance_type="m5.xlarge")
+
+
+def test_a_configuration_saved_before_the_engine_field_loads_as_the_similarity_engines():
+    old = {"node_counts": [1], "dataset": "ml-100k", "target": "local", "repetitions": 1,
+           "sample_fractions": [1.0], "parallel": False, "member_runs": "cli"}
+    config = BenchmarkConfig(**old)
+    assert (config.engine, config.instance_type) == ("similarity", "m5.xlarge")
 
 
 def test_default_node_counts_stay_within_a_lower_node_limit():
@@ -163,10 +172,39 @@ def test_node_counts_and_fractions_are_sorted():
     ({"repetitions": 11}, "repetitions"), ({"member_runs": "ssh"}, "member_runs"),
     ({"parallel": "yes"}, "parallel"),
     ({"dataset": "ml-5m"}, "dataset"), ({"target": "gcp"}, "target"), ({"node_count": 4}, "node_count"),
+    ({"engine": "spark"}, "engine"), ({"engine": ""}, "engine"),
+    ({"instance_type": "m5.huge"}, "instance_type"),
 ])
 def test_bad_params_are_refused_naming_the_field(params, field):
     with pytest.raises(InvalidParam, match=f"^{field}: "):
-        validate_benchmark_config(params, max_node_count=20)
+        validate_benchmark_config(params, max_node_count=20, engines=ENGINES)
+
+
+def test_the_engine_field_offers_the_registered_engines_only():
+    schema = benchmark.benchmark_param_schemas(20, "local", ENGINES)["engine"]
+    assert (schema["enum"], schema["default"]) == (list(ENGINES), "similarity")
+    assert validate_benchmark_config({"engine": "als"}, max_node_count=20, engines=ENGINES).engine == "als"
+    with pytest.raises(InvalidParam, match=r"^engine: 'als' is not one of \['similarity'\]"):
+        validate_benchmark_config({"engine": "als"}, max_node_count=20, engines=("similarity",))
+
+
+def test_an_als_sweep_passes_its_engine_and_instance_type_to_every_member():
+    config = validate_benchmark_config(
+        {"engine": "als", "instance_type": "r5.xlarge", "target": "emr", "node_counts": [2, 4],
+         "repetitions": 2, "dataset": "ml-100k"}, max_node_count=20, engines=ENGINES)
+    members = plan_members(config, "scheduled__2026-01-05T00:00:00+00:00")
+    assert [m["run_id"] for m in members] == [
+        f"benchmark__scheduled__2026-01-05T00:00:00+00:00__als_n{n}_f1_r{r}" for r in (1, 2) for n in (2, 4)]
+    for planned in members:
+        run_config = validate_run_config(planned["conf"], max_node_count=20, engines=ENGINES)
+        assert (run_config.engine, run_config.instance_type, run_config.target) == ("als", "r5.xlarge", "emr")
+
+
+def test_sweeps_of_each_engine_give_their_members_different_run_ids():
+    ids = {engine: {m["run_id"] for m in plan_members(
+        validate_benchmark_config({"engine": engine}, max_node_count=20, engines=ENGINES), "manual__x")}
+        for engine in ENGINES}
+    assert not ids["similarity"] & ids["als"]
 
 
 def test_plan_has_one_member_per_combination_repetitions_outermost():
@@ -177,12 +215,13 @@ def test_plan_has_one_member_per_combination_repetitions_outermost():
     assert [m["index"] for m in members] == list(range(8))
     assert [(m["conf"]["node_count"], m["conf"]["sample_fraction"]) for m in members] == [
         (4, 0.5), (8, 0.5), (4, 1.0), (8, 1.0)] * 2
-    assert members[1]["run_id"] == "benchmark__manual__2026-01-05T00:00:00+00:00__n8_f0.5_r1"
-    assert members[7]["run_id"].endswith("__n8_f1_r2")
+    assert members[1]["run_id"] == "benchmark__manual__2026-01-05T00:00:00+00:00__similarity_n8_f0.5_r1"
+    assert members[7]["run_id"].endswith("__similarity_n8_f1_r2")
     assert len({m["run_id"] for m in members}) == 8
     for planned in members:  # every conf is a valid movielens_similarity run
         run_config = validate_run_config(planned["conf"], max_node_count=20)
-        assert (run_config.dataset, run_config.target) == ("ml-100k", "local")
+        assert (run_config.dataset, run_config.target, run_config.engine) == (
+            "ml-100k", "local", "similarity")
 
 
 def test_trigger_arguments_of_a_member():
@@ -228,3 +267,48 @@ def test_a_cli_member_is_found_by_its_logical_date(launched, run_id, state, erro
     record = cli_member_record(planned, launched, LISTED)
     assert (record["run_id"], record["state"], record["error"]) == (run_id, state, error)
     assert record["conf"] == {"node_count": 2} and record["logical_date"] == launched["logical_date"]
+
+
+def scored(entry, als_precision, popularity_precision=0.05, k=10):
+    """A member whose run scored its recommendations (evaluation.ranking's figures), popularity first."""
+    def figures(precision):
+        return {"precision_at_k": precision, "recall_at_k": precision / 2, "ndcg_at_k": precision * 1.5,
+                "map_at_k": precision / 3, "coverage": 0.2, "k": k, "users": 100}
+    entry["metrics"]["evaluation"] = {"split": {"train_ratings": 80},
+                                      "recommenders": {"popularity": figures(popularity_precision),
+                                                       "als": figures(als_precision)}}
+    return entry
+
+
+def test_recommendation_quality_is_the_median_per_configuration_and_recommender():
+    members = [scored(member(2, 100, 90), 0.10), scored(member(2, 110, 95, index=1), 0.14),
+               scored(member(2, 120, 99, index=2), 0.11), scored(member(4, 60, 50, index=3), 0.12)]
+    quality = summarize(members)["recommendation_quality"]
+    assert [(row["node_count"], row["recommender"]) for row in quality] == [
+        (2, "popularity"), (2, "als"), (4, "popularity"), (4, "als")]
+    two_als = quality[1]
+    assert (two_als["runs"], two_als["measured"], two_als["k"]) == (3, 3, 10)
+    assert two_als["precision_at_k"] == 0.11 and two_als["ndcg_at_k"] == pytest.approx(0.165)
+    assert two_als["recall_at_k"] == 0.055 and two_als["map_at_k"] == pytest.approx(0.11 / 3)
+    assert two_als["coverage"] == 0.2 and quality[0]["precision_at_k"] == 0.05
+    assert quality[3]["precision_at_k"] == 0.12 and quality[3]["sample_fraction"] == 1.0
+
+
+def test_a_failed_or_unscored_member_adds_nothing_to_the_quality():
+    failed = scored(member(2, 100, 90, index=1), 0.9)
+    failed["state"] = "failed"  # its metrics are a partial record: never counted
+    members = [scored(member(2, 100, 90), 0.10), failed, member(2, 100, 90, index=2)]
+    [popularity, als] = summarize(members)["recommendation_quality"]
+    assert (als["precision_at_k"], als["runs"], als["measured"]) == (0.10, 1, 2)
+    assert (popularity["recommender"], popularity["runs"]) == ("popularity", 1)
+
+
+def test_no_quality_section_without_an_evaluation():
+    assert summarize([member(2, 100, 90), member(4, 60, 50, index=1)])["recommendation_quality"] == []
+
+
+def test_runs_scored_at_another_k_are_never_one_median():
+    members = [scored(member(2, 100, 90), 0.10), scored(member(2, 100, 90, index=1), 0.30, k=5)]
+    quality = summarize(members)["recommendation_quality"]
+    assert sorted((row["recommender"], row["k"], row["precision_at_k"]) for row in quality) == [
+        ("als", 5, 0.30), ("als", 10, 0.10), ("popularity", 5, 0.05), ("popularity", 10, 0.05)]

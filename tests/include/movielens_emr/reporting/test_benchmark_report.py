@@ -9,7 +9,8 @@ from movielens_emr.reporting.benchmark import summarize
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PARAMS = {"node_counts": [4, 8], "dataset": "ml-1m", "target": "emr", "repetitions": 1,
-          "sample_fractions": [1.0], "parallel": False, "member_runs": "trigger"}
+          "sample_fractions": [1.0], "parallel": False, "member_runs": "trigger", "engine": "similarity",
+          "instance_type": "m5.xlarge"}
 
 
 def member(index, node_count, wall, cluster, provisioning, stages, fraction=1.0, state="success"):
@@ -70,7 +71,46 @@ def test_report_states_the_conventions_the_fit_and_the_failure(study):
     failed_row = "| 2 | `benchmark__b__n16_f1_r1` | 16 | 100 % | failed | - | - | {} |"
     assert failed_row.format("movielens_similarity run failed") in text
     assert "![time_vs_nodes.png](time_vs_nodes.png)" in text
-    assert "## Input size" not in text
+    assert "## Input size" not in text and "## Recommendation quality" not in text
+
+
+def test_the_report_names_the_engine_and_the_instance_type(study):
+    text = report.report_markdown({**study, "plots": []})
+    assert text.startswith("# similarity engine benchmark `manual__2026-01-05T00:00:00+00:00`\n")
+    assert ("movielens_similarity runs with the similarity engine: dataset ml-1m on the emr target "
+            "(m5.xlarge nodes); node counts 4, 8;") in text
+    local = {**study, "params": {**PARAMS, "engine": "als", "target": "local"}, "plots": []}
+    text = report.report_markdown(local)
+    assert text.startswith("# als engine benchmark ") and "m5.xlarge" not in text
+    assert "movielens_similarity runs with the als engine: dataset ml-1m on the local target;" in text
+
+
+def test_every_plot_title_names_the_engine_dataset_and_target(study):
+    document = {**study, "params": {**PARAMS, "engine": "als"}}
+    assert report.plot_title(document, "Time vs nodes") == "Time vs nodes\nals engine, ml-1m, emr target"
+
+
+def scored(entry, als_precision):
+    figures = {"precision_at_k": als_precision, "recall_at_k": 0.1294, "ndcg_at_k": 0.1509,
+               "map_at_k": 0.0798, "coverage": 0.2885, "k": 10}
+    popularity = {"precision_at_k": 0.0715, "recall_at_k": 0.0742, "ndcg_at_k": 0.0905, "map_at_k": 0.0427,
+                  "coverage": 0.0447, "k": 10}
+    entry["metrics"]["evaluation"] = {"recommenders": {"popularity": popularity, "als": figures}}
+    return entry
+
+
+def test_an_als_sweep_reports_its_recommendation_quality():
+    members = [scored(member(0, 1, 60.0, 40.0, 0.0, [40.0]), 0.1134),
+               scored(member(1, 2, 50.0, 30.0, 0.0, [30.0]), 0.1140)]
+    params = {**PARAMS, "engine": "als", "target": "local", "node_counts": [1, 2]}
+    text = report.report_files(document(members, params))["report.md"].decode()
+    quality = text.split("## Recommendation quality")[1].split("## Stages")[0]
+    assert "| nodes | input | recommender | k | runs scored | P@k | R@k | NDCG@k | MAP@k | coverage |\n" in (
+        quality)
+    assert "| 1 | 100 % | popularity | 10 | 1/1 | 0.0715 | 0.0742 | 0.0905 | 0.0427 | 0.0447 |" in quality
+    assert "| 1 | 100 % | als | 10 | 1/1 | 0.1134 | 0.1294 | 0.1509 | 0.0798 | 0.2885 |" in quality
+    assert "| 2 | 100 % | als | 10 | 1/1 | 0.1140 |" in quality
+    assert text.index("## Summary") < text.index("## Recommendation quality") < text.index("## Stages")
 
 
 def test_report_files_hold_the_report_the_summary_and_png_plots(study):
