@@ -38,6 +38,7 @@ from sqlalchemy.schema import CreateColumn
 from movielens_emr.config.params import DEFAULT_ENGINE
 from movielens_emr.config.settings import settings_from_env
 from movielens_emr.data.storage import open_storage, run_folder
+from movielens_emr.reporting.benchmark import QUALITY_FIELDS
 from movielens_emr.reporting.metrics import records_failure, run_started_at
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,10 @@ METRICS = ("cluster_id", "wall_seconds", "cluster_seconds", "provisioning_second
            "node_minutes", "price_per_node_hour_usd", "estimated_cost_usd", "input_ratings", "bad_lines",
            "output_pairs", "pair_work", "stage2_work_skew", "security_configuration")
 STAGES = 3
+# The evaluation's headline columns hold figures at this k (evaluation.ranking.K); the evaluation column
+# keeps every recommender's figures with their own k.
+HEADLINE_K = 10
+BASELINE_RECOMMENDER = "popularity"
 FAILED_STATES = frozenset({"failed", "upstream_failed"})
 METRICS_TASK_ID = "record_metrics"
 CLUSTER_TASK_ID = "create_cluster"
@@ -103,8 +108,18 @@ def _columns_v2():
     ]
 
 
+def _columns_v4():
+    """The run's evaluation: its own recommendations' and popularity's P@10 and NDCG@10, and every
+    recommender's figures as JSON."""
+    return [
+        Column("precision_at_10", Float), Column("ndcg_at_10", Float),
+        Column("popularity_precision_at_10", Float), Column("popularity_ndcg_at_10", Float),
+        Column("evaluation", Text),
+    ]
+
+
 # The table as the newest migration leaves it: a migration that adds a column adds it here too.
-HISTORY = Table(TABLE_NAME, MetaData(), *_columns_v1(), *_columns_v2(), *_columns_v3())
+HISTORY = Table(TABLE_NAME, MetaData(), *_columns_v1(), *_columns_v2(), *_columns_v3(), *_columns_v4())
 VERSIONS = Table(
     VERSION_TABLE_NAME, MetaData(),
     Column("version", Integer, primary_key=True),
@@ -142,11 +157,19 @@ def _add_engine_column_v3(connection):
                             "SET engine = :engine").bindparams(engine=DEFAULT_ENGINE))
 
 
+def _add_evaluation_columns_v4(connection):
+    # Runs recorded before keep None: an als run's evaluation is still in its metrics.json.
+    for column in _columns_v4():
+        add_column(connection, TABLE_NAME, column)
+
+
 MIGRATIONS = (
     Migration(1, f"create {TABLE_NAME}", _create_history_v1),
     Migration(2, "add pair_work, stage2_work_skew, security_configuration and the sizing prediction",
               _add_sizing_columns_v2),
     Migration(3, "add engine (existing runs: the similarity engine)", _add_engine_column_v3),
+    Migration(4, "add the evaluation: precision_at_10, ndcg_at_10, popularity_precision_at_10, "
+                 "popularity_ndcg_at_10 and every recommender's figures", _add_evaluation_columns_v4),
 )
 
 
@@ -239,7 +262,8 @@ def fetch_runs(engine, dataset=None, target=None, outcome=None, limit=100, run_e
                 query = query.where(HISTORY.c[name] == value)
         rows = connection.execute(query.limit(limit)).mappings().all()
     return [{**{name: _utc(row.get(name)) for name in HISTORY.c.keys()},
-             "engine": row.get("engine") or DEFAULT_ENGINE} for row in rows]
+             "engine": row.get("engine") or DEFAULT_ENGINE,
+             "evaluation": json.loads(row["evaluation"]) if row.get("evaluation") else None} for row in rows]
 
 
 @contextlib.contextmanager
@@ -271,6 +295,8 @@ def run_record(dag_id, run_id, params, metrics, task_states, started_at, finishe
     broken = any(state in FAILED_STATES for state in task_states.values()) or records_failure(metrics)
     stages = list(metrics.get("stage_seconds") or [])[:STAGES]
     predicted = (metrics.get("advice") or {}).get("predicted_cluster_seconds")
+    # A conf from before engines were named ran the similarity engine.
+    engine = metrics.get("engine", params.get("engine")) or DEFAULT_ENGINE
     return {
         "dag_id": dag_id, "run_id": run_id, "run_folder": run_folder(run_id),
         "outcome": "failed" if broken or not metrics else "success",
@@ -279,11 +305,28 @@ def run_record(dag_id, run_id, params, metrics, task_states, started_at, finishe
         **{name: metrics.get(name, params.get(name)) for name in RUN_PARAMS},
         **{name: metrics.get(name) for name in METRICS},
         **{f"stage_{number}_seconds": seconds for number, seconds in enumerate(stages, start=1)},
-        # A conf from before engines were named ran the similarity engine.
-        "engine": metrics.get("engine", params.get("engine")) or DEFAULT_ENGINE,
+        "engine": engine,
         "predicted_cluster_seconds": predicted,
         "prediction_error": prediction_error(metrics.get("cluster_seconds"), predicted),
+        **evaluation_columns(metrics.get("evaluation"), engine),
     }
+
+
+def evaluation_columns(evaluation, engine):
+    """The history's evaluation columns of a metrics.json's evaluation (evaluation.ranking's figures per
+    recommender; None when the run scored none): P@10 and NDCG@10 of the recommender named as the run's
+    engine (its own recommendations) and of popularity, and every recommender's QUALITY_FIELDS and k as
+    JSON. A headline column is None when its recommender is not there or was scored at another k."""
+    recommenders = (evaluation or {}).get("recommenders") or {}
+    kept = {name: {field: scores.get(field) for field in ("k", *QUALITY_FIELDS)}
+            for name, scores in recommenders.items()}
+    columns = {"evaluation": json.dumps(kept) if kept else None}
+    for prefix, name in (("", engine), (f"{BASELINE_RECOMMENDER}_", BASELINE_RECOMMENDER)):
+        scores = kept.get(name) or {}
+        at_headline_k = scores.get("k") == HEADLINE_K
+        columns[f"{prefix}precision_at_10"] = scores.get("precision_at_k") if at_headline_k else None
+        columns[f"{prefix}ndcg_at_10"] = scores.get("ndcg_at_k") if at_headline_k else None
+    return columns
 
 
 def prediction_error(measured, predicted):

@@ -165,6 +165,68 @@ def test_runs_recorded_before_engines_were_named_read_as_the_similarity_engines(
     assert [row["run_id"] for row in fetch_runs(engine, run_engine="similarity")] == ["old-run"]
 
 
+def als_evaluation(als_precision=0.1134, k=10):
+    """An als run's metrics.json evaluation, as evaluation.ranking.evaluate scores each recommender."""
+    def figures(precision, ndcg, coverage):
+        return {"precision_at_k": precision, "recall_at_k": precision * 1.1, "ndcg_at_k": ndcg,
+                "map_at_k": precision / 2, "k": k, "users": 904, "users_with_fewer_than_k": 0,
+                "coverage": coverage}
+    return {"split": {"train_ratings": 80_367, "held_out_ratings": 19_633},
+            "recommenders": {"popularity": figures(0.0715, 0.0905, 0.0447),
+                             "als": figures(als_precision, 0.1509, 0.2885)}}
+
+
+def test_a_version_3_table_gains_the_evaluation_columns_and_keeps_its_rows(engine):
+    ensure_schema(engine, MIGRATIONS[:3])
+    with engine.begin() as connection:
+        connection.execute(text(
+            f"INSERT INTO {TABLE_NAME} (dag_id, run_id, run_folder, outcome, recorded_at, engine) VALUES "
+            "('movielens_similarity', 'old-als', 'runs/old-als', 'success', CURRENT_TIMESTAMP, 'als')"))
+    [before] = fetch_runs(engine)  # read before the migration: the columns it adds read as None
+    assert (before["precision_at_10"], before["evaluation"]) == (None, None)
+    assert ensure_schema(engine) == MIGRATIONS[-1].version
+    upsert_run(engine, record("new-als", engine="als", evaluation=als_evaluation()))
+    rows = {row["run_id"]: row for row in fetch_runs(engine, run_engine="als")}
+    assert (rows["old-als"]["precision_at_10"], rows["old-als"]["evaluation"]) == (None, None)
+    new = rows["new-als"]
+    assert (new["precision_at_10"], new["ndcg_at_10"]) == (0.1134, 0.1509)
+    assert (new["popularity_precision_at_10"], new["popularity_ndcg_at_10"]) == (0.0715, 0.0905)
+    assert list(new["evaluation"]) == ["popularity", "als"]
+    assert new["evaluation"]["als"] == {
+        "k": 10, "precision_at_k": 0.1134, "recall_at_k": pytest.approx(0.12474), "ndcg_at_k": 0.1509,
+        "map_at_k": 0.0567, "coverage": 0.2885}
+
+
+def test_a_run_without_an_evaluation_has_none_in_its_columns(engine):
+    ensure_schema(engine)
+    upsert_run(engine, record("similarity-run"))
+    [row] = fetch_runs(engine)
+    assert [row[name] for name in ("precision_at_10", "ndcg_at_10", "popularity_precision_at_10",
+                                   "popularity_ndcg_at_10", "evaluation")] == [None] * 5
+
+
+def test_the_headline_columns_are_the_run_engines_own_recommender_and_popularity():
+    # A similarity run scored as "item-item" has no recommender named as its engine: no headline of its own.
+    evaluation = {"recommenders": {"popularity": als_evaluation()["recommenders"]["popularity"],
+                                   "item-item": als_evaluation()["recommenders"]["als"]}}
+    columns = history.evaluation_columns(evaluation, "similarity")
+    assert (columns["precision_at_10"], columns["popularity_precision_at_10"]) == (None, 0.0715)
+    assert set(json.loads(columns["evaluation"])) == {"popularity", "item-item"}
+    assert history.evaluation_columns(als_evaluation(), "als")["ndcg_at_10"] == 0.1509
+
+
+def test_figures_at_another_k_stay_out_of_the_at_10_columns_but_are_kept():
+    columns = history.evaluation_columns(als_evaluation(k=5), "als")
+    assert [columns[name] for name in ("precision_at_10", "ndcg_at_10", "popularity_precision_at_10",
+                                       "popularity_ndcg_at_10")] == [None] * 4
+    assert json.loads(columns["evaluation"])["als"]["k"] == 5
+
+
+@pytest.mark.parametrize("evaluation", [None, {}, {"split": {}, "recommenders": {}}])
+def test_no_evaluation_columns_without_scored_recommenders(evaluation):
+    assert set(history.evaluation_columns(evaluation, "als").values()) == {None}
+
+
 def test_upsert_inserts_a_new_run_with_every_metric(engine):
     ensure_schema(engine)
     upsert_run(engine, record("run-1"))
