@@ -41,7 +41,8 @@ class InstanceType:
         return self.reduce_container_mb - STREAMING_JVM_MB
 
     def as_dict(self):
-        return {**self.__dict__, "python_task_mb": self.python_task_mb, "spot_usd_per_hour": self.spot_usd_per_hour}
+        return {**self.__dict__, "python_task_mb": self.python_task_mb,
+                "spot_usd_per_hour": self.spot_usd_per_hour}
 
 
 @functools.cache

@@ -30,7 +30,7 @@ MAX_DEADLINE_MINUTES = 7 * 24 * 60
 # The als engine's hyperparameters: Spark's own defaults (rank 10, 10 iterations, regParam 0.1, alpha 1;
 # 10 user and 10 item blocks when left empty), and the ranges the form allows.
 ALS_DEFAULTS = {"als_rank": 10, "als_max_iter": 10, "als_reg_param": 0.1, "als_alpha": 1.0,
-                "als_user_blocks": None, "als_item_blocks": None}
+                "als_user_blocks": None, "als_item_blocks": None, "als_loss_per_iteration": False}
 MAX_ALS_RANK = 500
 MAX_ALS_ITERATIONS = 100
 MAX_ALS_BLOCKS = 10_000
@@ -78,6 +78,7 @@ class RunConfig:
     als_alpha: float = ALS_DEFAULTS["als_alpha"]
     als_user_blocks: int | None = None
     als_item_blocks: int | None = None
+    als_loss_per_iteration: bool = False
     # How many of the node_count nodes are task nodes on Spot (EMR only); the rest stay on-demand.
     spot_task_nodes: int = 0
 
@@ -199,6 +200,14 @@ def als_param_schemas():
         "als_item_blocks": dict(
             default=None, type=["integer", "null"], minimum=1, maximum=MAX_ALS_BLOCKS,
             title="ALS: item blocks", description=f"als engine: blocks the movies are split into. {blocks}"),
+        # Spark's ALS reports no loss while it fits and cannot resume a fit, so the loss after each
+        # iteration takes a fit of 1, 2, ... iterations from the same seed: off unless asked for.
+        "als_loss_per_iteration": dict(
+            default=ALS_DEFAULTS["als_loss_per_iteration"], type="boolean",
+            title="ALS: training loss per iteration",
+            description="als engine: also record the training loss and fit seconds after each iteration "
+                        "(als_per_iteration in metrics.json), from fits of 1, 2, ... iterations with the "
+                        "same seed: about iterations / 2 times the fit's work."),
     }
 
 

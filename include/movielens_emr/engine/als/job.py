@@ -41,6 +41,8 @@ def script_options(config, evaluation_train_uri=None):
     ]
     if evaluation_train_uri:
         options += ["--evaluation-train", evaluation_train_uri]
+    if config.als_loss_per_iteration:
+        options.append("--loss-per-iteration")
     return options
 
 

@@ -27,6 +27,16 @@ def test_without_a_split_there_is_no_evaluation_option():
     assert "--evaluation-train" not in script_options(config())
 
 
+def test_the_loss_per_iteration_is_asked_of_the_script_only_when_the_form_asks_for_it():
+    assert "--loss-per-iteration" not in script_options(config())
+    assert script_options(config(als_loss_per_iteration=True))[-1] == "--loss-per-iteration"
+
+
+def test_the_loss_per_iteration_field_takes_only_a_boolean():
+    with pytest.raises(ValueError, match="als_loss_per_iteration"):
+        config(als_loss_per_iteration="yes")
+
+
 @pytest.mark.parametrize(("params", "partitions"), [({"target": "local", "node_count": 3}, "3"),
                                                     ({"target": "emr", "node_count": 3}, "8")])
 def test_kryo_on_and_a_shuffle_partition_per_task_slot(params, partitions):
