@@ -230,7 +230,7 @@ def test_an_als_sweep_end_to_end_on_the_local_target(dag, storage_root):
         for name in ("popularity", "als")]
     assert 0 < scores["als"]["precision_at_k"] < 1
     report_text = (folder / "report.md").read_text()
-    assert report_text.startswith("# als engine benchmark ")
+    assert report_text.startswith(f"# movielens_similarity benchmark `{run.run_id}`: the als engine\n")
     assert f"| 2 | 100 % | als | 10 | 1/1 | {scores['als']['precision_at_k']:.4f} |" in report_text
     [row] = [row for row in fetch_runs(engine_for_url(f"sqlite:///{storage_root}/history.sqlite"))
              if row["run_id"] == member["run_id"]]

@@ -179,9 +179,7 @@ def report_benchmark(config, members, run_id, ti):
         raise RuntimeError("nothing to report: validate_benchmark or plan_member_runs failed")
     storage = _storage()
     records = [with_metrics(storage, record) for record in member_records(config, members, ti)]
-    # Through BenchmarkConfig: a configuration saved before a field existed gets its default, as it ran.
-    params = dataclasses.asdict(benchmark.BenchmarkConfig(**config))
-    document = {"benchmark_run_id": run_id, "params": params, "host_cpus": os.cpu_count(),
+    document = {"benchmark_run_id": run_id, "params": config, "host_cpus": os.cpu_count(),
                 **benchmark.summarize(records), "member_runs": records,
                 "sizing": sizing_section(records, member_price(records), single_machine_baseline(config))}
     folder = report.report_folder(run_id)

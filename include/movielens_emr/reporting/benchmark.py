@@ -1,10 +1,10 @@
 """The benchmark sweep as pure data: its parameters, its member runs, and the statistics of their metrics."""
+import dataclasses
 import datetime
 import json
 import math
 import os
 import statistics
-from dataclasses import dataclass
 
 from movielens_emr.config.instances import catalogue
 from movielens_emr.config.params import DEFAULT_ENGINE, DEFAULT_INSTANCE_TYPE, validated_values
@@ -24,7 +24,7 @@ MEDIAN_FIELDS = ("wall_seconds", "cluster_seconds", "provisioning_seconds", "ove
 QUALITY_FIELDS = ("precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k", "coverage")
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class BenchmarkConfig:
     """The validated parameters of one benchmark run."""
 
@@ -38,6 +38,14 @@ class BenchmarkConfig:
     # Defaults, so that a configuration saved before these fields existed (an older run's XCom) still loads.
     engine: str = DEFAULT_ENGINE
     instance_type: str = DEFAULT_INSTANCE_TYPE
+
+
+def params_with_defaults(params):
+    """A benchmark's params with every BenchmarkConfig field it lacks at its default: a sweep recorded before
+    a field existed (engine, instance_type) ran as that default."""
+    defaults = {field.name: field.default for field in dataclasses.fields(BenchmarkConfig)
+                if field.default is not dataclasses.MISSING}
+    return {**defaults, **params}
 
 
 def schedule_from_env(environ=None):

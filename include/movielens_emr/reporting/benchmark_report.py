@@ -4,6 +4,7 @@ import json
 
 from movielens_emr.config.targets import target_named
 from movielens_emr.data.storage import run_folder
+from movielens_emr.reporting.benchmark import params_with_defaults
 from movielens_emr.reporting.plots import new_figure, png_bytes
 from movielens_emr.reporting.sizing_section import plot_sizing, sizing_lines
 
@@ -147,7 +148,8 @@ def report_markdown(document):
     params, configurations = document["params"], document["configurations"]
     failed, on_a_cluster = document["failed_members"], target_named(params["target"]).cluster
     lines = [
-        f"# {params['engine']} engine benchmark `{document['benchmark_run_id']}`", "",
+        f"# movielens_similarity benchmark `{document['benchmark_run_id']}`: the {params['engine']} engine",
+        "",
         f"movielens_similarity runs with the {params['engine']} engine: "
         f"dataset {params['dataset']} on the {params['target']} target"
         + (f" ({params['instance_type']} nodes)" if on_a_cluster else "") + "; "
@@ -319,8 +321,9 @@ PLOTTERS = {"time_vs_nodes.png": plot_time_vs_nodes, "time_breakdown.png": plot_
 
 
 def report_files(document):
-    """{file name: bytes}: report.md, summary.json and the plots of a benchmark document."""
-    document = {**document, "plots": plot_names(document)}
+    """{file name: bytes}: report.md, summary.json and the plots of a benchmark document; params it lacks
+    (a document of a sweep from before the engine field) at their defaults."""
+    document = {**document, "params": params_with_defaults(document["params"]), "plots": plot_names(document)}
     files = {name: PLOTTERS[name](document) for name in document["plots"]}
     files["summary.json"] = json.dumps(document, indent=1).encode()
     files["report.md"] = report_markdown(document).encode()

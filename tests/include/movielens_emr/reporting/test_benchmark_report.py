@@ -76,13 +76,22 @@ def test_report_states_the_conventions_the_fit_and_the_failure(study):
 
 def test_the_report_names_the_engine_and_the_instance_type(study):
     text = report.report_markdown({**study, "plots": []})
-    assert text.startswith("# similarity engine benchmark `manual__2026-01-05T00:00:00+00:00`\n")
+    assert text.startswith(
+        "# movielens_similarity benchmark `manual__2026-01-05T00:00:00+00:00`: the similarity engine\n")
     assert ("movielens_similarity runs with the similarity engine: dataset ml-1m on the emr target "
             "(m5.xlarge nodes); node counts 4, 8;") in text
     local = {**study, "params": {**PARAMS, "engine": "als", "target": "local"}, "plots": []}
     text = report.report_markdown(local)
-    assert text.startswith("# als engine benchmark ") and "m5.xlarge" not in text
+    assert text.split("\n")[0].endswith("`: the als engine") and "m5.xlarge" not in text
     assert "movielens_similarity runs with the als engine: dataset ml-1m on the local target;" in text
+
+
+def test_a_document_from_before_the_engine_field_reports_the_similarity_engine(study):
+    old = {name: value for name, value in PARAMS.items() if name not in ("engine", "instance_type")}
+    files = report.report_files({**study, "params": old})
+    assert files["report.md"].decode().split("\n")[0].endswith("`: the similarity engine")
+    params = json.loads(files["summary.json"])["params"]
+    assert (params["engine"], params["instance_type"]) == ("similarity", "m5.xlarge")
 
 
 def test_every_plot_title_names_the_engine_dataset_and_target(study):
