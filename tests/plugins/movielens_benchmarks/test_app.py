@@ -14,6 +14,7 @@ from plugins.movielens_benchmarks import planning, views
 from tests.plugins.movielens_benchmarks.stored import (
     WEIRD,
     add_reports,
+    add_run,
     add_runs,
     add_sized_runs,
     add_typed_runs,
@@ -501,3 +502,23 @@ def test_a_malformed_price_variable_does_not_matter_to_a_local_plan(client, stor
 def test_plan_json_refuses_a_bad_instance_type(client, storage_root):
     answer = client.get("/api/plan", params={"dataset": "ml-1m", "instance_type": "huge\n", "budget_usd": 1})
     assert answer.status_code == 422 and "instance_type" in answer.json()["detail"]
+
+
+def history_cells(html, run_id):
+    """The text of each cell of the history row of run_id."""
+    row = re.search(rf'<tr data-run-id="{re.escape(run_id)}">(.*?)</tr>', html, flags=re.S).group(1)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row, flags=re.S)
+    return [re.sub(r"<[^>]+>", "", cell).strip() for cell in cells]
+
+
+def test_the_history_shows_each_runs_engine_and_its_recommendations_quality(client, storage_root):
+    evaluation = {"recommenders": {
+        "als": {"k": 10, "precision_at_k": 0.1134, "ndcg_at_k": 0.1509},
+        "popularity": {"k": 10, "precision_at_k": 0.0715, "ndcg_at_k": 0.0905}}}
+    add_run(storage_root, "manual__als", 5, target="local", engine="als",
+            extra_metrics={"evaluation": evaluation})
+    add_run(storage_root, "manual__similarity", 1, target="local")
+    html = client.get("/").text
+    assert history_cells(html, "manual__als")[-2:] == ["als", "0.1134 / 0.1509"]
+    assert 'title="popularity: 0.0715 / 0.0905"' in html
+    assert history_cells(html, "manual__similarity")[-2:] == ["similarity", "–"]
