@@ -16,9 +16,10 @@ with the model's time at worst (every Spot node lost near the end, its work done
 import dataclasses
 import statistics
 
-from movielens_emr.config.instances import catalogue
-from movielens_emr.config.params import DEFAULT_ENGINE, MIN_ON_DEMAND_NODES
+from movielens_emr.config.instances import catalogue, memory_fit_error
+from movielens_emr.config.params import DEFAULT_ENGINE, MIN_ON_DEMAND_NODES, InvalidParam, validate_run_config
 from movielens_emr.config.targets import target_named
+from movielens_emr.engine.registry import UnknownEngine, engine_named
 from movielens_emr.sizing.history_rows import observation, planned_pair_work, usable_runs
 from movielens_emr.sizing.model import (
     NoNodeCountFits,
@@ -171,6 +172,36 @@ def type_options(type_model, node_counts, pair_work, on_demand_usd, spot_usd):
     return options
 
 
+def task_memory_need(dataset, target, engine, instance_type, node_count):
+    """MB the engine's largest task needs on a run of dataset over node_count nodes of instance_type (the
+    engine's own task_memory_mb, which validate_config checks before any cluster exists); None when the
+    engine states none or such a run cannot be described (a dataset outside the catalogue, say)."""
+    try:
+        need = getattr(engine_named(engine), "task_memory_mb", None)
+        if need is None:
+            return None
+        config = validate_run_config(
+            {"dataset": dataset, "target": target, "node_count": node_count, "instance_type": instance_type,
+             "engine": engine}, max_node_count=node_count, default_target=target, engines=(engine,))
+    except (InvalidParam, UnknownEngine):
+        return None
+    return need(config)
+
+
+def node_counts_that_fit(name, node_counts, memory_need_of):
+    """(the node counts whose largest task a node of type `name` holds, why the others do not): the need
+    may fall with more nodes (more movie blocks, smaller ones)."""
+    instance, fitting, error = catalogue().get(name), [], None
+    for count in node_counts:
+        need = memory_need_of(name, count) if memory_need_of and instance else None
+        problem = need and memory_fit_error(need, instance, "the engine's largest task")
+        if problem:
+            error = error or problem
+        else:
+            fitting.append(count)
+    return fitting, error
+
+
 def spot_market(target, spot_price_of):
     """spot_price_of where there is a Spot market to plan on (a priced cluster target), else no Spot price."""
     planned = target_named(target)
@@ -188,22 +219,35 @@ def run_work(row):
 
 def plan_instance_types(rows, dataset, target, instance_types=None, price_of=None, sample_fraction=1.0,
                         node_counts=range(1, 21), deadline_minutes=None, budget_usd=None,
-                        engine=DEFAULT_ENGINE, spot_price_of=catalogue_spot_price):
+                        engine=DEFAULT_ENGINE, spot_price_of=catalogue_spot_price, memory_need_of=None):
     """Predictions for every (instance type, node count, market), the Pareto front of time and cost across
     them, each type's best for a deadline or budget, the choice with its reason, and this machine's time
     beside them. price_of(type) is the on-demand USD per node-hour (None: unpriced); spot_price_of(type)
     the assumed Spot one (None: no Spot option), and spot_price_of=None plans on-demand only. Spot options
-    exist on a priced cluster target only."""
+    exist on a priced cluster target only. memory_need_of(type, node count) is the MB the engine's largest
+    task needs (default: task_memory_need for this dataset, target and engine): a type whose containers
+    cannot hold it is not planned at that count, and not at all, with the reason, when no count fits."""
     instance_types = list(instance_types or catalogue())
     price_of = price_of or (lambda name: catalogue()[name].usd_per_hour if name in catalogue() else None)
     spot_price_of = spot_market(target, spot_price_of)
+    if memory_need_of is None:
+        def memory_need_of(name, count):
+            return task_memory_need(dataset, target, engine, name, count)
     models, unplanned = type_models(rows, target, instance_types, engine)
     if not models:
         raise NotEnoughHistory(next(iter(unplanned.values())))
     engine_rows = [row for row in rows if (row.get("engine") or DEFAULT_ENGINE) == engine]
     pair_work = planned_pair_work(engine_rows, dataset, sample_fraction)
+    fitting = {}
+    for name in list(models):
+        fitting[name], error = node_counts_that_fit(name, node_counts, memory_need_of)
+        if not fitting[name]:
+            unplanned[name] = error
+            del models[name]
+    if not models:
+        raise NoNodeCountFits("; ".join(unplanned[name] for name in instance_types if name in unplanned))
     options = [option for name, type_model in models.items() for option in
-               type_options(type_model, node_counts, pair_work, price_of(name), spot_price_of(name))]
+               type_options(type_model, fitting[name], pair_work, price_of(name), spot_price_of(name))]
     goal = Goal(deadline_minutes, budget_usd)
     chosen = choose(options, goal) if goal.given else None
     front = pareto(options)

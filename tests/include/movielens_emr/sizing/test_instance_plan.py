@@ -9,7 +9,12 @@ import pytest
 
 from movielens_emr.config.instances import catalogue
 from movielens_emr.sizing.advise import main
-from movielens_emr.sizing.instance_plan import format_type_plan, plan_instance_types, type_models
+from movielens_emr.sizing.instance_plan import (
+    format_type_plan,
+    plan_instance_types,
+    task_memory_need,
+    type_models,
+)
 from movielens_emr.sizing.model import NoNodeCountFits, NotEnoughHistory
 
 WORK = {"ml-25m": 3e11, "ml-1m": 4e9}
@@ -223,3 +228,37 @@ def test_the_text_gives_seconds_when_the_runs_are_short():
     assert f": {chosen['cluster_seconds']:.0f} s, $" in chosen["reason"] and " min" not in chosen["reason"]
     slow = format_type_plan(plan_instance_types(history(), "ml-1m", "emr", THREE_TYPES))
     assert "type          market     nodes  minutes  cost USD  if lost  confidence" in slow
+
+
+def test_a_type_whose_containers_cannot_hold_the_largest_task_is_not_planned_and_says_why():
+    python_mb = {name: instance.python_task_mb for name, instance in catalogue().items()}
+    need = python_mb["r5.xlarge"]  # only r5.xlarge's containers are this large
+    plan = plan_instance_types(history(), "ml-1m", "emr", THREE_TYPES, node_counts=[3, 5],
+                               memory_need_of=lambda name, nodes: need)
+    assert {option["instance_type"] for option in plan["options"]} == {"r5.xlarge"}
+    assert plan["unplanned"]["m5.xlarge"].startswith(
+        f"instance_type: m5.xlarge cannot hold the engine's largest task: it needs about {need:,} MB")
+
+
+def test_a_need_that_falls_with_more_nodes_leaves_out_only_the_counts_that_do_not_fit():
+    m5_python_mb = catalogue()["m5.xlarge"].python_task_mb
+
+    def need(name, nodes):
+        return m5_python_mb * 4 / nodes
+
+    plan = plan_instance_types(history(), "ml-1m", "emr", ["m5.xlarge"], node_counts=[2, 4, 8],
+                               spot_price_of=None, memory_need_of=need)
+    assert sorted(option["node_count"] for option in plan["options"]) == [4, 8]
+
+
+def test_when_no_type_can_hold_the_task_the_plan_says_so():
+    with pytest.raises(NoNodeCountFits, match="cannot hold the engine's largest task"):
+        plan_instance_types(history(), "ml-1m", "emr", THREE_TYPES, node_counts=[3],
+                            memory_need_of=lambda name, nodes: 10**6)
+
+
+def test_the_default_need_is_the_engines_own_for_the_dataset():
+    need = task_memory_need("ml-25m", "emr", "similarity", "m5.xlarge", 4)
+    assert 500 < need < catalogue()["c5.xlarge"].python_task_mb  # the job's bound at the block cap, ~1.2 GB
+    assert task_memory_need("ml-25m", "emr", "als", "m5.xlarge", 4) is None  # als states none
+    assert task_memory_need("no-such-dataset", "emr", "similarity", "m5.xlarge", 4) is None
