@@ -48,6 +48,7 @@ RELEASE_FILES = {"ml-latest-small": "ml-latest-small/ratings.csv", "ml-100k": "m
 SYNTHETIC_SHAPES = {SMALL_SYNTHETIC: SyntheticShape(users=1510, movies=1850, ratings=250_000),
                     ML1M_SYNTHETIC: SyntheticShape()}
 TARGET_ERROR = 0.20
+QUIET_POLL_S = 5
 
 
 @dataclass(frozen=True)
@@ -127,16 +128,28 @@ def dataset_sizes(paths, cases):
                                                  ratings[case.dataset]) for case in cases}
 
 
-def measure(cases, paths, repeats, work_dir):
-    """{case: [Measured, ...]}: every case `repeats` times, the cases interleaved so that a change in the
-    machine's load falls on all of them alike."""
-    runs = {case: [] for case in cases}
+def wait_for_quiet(threshold, max_wait_s, sleep=time.sleep, load=os.getloadavg):
+    """Poll the 1-minute load average until it is below threshold, for at most max_wait_s (other work on
+    this shared machine lands in the runs' times); returns the 1-minute load then."""
+    waited = 0
+    while load()[0] >= threshold and waited < max_wait_s:
+        sleep(QUIET_POLL_S)
+        waited += QUIET_POLL_S
+    return load()[0]
+
+
+def measure(cases, paths, repeats, work_dir, quiet=(float("inf"), 0)):
+    """({case: [Measured, ...]}, [the 1-minute load as each run started]): every case `repeats` times, the
+    cases interleaved so that a change in the machine's load falls on all of them alike, each run after
+    waiting for a quiet machine (quiet: the load threshold and the longest wait)."""
+    runs, loads = {case: [] for case in cases}, []
     for repeat in range(repeats):
         for index, case in enumerate(cases):
+            loads.append(wait_for_quiet(*quiet))
             log(f"repeat {repeat + 1}/{repeats}, run {index + 1}/{len(cases)}: {case.dataset} at "
-                f"{case.fraction:g} on {case.nodes} node(s)")
+                f"{case.fraction:g} on {case.nodes} node(s), load {loads[-1]:.2f}")
             runs[case].append(run_job(paths[case.dataset], case, work_dir / f"{repeat}-{index}"))
-    return runs
+    return runs, loads
 
 
 def observations(runs, sizes):
@@ -178,9 +191,10 @@ def report_rows(held_out, sizes, model, ernest):
     return rows
 
 
-def print_report(rows, model, training_runs, load_before, load_after, minutes):
-    print(f"{time.strftime('%Y-%m-%d')}: {training_runs} training runs, {len(rows)} held-out cases; load "
-          f"average {load_before[0]:.2f} before, {load_after[0]:.2f} after; {minutes:.1f} minutes")
+def print_report(rows, model, training_runs, loads, minutes):
+    print(f"{time.strftime('%Y-%m-%d')}: {training_runs} training runs, {len(rows)} held-out cases; 1-minute "
+          f"load as each run started: median {statistics.median(loads):.2f}, largest {max(loads):.2f}; "
+          f"{minutes:.1f} minutes")
     print(f"Model: {model.formula()}")
     if getattr(model, "dataset_errors", None):
         print(f"Its own held-out error across the fitted datasets: median {model.dataset_median_error:.1%}, "
@@ -284,23 +298,27 @@ def main(argv=None):
                         help="the folder holding ml-latest-small/ and ml-100k/")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each case; its median is measured")
     parser.add_argument("--quick", action="store_true", help="one repeat and fewer cases")
+    parser.add_argument("--quiet-load", type=float, default=1.0,
+                        help="before each run, wait for a 1-minute load below this (default 1.0)")
+    parser.add_argument("--quiet-wait", type=float, default=60,
+                        help="wait at most this many seconds for it, then run anyway (default 60)")
     args = parser.parse_args(argv)
     fit_cases, held_cases = (QUICK_FIT, QUICK_HELD_OUT) if args.quick else (FIT, HELD_OUT)
     repeats = 1 if args.quick else args.repeats
-    started, load_before = time.monotonic(), os.getloadavg()
+    started, quiet = time.monotonic(), (args.quiet_load, args.quiet_wait)
     with tempfile.TemporaryDirectory(prefix="sizing-accuracy-") as scratch:
         work_dir = Path(scratch)
         cases = fit_cases + held_cases
         paths = dataset_paths(args.data_dir, work_dir, sorted({case.dataset for case in cases}))
         log("counting each input's W and ratings")
         sizes = dataset_sizes(paths, cases + [Case(case.dataset, 1.0, 1) for case in cases])
-        training = measure(fit_cases, paths, repeats, work_dir / "fit")
-        held_out = measure(held_cases, paths, repeats, work_dir / "held")
+        training, fit_loads = measure(fit_cases, paths, repeats, work_dir / "fit", quiet)
+        held_out, held_loads = measure(held_cases, paths, repeats, work_dir / "held", quiet)
     fitted = observations(training, sizes)
     model = fit_run_model(fitted, target=TARGET)
     ernest = fit_time_model(fitted, target=TARGET)
     rows = report_rows(held_out, sizes, model, ernest)
-    print_report(rows, model, len(fitted), load_before, os.getloadavg(), (time.monotonic() - started) / 60)
+    print_report(rows, model, len(fitted), fit_loads + held_loads, (time.monotonic() - started) / 60)
     if len(held_out) > len({case.dataset for case in held_out}):
         print_after_one_run(after_one_run(training, held_out, sizes))
 

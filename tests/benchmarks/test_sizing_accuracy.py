@@ -88,11 +88,20 @@ def test_the_summary_says_whether_the_target_was_met(capsys):
 
 def test_the_report_prints_every_case_beside_its_measurement(capsys):
     rows, model = report()
-    sizing_accuracy.print_report(rows, model, 24, (1.0, 1.0, 1.0), (1.5, 1.0, 1.0), 2.0)
+    sizing_accuracy.print_report(rows, model, 24, [1.0, 0.5, 1.5], 2.0)
     out = capsys.readouterr().out
     table = [line for line in out.splitlines() if line.startswith("| c |")]
     assert len(table) == 2 and all(line.count("|") == 15 for line in table)
-    assert "load average 1.00 before, 1.50 after" in out and "Model: per stage" in out
+    assert "load as each run started: median 1.00, largest 1.50" in out and "Model: per stage" in out
+
+
+def test_a_run_waits_for_a_quiet_machine_but_not_forever():
+    loads = iter([3.0, 2.5, 0.8, 0.8])
+    slept = []
+    assert sizing_accuracy.wait_for_quiet(1.0, 60, sleep=slept.append, load=lambda: (next(loads),)) == 0.8
+    assert len(slept) == 2
+    assert sizing_accuracy.wait_for_quiet(1.0, 10, sleep=slept.append, load=lambda: (4.0,)) == 4.0
+    assert len(slept) == 4
 
 
 def test_after_one_run_of_a_dataset_its_other_cases_are_planned_from_that_run():
