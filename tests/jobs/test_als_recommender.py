@@ -17,8 +17,14 @@ from movielens_emr.engine.als.evaluation_split import ratings_tsv, read_ratings
 from movielens_emr.engine.similarity.results import parse_output_line
 from movielens_emr.evaluation import reference_als
 from movielens_emr.evaluation.ranking import evaluate
-from movielens_emr.evaluation.split import positives, time_split
-from movielens_emr.local.recommender_comparison import IMPLICIT, SPARK, implicit_check, implicit_fit
+from movielens_emr.evaluation.split import Ratings, positives, time_split
+from movielens_emr.local.recommender_comparison import (
+    IMPLICIT,
+    SPARK,
+    implicit_check,
+    implicit_fit,
+    implicit_regularization,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 MOVIELENS = REPO.parent / "shared" / "data" / "movielens"
@@ -121,6 +127,39 @@ def test_recommendation_lines_are_csv_with_quoted_titles():
     text = als.recommendation_lines([(3, [(1, 0.25), (2, 0.125)])], {"1": "Godfather, The (1972)"})
     assert list(csv.reader(io.StringIO(text))) == [["3", "1", "1", "Godfather, The (1972)", "0.25"],
                                                    ["3", "2", "2", "", "0.125"]]
+
+
+def test_implicits_lambda_is_reg_param_times_ratings_over_the_root_of_users_times_movies():
+    train = Ratings(np.array([1, 1, 1, 1, 2, 2, 2, 2]), np.arange(8), np.full(8, 4.0), np.zeros(8))
+    # 8 ratings, 2 users (4 each on average), 8 movies (1 each): the geometric mean of 4 and 1 is 2
+    assert implicit_regularization(train, 0.1) == pytest.approx(0.2)
+
+
+def test_implicits_check_says_which_metric_is_outside_the_tolerance():
+    check = implicit_check({SPARK: {"precision_at_k": 0.1, "ndcg_at_k": 0.2},
+                            IMPLICIT: {"precision_at_k": 0.105, "ndcg_at_k": 0.18}},
+                           tolerance={"precision_at_k": 0.008, "ndcg_at_k": 0.008})
+    assert check["precision_at_k"] == {"spark": 0.1, "implicit": 0.105, "difference": 0.005,
+                                       "tolerance": 0.008, "within": True}
+    assert check["ndcg_at_k"]["within"] is False and check["ndcg_at_k"]["difference"] == pytest.approx(-0.02)
+
+
+def test_implicits_movie_factors_solve_the_normal_equations_of_confidence_one_plus_alpha_r():
+    """implicit's last step solves every movie's factors for the users':
+    y_i = (X'X + X'(C_i - I)X + lambda I)^-1 X'C_i p(i), with C = 1 + alpha r where rated and the rule's
+    lambda, to float32's precision: the same confidence as Spark's, not implicit's own alpha x r."""
+    train = read_ratings([SAMPLE / "ratings.csv"])
+    user_ids, x, movie_ids, y = implicit_fit(train, 4, 0.05, 2.0, 3, threads=2)
+    lam = implicit_regularization(train, 0.05)
+    rows, columns = np.searchsorted(user_ids, train.users), np.searchsorted(movie_ids, train.movies)
+    gram, worst = x.T @ x, 0.0
+    for column in range(0, movie_ids.size, 37):  # every 37th movie: a few hundred solves
+        rated = columns == column
+        raters, confidence = x[rows[rated]], 1 + 2.0 * train.ratings[rated]
+        lhs = gram + (raters.T * (confidence - 1)) @ raters + lam * np.eye(4)
+        solved = np.linalg.solve(lhs, raters.T @ confidence)
+        worst = max(worst, np.abs(solved - y[column]).max() / np.abs(y).max())
+    assert worst < 1e-3
 
 
 # --- Spark: one session ------------------------------------------------------------------------------
