@@ -30,6 +30,9 @@ class AlsEngine:
 
     name = ALS_ENGINE
     stage_names = STAGE_NAMES
+    # The script's exceptions for an input at fault (jobs/als_recommender.py): the same input fails the same
+    # way again, so a local run that ends with one is not retried.
+    input_errors = ("TooManyBadLines", "NoRatings")
     # A cluster runs it with Spark (and Hadoop's YARN under it).
     applications = ("Hadoop", "Spark")
 

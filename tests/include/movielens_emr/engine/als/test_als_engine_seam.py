@@ -1,4 +1,7 @@
 """The als engine behind the seam: its job for a run, what a cluster needs, its figures."""
+import ast
+
+from movielens_emr.airflow.similarity_tasks import input_error
 from movielens_emr.config.params import validate_run_config
 from movielens_emr.engine.als.engine import ENGINE
 from movielens_emr.engine.als.job import KERNEL_FILE, SCRIPT_FILE
@@ -38,3 +41,16 @@ def test_its_figures_are_the_scripts_own_under_the_metrics_names():
     assert (figures["als_seconds_per_iteration"], figures["als_training_loss"]) == (1.9, 12.5)
     assert figures["spark_driver_python"] == "3.9.18" and figures["evaluation"] == {"split": {}}
     assert figures["output_pairs"] == 30 and figures["als_per_iteration"] is None
+
+
+def test_its_input_errors_are_the_scripts_own_exceptions():
+    script = ast.parse(SCRIPT_FILE.read_text())
+    classes = {node.name for node in ast.walk(script) if isinstance(node, ast.ClassDef)}
+    assert ENGINE.input_errors and set(ENGINE.input_errors) <= classes
+
+
+def test_a_local_run_that_fails_on_its_input_is_not_retried():
+    failed = ("Traceback (most recent call last):\n  File \"als_recommender.py\", line 423, in fit\n"
+              "__main__.NoRatings: no rating to fit: every line was bad, or no user is in the sample")
+    assert input_error(failed, ENGINE.input_errors) == "NoRatings"
+    assert input_error("py4j.protocol.Py4JJavaError: An error occurred", ENGINE.input_errors) is None
