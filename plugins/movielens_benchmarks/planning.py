@@ -15,6 +15,7 @@ from movielens_emr.config.params import (
 from movielens_emr.config.targets import LOCAL, target_named
 from movielens_emr.data.datasets import CATALOGUE
 from movielens_emr.sizing.advise import plan_run
+from movielens_emr.sizing.counted_work import counted_pair_work
 from movielens_emr.sizing.instance_plan import plan_instance_types
 from movielens_emr.sizing.model import MIN_RUNS, NotEnoughHistory
 from movielens_emr.sizing.prices import configured_overrides, price_in_force
@@ -134,7 +135,8 @@ def plan_for(request):
     rows = planning_history(request.target)
     try:
         plan = plan_run(rows, request.dataset, request.target, request.instance_type, price.usd_per_node_hour,
-                        1.0, range(1, PLAN_MAX_NODES + 1), request.deadline_minutes, request.budget_usd)
+                        1.0, range(1, PLAN_MAX_NODES + 1), request.deadline_minutes, request.budget_usd,
+                        count_work=counted_pair_work)
     except NotEnoughHistory as error:
         raise HistoryCannotAnswer(str(error), runs_needed(request)) from error
     return {**plan, "price": price.as_dict(), "across_types": across_types(rows, request, overrides)}

@@ -19,6 +19,7 @@ import sys
 from movielens_emr.config.instances import catalogue
 from movielens_emr.config.params import DEFAULT_ENGINE
 from movielens_emr.config.targets import EMR, TARGET_NAMES, target_named
+from movielens_emr.sizing.counted_work import counted_pair_work
 from movielens_emr.sizing.history_rows import (
     observation,
     planned_pair_work,
@@ -28,7 +29,7 @@ from movielens_emr.sizing.history_rows import (
 )
 from movielens_emr.sizing.instance_plan import catalogue_spot_price, format_type_plan, plan_instance_types
 from movielens_emr.sizing.model import (
-    fit_time_model,
+    fit_run_model,
     pareto_front,
     predictions,
     recommend,
@@ -63,19 +64,19 @@ def latest_one_run(run_ids, metrics_of, reads=ONE_RUN_READS):
 
 def plan_run(rows, dataset, target=EMR.name, instance_type="m5.xlarge", price_per_node_hour=None,
              sample_fraction=1.0, node_counts=DEFAULT_NODE_COUNTS, deadline_minutes=None, budget_usd=None,
-             one_run=None, engine=DEFAULT_ENGINE, pair_work=None):
+             one_run=None, engine=DEFAULT_ENGINE, pair_work=None, count_work=None):
     """Predictions for every node count, the Pareto front and, for a deadline or budget, the choice.
 
     one_run (latest_one_run's) puts a measured run's one-run prediction beside each fitted one.
     pair_work: the planned run's W counted on its own ratings (the engine's planned_work); without it,
     W is scaled from the dataset's measured runs by the sample fraction, and the plan says so.
+    count_work(dataset, sample_fraction, engine): counts W on the files here when no run measured it.
     """
     runs, skipped = usable_runs(rows, target, instance_type, engine)
-    model = fit_time_model([observation(row) for row in runs], target=target)
-    work_source = "counted on the ratings files" if pair_work else (
-        "scaled from the dataset's measured runs by the sample fraction (a sample's W is not linear in it: "
-        "heavy users dominate it)")
-    pair_work = pair_work or planned_pair_work(runs, dataset, sample_fraction)
+    model = fit_run_model([observation(row) for row in runs], target=target)
+    pair_work = planned_pair_work(runs, dataset, sample_fraction, counted=pair_work, count=count_work and (
+        lambda: count_work(dataset, sample_fraction, engine)))
+    work_source = pair_work.source
     options = predictions(model, list(node_counts), pair_work, price_per_node_hour)
     one_run_seconds = {option["node_count"]: option["cluster_seconds"]
                        for option in (one_run or {}).get("predictions", [])}
@@ -89,7 +90,8 @@ def plan_run(rows, dataset, target=EMR.name, instance_type="m5.xlarge", price_pe
     return {
         "dataset": dataset, "engine": engine, "target": target, "instance_type": instance_type,
         "sample_fraction": sample_fraction, "pair_work": pair_work, "pair_work_source": work_source,
-        "model": {"coefficients": dict(zip(("a", "b", "c", "d"), model.coefficients, strict=True)),
+        "model": {"coefficients": model.coefficient_dict(), "formula": model.formula(),
+                  "datasets": list(model.datasets),
                   "runs": model.runs, "runs_skipped": skipped, "node_range": list(model.node_range),
                   "work_range": list(model.work_range), "provisioning_seconds": model.provisioning_seconds,
                   "loo_median_error": model.loo_median_error, "loo_p90_error": model.loo_p90_error},
@@ -147,8 +149,7 @@ def format_plan(plan):
         f"{plan['dataset']} at sample fraction {plan['sample_fraction']:g} on {plan['target']} "
         f"({plan['instance_type']}): pair work {plan['pair_work']:.4g}, "
         f"{plan.get('pair_work_source', 'scaled from the measured runs')}",
-        "model t(m) = {a:.1f} + {b:.3g} * W/m + {c:.1f} * log m + {d:.2f} * m seconds".format(
-            **model["coefficients"]) + f", provisioning {model['provisioning_seconds']:.0f} s apart",
+        f"model {model['formula']}",
         f"fitted on {model['runs']} runs ({model['runs_skipped']} without a pair work count skipped), "
         f"nodes {model['node_range'][0]}-{model['node_range'][1]}; leave-one-out error "
         + ("unknown" if error is None
@@ -223,13 +224,15 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def main(argv=None, rows=None, metrics_of=None, price_overrides=None):
+def main(argv=None, rows=None, metrics_of=None, price_overrides=None, count_work=None):
     """The command line. rows (history rows) are read from the run history database, metrics_of(run_id)
     (a run's metrics.json) from the storage root, and price_overrides from the Variable
-    movielens_hourly_prices, when not given: the prices the pipeline's runs use."""
+    movielens_hourly_prices, when not given: the prices the pipeline's runs use. With the stored history, the
+    planned run's W is counted on its ratings files here when no run measured it (count_work)."""
     args = parse_args(argv)
     if rows is None:
         rows, metrics_of = stored_history()
+        count_work = count_work or counted_pair_work
     if args.instance_types:
         return main_across_types(args, rows, price_overrides)
     one_run = None
@@ -242,7 +245,7 @@ def main(argv=None, rows=None, metrics_of=None, price_overrides=None):
         price = price_in_force(args.instance_type, price_overrides or {}, args.target)
         plan = plan_run(rows, args.dataset, args.target, args.instance_type, price.usd_per_node_hour,
                         args.sample_fraction, range(1, args.max_nodes + 1), args.deadline_minutes,
-                        args.budget_usd, one_run, engine=args.engine)
+                        args.budget_usd, one_run, engine=args.engine, count_work=count_work)
     except ValueError as error:  # NotEnoughHistory, NoNodeCountFits, BadPriceVariable: a plain answer
         print(f"advise: {error}", file=sys.stderr)
         return 2
