@@ -40,7 +40,8 @@ from movielens_emr.reporting.history import (
 from movielens_emr.reporting.metrics import parse_hadoop_counters
 from movielens_emr.sizing.advise import main as advise_main
 from movielens_emr.sizing.advise import plan_run, run_advice
-from movielens_emr.sizing.model import CONFIDENCE_BOUNDS, NotEnoughHistory, Observation, fit_time_model
+from movielens_emr.sizing.history_rows import observation
+from movielens_emr.sizing.model import CONFIDENCE_BOUNDS, NotEnoughHistory, fit_run_model
 from movielens_emr.sizing.prices import hourly_price
 
 from tests.support.credential_scan import files_under, find_leaks, make_canary, run_values, s3_objects
@@ -496,17 +497,18 @@ def test_the_advisor_plans_from_the_emr_rows_figures(advisor_runs):
                     deadline_minutes=30)
     model = plan["model"]
     assert (model["runs"], model["runs_skipped"], model["node_range"]) == (4, 0, [2, 3])
-    # fitted to the rows' own node counts (their core nodes run the tasks), pair work and cluster seconds
-    # beyond provisioning
-    measured = [Observation(row["node_count"], row["pair_work"],
-                            row["cluster_seconds"] - row["provisioning_seconds"]) for row in rows]
-    assert list(model["coefficients"].values()) == pytest.approx(
-        fit_time_model(measured, target="emr").coefficients)
+    # fitted stage by stage to the rows' own node counts (their core nodes run the tasks), stage seconds,
+    # ratings read, pair work, output pairs and cluster seconds beyond provisioning
+    assert model["formula"].startswith("per stage, seconds on m machines")
+    assert model["coefficients"] == pytest.approx(
+        fit_run_model([observation(row) for row in rows], target="emr").coefficient_dict())
     works = [row["pair_work"] for row in rows]
     assert model["work_range"] == [min(works), max(works)]
     assert model["provisioning_seconds"] == statistics.median(row["provisioning_seconds"] for row in rows)
-    assert plan["pair_work"] == pytest.approx(
-        statistics.median(row["pair_work"] / row["sample_fraction"] for row in rows) * 0.05)
+    # the planned input (sample fraction 0.05) ran: its W as that run's stage 1 counted it, never scaled
+    [same_input] = [row for row in rows if row["sample_fraction"] == 0.05]
+    assert plan["pair_work"] == same_input["pair_work"]
+    assert plan["pair_work_source"].startswith("W measured by a run of the same input")
     for option in plan["predictions"]:
         assert option["cost_usd"] == pytest.approx(
             option["node_count"] * option["cluster_seconds"] / 3600 * price, abs=1e-3)
