@@ -312,13 +312,15 @@ def main(argv=None):
         paths = dataset_paths(args.data_dir, work_dir, sorted({case.dataset for case in cases}))
         log("counting each input's W and ratings")
         sizes = dataset_sizes(paths, cases + [Case(case.dataset, 1.0, 1) for case in cases])
-        training, fit_loads = measure(fit_cases, paths, repeats, work_dir / "fit", quiet)
-        held_out, held_loads = measure(held_cases, paths, repeats, work_dir / "held", quiet)
+        # Training and held-out cases interleaved in one loop: a change in the machine's load falls on both.
+        runs, loads = measure(fit_cases + held_cases, paths, repeats, work_dir, quiet)
+    training = {case: runs[case] for case in fit_cases}
+    held_out = {case: runs[case] for case in held_cases}
     fitted = observations(training, sizes)
     model = fit_run_model(fitted, target=TARGET)
     ernest = fit_time_model(fitted, target=TARGET)
     rows = report_rows(held_out, sizes, model, ernest)
-    print_report(rows, model, len(fitted), fit_loads + held_loads, (time.monotonic() - started) / 60)
+    print_report(rows, model, len(fitted), loads, (time.monotonic() - started) / 60)
     if len(held_out) > len({case.dataset for case in held_out}):
         print_after_one_run(after_one_run(training, held_out, sizes))
 
