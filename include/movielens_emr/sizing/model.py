@@ -66,8 +66,41 @@ class Observation:
     stage_seconds: tuple = ()
 
 
+class HeldOutErrors:
+    """What both models say of their own error: each run predicted by a model fitted without it
+    (loo_errors), and each fitted dataset's runs by a model fitted on the others (dataset_errors; none for a
+    model fitted whole)."""
+
+    dataset_errors = ()
+
+    def error_basis(self, dataset):
+        """(held-out errors, what they are) that bound a prediction of `dataset`: for a dataset the model was
+        not fitted on, its error across datasets (unmeasured, empty, for a model without it); else its
+        leave-one-out error."""
+        if dataset and self.datasets and dataset not in self.datasets:
+            return self.dataset_errors, "held-out error across datasets"
+        return self.loo_errors, "leave-one-out error"
+
+    @property
+    def loo_median_error(self):
+        """Median |error| / measured of each run predicted by a model fitted without it; None if unknown."""
+        return statistics.median(self.loo_errors) if self.loo_errors else None
+
+    @property
+    def loo_p90_error(self):
+        return _quantile(self.loo_errors, 0.9) if self.loo_errors else None
+
+    @property
+    def dataset_median_error(self):
+        return statistics.median(self.dataset_errors) if self.dataset_errors else None
+
+    @property
+    def dataset_p90_error(self):
+        return _quantile(self.dataset_errors, 0.9) if self.dataset_errors else None
+
+
 @dataclass(frozen=True)
-class TimeModel:
+class TimeModel(HeldOutErrors):
     """A fitted Ernest model with what it was fitted on and its leave-one-out error."""
 
     coefficients: tuple
@@ -91,22 +124,6 @@ class TimeModel:
     def formula(self):
         return ("t(m) = {a:.1f} + {b:.3g} * W/m + {c:.1f} * log m + {d:.2f} * m seconds".format(
             **self.coefficient_dict()) + f", provisioning {self.provisioning_seconds:.0f} s apart")
-
-    def error_basis(self, dataset):
-        """(held-out errors, what they are) that bound a prediction of `dataset`: none for a dataset the model
-        was not fitted on (its error there is unmeasured), else its leave-one-out errors."""
-        if dataset and self.datasets and dataset not in self.datasets:
-            return (), "held-out error across datasets"
-        return self.loo_errors, "leave-one-out error"
-
-    @property
-    def loo_median_error(self):
-        """Median |error| / measured of each run predicted by a model fitted without it; None if unknown."""
-        return statistics.median(self.loo_errors) if self.loo_errors else None
-
-    @property
-    def loo_p90_error(self):
-        return _quantile(self.loo_errors, 0.9) if self.loo_errors else None
 
 
 class PlannedWork(float):
@@ -148,7 +165,7 @@ def stage_term_names(size_names):
 
 
 @dataclass(frozen=True)
-class StagedTimeModel:
+class StagedTimeModel(HeldOutErrors):
     """Ernest's terms fitted stage by stage (STAGE_SIZES), plus the seconds outside the stages.
 
     coefficients is flat, each stage's terms (stage_term_names) in turn and the seconds outside the stages
@@ -214,29 +231,6 @@ class StagedTimeModel:
         if dataset in ratios:
             return ratios[dataset], f"{dataset}'s measured"
         return statistics.median(ratios.values()), "the fitted datasets' median"
-
-    def error_basis(self, dataset):
-        """(held-out errors, what they are) that bound a prediction of `dataset`: for a dataset the model was
-        not fitted on, its error across datasets; else its leave-one-out error."""
-        if dataset and self.datasets and dataset not in self.datasets:
-            return self.dataset_errors, "held-out error across datasets"
-        return self.loo_errors, "leave-one-out error"
-
-    @property
-    def loo_median_error(self):
-        return statistics.median(self.loo_errors) if self.loo_errors else None
-
-    @property
-    def loo_p90_error(self):
-        return _quantile(self.loo_errors, 0.9) if self.loo_errors else None
-
-    @property
-    def dataset_median_error(self):
-        return statistics.median(self.dataset_errors) if self.dataset_errors else None
-
-    @property
-    def dataset_p90_error(self):
-        return _quantile(self.dataset_errors, 0.9) if self.dataset_errors else None
 
     def coefficient_dict(self):
         named = {f"stage {number} {term}": value
