@@ -7,7 +7,7 @@ from movielens_emr.config.params import DEFAULT_ENGINE
 from movielens_emr.config.targets import LOCAL, target_named
 from movielens_emr.engine.registry import UnknownEngine, engine_named
 from movielens_emr.engine.similarity.results import id_order
-from movielens_emr.reporting.metrics import CLUSTER_FIELDS, FAILURE_KEY, SUMMARISED
+from movielens_emr.reporting.metrics import CLUSTER_FIELDS, FAILURE_KEY, SUMMARISED, is_summarised
 from movielens_emr.reporting.plots import new_figure, png_bytes
 from movielens_emr.sizing.single_machine import baseline_phrase, duration, single_machine
 
@@ -103,7 +103,7 @@ def metric_rows(metrics):
     for name, value in metrics.items():
         if name == FAILURE_KEY or (name in CLUSTER_FIELDS and not _on_a_cluster(metrics)):
             continue
-        if name in SUMMARISED and isinstance(value, dict):
+        if is_summarised(name, value):
             rows += SUMMARISED[name](value)
         elif isinstance(value, list) and value and all(map(is_scalar, value)):
             rows += [(f"{name}[{number}]", item) for number, item in enumerate(value, start=1)]

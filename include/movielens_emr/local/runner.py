@@ -310,12 +310,18 @@ def _kill_own_group(*_):
     os.killpg(os.getpgrp(), signal.SIGKILL)
 
 
-def main(argv):
-    """python -m movielens_emr.local.runner REQUEST_JSON RESULT_FILE PARENT_PID"""
+def run_as_child(argv, run):
+    """A job's child process: argv is (program, REQUEST_JSON, RESULT_FILE, PARENT_PID); it dies with its
+    parent, logs to stderr, and writes run(**request)'s result to RESULT_FILE as JSON."""
     die_with_parent(int(argv[3]))
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
     request, result_file = json.loads(argv[1]), Path(argv[2])
-    result_file.write_text(json.dumps(run_in_this_process(**request)))
+    result_file.write_text(json.dumps(run(**request)))
+
+
+def main(argv):
+    """python -m movielens_emr.local.runner REQUEST_JSON RESULT_FILE PARENT_PID"""
+    run_as_child(argv, run_in_this_process)
 
 
 if __name__ == "__main__":

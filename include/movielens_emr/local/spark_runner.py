@@ -19,7 +19,7 @@ from pathlib import Path
 from movielens_emr.local.runner import (
     LocalJobFailed,
     child_env,
-    die_with_parent,
+    run_as_child,
     run_job_process,
     stop_leftover_job,
 )
@@ -148,10 +148,7 @@ def event_log_times(folder):
 
 def main(argv):
     """python -m movielens_emr.local.spark_runner REQUEST_JSON RESULT_FILE PARENT_PID"""
-    die_with_parent(int(argv[3]))
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
-    request, result_file = json.loads(argv[1]), Path(argv[2])
-    result_file.write_text(json.dumps(run_spark_submit(**request)))
+    run_as_child(argv, run_spark_submit)
 
 
 if __name__ == "__main__":

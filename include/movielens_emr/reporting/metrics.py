@@ -225,9 +225,23 @@ def spark_task_times_lines(times):
     return rows
 
 
-# Records too large for a row each of their figures: summarised in a few rows.
+def per_iteration_lines(iterations):
+    """The als engine's loss and fit seconds after each iteration (als_per_iteration) as a row each."""
+    return [(f"als_per_iteration[{step.get('iteration')}]",
+             f"training loss {step['training_loss']:,.1f} after a fit of {step['fit_seconds']:,.1f} s")
+            for step in iterations]
+
+
+# Records too large for a row each of their figures (dictionaries, or a list of them): summarised in rows.
 SUMMARISED = {"task_times": task_times_lines, "one_run_prediction": one_run_prediction_lines,
-              "evaluation": evaluation_lines, "spark_task_times": spark_task_times_lines}
+              "evaluation": evaluation_lines, "spark_task_times": spark_task_times_lines,
+              "als_per_iteration": per_iteration_lines}
+
+
+def is_summarised(name, value):
+    """Whether metrics.json's `name` is one of SUMMARISED's records: a dictionary, or a list not empty (not
+    its null)."""
+    return name in SUMMARISED and (isinstance(value, dict) or (isinstance(value, list) and bool(value)))
 
 
 # Figures of a cluster: a run on this machine has none of them (metrics.json keeps them, as null or 0).
@@ -248,7 +262,7 @@ def metrics_table(metrics):
     for name, value in metrics.items():
         if name in CLUSTER_FIELDS and not on_a_cluster:
             continue
-        if name in SUMMARISED and isinstance(value, dict):
+        if is_summarised(name, value):
             rows += SUMMARISED[name](value)
         elif isinstance(value, list) and value:
             rows += [(f"{name}[{number}]", item) for number, item in enumerate(value, start=1)]

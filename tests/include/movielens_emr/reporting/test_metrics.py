@@ -163,6 +163,15 @@ def test_an_als_runs_evaluation_and_spark_task_times_read_as_a_few_rows():
                                                                           "missing": "no event log"}})
 
 
+def test_an_als_runs_loss_per_iteration_reads_as_a_row_per_iteration():
+    steps = [{"iteration": 1, "training_loss": 57626.2015, "fit_seconds": 1.782},
+             {"iteration": 2, "training_loss": 42715.5571, "fit_seconds": 3.01}]
+    lines = metrics_table({"als_per_iteration": steps}).splitlines()
+    assert lines == ["als_per_iteration[1]  training loss 57,626.2 after a fit of 1.8 s",
+                     "als_per_iteration[2]  training loss 42,715.6 after a fit of 3.0 s"]
+    assert metrics_table({"als_per_iteration": None}) == "als_per_iteration  -"
+
+
 # Spot task nodes -------------------------------------------------------------------------------------
 TIMINGS = {"cluster_seconds": 3600.0, "provisioning_seconds": 300.0, "stage_seconds": [600.0, 1800.0, 600.0]}
 
