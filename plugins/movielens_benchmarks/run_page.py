@@ -9,7 +9,8 @@ from movielens_emr.engine.registry import UnknownEngine, engine_named
 from movielens_emr.engine.similarity.results import id_order
 from movielens_emr.reporting.metrics import CLUSTER_FIELDS, FAILURE_KEY, SUMMARISED, is_summarised
 from movielens_emr.reporting.plots import new_figure, png_bytes
-from movielens_emr.sizing.single_machine import baseline_phrase, duration, single_machine
+from movielens_emr.sizing.durations import duration
+from movielens_emr.sizing.single_machine import baseline_phrase, single_machine
 
 from . import failures, runs, sources, views
 from .sources import is_scalar

@@ -15,7 +15,7 @@ from movielens_emr.config.settings import settings_from_env
 from movielens_emr.data.datasets import CATALOGUE
 from movielens_emr.engine.similarity.results import id_order
 from movielens_emr.reporting import benchmark_report
-from movielens_emr.sizing.single_machine import duration
+from movielens_emr.sizing.durations import duration
 
 from . import failures, planning, runs, sources
 from .sources import PLOT_NAME, NoResults, UnreadableFile, is_record, is_scalar

@@ -20,6 +20,7 @@ from movielens_emr.config.instances import catalogue
 from movielens_emr.config.params import DEFAULT_ENGINE
 from movielens_emr.config.targets import EMR, TARGET_NAMES, target_named
 from movielens_emr.sizing.counted_work import counted_pair_work
+from movielens_emr.sizing.durations import duration, time_column
 from movielens_emr.sizing.history_rows import (
     observation,
     planned_pair_work,
@@ -35,7 +36,7 @@ from movielens_emr.sizing.model import (
     recommend,
 )
 from movielens_emr.sizing.prices import NOT_PRICED, configured_overrides, price_in_force
-from movielens_emr.sizing.single_machine import against_single_machine, duration, single_machine, time_column
+from movielens_emr.sizing.single_machine import against_single_machine, single_machine
 
 DEFAULT_NODE_COUNTS = range(1, 21)
 # metrics.json files read at most, newest run first, in search of a one-run prediction.

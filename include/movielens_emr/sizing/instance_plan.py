@@ -20,6 +20,7 @@ from movielens_emr.config.instances import catalogue, memory_fit_error
 from movielens_emr.config.params import DEFAULT_ENGINE, MIN_ON_DEMAND_NODES, InvalidParam, validate_run_config
 from movielens_emr.config.targets import target_named
 from movielens_emr.engine.registry import UnknownEngine, engine_named
+from movielens_emr.sizing.durations import duration, time_column
 from movielens_emr.sizing.history_rows import observation, planned_pair_work, usable_runs
 from movielens_emr.sizing.model import (
     NoNodeCountFits,
@@ -28,7 +29,7 @@ from movielens_emr.sizing.model import (
     fit_run_model,
     predictions,
 )
-from movielens_emr.sizing.single_machine import baseline_phrase, duration, single_machine, time_column
+from movielens_emr.sizing.single_machine import baseline_phrase, single_machine
 
 SCALED_NOTE = "scaled from {reference} by a speed factor of {factor:.2f} ({runs} run(s) of {name})"
 ON_DEMAND, SPOT = "on-demand", "spot"

@@ -1,19 +1,12 @@
-"""This machine beside a cluster (the COST baseline): its time for the same input, what a cluster gains on it,
-and durations as the plans print them."""
+"""This machine beside a cluster (the COST baseline): its time for the same input, and what a cluster gains
+on it."""
 import math
 
 from movielens_emr.config.params import DEFAULT_ENGINE
 from movielens_emr.config.targets import LOCAL
+from movielens_emr.sizing.durations import duration
 from movielens_emr.sizing.history_rows import observation, planned_pair_work, same_engine, usable_runs
 from movielens_emr.sizing.model import NotEnoughHistory, fit_run_model, predictions
-
-# Below this many seconds a duration reads better in seconds ("42 s") than in minutes ("0.7 min").
-SECONDS_BELOW = 120
-
-
-def duration(seconds):
-    """A duration as the plans print it: whole seconds when short, else minutes to one decimal."""
-    return f"{seconds:.0f} s" if seconds < SECONDS_BELOW else f"{seconds / 60:.1f} min"
 
 
 def single_machine(rows, dataset, sample_fraction, engine=DEFAULT_ENGINE):
@@ -79,11 +72,3 @@ def node_counts_text(counts):
     if len(counts) > 2 and counts == list(range(counts[0], counts[-1] + 1)):
         return f"{counts[0]}-{counts[-1]}"
     return ", ".join(map(str, counts))
-
-
-def time_column(all_seconds):
-    """A table's time column as (header, format of one value): seconds when its shortest time is under
-    SECONDS_BELOW (a column of "0.7" minutes says little), minutes otherwise. Both headers are 7 wide."""
-    if all_seconds and min(all_seconds) < SECONDS_BELOW:
-        return "seconds", lambda seconds: f"{seconds:.0f}"
-    return "minutes", lambda seconds: f"{seconds / 60:.1f}"

@@ -13,6 +13,8 @@ import re
 import time
 from pathlib import Path
 
+from movielens_emr.sizing.durations import time_column
+
 PHASES = ("mapper", "reducer")
 HISTORY_SOURCE = "job history"
 LOCAL_SOURCE = "local task times"
@@ -225,10 +227,12 @@ def task_times_lines(task_times):
 
 
 def one_run_prediction_lines(prediction):
-    """Table rows (name, text) of one_run_prediction: cluster minutes by node count, on one row."""
+    """Table rows (name, text) of one_run_prediction: cluster time by node count, on one row, in seconds when
+    the shortest is under two minutes (durations.time_column), else in minutes."""
     origin = f"from {prediction['from_node_count']} nodes ({prediction['from_task_slots']} task slots)"
     if prediction["missing"]:
         return [("one_run_prediction", f"none: {prediction['missing']}")]
-    minutes = ", ".join(f"{option['node_count']}: {option['cluster_seconds'] / 60:.1f}"
-                        for option in prediction["predictions"])
-    return [("one_run_prediction", f"{origin}; cluster minutes by nodes: {minutes}")]
+    options = prediction["predictions"]
+    unit, shown = time_column([option["cluster_seconds"] for option in options])
+    times = ", ".join(f"{option['node_count']}: {shown(option['cluster_seconds'])}" for option in options)
+    return [("one_run_prediction", f"{origin}; cluster {unit} by nodes: {times}")]

@@ -12,6 +12,7 @@ from movielens_emr.sizing.task_times import (
     killed_attempts,
     local_record_path,
     one_run_prediction,
+    one_run_prediction_lines,
     parse_job_history,
     read_local_task_times,
     task_times_record,
@@ -228,7 +229,7 @@ def test_the_metrics_table_summarises_the_task_times_and_the_prediction():
     assert lines[1].split(None, 1) == [
         "task_times[1]", "4 mapper tasks, 16.0 s (longest 4.0 s); 2 reducer tasks, 12.0 s (longest 6.0 s)"]
     assert lines[3].split(None, 1) == [
-        "one_run_prediction", "from 2 nodes (2 task slots); cluster minutes by nodes: 1: 0.9, 2: 0.7"]
+        "one_run_prediction", "from 2 nodes (2 task slots); cluster seconds by nodes: 1: 56, 2: 40"]
     missing = unknown_task_times(2, "no job history of stages 1, 2")
     unknown = metrics_table({"task_times": missing,
                              "one_run_prediction": one_run_prediction(missing, timings, 2, {2: 2})})
@@ -254,3 +255,11 @@ def test_the_attempts_the_history_records_as_killed_are_counted_apart():
     record = task_times_record(HISTORY_SOURCE, [[], []], killed=[2, None])
     assert record["killed_attempts"] == [2, None]
     assert "killed_attempts" not in task_times_record(LOCAL_SOURCE, [[]])
+
+
+def test_the_prediction_reads_in_minutes_once_every_time_is_two_minutes_or_more():
+    prediction = {"from_node_count": 4, "from_task_slots": 12, "missing": None,
+                  "predictions": [{"node_count": 2, "cluster_seconds": 1800.0},
+                                  {"node_count": 4, "cluster_seconds": 120.0}]}
+    assert one_run_prediction_lines(prediction) == [
+        ("one_run_prediction", "from 4 nodes (12 task slots); cluster minutes by nodes: 2: 30.0, 4: 2.0")]
