@@ -30,10 +30,20 @@ class InstanceType:
     spot_price_fraction: float
 
     @property
+    def ec2_usd_per_hour(self):
+        """The EC2 part of the on-demand price: usd_per_hour less EMR's charge."""
+        return round(self.usd_per_hour - self.emr_usd_per_hour, 4)
+
+    def assumed_spot_ec2_usd_per_hour(self, on_demand_usd_per_hour=None):
+        """The assumed EC2 Spot price: spot_price_fraction of the on-demand EC2 price, that of
+        on_demand_usd_per_hour (a node-hour price in force, EMR's charge included) when given."""
+        on_demand = self.usd_per_hour if on_demand_usd_per_hour is None else on_demand_usd_per_hour
+        return max(on_demand - self.emr_usd_per_hour, 0.0) * self.spot_price_fraction
+
+    @property
     def spot_usd_per_hour(self):
-        """A Spot node's assumed USD per hour: the EC2 part at spot_price_fraction, EMR's charge in full."""
-        return round((self.usd_per_hour - self.emr_usd_per_hour) * self.spot_price_fraction
-                     + self.emr_usd_per_hour, 4)
+        """A Spot node's assumed USD per hour: the assumed EC2 Spot price, EMR's charge in full."""
+        return round(self.assumed_spot_ec2_usd_per_hour() + self.emr_usd_per_hour, 4)
 
     @property
     def python_task_mb(self):

@@ -108,7 +108,7 @@ class SpotPrice:
 
 def on_demand_ec2_usd_per_hour(instance):
     """The EC2 part of an instance type's on-demand price (the catalogue's usd_per_hour less EMR's charge)."""
-    return round(instance.usd_per_hour - instance.emr_usd_per_hour, 4)
+    return instance.ec2_usd_per_hour
 
 
 def spot_bid_price(instance, max_price_usd=None):
@@ -146,8 +146,7 @@ def spot_price_charged(instance, on_demand_usd_per_node_hour, history_ec2_usd=No
     emr = instance.emr_usd_per_hour
     if history_ec2_usd is not None:
         return SpotPrice(round(history_ec2_usd + emr, 6), round(history_ec2_usd, 6), SPOT_HISTORY, why)
-    on_demand = instance.usd_per_hour if on_demand_usd_per_node_hour is None else on_demand_usd_per_node_hour
-    ec2 = max(on_demand - emr, 0.0) * instance.spot_price_fraction
+    ec2 = instance.assumed_spot_ec2_usd_per_hour(on_demand_usd_per_node_hour)
     return SpotPrice(round(ec2 + emr, 6), round(ec2, 6), ASSUMED_SPOT,
                      f"assumed: {instance.spot_price_fraction:.0%} of the on-demand EC2 price "
                      f"(instances.toml's spot_price_fraction), as the Spot price history could not be used: "
